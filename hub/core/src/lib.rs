@@ -1,0 +1,9 @@
+//! `tributary-core`: the vocabulary every other Tributary crate shares.
+//!
+//! It stays small on purpose: types and contracts only, no I/O. The log,
+//! the schema registry, connectors and sinks depend on it; it depends on
+//! nothing of ours.
+
+pub mod offsets;
+
+pub use offsets::{ConsumerOffset, OffsetStore, OffsetStoreError, TopicPartition};

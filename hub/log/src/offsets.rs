@@ -1,0 +1,129 @@
+//! Consumer offsets in sled.
+//!
+//! One tree, key `group \0 topic \0 partition(u32 BE)`, value the offset
+//! (u64 BE). `commit` calls `flush()` before returning: sled writes are
+//! durable only after a flush.
+
+use std::path::Path;
+
+use tributary_core::{ConsumerOffset, OffsetStore, OffsetStoreError, TopicPartition};
+
+/// The sled-backed [`OffsetStore`].
+#[derive(Debug, Clone)]
+pub struct SledOffsetStore {
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+fn storage(what: &'static str) -> impl FnOnce(sled::Error) -> OffsetStoreError {
+    move |e| OffsetStoreError::Storage {
+        what,
+        source: Box::new(e),
+    }
+}
+
+fn key(group: &str, tp: &TopicPartition) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.len() + tp.topic.len() + 6);
+    k.extend_from_slice(group.as_bytes());
+    k.push(0);
+    k.extend_from_slice(tp.topic.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&tp.partition.to_be_bytes());
+    k
+}
+
+fn decode(k: &[u8], v: &[u8]) -> Result<ConsumerOffset, OffsetStoreError> {
+    let malformed = || OffsetStoreError::Malformed {
+        key: String::from_utf8_lossy(k).into_owned(),
+    };
+    let mut parts = k.splitn(3, |&b| b == 0);
+    let group = parts.next().ok_or_else(malformed)?;
+    let topic = parts.next().ok_or_else(malformed)?;
+    let part: [u8; 4] = parts.next().and_then(|p| p.try_into().ok()).ok_or_else(malformed)?;
+    let off: [u8; 8] = v.try_into().map_err(|_| malformed())?;
+    Ok(ConsumerOffset {
+        group: String::from_utf8(group.to_vec()).map_err(|_| malformed())?,
+        tp: TopicPartition::new(
+            String::from_utf8(topic.to_vec()).map_err(|_| malformed())?,
+            u32::from_be_bytes(part),
+        ),
+        offset: u64::from_be_bytes(off),
+    })
+}
+
+impl SledOffsetStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, OffsetStoreError> {
+        let db = sled::open(dir.as_ref()).map_err(storage("open"))?;
+        let tree = db.open_tree("consumer_offsets").map_err(storage("open tree"))?;
+        Ok(Self { tree, db })
+    }
+}
+
+impl OffsetStore for SledOffsetStore {
+    fn commit(&self, group: &str, tp: &TopicPartition, offset: u64) -> Result<(), OffsetStoreError> {
+        self.tree
+            .insert(key(group, tp), &offset.to_be_bytes())
+            .map_err(storage("insert"))?;
+        self.db.flush().map_err(storage("flush"))?;
+        Ok(())
+    }
+
+    fn get(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>, OffsetStoreError> {
+        let Some(v) = self.tree.get(key(group, tp)).map_err(storage("get"))? else {
+            return Ok(None);
+        };
+        let k = key(group, tp);
+        decode(&k, &v).map(|c| Some(c.offset))
+    }
+
+    fn list(&self, group: Option<&str>) -> Result<Vec<ConsumerOffset>, OffsetStoreError> {
+        let prefix = group.map(|g| {
+            let mut p = g.as_bytes().to_vec();
+            p.push(0);
+            p
+        });
+        let iter = match &prefix {
+            Some(p) => self.tree.scan_prefix(p),
+            None => self.tree.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(storage("scan"))?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, group: &str, tp: &TopicPartition) -> Result<bool, OffsetStoreError> {
+        let old = self.tree.remove(key(group, tp)).map_err(storage("remove"))?;
+        self.db.flush().map_err(storage("flush"))?;
+        Ok(old.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tp = TopicPartition::new("orders", 3);
+        {
+            let s = SledOffsetStore::open(dir.path()).expect("open");
+            s.commit("g1", &tp, 10).expect("commit");
+            s.commit("g1", &tp, 42).expect("commit");
+            s.commit("g2", &TopicPartition::new("orders", 0), 7).expect("commit");
+        }
+        let s = SledOffsetStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("g1", &tp).expect("get"), Some(42));
+        assert_eq!(s.get("g1", &TopicPartition::new("orders", 0)).expect("get"), None);
+        let g1 = s.list(Some("g1")).expect("list");
+        assert_eq!(g1.len(), 1);
+        assert_eq!(g1[0].offset, 42);
+        assert_eq!(s.list(None).expect("list").len(), 2);
+        assert!(s.delete("g2", &TopicPartition::new("orders", 0)).expect("delete"));
+        assert_eq!(s.list(None).expect("list").len(), 1);
+    }
+}
