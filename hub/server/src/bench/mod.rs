@@ -1,0 +1,36 @@
+//! `tributary bench ...`: each benchmark measures Tributary and a
+//! reference system on the same data in the same run, and ends with one
+//! summary line of plain numbers.
+
+mod log;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Append then read back records through the log; the same records
+    /// through Redis Streams (XADD) and NATS JetStream.
+    Log(log::LogBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Log(args) => log::run(args),
+    }
+}
+
+/// Records per second, as a whole number.
+pub(crate) fn rate(count: u64, secs: f64) -> u64 {
+    if secs <= 0.0 {
+        return 0;
+    }
+    (count as f64 / secs).round() as u64
+}
+
+/// `a / b` with two decimals; 0 when `b` is 0.
+pub(crate) fn ratio(a: u64, b: u64) -> String {
+    if b == 0 {
+        return "0.00".into();
+    }
+    format!("{:.2}", a as f64 / b as f64)
+}
