@@ -267,7 +267,10 @@ pub fn parse_header(buf: &[u8]) -> std::result::Result<BatchHeader, FrameError> 
         )));
     }
     if buf[16] != MAGIC {
-        return Err(FrameError::Invalid(format!("unknown batch magic {}", buf[16])));
+        return Err(FrameError::Invalid(format!(
+            "unknown batch magic {}",
+            buf[16]
+        )));
     }
     let compression = Compression::from_code(buf[17] & 0b11)
         .ok_or_else(|| FrameError::Invalid(format!("unknown compression {}", buf[17] & 0b11)))?;
@@ -588,7 +591,11 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> std::result::Result<u64, &'static 
 }
 
 #[inline]
-fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> std::result::Result<&'a [u8], &'static str> {
+fn take<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    n: usize,
+) -> std::result::Result<&'a [u8], &'static str> {
     let end = pos.checked_add(n).ok_or("length overflows")?;
     let s = buf.get(*pos..end).ok_or("length runs past the batch")?;
     *pos = end;

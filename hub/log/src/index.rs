@@ -95,7 +95,7 @@ fn read_checked(path: &Path, magic: &[u8; 4], covered: u64, entry: usize) -> Opt
     }
     let mut len = [0u8; 8];
     len.copy_from_slice(&bytes[8..16]);
-    if u64::from_le_bytes(len) != covered || (bytes.len() - FILE_HEADER) % entry != 0 {
+    if u64::from_le_bytes(len) != covered || !(bytes.len() - FILE_HEADER).is_multiple_of(entry) {
         return None;
     }
     Some(bytes[FILE_HEADER..].to_vec())
@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(lookup_offset(&idx, 15), Some(idx[1]));
         assert_eq!(lookup_offset(&idx, 25), Some(idx[2]));
         assert_eq!(lookup_offset(&[], 5), None);
-        let t = [TimeEntry { ts: 100, rel: 0 }, TimeEntry { ts: 200, rel: 10 }];
+        let t = [
+            TimeEntry { ts: 100, rel: 0 },
+            TimeEntry { ts: 200, rel: 10 },
+        ];
         assert_eq!(lookup_time(&t, 50), 0);
         assert_eq!(lookup_time(&t, 150), 0);
         assert_eq!(lookup_time(&t, 250), 10);
@@ -161,7 +164,10 @@ mod tests {
     fn stale_and_damaged_files_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("x.index");
-        let e = [OffsetEntry { rel: 0, pos: 0 }, OffsetEntry { rel: 5, pos: 64 }];
+        let e = [
+            OffsetEntry { rel: 0, pos: 0 },
+            OffsetEntry { rel: 5, pos: 64 },
+        ];
         write_offset_index(&p, &e, 128).expect("write");
         assert_eq!(read_offset_index(&p, 128).as_deref(), Some(&e[..]));
         assert_eq!(read_offset_index(&p, 129), None, "stale length");

@@ -85,9 +85,12 @@ impl Log {
     pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let topics_dir = dir.join("topics");
-        std::fs::create_dir_all(&topics_dir).map_err(|e| LogError::io("create dir", &topics_dir, e))?;
+        std::fs::create_dir_all(&topics_dir)
+            .map_err(|e| LogError::io("create dir", &topics_dir, e))?;
         let mut topics = BTreeMap::new();
-        for entry in std::fs::read_dir(&topics_dir).map_err(|e| LogError::io("list", &topics_dir, e))? {
+        for entry in
+            std::fs::read_dir(&topics_dir).map_err(|e| LogError::io("list", &topics_dir, e))?
+        {
             let entry = entry.map_err(|e| LogError::io("list", &topics_dir, e))?;
             let meta = entry.path().join("topic.json");
             if !meta.exists() {
@@ -95,10 +98,11 @@ impl Log {
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             let raw = std::fs::read(&meta).map_err(|e| LogError::io("read", &meta, e))?;
-            let config: TopicConfig = serde_json::from_slice(&raw).map_err(|source| LogError::Metadata {
-                path: meta.clone(),
-                source,
-            })?;
+            let config: TopicConfig =
+                serde_json::from_slice(&raw).map_err(|source| LogError::Metadata {
+                    path: meta.clone(),
+                    source,
+                })?;
             let topic = Topic::open(&name, &entry.path(), config)?;
             topics.insert(name, Arc::new(topic));
         }

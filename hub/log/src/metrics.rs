@@ -23,7 +23,10 @@ pub(crate) fn record_fsync(d: Duration) {
 /// bucket of [`FSYNC_BUCKETS_US`] (the last is +Inf), and the sum in µs.
 pub fn fsync_histogram() -> (Vec<u64>, u64) {
     (
-        FSYNC_COUNTS.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+        FSYNC_COUNTS
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
         FSYNC_SUM_US.load(Ordering::Relaxed),
     )
 }

@@ -39,7 +39,10 @@ fn decode(k: &[u8], v: &[u8]) -> Result<ConsumerOffset, OffsetStoreError> {
     let mut parts = k.splitn(3, |&b| b == 0);
     let group = parts.next().ok_or_else(malformed)?;
     let topic = parts.next().ok_or_else(malformed)?;
-    let part: [u8; 4] = parts.next().and_then(|p| p.try_into().ok()).ok_or_else(malformed)?;
+    let part: [u8; 4] = parts
+        .next()
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(malformed)?;
     let off: [u8; 8] = v.try_into().map_err(|_| malformed())?;
     Ok(ConsumerOffset {
         group: String::from_utf8(group.to_vec()).map_err(|_| malformed())?,
@@ -55,13 +58,20 @@ impl SledOffsetStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, OffsetStoreError> {
         let db = sled::open(dir.as_ref()).map_err(storage("open"))?;
-        let tree = db.open_tree("consumer_offsets").map_err(storage("open tree"))?;
+        let tree = db
+            .open_tree("consumer_offsets")
+            .map_err(storage("open tree"))?;
         Ok(Self { tree, db })
     }
 }
 
 impl OffsetStore for SledOffsetStore {
-    fn commit(&self, group: &str, tp: &TopicPartition, offset: u64) -> Result<(), OffsetStoreError> {
+    fn commit(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+        offset: u64,
+    ) -> Result<(), OffsetStoreError> {
         self.tree
             .insert(key(group, tp), &offset.to_be_bytes())
             .map_err(storage("insert"))?;
@@ -96,7 +106,10 @@ impl OffsetStore for SledOffsetStore {
     }
 
     fn delete(&self, group: &str, tp: &TopicPartition) -> Result<bool, OffsetStoreError> {
-        let old = self.tree.remove(key(group, tp)).map_err(storage("remove"))?;
+        let old = self
+            .tree
+            .remove(key(group, tp))
+            .map_err(storage("remove"))?;
         self.db.flush().map_err(storage("flush"))?;
         Ok(old.is_some())
     }
@@ -114,16 +127,23 @@ mod tests {
             let s = SledOffsetStore::open(dir.path()).expect("open");
             s.commit("g1", &tp, 10).expect("commit");
             s.commit("g1", &tp, 42).expect("commit");
-            s.commit("g2", &TopicPartition::new("orders", 0), 7).expect("commit");
+            s.commit("g2", &TopicPartition::new("orders", 0), 7)
+                .expect("commit");
         }
         let s = SledOffsetStore::open(dir.path()).expect("reopen");
         assert_eq!(s.get("g1", &tp).expect("get"), Some(42));
-        assert_eq!(s.get("g1", &TopicPartition::new("orders", 0)).expect("get"), None);
+        assert_eq!(
+            s.get("g1", &TopicPartition::new("orders", 0)).expect("get"),
+            None
+        );
         let g1 = s.list(Some("g1")).expect("list");
         assert_eq!(g1.len(), 1);
         assert_eq!(g1[0].offset, 42);
         assert_eq!(s.list(None).expect("list").len(), 2);
-        assert!(s.delete("g2", &TopicPartition::new("orders", 0)).expect("delete"));
+        assert!(
+            s.delete("g2", &TopicPartition::new("orders", 0))
+                .expect("delete")
+        );
         assert_eq!(s.list(None).expect("list").len(), 1);
     }
 }

@@ -79,22 +79,23 @@ impl Partition {
         bases.sort_unstable();
         let interval = u64::from(config.index_interval_bytes);
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        let recovery;
-        match bases.split_last() {
+        let recovery = match bases.split_last() {
             None => {
                 segments.push(Arc::new(Segment::create(dir, 0)?));
-                recovery = Recovery::Clean;
+                Recovery::Clean
             }
             Some((&last, sealed)) => {
                 for (i, &base) in sealed.iter().enumerate() {
                     let next_base = bases[i + 1];
-                    segments.push(Arc::new(Segment::open_sealed(dir, base, next_base, interval)?));
+                    segments.push(Arc::new(Segment::open_sealed(
+                        dir, base, next_base, interval,
+                    )?));
                 }
                 let (active, rec) = Segment::recover_active(dir, last, interval)?;
                 segments.push(Arc::new(active));
-                recovery = rec;
+                rec
             }
-        }
+        };
         let next = segments.last().map(|s| s.next_offset()).unwrap_or(0);
         Ok(Self {
             topic: topic.to_string(),
@@ -147,7 +148,11 @@ impl Partition {
 
     /// The first offset still stored.
     pub fn earliest_offset(&self) -> u64 {
-        self.segments.read().first().map(|s| s.base_offset).unwrap_or(0)
+        self.segments
+            .read()
+            .first()
+            .map(|s| s.base_offset)
+            .unwrap_or(0)
     }
 
     /// Number of segments and their total bytes.
@@ -180,7 +185,12 @@ impl Partition {
             });
         }
         let mut frame = batch.finish(self.config.compression)?;
-        if frame.len() as u64 > self.config.segment_bytes.max(crate::config::MAX_SEGMENT_BYTES / 2) {
+        if frame.len() as u64
+            > self
+                .config
+                .segment_bytes
+                .max(crate::config::MAX_SEGMENT_BYTES / 2)
+        {
             return Err(LogError::InvalidBatch {
                 reason: format!("batch of {} bytes is too large", frame.len()),
             });
@@ -262,7 +272,8 @@ impl Partition {
             crate::metrics::record_fsync(started.elapsed());
             self.publish_durable(upto);
         }
-        self.last_sync_ms.store(segment::now_ms(), Ordering::Relaxed);
+        self.last_sync_ms
+            .store(segment::now_ms(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -292,7 +303,9 @@ impl Partition {
                 next: hw,
             });
         }
-        let start = segs.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        let start = segs
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
         for seg in &segs[start..] {
             let batches = seg.read(offset, max_bytes)?;
             if !batches.is_empty() {
@@ -351,7 +364,10 @@ impl Partition {
         let mut total: u64 = segs.iter().map(|s| s.size()).sum();
         let mut doomed = 0;
         for seg in &segs[..segs.len() - 1] {
-            let by_size = self.config.retention_bytes.is_some_and(|limit| total > limit);
+            let by_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total > limit);
             let by_age = self
                 .config
                 .retention_ms
@@ -462,10 +478,10 @@ impl Partition {
                     continue;
                 }
                 kept += 1;
-                let headers: Vec<(&str, Option<&[u8]>)> =
-                    r.headers().collect::<std::result::Result<_, _>>().map_err(|reason| {
-                        LogError::InvalidBatch { reason }
-                    })?;
+                let headers: Vec<(&str, Option<&[u8]>)> = r
+                    .headers()
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|reason| LogError::InvalidBatch { reason })?;
                 let record = RecordIn {
                     timestamp: r.timestamp,
                     key: r.key,
@@ -479,9 +495,10 @@ impl Partition {
                     flush(&mut builder, &mut out)?;
                 }
                 let (base, b) = builder.get_or_insert_with(|| (r.offset, BatchBuilder::new()));
-                let delta = u32::try_from(r.offset - *base).map_err(|_| LogError::InvalidBatch {
-                    reason: "offset span of a compacted batch exceeds 32 bits".into(),
-                })?;
+                let delta =
+                    u32::try_from(r.offset - *base).map_err(|_| LogError::InvalidBatch {
+                        reason: "offset span of a compacted batch exceeds 32 bits".into(),
+                    })?;
                 b.push_at(delta, record);
             }
             Ok(())

@@ -207,7 +207,13 @@ impl Segment {
     }
 
     /// Scans `[0, len)` building indexes; returns them and how the scan ended.
-    fn build(file: &File, path: &Path, base: u64, len: u64, interval: u64) -> Result<(Built, ScanEnd)> {
+    fn build(
+        file: &File,
+        path: &Path,
+        base: u64,
+        len: u64,
+        interval: u64,
+    ) -> Result<(Built, ScanEnd)> {
         let mut b = Built {
             size: 0,
             next_offset: base,
@@ -219,12 +225,18 @@ impl Segment {
         let end = scan_frames(file, path, 0, len, |pos, h, _| {
             let rel = rel_of(base, h.base_offset, path, pos)?;
             if since >= interval {
-                b.index.push(OffsetEntry { rel, pos: pos as u32 });
+                b.index.push(OffsetEntry {
+                    rel,
+                    pos: pos as u32,
+                });
                 since = 0;
             }
             if h.max_timestamp > b.max_timestamp {
                 b.max_timestamp = h.max_timestamp;
-                b.time_index.push(TimeEntry { ts: h.max_timestamp, rel });
+                b.time_index.push(TimeEntry {
+                    ts: h.max_timestamp,
+                    rel,
+                });
             }
             since += h.total_len as u64;
             b.size = pos + h.total_len as u64;
@@ -348,7 +360,10 @@ impl Segment {
         let rel = rel_of(self.base_offset, h.base_offset, &self.path, pos)?;
         let since = self.since_index.load(Ordering::Relaxed);
         if pos == 0 || since >= interval {
-            self.index.write().push(OffsetEntry { rel, pos: pos as u32 });
+            self.index.write().push(OffsetEntry {
+                rel,
+                pos: pos as u32,
+            });
             self.since_index.store(0, Ordering::Relaxed);
         }
         self.since_index
@@ -379,7 +394,11 @@ impl Segment {
     pub fn seal(&self) -> Result<()> {
         self.sync()?;
         let len = self.size();
-        index::write_offset_index(&index_path(&self.dir, self.base_offset), &self.index.read(), len)?;
+        index::write_offset_index(
+            &index_path(&self.dir, self.base_offset),
+            &self.index.read(),
+            len,
+        )?;
         index::write_time_index(
             &time_index_path(&self.dir, self.base_offset),
             &self.time_index.read(),
@@ -412,7 +431,9 @@ impl Segment {
 
     /// Byte position to start reading `offset` from.
     fn position_for(&self, offset: u64) -> u64 {
-        let rel = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let rel = offset
+            .saturating_sub(self.base_offset)
+            .min(u64::from(u32::MAX)) as u32;
         index::lookup_offset(&self.index.read(), rel)
             .map(|e| u64::from(e.pos))
             .unwrap_or(0)
@@ -457,9 +478,8 @@ impl Segment {
                     break;
                 }
                 let frame = chunk.slice(off..off + h.total_len);
-                let h = batch::check_frame(&frame).map_err(|e| {
-                    self.corrupt(chunk_start + off as u64, format!("{e:?}"))
-                })?;
+                let h = batch::check_frame(&frame)
+                    .map_err(|e| self.corrupt(chunk_start + off as u64, format!("{e:?}")))?;
                 off += h.total_len;
                 taken += h.total_len;
                 if h.last_offset() >= offset {
@@ -489,7 +509,10 @@ impl Segment {
     }
 
     /// Calls `f` for every batch, in order, checking each.
-    pub fn for_each_batch(&self, mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<()>) -> Result<()> {
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         match scan_frames(&self.file, &self.path, 0, self.size(), |_, h, b| f(h, b))? {
             ScanEnd::Clean => Ok(()),
             ScanEnd::Bad { pos, error, .. } => Err(self.corrupt(pos, format!("{error:?}"))),

@@ -74,7 +74,8 @@ impl Topic {
         let config = Arc::new(config);
         let partitions = (0..config.partitions)
             .map(|p| {
-                Partition::open(name, p, &dir.join(p.to_string()), Arc::clone(&config)).map(Arc::new)
+                Partition::open(name, p, &dir.join(p.to_string()), Arc::clone(&config))
+                    .map(Arc::new)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -161,7 +162,10 @@ mod tests {
             ("foobar", -790_332_482),
             ("a-little-bit-long-string", -985_981_536),
             ("a-little-bit-longer-string", -1_486_304_829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             ("abc", 479_470_107),
         ];
         for (s, want) in cases {

@@ -61,22 +61,29 @@ fn make_data(n: u64) -> Data {
 }
 
 pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.records > 0 && args.batch > 0, "--records and --batch must be positive");
+    anyhow::ensure!(
+        args.records > 0 && args.batch > 0,
+        "--records and --batch must be positive"
+    );
     let data = make_data(args.records);
     let tmp;
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
         None => {
-            tmp = tempfile::Builder::new().prefix("tributary-bench-log").tempdir()?;
+            tmp = tempfile::Builder::new()
+                .prefix("tributary-bench-log")
+                .tempdir()?;
             tmp.path().to_path_buf()
         }
     };
 
     let (append, read) = bench_log(&args, &data, &dir)?;
     eprintln!("log append: {append} rec/s, read: {read} rec/s");
-    let redis = bench_redis(&args, &data).context("redis reference (is Redis running on the --redis-url?)")?;
+    let redis = bench_redis(&args, &data)
+        .context("redis reference (is Redis running on the --redis-url?)")?;
     eprintln!("redis xadd: {redis} rec/s");
-    let jetstream = bench_jetstream(&args, &data).context("JetStream reference (is nats-server running with -js?)")?;
+    let jetstream = bench_jetstream(&args, &data)
+        .context("JetStream reference (is nats-server running with -js?)")?;
     eprintln!("jetstream publish: {jetstream} rec/s");
     println!(
         "log: append {append} rec/s, read {read} rec/s, redis-xadd {redis} rec/s, jetstream {jetstream} rec/s, append/redis {}x, append/jetstream {}x",
@@ -86,7 +93,11 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_log(args: &LogBenchArgs, data: &Data, dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+fn bench_log(
+    args: &LogBenchArgs,
+    data: &Data,
+    dir: &std::path::Path,
+) -> anyhow::Result<(u64, u64)> {
     let log = Log::open_with(dir, LogOptions::default())?;
     let topic_name = format!("bench-{}", std::process::id());
     let topic = log.create_topic(
@@ -134,7 +145,8 @@ fn bench_log(args: &LogBenchArgs, data: &Data, dir: &std::path::Path) -> anyhow:
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("append thread panicked"))??;
+            h.join()
+                .map_err(|_| anyhow::anyhow!("append thread panicked"))??;
         }
         Ok(())
     })?;
@@ -143,7 +155,11 @@ fn bench_log(args: &LogBenchArgs, data: &Data, dir: &std::path::Path) -> anyhow:
     }
     let append_secs = started.elapsed().as_secs_f64();
     let written: u64 = parts.iter().map(|p| p.durable_watermark()).sum();
-    anyhow::ensure!(written == args.records, "log holds {written} durable records, expected {}", args.records);
+    anyhow::ensure!(
+        written == args.records,
+        "log holds {written} durable records, expected {}",
+        args.records
+    );
 
     // Reads: every partition from offset 0, every record decoded; the sum
     // of key and value bytes is checked so nothing is skipped.
@@ -177,13 +193,20 @@ fn bench_log(args: &LogBenchArgs, data: &Data, dir: &std::path::Path) -> anyhow:
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| anyhow::anyhow!("read thread panicked"))?)
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("read thread panicked"))?
+            })
             .collect::<anyhow::Result<Vec<_>>>()
     })?;
     let read_secs = started.elapsed().as_secs_f64();
     let count: u64 = totals.iter().map(|t| t.0).sum();
     let bytes: u64 = totals.iter().map(|t| t.1).sum();
-    anyhow::ensure!(count == args.records, "read {count} records, expected {}", args.records);
+    anyhow::ensure!(
+        count == args.records,
+        "read {count} records, expected {}",
+        args.records
+    );
     anyhow::ensure!(
         bytes == args.records * (KEY_LEN + VALUE_LEN) as u64,
         "read {bytes} key and value bytes, expected {}",
@@ -219,12 +242,18 @@ fn bench_redis(args: &LogBenchArgs, data: &Data) -> anyhow::Result<u64> {
     let secs = started.elapsed().as_secs_f64();
     let len: u64 = redis::cmd("XLEN").arg(&stream).query(&mut con)?;
     let _: () = redis::cmd("DEL").arg(&stream).query(&mut con)?;
-    anyhow::ensure!(len == args.records, "redis stream holds {len} entries, expected {}", args.records);
+    anyhow::ensure!(
+        len == args.records,
+        "redis stream holds {len} entries, expected {}",
+        args.records
+    );
     Ok(rate(args.records, secs))
 }
 
 fn bench_jetstream(args: &LogBenchArgs, data: &Data) -> anyhow::Result<u64> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         use async_nats::jetstream::{self, stream};
         let client = async_nats::connect(args.nats_url.as_str()).await?;
@@ -266,9 +295,18 @@ fn bench_jetstream(args: &LogBenchArgs, data: &Data) -> anyhow::Result<u64> {
             .get_stream(&name)
             .await
             .map_err(|e| anyhow::anyhow!("get stream: {e}"))?;
-        let stored = s.info().await.map_err(|e| anyhow::anyhow!("stream info: {e}"))?.state.messages;
+        let stored = s
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("stream info: {e}"))?
+            .state
+            .messages;
         let _ = js.delete_stream(&name).await;
-        anyhow::ensure!(stored == args.records, "JetStream stream holds {stored} messages, expected {}", args.records);
+        anyhow::ensure!(
+            stored == args.records,
+            "JetStream stream holds {stored} messages, expected {}",
+            args.records
+        );
         Ok(rate(args.records, secs))
     })
 }

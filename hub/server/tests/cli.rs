@@ -1,0 +1,106 @@
+//! The `tributary` binary as a user runs it. Needs the local Redis and
+//! NATS (scripts/services.sh) for the benchmark's references.
+
+use std::process::Command;
+
+fn tributary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+#[test]
+fn bench_log_prints_the_summary_line() {
+    let out = tributary()
+        .args(["bench", "log", "--records", "20000"])
+        .output()
+        .expect("run tributary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().expect("a summary line");
+    // log: append <N> rec/s, read <N> rec/s, redis-xadd <N> rec/s, jetstream <N> rec/s, append/redis <R>x, append/jetstream <R>x
+    let words: Vec<&str> = last.split(' ').collect();
+    assert_eq!(words.len(), 19, "{last}");
+    assert_eq!(
+        [
+            words[0], words[1], words[3], words[4], words[6], words[7], words[9], words[10],
+            words[12], words[13], words[15]
+        ],
+        [
+            "log:",
+            "append",
+            "rec/s,",
+            "read",
+            "rec/s,",
+            "redis-xadd",
+            "rec/s,",
+            "jetstream",
+            "rec/s,",
+            "append/redis",
+            "append/jetstream"
+        ],
+        "{last}"
+    );
+    for i in [2, 5, 8, 11] {
+        let n: u64 = words[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("{:?} is not plain digits in {last}", words[i]));
+        assert!(n > 0, "{last}");
+    }
+    for i in [14, 16] {
+        let r = words[i].trim_end_matches(['x', ',']);
+        assert!(
+            words[i].contains('x') && r.parse::<f64>().is_ok(),
+            "{:?} in {last}",
+            words[i]
+        );
+    }
+}
+
+#[test]
+fn topics_describe_shows_what_the_log_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = tributary_log::Log::open(dir.path()).expect("open");
+        let t = log
+            .create_topic(
+                "orders",
+                tributary_log::TopicConfig {
+                    partitions: 3,
+                    ..Default::default()
+                },
+            )
+            .expect("create");
+        let mut b = tributary_log::BatchBuilder::new();
+        b.push(tributary_log::RecordIn {
+            timestamp: 1,
+            key: Some(b"a"),
+            value: Some(b"b"),
+            headers: &[],
+        });
+        t.partition(2).expect("p2").append(b).expect("append");
+    }
+    let out = tributary()
+        .args(["topics", "describe", "orders", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["partitions"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["partitions"][2]["high_watermark"], 1);
+    assert_eq!(v["partitions"][0]["high_watermark"], 0);
+    let out = tributary()
+        .args(["topics", "describe", "nope", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic \"nope\""));
+}

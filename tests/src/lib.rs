@@ -1,0 +1,30 @@
+//! Helpers shared by the end-to-end tests and the child processes they
+//! start. Real files, real processes: nothing here fakes a service.
+
+/// A self-checking record value written by the `log-writer` child: run
+/// number, sequence number, and a CRC over both, so a reader can tell a
+/// value the child wrote from anything else.
+pub fn crash_value(run: u32, seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(&run.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    // Padding makes batches span several index intervals and segments.
+    v.extend(std::iter::repeat_n((seq % 251) as u8, 40));
+    let crc = crc32c::crc32c(&v);
+    v.extend_from_slice(&crc.to_le_bytes());
+    v
+}
+
+/// Parses a value made by [`crash_value`]: `None` if it is not one.
+pub fn parse_crash_value(v: &[u8]) -> Option<(u32, u64)> {
+    if v.len() != 56 {
+        return None;
+    }
+    let (body, crc) = v.split_at(52);
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return None;
+    }
+    let run = u32::from_le_bytes(body[0..4].try_into().ok()?);
+    let seq = u64::from_le_bytes(body[4..12].try_into().ok()?);
+    (crash_value(run, seq) == v).then_some((run, seq))
+}
