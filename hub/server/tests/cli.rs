@@ -22,7 +22,7 @@ fn bench_log_prints_the_summary_line() {
     let last = stdout.lines().last().expect("a summary line");
     // log: append <N> rec/s, read <N> rec/s, redis-xadd <N> rec/s, jetstream <N> rec/s, append/redis <R>x, append/jetstream <R>x
     let words: Vec<&str> = last.split(' ').collect();
-    assert_eq!(words.len(), 19, "{last}");
+    assert_eq!(words.len(), 17, "{last}");
     assert_eq!(
         [
             words[0], words[1], words[3], words[4], words[6], words[7], words[9], words[10],
