@@ -4,6 +4,11 @@
 //! the schema registry, connectors and sinks depend on it; it depends on
 //! nothing of ours.
 
+pub mod event;
 pub mod offsets;
 
+pub use event::{
+    ChangeEvent, Column, ColumnType, Datum, NumericSpecial, Op, Position, SnapshotFlag, SourceInfo,
+    TableSchema, TransactionInfo,
+};
 pub use offsets::{ConsumerOffset, OffsetStore, OffsetStoreError, TopicPartition};

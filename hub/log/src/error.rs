@@ -106,6 +106,15 @@ pub enum LogError {
         /// The codec's message.
         reason: String,
     },
+    /// An fsync or write failed earlier; the partition takes no more
+    /// appends until it is reopened.
+    #[error("{topic}/{partition}: an earlier fsync or write failed; reopen the log to recover")]
+    Failed {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+    },
     /// The consumer offset store failed.
     #[error(transparent)]
     Offsets(#[from] tributary_core::OffsetStoreError),

@@ -103,6 +103,7 @@ impl Log {
                     path: meta.clone(),
                     source,
                 })?;
+            config.validate()?;
             let topic = Topic::open(&name, &entry.path(), config)?;
             topics.insert(name, Arc::new(topic));
         }
@@ -152,6 +153,7 @@ impl Log {
             .and_then(|_| std::fs::rename(&tmp, &meta))
             .map_err(|e| LogError::io("write", &meta, e))?;
         segment::sync_dir(&dir)?;
+        segment::sync_dir(&self.inner.dir.join("topics"))?;
         let topic = Arc::new(Topic::open(name, &dir, config)?);
         self.inner
             .topics

@@ -57,13 +57,23 @@ pub struct Partition {
     high_watermark: watch::Sender<u64>,
     durable_watermark: watch::Sender<u64>,
     recovery: Recovery,
+    /// Set when an fsync failed: after a failed fsync the kernel may have
+    /// dropped the dirty pages, so nothing written since the last good
+    /// sync can be called durable. The partition refuses appends and
+    /// flushes until it is reopened (and recovered from what is on disk).
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Partition {
     /// Opens (or creates) the partition in `dir`, recovering its last
     /// segment.
     pub(crate) fn open(topic: &str, id: u32, dir: &Path, config: Arc<TopicConfig>) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::io("create dir", dir, e))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| LogError::io("create dir", dir, e))?;
+            if let Some(parent) = dir.parent() {
+                segment::sync_dir(parent)?;
+            }
+        }
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))? {
             let entry = entry.map_err(|e| LogError::io("list", dir, e))?;
@@ -111,7 +121,30 @@ impl Partition {
             high_watermark: watch::Sender::new(next),
             durable_watermark: watch::Sender::new(next),
             recovery,
+            failed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    fn check_healthy(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(LogError::Failed {
+                topic: self.topic.clone(),
+                partition: self.id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Syncs `seg`; a failure poisons the partition.
+    fn sync_segment(&self, seg: &Segment) -> Result<()> {
+        let started = std::time::Instant::now();
+        let r = seg.sync();
+        crate::metrics::record_fsync(started.elapsed());
+        if r.is_err() {
+            self.failed.store(true, Ordering::Release);
+            tracing::error!(topic = %self.topic, partition = self.id, "fsync failed: partition stopped until reopened");
+        }
+        r
     }
 
     /// Partition number.
@@ -196,6 +229,7 @@ impl Partition {
             });
         }
         let _w = self.writer.lock();
+        self.check_healthy()?;
         let base = self.next_offset.load(Ordering::Acquire);
         batch::seal_frame(&mut frame, base);
         let header = batch::parse_header(&frame).map_err(|e| LogError::InvalidBatch {
@@ -208,16 +242,22 @@ impl Partition {
         {
             active = self.roll_locked(&active)?;
         }
-        active.append(&frame, &header, u64::from(self.config.index_interval_bytes))?;
+        if let Err(e) = active.append(&frame, &header, u64::from(self.config.index_interval_bytes))
+        {
+            // A partial write may sit past the visible end: poison rather
+            // than let a later append land after garbage.
+            self.failed.store(true, Ordering::Release);
+            return Err(e);
+        }
         let next = header.next_offset();
+        // With `always`, the batch becomes visible only once synced, so no
+        // reader sees a record a crash could take back.
+        if self.config.fsync == FsyncPolicy::Always {
+            self.sync_segment(&active)?;
+        }
         self.next_offset.store(next, Ordering::Release);
-        match self.config.fsync {
-            FsyncPolicy::Always => {
-                active.sync()?;
-                self.publish_durable(next);
-            }
-            FsyncPolicy::Never => self.publish_durable(next),
-            FsyncPolicy::Interval { .. } => {}
+        if matches!(self.config.fsync, FsyncPolicy::Always | FsyncPolicy::Never) {
+            self.publish_durable(next);
         }
         self.high_watermark.send_replace(next);
         Ok(Appended {
@@ -241,7 +281,10 @@ impl Partition {
 
     /// Seals `active` and starts a new segment. Caller holds the writer lock.
     fn roll_locked(&self, active: &Arc<Segment>) -> Result<Arc<Segment>> {
-        active.seal()?;
+        if let Err(e) = active.seal() {
+            self.failed.store(true, Ordering::Release);
+            return Err(e);
+        }
         // Sealing synced everything written so far.
         self.publish_durable(active.next_offset());
         let next = Arc::new(Segment::create(&self.dir, active.next_offset())?);
@@ -264,12 +307,11 @@ impl Partition {
     pub fn flush(&self) -> Result<()> {
         let (active, upto) = {
             let _w = self.writer.lock();
+            self.check_healthy()?;
             (self.active(), self.next_offset.load(Ordering::Acquire))
         };
         if upto > self.durable_watermark() {
-            let started = std::time::Instant::now();
-            active.sync()?;
-            crate::metrics::record_fsync(started.elapsed());
+            self.sync_segment(&active)?;
             self.publish_durable(upto);
         }
         self.last_sync_ms
@@ -355,6 +397,9 @@ impl Partition {
     /// deletes whole sealed segments past the size or age limit, oldest
     /// first. Returns the base offsets deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<Vec<u64>> {
+        // Same lock order as `compact`: a segment being compacted is not
+        // deleted under it (the rename would bring it back).
+        let _c = self.compactor.lock();
         let _w = self.writer.lock();
         let active = self.active();
         if active.size() > 0 && self.segment_expired(&active) {
@@ -424,8 +469,10 @@ impl Partition {
             let cleaned = self.compact_segment(seg, &latest, horizon, &mut stats)?;
             if let Some(tmp) = cleaned {
                 let _w = self.writer.lock();
-                std::fs::rename(&tmp, &seg.path).map_err(|e| LogError::io("rename", &tmp, e))?;
+                // Index files first: a crash between the two steps must not
+                // leave an old index beside the new log file.
                 seg.delete_index_files()?;
+                std::fs::rename(&tmp, &seg.path).map_err(|e| LogError::io("rename", &tmp, e))?;
                 segment::sync_dir(&self.dir)?;
                 let next_base = segs[i + 1].base_offset;
                 let fresh = Arc::new(Segment::open_sealed(

@@ -60,28 +60,34 @@ pub(crate) enum ScanEnd {
     /// At the end of the range.
     Clean,
     /// At a frame that is incomplete or fails its checks.
-    Bad {
-        pos: u64,
-        error: FrameError,
-        /// Whether a valid frame starts where the bad one says it ends
-        /// (then the damage is not a torn tail).
-        valid_after: bool,
-    },
+    Bad { pos: u64, error: FrameError },
 }
 
 const SCAN_CHUNK: usize = 4 << 20;
 
 /// Whether any valid batch starts after `bad` and before `end`: then the
 /// damage at `bad` is not the torn end of the last write. Looks at every
-/// byte position (only on damage, so the cost is acceptable); a position
-/// counts only if its header is plausible and its CRC matches.
-fn valid_frame_after(file: &File, path: &Path, bad: u64, end: u64) -> Result<bool> {
+/// byte position (only on damage); a position counts only if its header
+/// names an offset in `[min_offset, min_offset + 2^32)`, where the next
+/// batch would have to be, and its CRC matches. Reads the rest of the
+/// segment into memory (at most `segment_bytes`).
+fn valid_frame_after(
+    file: &File,
+    path: &Path,
+    bad: u64,
+    end: u64,
+    min_offset: u64,
+) -> Result<bool> {
     let mut rest = vec![0u8; (end - bad) as usize];
     file.read_exact_at(&mut rest, bad)
         .map_err(|e| LogError::io("read", path, e))?;
+    let plausible = |h: &BatchHeader| {
+        h.base_offset >= min_offset && h.base_offset - min_offset <= u64::from(u32::MAX)
+    };
     Ok((1..rest.len().saturating_sub(HEADER_LEN - 1)).any(|i| {
         rest[i + 16] == 1
-            && batch::parse_header(&rest[i..]).is_ok_and(|h| i + h.total_len <= rest.len())
+            && batch::parse_header(&rest[i..])
+                .is_ok_and(|h| i + h.total_len <= rest.len() && plausible(&h))
             && batch::check_frame(&rest[i..]).is_ok()
     }))
 }
@@ -113,7 +119,6 @@ pub(crate) fn scan_frames(
                 return Ok(ScanEnd::Bad {
                     pos,
                     error: FrameError::Incomplete { needed: need },
-                    valid_after: valid_frame_after(file, path, pos, end)?,
                 });
             }
             let want = ((end - pos) as usize).min(need.max(SCAN_CHUNK));
@@ -129,11 +134,7 @@ pub(crate) fn scan_frames(
                 pos += h.total_len as u64;
             }
             Err(error) => {
-                return Ok(ScanEnd::Bad {
-                    pos,
-                    error,
-                    valid_after: valid_frame_after(file, path, pos, end)?,
-                });
+                return Ok(ScanEnd::Bad { pos, error });
             }
         }
     }
@@ -224,6 +225,13 @@ impl Segment {
         let mut since = u64::MAX;
         let end = scan_frames(file, path, 0, len, |pos, h, _| {
             let rel = rel_of(base, h.base_offset, path, pos)?;
+            if pos > u64::from(u32::MAX) {
+                return Err(LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    position: pos,
+                    reason: "segment larger than 4 GiB".into(),
+                });
+            }
             if since >= interval {
                 b.index.push(OffsetEntry {
                     rel,
@@ -262,20 +270,15 @@ impl Segment {
         let (built, end) = Self::build(&file, &path, base, len, interval)?;
         let recovery = match end {
             ScanEnd::Clean => Recovery::Clean,
-            ScanEnd::Bad {
-                pos,
-                error,
-                valid_after: true,
-            } => {
-                return Err(LogError::Corrupt {
-                    path,
-                    position: pos,
-                    reason: format!("{error:?}, with valid batches after it"),
-                });
-            }
-            ScanEnd::Bad { pos, .. } => {
+            ScanEnd::Bad { pos, error } => {
+                if valid_frame_after(&file, &path, pos, len, built.next_offset)? {
+                    return Err(LogError::Corrupt {
+                        path,
+                        position: pos,
+                        reason: format!("{error:?}, with valid batches after it"),
+                    });
+                }
                 file.set_len(pos)
-                    .and_then(|_| file.sync_all())
                     .map_err(|e| LogError::io("truncate", &path, e))?;
                 tracing::warn!(path = %path.display(), truncated_at = pos, dropped = len - pos, "truncated torn tail");
                 Recovery::TornTail {
@@ -285,6 +288,11 @@ impl Segment {
                 }
             }
         };
+        // What a killed process left in the page cache is on disk before
+        // the durable watermark covers it.
+        file.sync_all()
+            .map_err(|e| LogError::io("fsync", &path, e))?;
+        sync_dir(dir)?;
         // Stale index files of a once-sealed segment must not survive.
         let _ = std::fs::remove_file(index_path(dir, base));
         let _ = std::fs::remove_file(time_index_path(dir, base));
@@ -319,7 +327,7 @@ impl Segment {
             None => {
                 tracing::info!(path = %path.display(), "rebuilding missing or stale index");
                 let (mut built, end) = Self::build(&file, &path, base, len, interval)?;
-                if let ScanEnd::Bad { pos, error, .. } = end {
+                if let ScanEnd::Bad { pos, error } = end {
                     return Err(LogError::Corrupt {
                         path,
                         position: pos,
@@ -447,9 +455,10 @@ impl Segment {
         let size = self.size();
         let mut pos = self.position_for(offset);
         let mut out = Vec::new();
+        // Bytes of batches handed out (skipped ones do not count).
         let mut taken = 0usize;
-        while pos < size && taken < max_bytes {
-            let want = ((size - pos) as usize).min((max_bytes - taken).max(HEADER_LEN));
+        while pos < size && (out.is_empty() || taken < max_bytes) {
+            let want = ((size - pos) as usize).min(max_bytes.saturating_sub(taken).max(HEADER_LEN));
             let mut buf = vec![0u8; want];
             self.file
                 .read_exact_at(&mut buf, pos)
@@ -458,17 +467,29 @@ impl Segment {
             let chunk_start = pos;
             let mut off = 0usize;
             while off < chunk.len() {
+                let at = chunk_start + off as u64;
                 let h = match batch::parse_header(&chunk[off..]) {
                     Ok(h) => h,
-                    Err(FrameError::Incomplete { .. }) => break,
-                    Err(FrameError::Invalid(reason)) => {
-                        return Err(self.corrupt(chunk_start + off as u64, reason));
+                    Err(FrameError::Incomplete { .. }) if at + (HEADER_LEN as u64) <= size => break,
+                    Err(FrameError::Incomplete { .. }) => {
+                        return Err(self
+                            .corrupt(at, "batch header runs past the end of the segment".into()));
                     }
+                    Err(FrameError::Invalid(reason)) => return Err(self.corrupt(at, reason)),
                 };
+                if at + h.total_len as u64 > size {
+                    return Err(self.corrupt(
+                        at,
+                        format!(
+                            "batch of {} bytes runs past the end of the segment",
+                            h.total_len
+                        ),
+                    ));
+                }
                 if off + h.total_len > chunk.len() {
                     if off == 0 {
                         // A batch bigger than what we asked for: read it whole.
-                        let mut whole = vec![0u8; h.total_len.min((size - pos) as usize)];
+                        let mut whole = vec![0u8; h.total_len];
                         self.file
                             .read_exact_at(&mut whole, pos)
                             .map_err(|e| LogError::io("read", &self.path, e))?;
@@ -478,24 +499,18 @@ impl Segment {
                     break;
                 }
                 let frame = chunk.slice(off..off + h.total_len);
-                let h = batch::check_frame(&frame)
-                    .map_err(|e| self.corrupt(chunk_start + off as u64, format!("{e:?}")))?;
+                let h =
+                    batch::check_frame(&frame).map_err(|e| self.corrupt(at, format!("{e:?}")))?;
                 off += h.total_len;
-                taken += h.total_len;
                 if h.last_offset() >= offset {
+                    taken += h.total_len;
                     out.push(Batch::new(h, frame));
+                    if taken >= max_bytes {
+                        break;
+                    }
                 }
-                if taken >= max_bytes {
-                    break;
-                }
-            }
-            if off == 0 {
-                break;
             }
             pos = chunk_start + off as u64;
-            if !out.is_empty() && taken >= max_bytes {
-                break;
-            }
         }
         Ok(out)
     }
@@ -515,7 +530,7 @@ impl Segment {
     ) -> Result<()> {
         match scan_frames(&self.file, &self.path, 0, self.size(), |_, h, b| f(h, b))? {
             ScanEnd::Clean => Ok(()),
-            ScanEnd::Bad { pos, error, .. } => Err(self.corrupt(pos, format!("{error:?}"))),
+            ScanEnd::Bad { pos, error } => Err(self.corrupt(pos, format!("{error:?}"))),
         }
     }
 
@@ -542,7 +557,7 @@ impl Segment {
             }
             Ok(())
         })?;
-        if let ScanEnd::Bad { pos, error, .. } = end {
+        if let ScanEnd::Bad { pos, error } = end {
             return Err(self.corrupt(pos, format!("{error:?}")));
         }
         Ok(found)

@@ -248,3 +248,27 @@ fn missing_or_stale_indexes_are_rebuilt() {
     );
     assert_ne!(std::fs::read(&tidx).expect("time index rebuilt"), t);
 }
+
+#[test]
+fn a_damaged_length_in_a_sealed_segment_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdir = fill(dir.path());
+    let sealed = segments(&pdir)[0].clone();
+    let last = *batch_positions(&sealed).last().expect("a batch");
+    // High byte of batch_len: the batch now claims to run far past the file.
+    flip(&sealed, last + 11);
+    let log = reopen(dir.path()).expect("sealed segments are not scanned on open");
+    let p = log
+        .topic("c")
+        .expect("topic")
+        .partition(0)
+        .expect("p0")
+        .clone();
+    match read_from(&p, 0) {
+        Err(LogError::Corrupt { path, position, .. }) => {
+            assert_eq!(path, sealed);
+            assert_eq!(position, last);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
