@@ -1,0 +1,18 @@
+//! `tributary-schemas`: change events as Avro, and the schema registry.
+//!
+//! - [`names`]: database identifiers to Avro names, reversibly;
+//! - [`avro`]: the Debezium-shaped envelope schema of a table, and a
+//!   direct binary encoder/decoder for it;
+//! - [`registry`]: subjects, versions, ids and compatibility, stored in
+//!   sled, with a Confluent-compatible HTTP API;
+//! - [`wire`]: Confluent's wire format (magic 0, schema id, Avro body);
+//! - [`writer`]: the validated write path from change events to the log.
+
+pub mod avro;
+pub mod names;
+pub mod registry;
+pub mod wire;
+pub mod writer;
+
+pub use avro::{Connector, DecodeError, EncodeError, EventSchema};
+pub use registry::{Compatibility, Registry, RegistryError};

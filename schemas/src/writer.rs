@@ -1,0 +1,206 @@
+//! The validated write path: change events in, Avro records (Confluent
+//! wire format) in the log out.
+//!
+//! Every event is encoded with its table's registered value schema before
+//! anything is written; an event that does not fit is refused with an
+//! error naming topic, table and field, and none of the batch is written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tributary_core::{ChangeEvent, Datum, Op};
+use tributary_log::{Log, LogError, RecordIn, Route, TopicConfig};
+
+use crate::avro::EventSchema;
+use crate::registry::{Registry, RegistryError};
+use crate::wire;
+
+/// Errors of the write path.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// An event does not fit its schema; nothing was written.
+    #[error("topic {topic}, table {table}: {source}")]
+    Invalid {
+        /// Topic.
+        topic: String,
+        /// `schema.table`.
+        table: String,
+        /// Which field and why.
+        #[source]
+        source: crate::avro::EncodeError,
+    },
+    /// No schema was registered for the topic.
+    #[error("topic {0}: no table schema registered with this writer")]
+    UnknownTopic(String),
+    /// The registry refused or failed.
+    #[error("topic {topic}: schema registry: {source}")]
+    Registry {
+        /// Topic.
+        topic: String,
+        /// Cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[derive(Debug)]
+struct Registered {
+    schema: Arc<EventSchema>,
+    key_id: u32,
+    value_id: u32,
+}
+
+/// Writes change events of registered tables to their topics.
+#[derive(Debug)]
+pub struct EventWriter {
+    log: Log,
+    registry: Registry,
+    topics: HashMap<String, Registered>,
+    /// Follow each delete with a tombstone (same key, no value).
+    pub tombstones_on_delete: bool,
+}
+
+/// Where one event went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Partition.
+    pub partition: u32,
+    /// Offset of the event's record.
+    pub offset: u64,
+}
+
+impl EventWriter {
+    /// A writer on `log`, registering schemas in `registry`.
+    pub fn new(log: Log, registry: Registry) -> Self {
+        Self {
+            log,
+            registry,
+            topics: HashMap::new(),
+            tombstones_on_delete: true,
+        }
+    }
+
+    /// Registers the table's key and value schemas under `<topic>-key` and
+    /// `<topic>-value` (a changed shape becomes a new version, subject to
+    /// the subject's compatibility level) and creates the topic if needed.
+    pub fn register(
+        &mut self,
+        topic: &str,
+        schema: EventSchema,
+        config: TopicConfig,
+    ) -> Result<(), WriteError> {
+        let reg = |e| WriteError::Registry {
+            topic: topic.to_string(),
+            source: e,
+        };
+        let key_id = self
+            .registry
+            .register(&format!("{topic}-key"), &schema.key_schema().to_string())
+            .map_err(reg)?;
+        let value_id = self
+            .registry
+            .register(
+                &format!("{topic}-value"),
+                &schema.value_schema().to_string(),
+            )
+            .map_err(reg)?;
+        if self.log.topic(topic).is_err() {
+            self.log.create_topic(topic, config)?;
+        }
+        self.topics.insert(
+            topic.to_string(),
+            Registered {
+                schema: Arc::new(schema),
+                key_id,
+                value_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// The schema registered for `topic`.
+    pub fn schema(&self, topic: &str) -> Option<&Arc<EventSchema>> {
+        self.topics.get(topic).map(|r| &r.schema)
+    }
+
+    /// Validates and encodes every event, then appends them (with
+    /// tombstones after deletes) to `topic`, partitioned by key. Returns
+    /// where each event went, in order.
+    pub fn append(&self, topic: &str, events: &[ChangeEvent]) -> Result<Vec<Written>, WriteError> {
+        let reg = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| WriteError::UnknownTopic(topic.to_string()))?;
+        let invalid = |source| WriteError::Invalid {
+            topic: topic.to_string(),
+            table: reg.schema.table().qualified_name(),
+            source,
+        };
+        // (key, value) spans in one buffer; value None for tombstones.
+        let mut buf = Vec::with_capacity(events.len() * 128);
+        type Span = (usize, usize);
+        let mut spans: Vec<(Option<Span>, Option<Span>, i64)> = Vec::with_capacity(events.len());
+        for ev in events {
+            let row: Option<&[Datum]> = ev.after.as_deref().or(ev.before.as_deref());
+            let key = match (row, ev.op) {
+                (_, Op::Truncate) | (None, _) => None,
+                (Some(row), _) => {
+                    let start = buf.len();
+                    wire::put_header(&mut buf, reg.key_id);
+                    reg.schema.encode_key(row, &mut buf).map_err(invalid)?;
+                    Some((start, buf.len()))
+                }
+            };
+            let start = buf.len();
+            wire::put_header(&mut buf, reg.value_id);
+            reg.schema.encode_value(ev, &mut buf).map_err(invalid)?;
+            spans.push((key, Some((start, buf.len())), ev.source.ts_ms));
+            if ev.op == Op::Delete && self.tombstones_on_delete {
+                spans.push((key, None, ev.source.ts_ms));
+            }
+        }
+        let slice = |s: Option<Span>| s.map(|(a, b)| &buf[a..b]);
+        let records: Vec<RecordIn<'_>> = spans
+            .iter()
+            .map(|&(k, v, ts)| RecordIn {
+                timestamp: ts,
+                key: slice(k),
+                value: slice(v),
+                headers: &[],
+            })
+            .collect();
+        let t = self.log.topic(topic)?;
+        // Keyless records (truncates) go to partition 0, keyed ones by key.
+        let mut placed = Vec::with_capacity(records.len());
+        let mut run_start = 0;
+        while run_start < records.len() {
+            let keyed = records[run_start].key.is_some();
+            let mut end = run_start;
+            while end < records.len() && records[end].key.is_some() == keyed {
+                end += 1;
+            }
+            let route = if keyed {
+                Route::ByKey
+            } else {
+                Route::Partition(0)
+            };
+            placed.extend(t.append(route, &records[run_start..end])?);
+            run_start = end;
+        }
+        // Report the event records, not the tombstones.
+        let mut out = Vec::with_capacity(events.len());
+        let mut i = 0;
+        for ev in events {
+            let (partition, offset) = placed[i];
+            out.push(Written { partition, offset });
+            i += 1;
+            if ev.op == Op::Delete && self.tombstones_on_delete {
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+}
