@@ -3,3 +3,4 @@
 //! services, each with its own directory, database or key prefix.
 
 mod log;
+mod schemas;

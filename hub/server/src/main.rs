@@ -1,6 +1,7 @@
 //! `tributary`: the command-line entry point.
 
 mod bench;
+mod serve;
 mod topics;
 
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ enum Command {
     /// Measure Tributary against reference systems in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the hub: the log and the schema registry's HTTP API.
+    Serve(serve::ServeArgs),
     /// Inspect the topics of a data directory.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Topics(cmd) => topics::run(cmd),
+        Command::Serve(args) => serve::run(args),
     }
 }

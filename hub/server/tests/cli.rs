@@ -104,3 +104,117 @@ fn topics_describe_shows_what_the_log_holds() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic \"nope\""));
 }
+
+/// `tributary serve` answers the registry API, and what it registered is
+/// there after a restart (SIGTERM, then start again on the same data dir).
+#[test]
+fn serve_keeps_registered_schemas_across_restarts() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let mut child = tributary()
+            .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("first line");
+        let addr = line
+            .trim()
+            .strip_prefix("http listening on ")
+            .expect("address line")
+            .to_string();
+        (child, format!("http://{addr}"))
+    };
+    let stop = |mut child: std::process::Child| {
+        let pid = child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = child.wait().expect("wait");
+        assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#;
+    let (child, url) = start();
+    let id = rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/subjects/orders-value/versions"))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(serde_json::json!({ "schema": schema }).to_string())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 200);
+        let v: serde_json::Value = resp.json().await.expect("json");
+        v["id"].as_u64().expect("id")
+    });
+    stop(child);
+    let (child, url) = start();
+    rt.block_on(async {
+        let v: serde_json::Value =
+            reqwest::get(format!("{url}/subjects/orders-value/versions/latest"))
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+        assert_eq!(v["id"].as_u64(), Some(id));
+        assert_eq!(v["version"], 1);
+    });
+    stop(child);
+}
+
+#[test]
+fn bench_avro_prints_the_summary_line() {
+    let out = tributary()
+        .args(["bench", "avro", "--events", "20000"])
+        .output()
+        .expect("run tributary");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a summary line");
+    // avro: encode <N> ev/s, decode <N> ev/s, apache-avro-value encode <N> ev/s, speedup <R>x
+    let w: Vec<&str> = last.split(' ').collect();
+    assert_eq!(w.len(), 13, "{last}");
+    assert_eq!(
+        [w[0], w[1], w[3], w[4], w[6], w[7], w[8], w[10], w[11]],
+        [
+            "avro:",
+            "encode",
+            "ev/s,",
+            "decode",
+            "ev/s,",
+            "apache-avro-value",
+            "encode",
+            "ev/s,",
+            "speedup"
+        ],
+        "{last}"
+    );
+    for i in [2, 5, 9] {
+        assert!(
+            w[i].parse::<u64>().is_ok_and(|n| n > 0),
+            "{:?} in {last}",
+            w[i]
+        );
+    }
+    assert!(
+        w[12]
+            .strip_suffix('x')
+            .is_some_and(|r| r.parse::<f64>().is_ok()),
+        "{last}"
+    );
+}

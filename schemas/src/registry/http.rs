@@ -285,3 +285,19 @@ async fn test_compatibility(
     }
     ok(out)
 }
+
+/// Against every live version, under the subject's level made transitive.
+async fn test_compatibility_all(
+    State(r): State<Registry>,
+    Path(subject): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let schema = parse_schema_body(&body)?;
+    let problems = r.test_compatibility_all(&subject, &schema)?;
+    let mut out = json!({"is_compatible": problems.is_empty()});
+    if flag(&q, "verbose") {
+        out["messages"] = json!(problems);
+    }
+    ok(out)
+}

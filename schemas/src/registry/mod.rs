@@ -124,9 +124,15 @@ pub enum RegistryError {
     /// 40403.
     #[error("Schema {0} not found")]
     SchemaNotFound(String),
+    /// 40404.
+    #[error("Subject '{0}' was soft deleted.Set permanent=true to delete permanently")]
+    SubjectSoftDeleted(String),
+    /// 40405.
+    #[error("Subject '{0}' was not deleted first before being permanently deleted")]
+    SubjectNotSoftDeleted(String),
     /// 409.
     #[error(
-        "Schema being registered is incompatible with an earlier schema for subject \"{subject}\": {level}: {details}"
+        "Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: [{level}: {details}]"
     )]
     Incompatible {
         /// The subject.
@@ -164,6 +170,8 @@ impl RegistryError {
             RegistryError::SubjectNotFound(_) => 40401,
             RegistryError::VersionNotFound { .. } => 40402,
             RegistryError::SchemaNotFound(_) => 40403,
+            RegistryError::SubjectSoftDeleted(_) => 40404,
+            RegistryError::SubjectNotSoftDeleted(_) => 40405,
             RegistryError::Incompatible { .. } => 409,
             RegistryError::InvalidSchema(_) => 42201,
             RegistryError::InvalidVersion(_) => 42202,
@@ -552,6 +560,21 @@ impl Registry {
         self.check(subject, &parsed, level, &[(v.version, v.id)])
     }
 
+    /// Whether `schema` could be registered against every live version of
+    /// the subject (its level, made transitive). A subject with no
+    /// versions accepts anything.
+    pub fn test_compatibility_all(&self, subject: &str, schema: &str) -> Result<Vec<String>> {
+        let (_, parsed) = normalise(schema)?;
+        let level = match self.compatibility(Some(subject))? {
+            Compatibility::Backward => Compatibility::BackwardTransitive,
+            Compatibility::Forward => Compatibility::ForwardTransitive,
+            Compatibility::Full => Compatibility::FullTransitive,
+            l => l,
+        };
+        let live = self.live(subject)?;
+        self.check(subject, &parsed, level, &live)
+    }
+
     /// Deletes a subject's versions (soft: marked deleted; `permanent`:
     /// removed, only after a soft delete). Returns the versions deleted.
     pub fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
@@ -559,6 +582,13 @@ impl Registry {
         let entries = self.entries(subject)?;
         if entries.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.into()));
+        }
+        let any_live = entries.iter().any(|(_, e)| !e.deleted);
+        if permanent && any_live {
+            return Err(RegistryError::SubjectNotSoftDeleted(subject.into()));
+        }
+        if !permanent && !any_live {
+            return Err(RegistryError::SubjectSoftDeleted(subject.into()));
         }
         let mut out = Vec::new();
         for (v, e) in entries {
@@ -569,9 +599,6 @@ impl Registry {
                 self.mark_deleted(subject, v, e)?;
                 out.push(v);
             }
-        }
-        if !permanent && out.is_empty() {
-            return Err(RegistryError::SubjectNotFound(subject.into()));
         }
         if permanent {
             self.inner.config.remove(subject.as_bytes())?;
@@ -726,7 +753,18 @@ mod tests {
         ));
         // Schemas stay readable by id.
         assert!(r.schema_by_id(id).is_ok());
+        assert_eq!(
+            r.delete_subject("s", false).expect_err("twice").code(),
+            40404
+        );
         assert_eq!(r.delete_subject("s", true).expect("hard"), vec![1, 2]);
+        r.register("t", V1).expect("t");
+        assert_eq!(
+            r.delete_subject("t", true)
+                .expect_err("hard before soft")
+                .code(),
+            40405
+        );
         assert!(r.subjects(true).expect("subjects").is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! reference system on the same data in the same run, and ends with one
 //! summary line of plain numbers.
 
+mod avro;
 mod log;
 
 use clap::Subcommand;
@@ -11,11 +12,15 @@ pub enum BenchCommand {
     /// Append then read back records through the log; the same records
     /// through Redis Streams (XADD) and NATS JetStream.
     Log(log::LogBenchArgs),
+    /// Encode and decode change events with the direct Avro encoder; the
+    /// same events through apache-avro's generic Value path.
+    Avro(avro::AvroBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(args) => log::run(args),
+        BenchCommand::Avro(args) => avro::run(args),
     }
 }
 

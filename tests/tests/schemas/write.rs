@@ -1,0 +1,95 @@
+//! The validated write path: events are encoded with the registered
+//! schema; a bad one is refused with topic, table and field, and nothing
+//! of its batch is written.
+
+use tributary_core::{Datum, Op};
+use tributary_log::{Log, TopicConfig};
+use tributary_schemas::writer::{EventWriter, WriteError};
+use tributary_schemas::{Connector, EventSchema, Registry, wire};
+
+use super::{event, table};
+
+#[test]
+fn valid_events_land_bad_ones_are_refused_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path().join("log")).expect("log");
+    let registry = Registry::open(dir.path().join("registry")).expect("registry");
+    let mut w = EventWriter::new(log.clone(), registry.clone());
+    let schema = EventSchema::new("pg", Connector::Postgres, table()).expect("schema");
+    let cfg = TopicConfig {
+        partitions: 3,
+        ..TopicConfig::default()
+    };
+    w.register("pg.public.customers", schema.clone(), cfg)
+        .expect("register");
+    let value_id = registry
+        .version(
+            "pg.public.customers-value",
+            tributary_schemas::registry::VersionSel::Latest,
+        )
+        .expect("registered")
+        .id;
+
+    let events = vec![
+        event(1, Op::Create),
+        event(2, Op::Create),
+        event(1, Op::Delete),
+    ];
+    let placed = w.append("pg.public.customers", &events).expect("append");
+    let topic = log.topic("pg.public.customers").expect("topic");
+    let total = |t: &tributary_log::Topic| {
+        t.partitions()
+            .iter()
+            .map(|p| p.high_watermark())
+            .sum::<u64>()
+    };
+    assert_eq!(total(&topic), 4, "three events and one tombstone");
+    // Same key, same partition: the create and the delete of id 1.
+    assert_eq!(placed[0].partition, placed[2].partition);
+    let p = topic.partition(placed[2].partition).expect("partition");
+    let batches = p.read(placed[2].offset, 1 << 20).expect("read");
+    let recs: Vec<_> = batches
+        .iter()
+        .flat_map(|b| {
+            b.records()
+                .expect("records")
+                .iter()
+                .map(|r| {
+                    let r = r.expect("record");
+                    (
+                        r.offset,
+                        r.key.map(<[u8]>::to_vec),
+                        r.value.map(<[u8]>::to_vec),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r.0 >= placed[2].offset)
+        .collect();
+    let (_, key, value) = &recs[0];
+    let (id, body) = wire::split(value.as_deref().expect("value")).expect("wire format");
+    assert_eq!(id, value_id);
+    assert_eq!(schema.decode_value(body).expect("decode"), events[2]);
+    let (tomb_offset, tomb_key, tomb_value) = &recs[1];
+    assert_eq!(*tomb_offset, placed[2].offset + 1);
+    assert_eq!(tomb_key, key, "the tombstone carries the same key");
+    assert_eq!(tomb_value, &None);
+
+    // One bad event in a batch: nothing of the batch is written.
+    let mut bad = event(5, Op::Create);
+    if let Some(row) = bad.after.as_mut() {
+        row[1] = Datum::Null; // name is NOT NULL
+    }
+    let err = w
+        .append("pg.public.customers", &[event(4, Op::Create), bad])
+        .expect_err("refused");
+    let msg = err.to_string();
+    assert!(matches!(err, WriteError::Invalid { .. }));
+    assert!(
+        msg.contains("pg.public.customers")
+            && msg.contains("public.customers")
+            && msg.contains("after.name"),
+        "{msg}"
+    );
+    assert_eq!(total(&topic), 4, "nothing written");
+}
