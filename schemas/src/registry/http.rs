@@ -146,6 +146,10 @@ pub fn router(registry: Registry) -> Router {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(test_compatibility),
         )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(test_compatibility_all),
+        )
         .with_state(registry)
 }
 

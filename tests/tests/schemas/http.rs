@@ -155,6 +155,18 @@ async fn every_endpoint_and_error_code() {
         b["messages"][0].as_str().expect("message").contains("'c'"),
         "{b}"
     );
+    let (_, b) = send(
+        http.post(format!("{url}/compatibility/subjects/s/versions"))
+            .json(&schema_body(&bad)),
+    )
+    .await;
+    assert_eq!(b, json!({"is_compatible": false}));
+    let (_, b) = send(
+        http.post(format!("{url}/compatibility/subjects/s/versions"))
+            .json(&schema_body(&v2)),
+    )
+    .await;
+    assert_eq!(b, json!({"is_compatible": true}));
     let (s, b) = send(
         http.post(format!("{url}/subjects/s/versions"))
             .json(&schema_body(&bad)),
