@@ -315,6 +315,15 @@ impl EventSchema {
             to_avro_name(&table.schema),
             to_avro_name(&table.table)
         );
+        if let Some(&bad) = table.key.iter().find(|&&i| i >= table.columns.len()) {
+            return Err(SchemaError {
+                table: table.qualified_name(),
+                source: apache_avro::Error::new(apache_avro::error::Details::GetField(format!(
+                    "key column index {bad} is past the {} columns",
+                    table.columns.len()
+                ))),
+            });
+        }
         let columns: Vec<Layout> = table.columns.iter().map(|c| Layout::new(c, true)).collect();
         let key_columns: Vec<Layout> = table
             .key
@@ -855,18 +864,24 @@ fn encode_main(ty: &ColumnType, d: &Datum, out: &mut Vec<u8>) -> Result<(), Stri
         }
         (ColumnType::UnsignedLong, Datum::Decimal { unscaled, scale }) => {
             check_scale(0, *scale)?;
+            check_unscaled(unscaled)?;
             put_bytes(out, unscaled)
         }
         (ColumnType::Money, Datum::Decimal { unscaled, scale }) => {
             check_scale(2, *scale)?;
+            check_unscaled(unscaled)?;
             put_bytes(out, unscaled)
         }
         (ColumnType::Decimal { scale: want, .. }, Datum::Decimal { unscaled, scale }) => {
             check_scale(*want, *scale)?;
+            check_unscaled(unscaled)?;
             put_bytes(out, unscaled)
         }
         (ColumnType::VariableDecimal, Datum::Decimal { unscaled, scale }) => {
-            put_long(out, i64::from(*scale));
+            let scale =
+                i32::try_from(*scale).map_err(|_| format!("decimal scale {scale} is too large"))?;
+            check_unscaled(unscaled)?;
+            put_long(out, i64::from(scale));
             put_bytes(out, unscaled);
         }
         (ColumnType::Uuid, Datum::Uuid(u)) => {
@@ -907,6 +922,16 @@ fn encode_main(ty: &ColumnType, d: &Datum, out: &mut Vec<u8>) -> Result<(), Stri
         _ => return Err(type_error(ty, d)),
     }
     Ok(())
+}
+
+/// An empty byte string is no two's complement number (Java's BigInteger
+/// refuses it): zero is `[0]`.
+fn check_unscaled(unscaled: &[u8]) -> Result<(), String> {
+    if unscaled.is_empty() {
+        Err("decimal with no bytes (zero is [0])".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn check_scale(want: u32, got: u32) -> Result<(), String> {
@@ -1123,8 +1148,17 @@ fn decode_main(ty: &ColumnType, r: &mut Reader<'_>, name: &str) -> Result<Datum,
                     break;
                 }
                 if n < 0 {
-                    n = -n;
+                    n = n
+                        .checked_neg()
+                        .ok_or_else(|| r.err(name, "bad array block count".into()))?;
                     r.long(name)?; // block size in bytes
+                }
+                // Every item takes at least one byte: a larger count is a lie.
+                if n as u64 > (r.buf.len() - r.pos) as u64 {
+                    return Err(r.err(
+                        name,
+                        format!("array block of {n} items in {} bytes", r.buf.len() - r.pos),
+                    ));
                 }
                 for _ in 0..n {
                     items.push(match r.long(name)? {

@@ -41,7 +41,10 @@ pub enum WriteError {
         #[source]
         source: RegistryError,
     },
-    /// The log failed.
+    /// The log failed. Records of the batch that went to other partitions
+    /// (or earlier runs of keyed and keyless records) may have been
+    /// written: the log appends one batch per partition, and those are
+    /// not atomic together.
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -140,26 +143,71 @@ impl EventWriter {
             source,
         };
         // (key, value) spans in one buffer; value None for tombstones.
+        // `report[i]` is the index of the record that stands for event i.
         let mut buf = Vec::with_capacity(events.len() * 128);
         type Span = (usize, usize);
         let mut spans: Vec<(Option<Span>, Option<Span>, i64)> = Vec::with_capacity(events.len());
+        let mut report = Vec::with_capacity(events.len());
+        let keyed = !reg.schema.table().key.is_empty();
+        let encode_key = |buf: &mut Vec<u8>, row: &[Datum]| -> Result<Span, WriteError> {
+            let start = buf.len();
+            wire::put_header(buf, reg.key_id);
+            reg.schema.encode_key(row, buf).map_err(invalid)?;
+            Ok((start, buf.len()))
+        };
+        let encode_value = |buf: &mut Vec<u8>, ev: &ChangeEvent| -> Result<Span, WriteError> {
+            let start = buf.len();
+            wire::put_header(buf, reg.value_id);
+            reg.schema.encode_value(ev, buf).map_err(invalid)?;
+            Ok((start, buf.len()))
+        };
         for ev in events {
+            let ts = ev.source.ts_ms;
+            // An update that changes the key becomes, as in Debezium, a
+            // delete of the old key (with its tombstone) and a create of
+            // the new one, so compacted topics do not keep the old row.
+            if let (Op::Update, true, Some(before), Some(after)) =
+                (ev.op, keyed, &ev.before, &ev.after)
+            {
+                let old_key = encode_key(&mut buf, before)?;
+                let new_key = encode_key(&mut buf, after)?;
+                if buf[old_key.0..old_key.1] != buf[new_key.0..new_key.1] {
+                    let delete = ChangeEvent {
+                        op: Op::Delete,
+                        after: None,
+                        ..ev.clone()
+                    };
+                    let create = ChangeEvent {
+                        op: Op::Create,
+                        before: None,
+                        ..ev.clone()
+                    };
+                    let v = encode_value(&mut buf, &delete)?;
+                    spans.push((Some(old_key), Some(v), ts));
+                    if self.tombstones_on_delete {
+                        spans.push((Some(old_key), None, ts));
+                    }
+                    let v = encode_value(&mut buf, &create)?;
+                    report.push(spans.len());
+                    spans.push((Some(new_key), Some(v), ts));
+                    continue;
+                }
+                let v = encode_value(&mut buf, ev)?;
+                report.push(spans.len());
+                spans.push((Some(new_key), Some(v), ts));
+                continue;
+            }
             let row: Option<&[Datum]> = ev.after.as_deref().or(ev.before.as_deref());
             let key = match (row, ev.op) {
-                (_, Op::Truncate) | (None, _) => None,
-                (Some(row), _) => {
-                    let start = buf.len();
-                    wire::put_header(&mut buf, reg.key_id);
-                    reg.schema.encode_key(row, &mut buf).map_err(invalid)?;
-                    Some((start, buf.len()))
-                }
+                (Some(row), op) if keyed && op != Op::Truncate => Some(encode_key(&mut buf, row)?),
+                _ => None,
             };
-            let start = buf.len();
-            wire::put_header(&mut buf, reg.value_id);
-            reg.schema.encode_value(ev, &mut buf).map_err(invalid)?;
-            spans.push((key, Some((start, buf.len())), ev.source.ts_ms));
-            if ev.op == Op::Delete && self.tombstones_on_delete {
-                spans.push((key, None, ev.source.ts_ms));
+            let v = encode_value(&mut buf, ev)?;
+            report.push(spans.len());
+            spans.push((key, Some(v), ts));
+            // Without a key there is nothing for a tombstone to remove.
+            if ev.op == Op::Delete && self.tombstones_on_delete && key.is_some() {
+                spans.push((key, None, ts));
             }
         }
         let slice = |s: Option<Span>| s.map(|(a, b)| &buf[a..b]);
@@ -190,17 +238,13 @@ impl EventWriter {
             placed.extend(t.append(route, &records[run_start..end])?);
             run_start = end;
         }
-        // Report the event records, not the tombstones.
-        let mut out = Vec::with_capacity(events.len());
-        let mut i = 0;
-        for ev in events {
-            let (partition, offset) = placed[i];
-            out.push(Written { partition, offset });
-            i += 1;
-            if ev.op == Op::Delete && self.tombstones_on_delete {
-                i += 1;
-            }
-        }
+        let out = report
+            .into_iter()
+            .map(|i| {
+                let (partition, offset) = placed[i];
+                Written { partition, offset }
+            })
+            .collect();
         Ok(out)
     }
 }

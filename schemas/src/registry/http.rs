@@ -153,15 +153,32 @@ pub fn router(registry: Registry) -> Router {
         .with_state(registry)
 }
 
+/// Runs a registry call on the blocking pool: sled I/O and its flush
+/// (an fsync) must not stall the async workers.
+async fn blocking<T: Send + 'static>(
+    r: Registry,
+    f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(move || f(&r)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: 50001,
+            message: format!("Error in the backend data store: {e}"),
+        }),
+    }
+}
+
 async fn list_subjects(
     State(r): State<Registry>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    ok(json!(r.subjects(flag(&q, "deleted"))?))
+    let deleted = flag(&q, "deleted");
+    ok(json!(blocking(r, move |r| r.subjects(deleted)).await?))
 }
 
 async fn list_versions(State(r): State<Registry>, Path(subject): Path<String>) -> ApiResult {
-    ok(json!(r.versions(&subject)?))
+    ok(json!(blocking(r, move |r| r.versions(&subject)).await?))
 }
 
 async fn register(
@@ -170,7 +187,7 @@ async fn register(
     body: Bytes,
 ) -> ApiResult {
     let schema = parse_schema_body(&body)?;
-    let id = r.register(&subject, &schema)?;
+    let id = blocking(r, move |r| r.register(&subject, &schema)).await?;
     ok(json!({"id": id}))
 }
 
@@ -179,7 +196,9 @@ async fn get_version(
     Path((subject, version)): Path<(String, String)>,
 ) -> ApiResult {
     let sel: VersionSel = version.parse()?;
-    ok(version_json(&r.version(&subject, sel)?))
+    ok(version_json(
+        &blocking(r, move |r| r.version(&subject, sel)).await?,
+    ))
 }
 
 async fn get_version_schema(
@@ -187,7 +206,7 @@ async fn get_version_schema(
     Path((subject, version)): Path<(String, String)>,
 ) -> ApiResult {
     let sel: VersionSel = version.parse()?;
-    let v = r.version(&subject, sel)?;
+    let v = blocking(r, move |r| r.version(&subject, sel)).await?;
     let schema: Value =
         serde_json::from_str(&v.schema).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
     ok(schema)
@@ -195,7 +214,9 @@ async fn get_version_schema(
 
 async fn lookup(State(r): State<Registry>, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     let schema = parse_schema_body(&body)?;
-    ok(version_json(&r.lookup(&subject, &schema)?))
+    ok(version_json(
+        &blocking(r, move |r| r.lookup(&subject, &schema)).await?,
+    ))
 }
 
 async fn delete_subject(
@@ -203,15 +224,22 @@ async fn delete_subject(
     Path(subject): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    ok(json!(r.delete_subject(&subject, flag(&q, "permanent"))?))
+    let permanent = flag(&q, "permanent");
+    ok(json!(
+        blocking(r, move |r| r.delete_subject(&subject, permanent)).await?
+    ))
 }
 
 async fn delete_version(
     State(r): State<Registry>,
     Path((subject, version)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let sel: VersionSel = version.parse()?;
-    ok(json!(r.delete_version(&subject, sel)?))
+    let permanent = flag(&q, "permanent");
+    ok(json!(
+        blocking(r, move |r| r.delete_version(&subject, sel, permanent)).await?
+    ))
 }
 
 async fn schema_by_id(State(r): State<Registry>, Path(id): Path<String>) -> ApiResult {
@@ -220,7 +248,7 @@ async fn schema_by_id(State(r): State<Registry>, Path(id): Path<String>) -> ApiR
         .map_err(|_| RegistryError::SchemaNotFound(id.clone()))?;
     // Soft-deleted versions keep their schema; `?deleted=true` is accepted
     // and needs no special handling.
-    ok(json!({"schema": r.schema_by_id(id)?}))
+    ok(json!({"schema": blocking(r, move |r| r.schema_by_id(id)).await?}))
 }
 
 #[derive(Deserialize)]
@@ -235,12 +263,13 @@ fn parse_level(body: &Bytes) -> Result<Compatibility, ApiError> {
 }
 
 async fn get_global_config(State(r): State<Registry>) -> ApiResult {
-    ok(json!({"compatibilityLevel": r.compatibility(None)?.as_str()}))
+    let level = blocking(r, |r| r.compatibility(None)).await?;
+    ok(json!({"compatibilityLevel": level.as_str()}))
 }
 
 async fn put_global_config(State(r): State<Registry>, body: Bytes) -> ApiResult {
     let level = parse_level(&body)?;
-    r.set_compatibility(None, level)?;
+    blocking(r, move |r| r.set_compatibility(None, level)).await?;
     ok(json!({"compatibility": level.as_str()}))
 }
 
@@ -249,11 +278,16 @@ async fn get_subject_config(
     Path(subject): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    match r.subject_compatibility(&subject)? {
+    let (own, global) = {
+        let subject = subject.clone();
+        blocking(r, move |r| {
+            Ok((r.subject_compatibility(&subject)?, r.compatibility(None)?))
+        })
+        .await?
+    };
+    match own {
         Some(level) => ok(json!({"compatibilityLevel": level.as_str()})),
-        None if flag(&q, "defaultToGlobal") => {
-            ok(json!({"compatibilityLevel": r.compatibility(None)?.as_str()}))
-        }
+        None if flag(&q, "defaultToGlobal") => ok(json!({"compatibilityLevel": global.as_str()})),
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,
             code: 40408,
@@ -270,7 +304,7 @@ async fn put_subject_config(
     body: Bytes,
 ) -> ApiResult {
     let level = parse_level(&body)?;
-    r.set_compatibility(Some(&subject), level)?;
+    blocking(r, move |r| r.set_compatibility(Some(&subject), level)).await?;
     ok(json!({"compatibility": level.as_str()}))
 }
 
@@ -282,7 +316,7 @@ async fn test_compatibility(
 ) -> ApiResult {
     let sel: VersionSel = version.parse()?;
     let schema = parse_schema_body(&body)?;
-    let problems = r.test_compatibility(&subject, sel, &schema)?;
+    let problems = blocking(r, move |r| r.test_compatibility(&subject, sel, &schema)).await?;
     let mut out = json!({"is_compatible": problems.is_empty()});
     if flag(&q, "verbose") {
         out["messages"] = json!(problems);
@@ -298,7 +332,7 @@ async fn test_compatibility_all(
     body: Bytes,
 ) -> ApiResult {
     let schema = parse_schema_body(&body)?;
-    let problems = r.test_compatibility_all(&subject, &schema)?;
+    let problems = blocking(r, move |r| r.test_compatibility_all(&subject, &schema)).await?;
     let mut out = json!({"is_compatible": problems.is_empty()});
     if flag(&q, "verbose") {
         out["messages"] = json!(problems);

@@ -130,6 +130,29 @@ pub enum RegistryError {
     /// 40405.
     #[error("Subject '{0}' was not deleted first before being permanently deleted")]
     SubjectNotSoftDeleted(String),
+    /// 42201 (as Confluent answers for a subject it cannot store).
+    #[error("Invalid subject {0:?}: control characters are not allowed")]
+    InvalidSubject(String),
+    /// 40406.
+    #[error(
+        "Subject '{subject}' Version {version} was soft deleted.Set permanent=true to delete permanently"
+    )]
+    VersionSoftDeleted {
+        /// Subject.
+        subject: String,
+        /// Version.
+        version: u32,
+    },
+    /// 40407.
+    #[error(
+        "Subject '{subject}' Version {version} was not deleted first before being permanently deleted"
+    )]
+    VersionNotSoftDeleted {
+        /// Subject.
+        subject: String,
+        /// Version.
+        version: u32,
+    },
     /// 409.
     #[error(
         "Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: [{level}: {details}]"
@@ -173,7 +196,9 @@ impl RegistryError {
             RegistryError::SubjectSoftDeleted(_) => 40404,
             RegistryError::SubjectNotSoftDeleted(_) => 40405,
             RegistryError::Incompatible { .. } => 409,
-            RegistryError::InvalidSchema(_) => 42201,
+            RegistryError::InvalidSchema(_) | RegistryError::InvalidSubject(_) => 42201,
+            RegistryError::VersionSoftDeleted { .. } => 40406,
+            RegistryError::VersionNotSoftDeleted { .. } => 40407,
             RegistryError::InvalidVersion(_) => 42202,
             RegistryError::InvalidCompatibility(_) => 42203,
             RegistryError::Storage(_) | RegistryError::Corrupt(_) => 50001,
@@ -196,7 +221,9 @@ impl FromStr for VersionSel {
     type Err = RegistryError;
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "latest" | "-1" => Ok(VersionSel::Latest),
+            s if s.trim().eq_ignore_ascii_case("latest") || s.trim() == "-1" => {
+                Ok(VersionSel::Latest)
+            }
             n => match n.parse::<u32>() {
                 Ok(v) if v >= 1 && v <= i32::MAX as u32 => Ok(VersionSel::Number(v)),
                 _ => Err(RegistryError::InvalidVersion(s.to_string())),
@@ -267,6 +294,20 @@ fn subject_prefix(subject: &str) -> Vec<u8> {
     k
 }
 
+/// Why `reader` cannot read everything `writer` wrote, if it cannot.
+/// apache-avro answers `Partial` when only some union branches or enum
+/// symbols resolve; Avro's Java implementation (and so Confluent) calls
+/// that incompatible, and so do we.
+fn incompatibility(writer: &apache_avro::Schema, reader: &apache_avro::Schema) -> Option<String> {
+    match SchemaCompatibility::can_read(writer, reader) {
+        Ok(apache_avro::schema_compatibility::Compatibility::Full) => None,
+        Ok(_) => Some(
+            "only part of what the writer schema allows can be read (a union branch or enum symbol of the writer has no match in the reader)".into(),
+        ),
+        Err(e) => Some(compat_error(&e)),
+    }
+}
+
 fn compat_error(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
@@ -296,6 +337,11 @@ impl Registry {
     }
 
     fn entries(&self, subject: &str) -> Result<Vec<(u32, VersionEntry)>> {
+        // The key is `subject \0 version`: a subject holding \0 would see
+        // another subject's versions under its prefix.
+        if subject.chars().any(char::is_control) {
+            return Err(RegistryError::InvalidSubject(subject.into()));
+        }
         let mut out = Vec::new();
         for item in self.inner.versions.scan_prefix(subject_prefix(subject)) {
             let (k, v) = item?;
@@ -436,19 +482,17 @@ impl Registry {
         for &(version, id) in targets.iter().rev() {
             let old = self.parsed(id)?;
             if level.backward()
-                && let Err(e) = SchemaCompatibility::can_read(&old, new)
+                && let Some(why) = incompatibility(&old, new)
             {
                 problems.push(format!(
-                    "{level}: the new schema cannot read data written with version {version} of {subject}: {}",
-                    compat_error(&e)
+                    "{level}: the new schema cannot read data written with version {version} of {subject}: {why}"
                 ));
             }
             if level.forward()
-                && let Err(e) = SchemaCompatibility::can_read(new, &old)
+                && let Some(why) = incompatibility(new, &old)
             {
                 problems.push(format!(
-                    "{level}: version {version} of {subject} cannot read data written with the new schema: {}",
-                    compat_error(&e)
+                    "{level}: version {version} of {subject} cannot read data written with the new schema: {why}"
                 ));
             }
         }
@@ -617,20 +661,45 @@ impl Registry {
         Ok(())
     }
 
-    /// Soft-deletes one version; returns its number.
-    pub fn delete_version(&self, subject: &str, sel: VersionSel) -> Result<u32> {
+    /// Deletes one version: soft (marked deleted), or `permanent`
+    /// (removed; only after a soft delete). Returns its number.
+    pub fn delete_version(&self, subject: &str, sel: VersionSel, permanent: bool) -> Result<u32> {
         let _w = self.inner.write.lock();
-        let v = self.version(subject, sel)?;
-        self.mark_deleted(
-            subject,
-            v.version,
-            VersionEntry {
-                id: v.id,
-                deleted: false,
+        let entries = self.entries(subject)?;
+        if entries.is_empty() {
+            return Err(RegistryError::SubjectNotFound(subject.into()));
+        }
+        let found = match sel {
+            VersionSel::Latest => entries.iter().rev().find(|(_, e)| !e.deleted).copied(),
+            VersionSel::Number(n) => entries.iter().find(|(v, _)| *v == n).copied(),
+        };
+        let (version, entry) = found.ok_or_else(|| RegistryError::VersionNotFound {
+            subject: subject.into(),
+            version: match sel {
+                VersionSel::Latest => "latest".into(),
+                VersionSel::Number(n) => n.to_string(),
             },
-        )?;
+        })?;
+        match (permanent, entry.deleted) {
+            (false, true) => {
+                return Err(RegistryError::VersionSoftDeleted {
+                    subject: subject.into(),
+                    version,
+                });
+            }
+            (true, false) => {
+                return Err(RegistryError::VersionNotSoftDeleted {
+                    subject: subject.into(),
+                    version,
+                });
+            }
+            (false, false) => self.mark_deleted(subject, version, entry)?,
+            (true, true) => {
+                self.inner.versions.remove(version_key(subject, version))?;
+            }
+        }
         self.inner.db.flush()?;
-        Ok(v.version)
+        Ok(version)
     }
 }
 
@@ -736,14 +805,41 @@ mod tests {
     }
 
     #[test]
+    fn partial_union_resolution_is_incompatible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Registry::open(dir.path()).expect("open");
+        let text = r#"{"type":"record","name":"R","fields":[{"name":"a","type":["null","string"],"default":null}]}"#;
+        let int = r#"{"type":"record","name":"R","fields":[{"name":"a","type":["null","int"],"default":null}]}"#;
+        r.register("u", text).expect("v1");
+        let err = r
+            .register("u", int)
+            .expect_err("string data cannot be read as int");
+        assert_eq!(err.code(), 409, "{err}");
+        assert!(r.register("bad\0subject", text).is_err());
+    }
+
+    #[test]
     fn soft_and_permanent_delete() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = Registry::open(dir.path()).expect("open");
         let id = r.register("s", V1).expect("v1");
         r.register("s", V2_DEFAULT).expect("v2");
         assert_eq!(
-            r.delete_version("s", VersionSel::Number(2)).expect("del"),
+            r.delete_version("s", VersionSel::Number(2), true)
+                .expect_err("soft first")
+                .code(),
+            40407
+        );
+        assert_eq!(
+            r.delete_version("s", VersionSel::Number(2), false)
+                .expect("del"),
             2
+        );
+        assert_eq!(
+            r.delete_version("s", VersionSel::Number(2), false)
+                .expect_err("again")
+                .code(),
+            40406
         );
         assert_eq!(r.versions("s").expect("versions"), vec![1]);
         assert_eq!(r.delete_subject("s", false).expect("soft"), vec![1]);
@@ -758,6 +854,7 @@ mod tests {
             40404
         );
         assert_eq!(r.delete_subject("s", true).expect("hard"), vec![1, 2]);
+        assert!(r.subjects(true).expect("subjects").is_empty());
         r.register("t", V1).expect("t");
         assert_eq!(
             r.delete_subject("t", true)
@@ -765,6 +862,5 @@ mod tests {
                 .code(),
             40405
         );
-        assert!(r.subjects(true).expect("subjects").is_empty());
     }
 }

@@ -256,8 +256,20 @@ async fn every_endpoint_and_error_code() {
         (StatusCode::NOT_FOUND, 40405),
         "permanent needs a soft delete first"
     );
+    let (s, b) = send(http.delete(format!("{url}/subjects/s/versions/2?permanent=true"))).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::NOT_FOUND, 40407),
+        "permanent needs a soft delete first"
+    );
     let (_, b) = send(http.delete(format!("{url}/subjects/s/versions/2"))).await;
     assert_eq!(b, json!(2));
+    let (s, b) = send(http.delete(format!("{url}/subjects/s/versions/2"))).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::NOT_FOUND, 40406),
+        "already soft deleted"
+    );
     let (_, b) = send(http.delete(format!("{url}/subjects/s"))).await;
     assert_eq!(b, json!([1]));
     let (s, b) = send(http.get(format!("{url}/subjects/s/versions"))).await;

@@ -93,3 +93,74 @@ fn valid_events_land_bad_ones_are_refused_whole() {
     );
     assert_eq!(total(&topic), 4, "nothing written");
 }
+
+/// A record's key and value bytes.
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// An update that changes the primary key becomes a delete of the old key
+/// (with its tombstone) and a create of the new one, as in Debezium.
+#[test]
+fn key_change_is_delete_tombstone_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path().join("log")).expect("log");
+    let registry = Registry::open(dir.path().join("registry")).expect("registry");
+    let mut w = EventWriter::new(log.clone(), registry);
+    let schema = EventSchema::new("pg", Connector::Postgres, table()).expect("schema");
+    let cfg = TopicConfig {
+        partitions: 1,
+        ..TopicConfig::default()
+    };
+    w.register("t", schema.clone(), cfg).expect("register");
+    let mut ev = event(8, Op::Update);
+    let mut before = ev.after.clone().expect("row");
+    before[0] = Datum::Long(7);
+    ev.before = Some(before);
+    let placed = w.append("t", &[ev.clone()]).expect("append");
+    let p = log
+        .topic("t")
+        .expect("topic")
+        .partition(0)
+        .expect("p0")
+        .clone();
+    assert_eq!(p.high_watermark(), 3);
+    assert_eq!(
+        placed[0].offset, 2,
+        "the event is reported where its create landed"
+    );
+    let batches = p.read(0, 1 << 20).expect("read");
+    let recs: Vec<KeyValue> = batches
+        .iter()
+        .flat_map(|b| {
+            b.records()
+                .expect("records")
+                .iter()
+                .map(|r| {
+                    let r = r.expect("record");
+                    (r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let key = |r: &KeyValue| {
+        let k = r.0.as_deref().expect("key");
+        schema
+            .decode_key(&k[wire::HEADER_LEN..])
+            .expect("decode key")
+    };
+    let value = |r: &KeyValue| {
+        let v = r.1.as_deref().expect("value");
+        schema
+            .decode_value(&v[wire::HEADER_LEN..])
+            .expect("decode value")
+    };
+    assert_eq!(key(&recs[0]), vec![Datum::Long(7)]);
+    assert_eq!(value(&recs[0]).op, Op::Delete);
+    assert_eq!(key(&recs[1]), vec![Datum::Long(7)]);
+    assert_eq!(recs[1].1, None, "tombstone for the old key");
+    assert_eq!(key(&recs[2]), vec![Datum::Long(8)]);
+    let create = value(&recs[2]);
+    assert_eq!(
+        (create.op, create.before, create.after),
+        (Op::Create, None, ev.after)
+    );
+}
