@@ -1,0 +1,10 @@
+//! `tributary-connector-postgres`: the PostgreSQL source.
+//!
+//! - [`pgoutput`]: decoding of logical replication messages (v1, v2);
+//! - [`types`]: type OIDs to portable column types, text values to datums;
+//! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
+//!   read from the catalog.
+
+pub mod catalog;
+pub mod pgoutput;
+pub mod types;
