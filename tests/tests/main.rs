@@ -3,4 +3,5 @@
 //! services, each with its own directory, database or key prefix.
 
 mod log;
+mod postgres;
 mod schemas;

@@ -1,0 +1,72 @@
+//! The PostgreSQL connector against the real local PostgreSQL. Each test
+//! works in a database of its own, created and dropped here.
+
+mod types;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::{Client, NoTls};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A database made for one test; `drop_db` removes it.
+pub struct TestDb {
+    pub name: String,
+    pub client: Client,
+    admin: Client,
+}
+
+async fn connect(db: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
+        NoTls,
+    )
+    .await
+    .expect("connect to the local PostgreSQL (run scripts/services.sh)");
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("postgres connection: {e}");
+        }
+    });
+    client
+}
+
+impl TestDb {
+    pub async fn new(tag: &str) -> Self {
+        let name = format!(
+            "tributary_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect("postgres").await;
+        // Two calls: a multi-statement string runs as one transaction, and
+        // neither statement may run inside one.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .expect("drop leftover database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let client = connect(&name).await;
+        Self {
+            name,
+            client,
+            admin,
+        }
+    }
+
+    pub async fn drop_db(self) {
+        let Self {
+            name,
+            client,
+            admin,
+        } = self;
+        drop(client);
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop database");
+    }
+}
