@@ -2,9 +2,11 @@
 //!
 //! - [`pgoutput`]: decoding of logical replication messages (v1, v2);
 //! - [`types`]: type OIDs to portable column types, text values to datums;
+//! - [`replication`]: the replication connection and its CopyBoth stream;
 //! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
 //!   read from the catalog.
 
 pub mod catalog;
 pub mod pgoutput;
+pub mod replication;
 pub mod types;
