@@ -103,21 +103,31 @@ pub async fn table_schema(
             db_type,
         });
     }
+    let full: bool = client
+        .query_one(
+            "SELECT c.relreplident = 'f' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(q)?
+        .get(0);
     if key.is_empty() {
-        let full: bool = client
-            .query_one(
-                "SELECT c.relreplident = 'f' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2",
-                &[&schema, &table],
-            )
-            .await
-            .map_err(q)?
-            .get(0);
         if !full {
             return Err(CatalogError::NoKey(qualified));
         }
         // REPLICA IDENTITY FULL without a key: the whole row identifies it.
         key = (0..columns.len()).collect();
+    }
+    if !full {
+        // Without REPLICA IDENTITY FULL, deletes (and key changes) carry
+        // only the old key: every other column can be unavailable in a
+        // before-image.
+        for (i, c) in columns.iter_mut().enumerate() {
+            if !key.contains(&i) {
+                c.may_be_unavailable = true;
+            }
+        }
     }
     Ok(TableSchema {
         database: database.to_string(),

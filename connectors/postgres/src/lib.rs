@@ -3,10 +3,12 @@
 //! - [`pgoutput`]: decoding of logical replication messages (v1, v2);
 //! - [`types`]: type OIDs to portable column types, text values to datums;
 //! - [`replication`]: the replication connection and its CopyBoth stream;
+//! - [`events`]: pgoutput rows to change events;
 //! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
 //!   read from the catalog.
 
 pub mod catalog;
+pub mod events;
 pub mod pgoutput;
 pub mod replication;
 pub mod types;

@@ -99,14 +99,26 @@ async fn every_type_maps_and_parses() {
             .expect("t")
             .may_be_unavailable
     );
-    assert!(
-        !schema
-            .columns
+    let unavailable = |s: &tributary_core::TableSchema, name: &str| {
+        s.columns
             .iter()
-            .find(|c| c.name == "i4")
-            .expect("i4")
+            .find(|c| c.name == name)
+            .expect("column")
             .may_be_unavailable
-    );
+    };
+    // REPLICA IDENTITY DEFAULT: a delete carries only the key, so every
+    // non-key column can be unavailable in a before-image.
+    assert!(!unavailable(&schema, "id"));
+    assert!(unavailable(&schema, "i4"));
+    db.client
+        .batch_execute("ALTER TABLE every_type REPLICA IDENTITY FULL")
+        .await
+        .expect("replica identity full");
+    let full = table_schema(&db.client, &db.name, "public", "every_type")
+        .await
+        .expect("catalog");
+    assert!(!unavailable(&full, "i4"), "FULL: only TOAST hides values");
+    assert!(unavailable(&full, "t"));
 
     // The settings the replication session pins, as SQL.
     for opt in SESSION_OPTIONS
