@@ -1,6 +1,7 @@
 //! The PostgreSQL connector against the real local PostgreSQL. Each test
 //! works in a database of its own, created and dropped here.
 
+mod source;
 mod stream;
 mod types;
 
@@ -17,7 +18,7 @@ pub struct TestDb {
     admin: Client,
 }
 
-async fn connect(db: &str) -> Client {
+pub async fn connect(db: &str) -> Client {
     let (client, conn) = tokio_postgres::connect(
         &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
         NoTls,

@@ -1,0 +1,398 @@
+//! The streaming half of the PostgreSQL source: from the replication slot
+//! into the log, acknowledging to PostgreSQL only what the log holds
+//! durably.
+//!
+//! Per transaction: changes are collected from Begin to Commit, encoded
+//! and appended (one append per topic, in commit order), and the commit's
+//! end LSN waits in a queue until every partition it touched reports a
+//! durable watermark past what was appended; only then is it sent as the
+//! flushed position. So `confirmed_flush_lsn` never covers a change the
+//! log could lose, and after a restart PostgreSQL resends everything not
+//! yet durable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_postgres::Client;
+use tributary_core::{ChangeEvent, Op, TableSchema};
+use tributary_log::{Log, Partition, TopicConfig};
+use tributary_schemas::writer::{EventWriter, WriteError};
+use tributary_schemas::{Connector, EventSchema};
+
+use crate::catalog::{self, CatalogError};
+use crate::events::{self, EventError, TxContext};
+use crate::pgoutput::{self, Decoder, Message};
+use crate::replication::{ConnectConfig, Connection, ReplicationError, StreamMessage, quote_ident};
+
+/// What the streaming source needs.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Source name: the first part of topic names and Avro namespaces.
+    pub name: String,
+    /// Replication connection.
+    pub connect: ConnectConfig,
+    /// Publication to stream (created for `tables` when missing).
+    pub publication: String,
+    /// Replication slot (created when missing).
+    pub slot: String,
+    /// Tables (`schema`, `table`) to capture.
+    pub tables: Vec<(String, String)>,
+    /// How often standby status goes out.
+    pub status_interval: Duration,
+    /// Configuration of topics the source creates.
+    pub topic_config: TopicConfig,
+}
+
+/// Errors of the streaming source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// SQL on the normal connection failed.
+    #[error("{what}: {source}")]
+    Sql {
+        /// What we were doing.
+        what: String,
+        /// Cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The server is not set up for logical replication.
+    #[error(
+        "wal_level is {0}, logical replication needs logical: run ALTER SYSTEM SET wal_level = logical; and restart PostgreSQL"
+    )]
+    WalLevel(String),
+    /// The replication connection failed.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// A pgoutput message did not decode.
+    #[error(transparent)]
+    Decode(#[from] pgoutput::DecodeError),
+    /// The catalog could not describe a table.
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
+    /// A row could not become an event.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Writing to the log failed.
+    #[error(transparent)]
+    Write(Box<WriteError>),
+    /// A change for a relation we were not told about.
+    #[error("change for relation {0} before its Relation message")]
+    UnknownRelation(u32),
+    /// Deriving the Avro schema failed.
+    #[error(transparent)]
+    Schema(#[from] tributary_schemas::avro::SchemaError),
+}
+
+impl From<CatalogError> for SourceError {
+    fn from(e: CatalogError) -> Self {
+        SourceError::Catalog(Box::new(e))
+    }
+}
+
+impl From<WriteError> for SourceError {
+    fn from(e: WriteError) -> Self {
+        SourceError::Write(Box::new(e))
+    }
+}
+
+type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// Partitions a transaction touched, each with the high watermark its
+/// durable watermark must reach before the commit is acknowledged.
+type DurableMarks = Vec<(Arc<Partition>, u64)>;
+
+fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
+    let what = what.into();
+    move |source| SourceError::Sql { what, source }
+}
+
+/// The topic of a table's events.
+pub fn topic_name(source: &str, schema: &str, table: &str) -> String {
+    format!("{source}.{schema}.{table}")
+}
+
+/// Checks wal_level and creates the publication and slot if missing.
+pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
+    let wal_level: String = client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .map_err(sql("SHOW wal_level"))?
+        .get(0);
+    if wal_level != "logical" {
+        return Err(SourceError::WalLevel(wal_level));
+    }
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&cfg.publication],
+        )
+        .await
+        .map_err(sql("looking up the publication"))?
+        .is_some();
+    if !exists {
+        let tables: Vec<String> = cfg
+            .tables
+            .iter()
+            .map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)))
+            .collect();
+        let ddl = format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote_ident(&cfg.publication),
+            tables.join(", ")
+        );
+        client.batch_execute(&ddl).await.map_err(sql(ddl.clone()))?;
+    }
+    let slot = client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&cfg.slot],
+        )
+        .await
+        .map_err(sql("looking up the slot"))?;
+    if slot.is_none() {
+        client
+            .query_one(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&cfg.slot],
+            )
+            .await
+            .map_err(sql(format!("creating replication slot {}", cfg.slot)))?;
+    }
+    Ok(())
+}
+
+struct Relation {
+    topic: String,
+    table: Arc<TableSchema>,
+}
+
+struct OpenTx {
+    ctx: TxContext,
+    events: Vec<(String, ChangeEvent)>,
+    per_table: HashMap<String, i64>,
+}
+
+/// The streaming source.
+pub struct StreamSource {
+    cfg: StreamConfig,
+    client: Client,
+    log: Log,
+    writer: EventWriter,
+    relations: HashMap<u32, Relation>,
+}
+
+impl std::fmt::Debug for StreamSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSource")
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl StreamSource {
+    /// A source writing through `writer` into `log`; `client` is a normal
+    /// (SQL) connection to the same database, for the catalog.
+    pub fn new(cfg: StreamConfig, client: Client, log: Log, writer: EventWriter) -> Self {
+        Self {
+            cfg,
+            client,
+            log,
+            writer,
+            relations: HashMap::new(),
+        }
+    }
+
+    async fn on_relation(&mut self, oid: u32, namespace: &str, name: &str) -> Result<()> {
+        // pgoutput resends Relation after any relcache invalidation: only a
+        // changed shape registers a new schema version.
+        let table =
+            catalog::table_schema(&self.client, &self.cfg.connect.database, namespace, name)
+                .await?;
+        let topic = topic_name(&self.cfg.name, namespace, name);
+        let unchanged = self.relations.get(&oid).is_some_and(|r| *r.table == table);
+        if !unchanged {
+            let schema = EventSchema::new(&self.cfg.name, Connector::Postgres, table.clone())?;
+            self.writer
+                .register(&topic, schema, self.cfg.topic_config.clone())?;
+            self.relations.insert(
+                oid,
+                Relation {
+                    topic,
+                    table: Arc::new(table),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn relation(&self, oid: u32) -> Result<&Relation> {
+        self.relations
+            .get(&oid)
+            .ok_or(SourceError::UnknownRelation(oid))
+    }
+
+    fn push(
+        tx: &mut OpenTx,
+        rel: &Relation,
+        op: Op,
+        before: Option<Vec<tributary_core::Datum>>,
+        after: Option<Vec<tributary_core::Datum>>,
+    ) {
+        let total = tx.events.len() as i64 + 1;
+        let per = tx.per_table.entry(rel.topic.clone()).or_insert(0);
+        *per += 1;
+        let ev = tx.ctx.event(&rel.table, op, before, after, total, *per);
+        tx.events.push((rel.topic.clone(), ev));
+    }
+
+    /// Appends a committed transaction; returns the partitions it touched
+    /// and the high watermark each must become durable past.
+    fn write(&self, tx: OpenTx) -> Result<DurableMarks> {
+        let mut touched: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < tx.events.len() {
+            let topic = &tx.events[i].0;
+            let mut j = i;
+            while j < tx.events.len() && &tx.events[j].0 == topic {
+                j += 1;
+            }
+            let batch: Vec<ChangeEvent> = tx.events[i..j].iter().map(|(_, e)| e.clone()).collect();
+            self.writer.append(topic, &batch)?;
+            if !touched.contains(topic) {
+                touched.push(topic.clone());
+            }
+            i = j;
+        }
+        let mut marks = Vec::new();
+        for t in touched {
+            let topic = self.log.topic(&t).map_err(WriteError::from)?;
+            for p in topic.partitions() {
+                marks.push((Arc::clone(p), p.high_watermark()));
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Streams until `stop` turns true or an error occurs.
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let conn = Connection::connect(&self.cfg.connect).await?;
+        let (mut reader, mut status) = conn
+            .start_replication(
+                &self.cfg.slot,
+                0,
+                &[
+                    ("proto_version", "1"),
+                    ("publication_names", &self.cfg.publication),
+                    ("messages", "true"),
+                ],
+            )
+            .await?;
+        let mut decoder = Decoder::new();
+        let mut open: Option<OpenTx> = None;
+        let mut pending: VecDeque<(u64, DurableMarks)> = VecDeque::new();
+        let mut acked = 0u64;
+        let mut sent = 0u64;
+        let mut ticker = tokio::time::interval(self.cfg.status_interval);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = ticker.tick() => {
+                    while let Some((lsn, marks)) = pending.front() {
+                        if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
+                            acked = acked.max(*lsn);
+                            pending.pop_front();
+                        } else {
+                            break;
+                        }
+                    }
+                    if acked > sent {
+                        status.send_status(acked, acked, acked, false).await?;
+                        sent = acked;
+                    }
+                }
+                msg = reader.next() => {
+                    let Some(msg) = msg? else { break };
+                    match msg {
+                        StreamMessage::Keepalive { end, reply, .. } => {
+                            // Nothing in flight: everything up to the server's
+                            // position is either ours and durable, or not ours.
+                            if open.is_none() && pending.is_empty() {
+                                acked = acked.max(end);
+                            }
+                            if reply {
+                                status.send_status(acked, acked, acked, false).await?;
+                                sent = acked;
+                            }
+                        }
+                        StreamMessage::XLogData { data, .. } => {
+                            match decoder.decode(&data)? {
+                                Message::Begin { final_lsn, commit_time, xid } => {
+                                    open = Some(OpenTx {
+                                        ctx: TxContext {
+                                            source_name: self.cfg.name.clone(),
+                                            database: self.cfg.connect.database.clone(),
+                                            xid,
+                                            commit_lsn: final_lsn,
+                                            commit_time,
+                                            now_ms: tributary_log::now_ms(),
+                                        },
+                                        events: Vec::new(),
+                                        per_table: HashMap::new(),
+                                    });
+                                }
+                                Message::Relation { oid, namespace, name, .. } => {
+                                    self.on_relation(oid, &namespace, &name).await?;
+                                }
+                                Message::Insert { oid, new, .. } => {
+                                    let rel = self.relation(oid)?;
+                                    let after = events::row(&rel.table, &new)?;
+                                    if let Some(tx) = open.as_mut() {
+                                        Self::push(tx, rel, Op::Create, None, Some(after));
+                                    }
+                                }
+                                Message::Update { oid, old, new, .. } => {
+                                    let rel = self.relation(oid)?;
+                                    let before = old.map(|(k, t)| events::old_row(&rel.table, k, &t)).transpose()?;
+                                    let after = events::row(&rel.table, &new)?;
+                                    if let Some(tx) = open.as_mut() {
+                                        Self::push(tx, rel, Op::Update, before, Some(after));
+                                    }
+                                }
+                                Message::Delete { oid, old: (kind, tuple), .. } => {
+                                    let rel = self.relation(oid)?;
+                                    let before = events::old_row(&rel.table, kind, &tuple)?;
+                                    if let Some(tx) = open.as_mut() {
+                                        Self::push(tx, rel, Op::Delete, Some(before), None);
+                                    }
+                                }
+                                Message::Truncate { oids, .. } => {
+                                    for oid in oids {
+                                        let rel = self.relation(oid)?;
+                                        if let Some(tx) = open.as_mut() {
+                                            Self::push(tx, rel, Op::Truncate, None, None);
+                                        }
+                                    }
+                                }
+                                Message::Commit { end_lsn, .. } => {
+                                    if let Some(tx) = open.take() {
+                                        let marks = if tx.events.is_empty() { Vec::new() } else { self.write(tx)? };
+                                        pending.push_back((end_lsn, marks));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        status.close().await?;
+        Ok(())
+    }
+}

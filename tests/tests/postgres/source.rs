@@ -1,0 +1,186 @@
+//! The streaming source end to end against the real server: changes land
+//! in the log as Avro events, and the slot is acknowledged only up to
+//! what the log holds durably.
+
+use std::time::Duration;
+
+use tributary_connector_postgres::replication::{ConnectConfig, parse_lsn};
+use tributary_connector_postgres::source::{StreamConfig, StreamSource, prepare, topic_name};
+use tributary_core::{Datum, Op};
+use tributary_log::{FsyncPolicy, Log, TopicConfig};
+use tributary_schemas::Registry;
+use tributary_schemas::writer::EventWriter;
+
+use super::{TestDb, connect};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_land_in_the_log_and_the_slot_follows_durability() {
+    let db = TestDb::new("source").await;
+    db.client
+        .batch_execute("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2))")
+        .await
+        .expect("ddl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path().join("log")).expect("log");
+    let registry = Registry::open(dir.path().join("registry")).expect("registry");
+    let writer = EventWriter::new(log.clone(), registry);
+    let cfg = StreamConfig {
+        name: "pg".into(),
+        connect: ConnectConfig {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            database: db.name.clone(),
+            application_name: "tributary-test".into(),
+            extra_options: String::new(),
+        },
+        publication: format!("{}_pub", db.name),
+        slot: format!("{}_slot", db.name),
+        tables: vec![("public".into(), "customers".into())],
+        status_interval: Duration::from_millis(100),
+        topic_config: TopicConfig {
+            partitions: 2,
+            fsync: FsyncPolicy::interval(50),
+            ..TopicConfig::default()
+        },
+    };
+    let sql = connect(&db.name).await;
+    prepare(&sql, &cfg).await.expect("prepare");
+    let mut source = StreamSource::new(cfg.clone(), sql, log.clone(), writer);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { source.run(stop_rx).await });
+
+    db.client
+        .batch_execute(
+            "INSERT INTO customers VALUES (1, 'ada', 10.50), (2, 'bob', NULL), (3, 'cy', 0);
+             UPDATE customers SET balance = 99.99 WHERE id = 2;
+             DELETE FROM customers WHERE id = 3;",
+        )
+        .await
+        .expect("changes");
+    let end: String = db
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("lsn")
+        .get(0);
+    let end = parse_lsn(&end).expect("lsn");
+
+    let topic = topic_name("pg", "public", "customers");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let t = loop {
+        if let Ok(t) = log.topic(&topic)
+            && t.partitions()
+                .iter()
+                .map(|p| p.high_watermark())
+                .sum::<u64>()
+                >= 6
+        {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Decode everything with the table's schema.
+    let table = tributary_connector_postgres::catalog::table_schema(
+        &db.client,
+        &db.name,
+        "public",
+        "customers",
+    )
+    .await
+    .expect("catalog");
+    let schema =
+        tributary_schemas::EventSchema::new("pg", tributary_schemas::Connector::Postgres, table)
+            .expect("schema");
+    let mut events = Vec::new();
+    let mut tombstones = 0;
+    for p in t.partitions() {
+        for b in p.read(0, 1 << 20).expect("read") {
+            for r in b.records().expect("records").iter() {
+                let r = r.expect("record");
+                match r.value {
+                    None => tombstones += 1,
+                    Some(v) => events.push(schema.decode_value(&v[5..]).expect("decode")),
+                }
+            }
+        }
+    }
+    assert_eq!(tombstones, 1);
+    assert_eq!(events.len(), 5);
+    let by_op = |op: Op| events.iter().filter(|e| e.op == op).count();
+    assert_eq!(
+        (by_op(Op::Create), by_op(Op::Update), by_op(Op::Delete)),
+        (3, 1, 1)
+    );
+    let ada = events
+        .iter()
+        .find(|e| e.after.as_ref().is_some_and(|a| a[0] == Datum::Int(1)))
+        .expect("ada");
+    assert_eq!(
+        ada.after.as_ref().expect("after")[1],
+        Datum::Text("ada".into())
+    );
+    assert_eq!(
+        ada.after.as_ref().expect("after")[2],
+        Datum::Decimal {
+            unscaled: vec![0x04, 0x1a],
+            scale: 2
+        }
+    );
+    let delete = events.iter().find(|e| e.op == Op::Delete).expect("delete");
+    let before = delete.before.as_ref().expect("before");
+    assert_eq!(before[0], Datum::Int(3));
+    assert_eq!(
+        before[1],
+        Datum::Unavailable,
+        "REPLICA IDENTITY DEFAULT: only the key is known"
+    );
+
+    // The slot moves once the log is durable, up to (at least) our changes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = db
+            .client
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&cfg.slot],
+            )
+            .await
+            .expect("slot");
+        let confirmed = parse_lsn(row.get::<_, &str>(0)).expect("lsn");
+        if confirmed >= end {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "confirmed_flush_lsn stuck at {confirmed:x}, want {end:x}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in t.partitions() {
+        assert_eq!(
+            p.durable_watermark(),
+            p.high_watermark(),
+            "acknowledged only what is durable"
+        );
+    }
+
+    stop_tx.send(true).expect("stop");
+    task.await.expect("join").expect("source ran cleanly");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while db
+        .client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot])
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "slot still active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.drop_db().await;
+}
