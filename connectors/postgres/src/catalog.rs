@@ -181,3 +181,85 @@ async fn custom_types(
     }
     Ok(out)
 }
+
+/// The shape of a table as a pgoutput Relation message describes it at
+/// that point of the stream (names, types and key flags from the message,
+/// so a later ALTER TABLE does not leak backwards); only nullability and
+/// custom types (enum labels, domain bases) come from the catalog.
+pub async fn relation_schema(
+    client: &Client,
+    database: &str,
+    namespace: &str,
+    name: &str,
+    columns: &[crate::pgoutput::RelationColumn],
+    replica_identity: u8,
+) -> Result<TableSchema, CatalogError> {
+    let qualified = format!("{namespace}.{name}");
+    let q = |source| CatalogError::Query {
+        table: qualified.clone(),
+        source,
+    };
+    let rows = client
+        .query(
+            "SELECT a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&namespace, &name],
+        )
+        .await
+        .map_err(q)?;
+    let now: HashMap<String, (bool, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                (r.get::<_, bool>(1), r.get::<_, String>(2)),
+            )
+        })
+        .collect();
+    let oids: Vec<u32> = columns.iter().map(|c| c.type_oid).collect();
+    let custom = custom_types(client, &oids).await.map_err(q)?;
+    let lookup = |o: u32| custom.get(&o).cloned();
+    let full = replica_identity == b'f';
+    let mut out = Vec::with_capacity(columns.len());
+    let mut key = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        let (ty, toastable) =
+            types::column_type(c.type_oid, c.type_modifier, &lookup).map_err(|source| {
+                CatalogError::Type {
+                    table: qualified.clone(),
+                    column: c.name.clone(),
+                    db_type: format!("type oid {}", c.type_oid),
+                    source,
+                }
+            })?;
+        if c.key {
+            key.push(i);
+        }
+        let (not_null, db_type) = now
+            .get(&c.name)
+            .cloned()
+            .unwrap_or((false, format!("type oid {}", c.type_oid)));
+        out.push(Column {
+            name: c.name.clone(),
+            ty,
+            nullable: !not_null,
+            may_be_unavailable: toastable || (!full && !c.key),
+            db_type,
+        });
+    }
+    if key.is_empty() {
+        if !full {
+            return Err(CatalogError::NoKey(qualified));
+        }
+        key = (0..out.len()).collect();
+    }
+    Ok(TableSchema {
+        database: database.to_string(),
+        schema: namespace.to_string(),
+        table: name.to_string(),
+        columns: out,
+        key,
+    })
+}

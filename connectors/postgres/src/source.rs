@@ -204,12 +204,25 @@ impl StreamSource {
         }
     }
 
-    async fn on_relation(&mut self, oid: u32, namespace: &str, name: &str) -> Result<()> {
+    async fn on_relation(
+        &mut self,
+        oid: u32,
+        namespace: &str,
+        name: &str,
+        columns: &[crate::pgoutput::RelationColumn],
+        replica_identity: u8,
+    ) -> Result<()> {
         // pgoutput resends Relation after any relcache invalidation: only a
         // changed shape registers a new schema version.
-        let table =
-            catalog::table_schema(&self.client, &self.cfg.connect.database, namespace, name)
-                .await?;
+        let table = catalog::relation_schema(
+            &self.client,
+            &self.cfg.connect.database,
+            namespace,
+            name,
+            columns,
+            replica_identity,
+        )
+        .await?;
         let topic = topic_name(&self.cfg.name, namespace, name);
         let unchanged = self.relations.get(&oid).is_some_and(|r| *r.table == table);
         if !unchanged {
@@ -346,8 +359,8 @@ impl StreamSource {
                                         per_table: HashMap::new(),
                                     });
                                 }
-                                Message::Relation { oid, namespace, name, .. } => {
-                                    self.on_relation(oid, &namespace, &name).await?;
+                                Message::Relation { oid, namespace, name, replica_identity, columns, .. } => {
+                                    self.on_relation(oid, &namespace, &name, &columns, replica_identity).await?;
                                 }
                                 Message::Insert { oid, new, .. } => {
                                     let rel = self.relation(oid)?;

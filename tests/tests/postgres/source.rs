@@ -23,7 +23,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let writer = EventWriter::new(log.clone(), registry);
+    let writer = EventWriter::new(log.clone(), registry.clone());
     let cfg = StreamConfig {
         name: "pg".into(),
         connect: ConnectConfig {
@@ -169,6 +169,55 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
             "acknowledged only what is durable"
         );
     }
+
+    // A column added mid-stream: a new schema version, registered before
+    // the first event with the new shape.
+    db.client
+        .batch_execute(
+            "ALTER TABLE customers ADD COLUMN email text; INSERT INTO customers VALUES (4, 'dee', 1, 'd@example.com');",
+        )
+        .await
+        .expect("alter");
+    let subject = format!("{topic}-value");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while t
+        .partitions()
+        .iter()
+        .map(|p| p.high_watermark())
+        .sum::<u64>()
+        < 7
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "event after ALTER did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(registry.versions(&subject).expect("versions"), vec![1, 2]);
+    let v2 = registry
+        .version(&subject, tributary_schemas::registry::VersionSel::Latest)
+        .expect("latest");
+    let v2_schema = apache_avro::Schema::parse_str(&v2.schema).expect("schema");
+    let mut found = false;
+    for p in t.partitions() {
+        for b in p.read(0, 1 << 20).expect("read") {
+            for r in b.records().expect("records").iter() {
+                let r = r.expect("record");
+                let Some(v) = r.value else { continue };
+                let (id, body) = tributary_schemas::wire::split(v).expect("wire");
+                if id != v2.id {
+                    continue;
+                }
+                #[allow(deprecated)]
+                let value = apache_avro::from_avro_datum(&v2_schema, &mut &body[..], None)
+                    .expect("decode v2");
+                let text = format!("{value:?}");
+                assert!(text.contains("d@example.com"), "{text}");
+                found = true;
+            }
+        }
+    }
+    assert!(found, "the new row is written with version 2");
 
     stop_tx.send(true).expect("stop");
     task.await.expect("join").expect("source ran cleanly");
