@@ -8,8 +8,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tributary_core::{ChangeEvent, Datum, Op};
-use tributary_log::{Log, LogError, RecordIn, Route, TopicConfig};
+use tributary_log::{BatchBuilder, Log, LogError, RecordIn, TopicConfig, partition_for_key};
+
+/// A record header: name and value.
+type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+/// Header carrying a record's source position (see [`EventWriter::append_at`]).
+pub const POSITION_HEADER: &str = "tributary.pos";
 
 use crate::avro::EventSchema;
 use crate::registry::{Registry, RegistryError};
@@ -62,6 +69,8 @@ pub struct EventWriter {
     log: Log,
     registry: Registry,
     topics: HashMap<String, Registered>,
+    /// Per topic, the last position header in each partition.
+    floors: Mutex<HashMap<String, Vec<Option<Vec<u8>>>>>,
     /// Follow each delete with a tombstone (same key, no value).
     pub tombstones_on_delete: bool,
 }
@@ -82,6 +91,7 @@ impl EventWriter {
             log,
             registry,
             topics: HashMap::new(),
+            floors: Mutex::new(HashMap::new()),
             tombstones_on_delete: true,
         }
     }
@@ -133,6 +143,23 @@ impl EventWriter {
     /// tombstones after deletes) to `topic`, partitioned by key. Returns
     /// where each event went, in order.
     pub fn append(&self, topic: &str, events: &[ChangeEvent]) -> Result<Vec<Written>, WriteError> {
+        let placed = self.append_at(topic, events, None)?;
+        Ok(placed.into_iter().flatten().collect())
+    }
+
+    /// Like [`append`](Self::append), for sources that resume: each record
+    /// gets a header [`POSITION_HEADER`] = `position ++ seq` (seq a u32 BE
+    /// counting this call's records), which must sort after every earlier
+    /// record of the source. A record whose partition already ends at or
+    /// past its position is skipped: after a restart, the part of a
+    /// transaction that reached the log before the crash is not written
+    /// twice. Returns `None` for skipped events.
+    pub fn append_at(
+        &self,
+        topic: &str,
+        events: &[ChangeEvent],
+        position: Option<&[u8]>,
+    ) -> Result<Vec<Option<Written>>, WriteError> {
         let reg = self
             .topics
             .get(topic)
@@ -211,40 +238,90 @@ impl EventWriter {
             }
         }
         let slice = |s: Option<Span>| s.map(|(a, b)| &buf[a..b]);
-        let records: Vec<RecordIn<'_>> = spans
-            .iter()
-            .map(|&(k, v, ts)| RecordIn {
-                timestamp: ts,
-                key: slice(k),
-                value: slice(v),
-                headers: &[],
-            })
-            .collect();
         let t = self.log.topic(topic)?;
+        let n = t.partitions().len() as u32;
+        let positions: Vec<Vec<u8>> = match position {
+            None => Vec::new(),
+            Some(prefix) => (0..spans.len() as u32)
+                .map(|seq| [prefix, &seq.to_be_bytes()[..]].concat())
+                .collect(),
+        };
+        let floors = match position {
+            None => Vec::new(),
+            Some(_) => self.floors(topic, &t)?,
+        };
+        let headers: Vec<[Header<'_>; 1]> = positions
+            .iter()
+            .map(|p| [(POSITION_HEADER, Some(p.as_slice()))])
+            .collect();
         // Keyless records (truncates) go to partition 0, keyed ones by key.
-        let mut placed = Vec::with_capacity(records.len());
-        let mut run_start = 0;
-        while run_start < records.len() {
-            let keyed = records[run_start].key.is_some();
-            let mut end = run_start;
-            while end < records.len() && records[end].key.is_some() == keyed {
-                end += 1;
+        let mut builders: Vec<Option<BatchBuilder>> = vec![None; n as usize];
+        let mut placed: Vec<Option<(u32, u32)>> = Vec::with_capacity(spans.len());
+        for (i, &(k, v, ts)) in spans.iter().enumerate() {
+            let key = slice(k);
+            let p = key.map_or(0, |k| partition_for_key(k, n));
+            if let (Some(pos), Some(Some(floor))) = (positions.get(i), floors.get(p as usize))
+                && pos.as_slice() <= floor.as_slice()
+            {
+                placed.push(None);
+                continue;
             }
-            let route = if keyed {
-                Route::ByKey
-            } else {
-                Route::Partition(0)
-            };
-            placed.extend(t.append(route, &records[run_start..end])?);
-            run_start = end;
+            let b = builders[p as usize].get_or_insert_with(BatchBuilder::new);
+            placed.push(Some((p, b.len())));
+            b.push(RecordIn {
+                timestamp: ts,
+                key,
+                value: slice(v),
+                headers: headers.get(i).map_or(&[][..], |h| &h[..]),
+            });
+        }
+        let mut bases = vec![0u64; n as usize];
+        for (p, b) in builders.into_iter().enumerate() {
+            if let Some(b) = b {
+                bases[p] = t.partition(p as u32)?.append(b)?.base_offset;
+            }
         }
         let out = report
             .into_iter()
             .map(|i| {
-                let (partition, offset) = placed[i];
-                Written { partition, offset }
+                placed[i].map(|(partition, idx)| Written {
+                    partition,
+                    offset: bases[partition as usize] + u64::from(idx),
+                })
             })
             .collect();
+        Ok(out)
+    }
+
+    /// The last position header of each partition of `topic`, read once
+    /// from the partitions' tails. Positions only grow, so what this call
+    /// writes never needs to be added: only what was there at start-up can
+    /// be replayed.
+    fn floors(
+        &self,
+        topic: &str,
+        t: &tributary_log::Topic,
+    ) -> Result<Vec<Option<Vec<u8>>>, WriteError> {
+        if let Some(f) = self.floors.lock().get(topic) {
+            return Ok(f.clone());
+        }
+        let mut out = Vec::with_capacity(t.partitions().len());
+        for p in t.partitions() {
+            let hw = p.high_watermark();
+            let mut last = None;
+            if hw > p.earliest_offset() {
+                for b in p.read(hw - 1, 1)? {
+                    for r in b.records()?.iter() {
+                        let r = r?;
+                        if let Some(Some(pos)) = r.header(POSITION_HEADER) {
+                            last = Some(pos.to_vec());
+                        }
+                    }
+                }
+            }
+            out.push(last);
+        }
+        self.floors.lock().insert(topic.to_string(), out.clone());
         Ok(out)
     }
 }

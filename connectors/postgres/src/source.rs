@@ -265,6 +265,7 @@ impl StreamSource {
     fn write(&self, tx: OpenTx) -> Result<DurableMarks> {
         let mut touched: Vec<String> = Vec::new();
         let mut i = 0;
+        let mut run = 0u32;
         while i < tx.events.len() {
             let topic = &tx.events[i].0;
             let mut j = i;
@@ -272,11 +273,16 @@ impl StreamSource {
                 j += 1;
             }
             let batch: Vec<ChangeEvent> = tx.events[i..j].iter().map(|(_, e)| e.clone()).collect();
-            self.writer.append(topic, &batch)?;
+            // Position: commit LSN, then the run of this transaction, then
+            // (added by the writer) the record: sorts in stream order, so
+            // a replay after a crash skips what already reached the log.
+            let position = [&tx.ctx.commit_lsn.to_be_bytes()[..], &run.to_be_bytes()[..]].concat();
+            self.writer.append_at(topic, &batch, Some(&position))?;
             if !touched.contains(topic) {
                 touched.push(topic.clone());
             }
             i = j;
+            run += 1;
         }
         let mut marks = Vec::new();
         for t in touched {

@@ -1,0 +1,148 @@
+//! Kill and resume: the source process is SIGKILLed at random moments
+//! while transactions commit; after restarts the log holds every
+//! committed change exactly once (the slot replays what was not
+//! acknowledged; what already reached the log is recognised by its
+//! position and not written again).
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rand::Rng;
+use tributary_log::{Log, LogOptions};
+
+use super::{TestDb, connect};
+
+const ROWS_PER_TX: i32 = 5;
+const TXS: i32 = 400;
+
+fn start(dir: &std::path::Path, db: &str) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-source"))
+        .arg(dir)
+        .arg(db)
+        .arg(format!("{db}_slot"))
+        .arg(format!("{db}_pub"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn pg-source");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    assert_eq!(line.trim(), "started", "pg-source failed to start");
+    child
+}
+
+fn count_records(dir: &std::path::Path) -> (usize, HashMap<Vec<u8>, usize>) {
+    let log = Log::open_with(
+        dir.join("log"),
+        LogOptions {
+            background: false,
+            ..LogOptions::default()
+        },
+    )
+    .expect("open log");
+    let Ok(t) = log.topic("pg.public.items") else {
+        return (0, HashMap::new());
+    };
+    let mut total = 0;
+    let mut per_key: HashMap<Vec<u8>, usize> = HashMap::new();
+    for p in t.partitions() {
+        let mut offset = p.earliest_offset();
+        while offset < p.high_watermark() {
+            for b in p.read(offset, 1 << 20).expect("read") {
+                for r in b.records().expect("records").iter() {
+                    let r = r.expect("record");
+                    if r.offset < offset {
+                        continue;
+                    }
+                    total += 1;
+                    *per_key.entry(r.key.expect("key").to_vec()).or_default() += 1;
+                    offset = r.offset + 1;
+                }
+            }
+        }
+    }
+    (total, per_key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_source_resumes_with_every_change_exactly_once() {
+    let db = TestDb::new("resume").await;
+    db.client
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+        .await
+        .expect("ddl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = start(dir.path(), &db.name);
+
+    // Commit transactions in the background while the source is killed
+    // and restarted.
+    let writer_client = connect(&db.name).await;
+    let writer = tokio::spawn(async move {
+        for tx in 0..TXS {
+            let base = tx * ROWS_PER_TX;
+            writer_client
+                .batch_execute(&format!(
+                    "INSERT INTO items SELECT g, 'v' || g FROM generate_series({}, {}) g",
+                    base,
+                    base + ROWS_PER_TX - 1
+                ))
+                .await
+                .expect("insert");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let mut kills = 0;
+    while !writer.is_finished() || kills < 3 {
+        let wait = rand::rng().random_range(150..600);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+        child = start(dir.path(), &db.name);
+    }
+    writer.await.expect("writer");
+    let want = (TXS * ROWS_PER_TX) as usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Let the source catch up, then stop it and look at the log.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let (total, per_key) = count_records(dir.path());
+        if per_key.len() == want {
+            assert_eq!(
+                total, want,
+                "every change exactly once, after {kills} kills"
+            );
+            assert!(per_key.values().all(|&n| n == 1));
+            break;
+        }
+        assert!(
+            total <= want,
+            "duplicates: {total} records for {} keys",
+            per_key.len()
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {want} rows arrived",
+            per_key.len()
+        );
+        child = start(dir.path(), &db.name);
+    }
+    let slot = format!("{}_slot", db.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while db
+        .client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "slot still active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.drop_db().await;
+}
