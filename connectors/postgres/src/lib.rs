@@ -4,6 +4,7 @@
 //! - [`types`]: type OIDs to portable column types, text values to datums;
 //! - [`replication`]: the replication connection and its CopyBoth stream;
 //! - [`events`]: pgoutput rows to change events;
+//! - [`snapshot`]: COPY's text format for the initial snapshot;
 //! - [`source`]: the streaming source, slot to log with durable acknowledgement;
 //! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
 //!   read from the catalog.
@@ -12,5 +13,6 @@ pub mod catalog;
 pub mod events;
 pub mod pgoutput;
 pub mod replication;
+pub mod snapshot;
 pub mod source;
 pub mod types;

@@ -43,6 +43,18 @@ pub struct StreamConfig {
     pub status_interval: Duration,
     /// Configuration of topics the source creates.
     pub topic_config: TopicConfig,
+    /// Whether to read the tables' current rows before streaming.
+    pub snapshot: SnapshotMode,
+}
+
+/// When the source reads a snapshot of the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// When the slot is created: the rows as of its consistent point
+    /// (`op: r`), then the stream from that point.
+    Initial,
+    /// Never: only changes from the slot's creation on.
+    Never,
 }
 
 /// Errors of the streaming source.
@@ -80,6 +92,9 @@ pub enum SourceError {
     /// A change for a relation we were not told about.
     #[error("change for relation {0} before its Relation message")]
     UnknownRelation(u32),
+    /// The snapshot could not be read.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// Deriving the Avro schema failed.
     #[error(transparent)]
     Schema(#[from] tributary_schemas::avro::SchemaError),
@@ -151,7 +166,7 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
         )
         .await
         .map_err(sql("looking up the slot"))?;
-    if slot.is_none() {
+    if slot.is_none() && cfg.snapshot == SnapshotMode::Never {
         client
             .query_one(
                 "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
@@ -294,9 +309,146 @@ impl StreamSource {
         Ok(marks)
     }
 
-    /// Streams until `stop` turns true or an error occurs.
+    /// Reads the captured tables inside the exported snapshot `name` and
+    /// writes their rows as `op: r` events. Returns how many.
+    async fn snapshot(&mut self, name: &str, consistent_point: u64) -> Result<u64> {
+        use futures_util::StreamExt;
+        let session: String = crate::types::SESSION_OPTIONS
+            .split("-c ")
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| format!("SET {};", s.trim()))
+            .collect();
+        self.client
+            .batch_execute(&session)
+            .await
+            .map_err(sql("session settings"))?;
+        self.client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+                name.replace('\'', "''")
+            ))
+            .await
+            .map_err(sql("importing the slot's snapshot"))?;
+        let mut total = 0u64;
+        let tables = self.cfg.tables.clone();
+        for (ti, (schema, table)) in tables.iter().enumerate() {
+            let shape =
+                catalog::table_schema(&self.client, &self.cfg.connect.database, schema, table)
+                    .await?;
+            let topic = topic_name(&self.cfg.name, schema, table);
+            let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
+            self.writer
+                .register(&topic, avro, self.cfg.topic_config.clone())?;
+            let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            let copy = format!(
+                "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+                cols.join(", "),
+                quote_ident(schema),
+                quote_ident(table)
+            );
+            let stream = self
+                .client
+                .copy_out(&copy)
+                .await
+                .map_err(sql(copy.clone()))?;
+            futures_util::pin_mut!(stream);
+            let ctx = TxContext {
+                source_name: self.cfg.name.clone(),
+                database: self.cfg.connect.database.clone(),
+                xid: 0,
+                commit_lsn: consistent_point,
+                commit_time: 0,
+                now_ms: tributary_log::now_ms(),
+            };
+            let mut carry: Vec<u8> = Vec::new();
+            let mut batch: Vec<ChangeEvent> = Vec::with_capacity(1000);
+            let last_table = ti + 1 == tables.len();
+            let mut flush = |batch: &mut Vec<ChangeEvent>, last: bool| -> Result<()> {
+                if let (true, Some(ev)) = (last, batch.last_mut()) {
+                    ev.source.snapshot = tributary_core::SnapshotFlag::Last;
+                }
+                if !batch.is_empty() {
+                    self.writer.append(&topic, batch)?;
+                    total += batch.len() as u64;
+                    batch.clear();
+                }
+                Ok(())
+            };
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(sql(copy.clone()))?;
+                carry.extend_from_slice(&chunk);
+                let mut start = 0;
+                while let Some(nl) = carry[start..].iter().position(|&b| b == b'\n') {
+                    let line = &carry[start..start + nl];
+                    start += nl + 1;
+                    let fields = crate::snapshot::copy_fields(line).map_err(|reason| {
+                        SourceError::Snapshot(format!("table {schema}.{table}: {reason}"))
+                    })?;
+                    let tuple: Vec<crate::pgoutput::TupleValue> = fields
+                        .into_iter()
+                        .map(|f| match f {
+                            None => crate::pgoutput::TupleValue::Null,
+                            Some(s) => crate::pgoutput::TupleValue::Text(bytes::Bytes::from(s)),
+                        })
+                        .collect();
+                    let row = events::row(&shape, &tuple)?;
+                    let mut ev = ctx.event(&shape, Op::Read, None, Some(row), 0, 0);
+                    ev.transaction = None;
+                    ev.source.snapshot = tributary_core::SnapshotFlag::True;
+                    batch.push(ev);
+                    if batch.len() == 1000 {
+                        flush(&mut batch, false)?;
+                    }
+                }
+                carry.drain(..start);
+            }
+            flush(&mut batch, last_table)?;
+        }
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(sql("ending the snapshot"))?;
+        Ok(total)
+    }
+
+    /// Streams until `stop` turns true or an error occurs. With
+    /// [`SnapshotMode::Initial`] and no slot yet, first creates the slot
+    /// and reads the snapshot it exports.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        let conn = Connection::connect(&self.cfg.connect).await?;
+        let mut conn = Connection::connect(&self.cfg.connect).await?;
+        let slot_exists = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cfg.slot],
+            )
+            .await
+            .map_err(sql("looking up the slot"))?
+            .is_some();
+        if !slot_exists && self.cfg.snapshot == SnapshotMode::Initial {
+            let rows = conn
+                .simple_query(&format!(
+                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+                    quote_ident(&self.cfg.slot)
+                ))
+                .await?;
+            let row = rows.first().ok_or_else(|| {
+                SourceError::Snapshot("CREATE_REPLICATION_SLOT returned no row".into())
+            })?;
+            let point = row
+                .get(1)
+                .and_then(|v| v.as_deref())
+                .and_then(crate::replication::parse_lsn)
+                .ok_or_else(|| SourceError::Snapshot("no consistent point".into()))?;
+            let name = row
+                .get(2)
+                .and_then(|v| v.clone())
+                .ok_or_else(|| SourceError::Snapshot("no exported snapshot".into()))?;
+            // The exported snapshot lives as long as this connection stays
+            // idle; the stream starts on it once the snapshot is read.
+            let rows = self.snapshot(&name, point).await?;
+            tracing::info!(slot = %self.cfg.slot, rows, "snapshot done");
+        }
         let (mut reader, mut status) = conn
             .start_replication(
                 &self.cfg.slot,

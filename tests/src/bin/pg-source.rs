@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tributary_connector_postgres::replication::ConnectConfig;
-use tributary_connector_postgres::source::{StreamConfig, StreamSource, prepare};
+use tributary_connector_postgres::source::{SnapshotMode, StreamConfig, StreamSource, prepare};
 use tributary_log::{FsyncPolicy, Log, TopicConfig};
 use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
             fsync: FsyncPolicy::interval(50),
             ..TopicConfig::default()
         },
+        snapshot: SnapshotMode::Never,
     };
     let (client, conn) = tokio_postgres::connect(
         &format!("host=127.0.0.1 user=postgres dbname={database}"),

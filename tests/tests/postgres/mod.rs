@@ -2,6 +2,7 @@
 //! works in a database of its own, created and dropped here.
 
 mod resume;
+mod snapshot;
 mod source;
 mod stream;
 mod types;

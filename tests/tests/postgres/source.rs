@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use tributary_connector_postgres::replication::{ConnectConfig, parse_lsn};
-use tributary_connector_postgres::source::{StreamConfig, StreamSource, prepare, topic_name};
+use tributary_connector_postgres::source::{
+    SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
+};
 use tributary_core::{Datum, Op};
 use tributary_log::{FsyncPolicy, Log, TopicConfig};
 use tributary_schemas::Registry;
@@ -44,6 +46,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
             fsync: FsyncPolicy::interval(50),
             ..TopicConfig::default()
         },
+        snapshot: SnapshotMode::Never,
     };
     let sql = connect(&db.name).await;
     prepare(&sql, &cfg).await.expect("prepare");

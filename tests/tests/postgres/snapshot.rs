@@ -1,0 +1,161 @@
+//! Snapshot while writing: rows in the table when the slot is created
+//! arrive as `op: r`, rows committed during and after the snapshot arrive
+//! from the stream, and every row arrives exactly once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tributary_connector_postgres::replication::ConnectConfig;
+use tributary_connector_postgres::source::{
+    SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
+};
+use tributary_core::{Datum, Op, SnapshotFlag};
+use tributary_log::{FsyncPolicy, Log, TopicConfig};
+use tributary_schemas::writer::EventWriter;
+use tributary_schemas::{Connector, EventSchema, Registry};
+
+use super::{TestDb, connect};
+
+const BEFORE: i32 = 20_000;
+const DURING: i32 = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_while_writing_gives_every_row_once() {
+    let db = TestDb::new("snap").await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+             INSERT INTO items SELECT g, 'before ' || g FROM generate_series(1, {BEFORE}) g;"
+        ))
+        .await
+        .expect("ddl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path().join("log")).expect("log");
+    let registry = Registry::open(dir.path().join("registry")).expect("registry");
+    let cfg = StreamConfig {
+        name: "pg".into(),
+        connect: ConnectConfig {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            database: db.name.clone(),
+            application_name: "tributary-test".into(),
+            extra_options: String::new(),
+        },
+        publication: format!("{}_pub", db.name),
+        slot: format!("{}_slot", db.name),
+        tables: vec![("public".into(), "items".into())],
+        status_interval: Duration::from_millis(100),
+        topic_config: TopicConfig {
+            partitions: 3,
+            fsync: FsyncPolicy::interval(50),
+            ..TopicConfig::default()
+        },
+        snapshot: SnapshotMode::Initial,
+    };
+    let sql = connect(&db.name).await;
+    prepare(&sql, &cfg).await.expect("prepare");
+    // Writes that race the slot's creation and the snapshot.
+    let writer_client = connect(&db.name).await;
+    let writes = tokio::spawn(async move {
+        for i in 0..DURING {
+            let id = 100_000 + i;
+            writer_client
+                .batch_execute(&format!("INSERT INTO items VALUES ({id}, 'during {id}')"))
+                .await
+                .expect("insert");
+        }
+    });
+    let mut source = StreamSource::new(
+        cfg.clone(),
+        sql,
+        log.clone(),
+        EventWriter::new(log.clone(), registry),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    writes.await.expect("writes");
+
+    let want = (BEFORE + DURING) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let topic = loop {
+        if let Ok(t) = log.topic(&topic_name("pg", "public", "items"))
+            && t.partitions()
+                .iter()
+                .map(|p| p.high_watermark())
+                .sum::<u64>()
+                >= want
+        {
+            break t;
+        }
+        assert!(!task.is_finished(), "source stopped early");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Settle: nothing more may arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_tx.send(true).expect("stop");
+    task.await.expect("join").expect("source ran cleanly");
+
+    let table = tributary_connector_postgres::catalog::table_schema(
+        &db.client, &db.name, "public", "items",
+    )
+    .await
+    .expect("catalog");
+    let schema = EventSchema::new("pg", Connector::Postgres, table).expect("schema");
+    let mut seen: HashMap<i32, Vec<Op>> = HashMap::new();
+    let mut last_flags = 0;
+    for p in topic.partitions() {
+        let mut offset = 0;
+        while offset < p.high_watermark() {
+            for b in p.read(offset, 1 << 20).expect("read") {
+                for r in b.records().expect("records").iter() {
+                    let r = r.expect("record");
+                    if r.offset < offset {
+                        continue;
+                    }
+                    offset = r.offset + 1;
+                    let ev = schema
+                        .decode_value(&r.value.expect("value")[5..])
+                        .expect("decode");
+                    if ev.source.snapshot == SnapshotFlag::Last {
+                        last_flags += 1;
+                    }
+                    let Some(Datum::Int(id)) = ev.after.as_ref().map(|a| a[0].clone()) else {
+                        panic!("row without id")
+                    };
+                    seen.entry(id).or_default().push(ev.op);
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len() as u64, want, "every row arrived");
+    for (id, ops) in &seen {
+        assert_eq!(ops.len(), 1, "id {id} arrived {} times: {ops:?}", ops.len());
+        if *id <= BEFORE {
+            assert_eq!(ops[0], Op::Read, "id {id} was there before the slot");
+        }
+    }
+    assert_eq!(last_flags, 1, "one event closes the snapshot");
+    let streamed = seen.values().filter(|o| o[0] == Op::Create).count();
+    eprintln!(
+        "snapshot rows: {}, streamed rows: {streamed}",
+        seen.len() - streamed
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while db
+        .client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot])
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "slot still active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.drop_db().await;
+}
