@@ -218,3 +218,40 @@ fn bench_avro_prints_the_summary_line() {
         "{last}"
     );
 }
+
+#[test]
+fn bench_pg_source_prints_the_summary_line() {
+    let out = tributary()
+        .args(["bench", "pg-source", "--rows", "5000"])
+        .output()
+        .expect("run tributary");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a summary line");
+    // pg-source: <N> rows/s, pg_recvlogical <N> rows/s, ratio <R>
+    let w: Vec<&str> = last.split(' ').collect();
+    assert_eq!(w.len(), 8, "{last}");
+    assert_eq!(
+        [w[0], w[2], w[3], w[5], w[6]],
+        [
+            "pg-source:",
+            "rows/s,",
+            "pg_recvlogical",
+            "rows/s,",
+            "ratio"
+        ],
+        "{last}"
+    );
+    for i in [1, 4] {
+        assert!(
+            w[i].parse::<u64>().is_ok_and(|n| n > 0),
+            "{:?} in {last}",
+            w[i]
+        );
+    }
+    assert!(w[7].parse::<f64>().is_ok(), "{last}");
+}

@@ -4,6 +4,7 @@
 
 mod avro;
 mod log;
+mod pg_source;
 
 use clap::Subcommand;
 
@@ -15,12 +16,16 @@ pub enum BenchCommand {
     /// Encode and decode change events with the direct Avro encoder; the
     /// same events through apache-avro's generic Value path.
     Avro(avro::AvroBenchArgs),
+    /// Stream inserted rows from PostgreSQL into the log; the same changes
+    /// through pg_recvlogical.
+    PgSource(pg_source::PgSourceBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Avro(args) => avro::run(args),
+        BenchCommand::PgSource(args) => pg_source::run(args),
     }
 }
 
