@@ -28,3 +28,37 @@ pub fn parse_crash_value(v: &[u8]) -> Option<(u32, u64)> {
     let seq = u64::from_le_bytes(body[4..12].try_into().ok()?);
     (crash_value(run, seq) == v).then_some((run, seq))
 }
+
+/// The streaming source's configuration the PostgreSQL tests share: the
+/// local server as `postgres`, source name `pg`, publication
+/// `<db>_pub` and slot `<db>_slot` for `public.<table>`, topics with
+/// `partitions` partitions synced every 50 ms.
+pub fn pg_stream_config(
+    database: &str,
+    table: &str,
+    partitions: u32,
+    snapshot: tributary_connector_postgres::source::SnapshotMode,
+) -> tributary_connector_postgres::source::StreamConfig {
+    tributary_connector_postgres::source::StreamConfig {
+        name: "pg".into(),
+        connect: tributary_connector_postgres::replication::ConnectConfig {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            database: database.into(),
+            application_name: "tributary-test".into(),
+            extra_options: String::new(),
+        },
+        publication: format!("{database}_pub"),
+        slot: format!("{database}_slot"),
+        tables: vec![("public".into(), table.into())],
+        status_interval: std::time::Duration::from_millis(100),
+        topic_config: tributary_log::TopicConfig {
+            partitions,
+            fsync: tributary_log::FsyncPolicy::interval(50),
+            ..tributary_log::TopicConfig::default()
+        },
+        snapshot,
+    }
+}

@@ -74,3 +74,22 @@ impl TestDb {
             .expect("drop database");
     }
 }
+
+/// Drops a replication slot, waiting for its walsender to let go.
+pub async fn drop_slot(db: &TestDb, slot: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = db
+            .client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
+        if r.is_ok() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot {slot} still active: {r:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -21,8 +21,6 @@ fn start(dir: &std::path::Path, db: &str) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pg-source"))
         .arg(dir)
         .arg(db)
-        .arg(format!("{db}_slot"))
-        .arg(format!("{db}_pub"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -134,15 +132,6 @@ async fn killed_source_resumes_with_every_change_exactly_once() {
         child = start(dir.path(), &db.name);
     }
     let slot = format!("{}_slot", db.name);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while db
-        .client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-        .await
-        .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "slot still active");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::drop_slot(&db, &slot).await;
     db.drop_db().await;
 }

@@ -5,12 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tributary_connector_postgres::replication::ConnectConfig;
-use tributary_connector_postgres::source::{
-    SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
-};
+use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
 use tributary_core::{Datum, Op, SnapshotFlag};
-use tributary_log::{FsyncPolicy, Log, TopicConfig};
+use tributary_log::Log;
 use tributary_schemas::writer::EventWriter;
 use tributary_schemas::{Connector, EventSchema, Registry};
 
@@ -32,28 +29,7 @@ async fn snapshot_while_writing_gives_every_row_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let cfg = StreamConfig {
-        name: "pg".into(),
-        connect: ConnectConfig {
-            host: "127.0.0.1".into(),
-            port: 5432,
-            user: "postgres".into(),
-            password: None,
-            database: db.name.clone(),
-            application_name: "tributary-test".into(),
-            extra_options: String::new(),
-        },
-        publication: format!("{}_pub", db.name),
-        slot: format!("{}_slot", db.name),
-        tables: vec![("public".into(), "items".into())],
-        status_interval: Duration::from_millis(100),
-        topic_config: TopicConfig {
-            partitions: 3,
-            fsync: FsyncPolicy::interval(50),
-            ..TopicConfig::default()
-        },
-        snapshot: SnapshotMode::Initial,
-    };
+    let cfg = tributary_tests::pg_stream_config(&db.name, "items", 3, SnapshotMode::Initial);
     let sql = connect(&db.name).await;
     prepare(&sql, &cfg).await.expect("prepare");
     // Writes that race the slot's creation and the snapshot.
@@ -147,15 +123,6 @@ async fn snapshot_while_writing_gives_every_row_once() {
         seen.len() - streamed
     );
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while db
-        .client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot])
-        .await
-        .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "slot still active");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::drop_slot(&db, &cfg.slot).await;
     db.drop_db().await;
 }

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use tributary_connector_postgres::replication::{ConnectConfig, parse_lsn};
-use tributary_connector_postgres::source::{
-    SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
-};
+use tributary_connector_postgres::replication::parse_lsn;
+use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
 use tributary_core::{Datum, Op};
-use tributary_log::{FsyncPolicy, Log, TopicConfig};
+use tributary_log::Log;
 use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
 
@@ -26,28 +24,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
     let writer = EventWriter::new(log.clone(), registry.clone());
-    let cfg = StreamConfig {
-        name: "pg".into(),
-        connect: ConnectConfig {
-            host: "127.0.0.1".into(),
-            port: 5432,
-            user: "postgres".into(),
-            password: None,
-            database: db.name.clone(),
-            application_name: "tributary-test".into(),
-            extra_options: String::new(),
-        },
-        publication: format!("{}_pub", db.name),
-        slot: format!("{}_slot", db.name),
-        tables: vec![("public".into(), "customers".into())],
-        status_interval: Duration::from_millis(100),
-        topic_config: TopicConfig {
-            partitions: 2,
-            fsync: FsyncPolicy::interval(50),
-            ..TopicConfig::default()
-        },
-        snapshot: SnapshotMode::Never,
-    };
+    let cfg = tributary_tests::pg_stream_config(&db.name, "customers", 2, SnapshotMode::Never);
     let sql = connect(&db.name).await;
     prepare(&sql, &cfg).await.expect("prepare");
     let mut source = StreamSource::new(cfg.clone(), sql, log.clone(), writer);
@@ -224,15 +201,6 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
 
     stop_tx.send(true).expect("stop");
     task.await.expect("join").expect("source ran cleanly");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while db
-        .client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot])
-        .await
-        .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "slot still active");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::drop_slot(&db, &cfg.slot).await;
     db.drop_db().await;
 }

@@ -144,21 +144,6 @@ async fn pgoutput_v2_streams_decodes_and_acknowledges() {
     }
     status.close().await.expect("close");
     drop(reader);
-    // The slot is released once the walsender exits; then it can go.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = db
-            .client
-            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-            .await;
-        if r.is_ok() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "slot still active: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::drop_slot(&db, &slot).await;
     db.drop_db().await;
 }
