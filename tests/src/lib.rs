@@ -60,5 +60,6 @@ pub fn pg_stream_config(
             ..tributary_log::TopicConfig::default()
         },
         snapshot,
+        heartbeat: Some(std::time::Duration::from_millis(200)),
     }
 }

@@ -45,6 +45,9 @@ pub struct StreamConfig {
     pub topic_config: TopicConfig,
     /// Whether to read the tables' current rows before streaming.
     pub snapshot: SnapshotMode,
+    /// Interval of heartbeat messages (`pg_logical_emit_message`); `None`
+    /// sends none.
+    pub heartbeat: Option<Duration>,
 }
 
 /// When the source reads a snapshot of the tables.
@@ -414,7 +417,8 @@ impl StreamSource {
     /// Streams until `stop` turns true or an error occurs. With
     /// [`SnapshotMode::Initial`] and no slot yet, first creates the slot
     /// and reads the snapshot it exports.
-    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
+        let mut stats = RunStats::default();
         let mut conn = Connection::connect(&self.cfg.connect).await?;
         let slot_exists = self
             .client
@@ -466,12 +470,24 @@ impl StreamSource {
         let mut acked = 0u64;
         let mut sent = 0u64;
         let mut ticker = tokio::time::interval(self.cfg.status_interval);
+        // Heartbeats: a transactional logical message commits a small
+        // transaction into the stream, so the slot keeps advancing (and
+        // retained WAL stays bounded) while the captured tables are idle.
+        let mut heartbeat =
+            tokio::time::interval(self.cfg.heartbeat.unwrap_or(Duration::from_secs(3600)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.changed() => {
                     if *stop.borrow() {
                         break;
                     }
+                }
+                _ = heartbeat.tick(), if self.cfg.heartbeat.is_some() => {
+                    self.client
+                        .execute("SELECT pg_logical_emit_message(true, 'tributary.heartbeat', now()::text)", &[])
+                        .await
+                        .map_err(sql("emitting a heartbeat"))?;
                 }
                 _ = ticker.tick() => {
                     while let Some((lsn, marks)) = pending.front() {
@@ -552,9 +568,14 @@ impl StreamSource {
                                 }
                                 Message::Commit { end_lsn, .. } => {
                                     if let Some(tx) = open.take() {
+                                        stats.transactions += 1;
+                                        stats.events += tx.events.len() as u64;
                                         let marks = if tx.events.is_empty() { Vec::new() } else { self.write(tx)? };
                                         pending.push_back((end_lsn, marks));
                                     }
+                                }
+                                Message::LogicalMessage { prefix, .. } if prefix == "tributary.heartbeat" => {
+                                    stats.heartbeats += 1;
                                 }
                                 _ => {}
                             }
@@ -564,6 +585,17 @@ impl StreamSource {
             }
         }
         status.close().await?;
-        Ok(())
+        Ok(stats)
     }
+}
+
+/// What one `run` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Committed transactions received (heartbeats included).
+    pub transactions: u64,
+    /// Change events written.
+    pub events: u64,
+    /// Heartbeat messages that came back through the stream.
+    pub heartbeats: u64,
 }

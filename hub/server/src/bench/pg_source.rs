@@ -155,6 +155,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
             ..TopicConfig::default()
         },
         snapshot: SnapshotMode::Never,
+        heartbeat: None,
     };
     let sql = connect(args, db).await?;
     prepare(&sql, &cfg).await?;
