@@ -79,7 +79,37 @@ pub enum SourceError {
     WalLevel(String),
     /// The replication connection failed.
     #[error(transparent)]
-    Replication(#[from] ReplicationError),
+    Replication(ReplicationError),
+    /// The user may not replicate.
+    #[error(
+        "user {user} may not start replication: {message}. Fix: ALTER ROLE {user} REPLICATION; (and allow it in pg_hba.conf)"
+    )]
+    NoReplicationPrivilege {
+        /// The user.
+        user: String,
+        /// The server's words.
+        message: String,
+    },
+    /// Another consumer holds the slot.
+    #[error(
+        "replication slot {slot} is in use by another connection: {message}. Fix: stop the other consumer, or SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}';"
+    )]
+    SlotActive {
+        /// The slot.
+        slot: String,
+        /// The server's words.
+        message: String,
+    },
+    /// The existing publication lacks a configured table.
+    #[error(
+        "publication {publication} does not include table {table}. Fix: ALTER PUBLICATION {publication} ADD TABLE {table};"
+    )]
+    NotPublished {
+        /// The publication.
+        publication: String,
+        /// `schema.table`.
+        table: String,
+    },
     /// A pgoutput message did not decode.
     #[error(transparent)]
     Decode(#[from] pgoutput::DecodeError),
@@ -101,6 +131,35 @@ pub enum SourceError {
     /// Deriving the Avro schema failed.
     #[error(transparent)]
     Schema(#[from] tributary_schemas::avro::SchemaError),
+}
+
+impl From<ReplicationError> for SourceError {
+    fn from(e: ReplicationError) -> Self {
+        SourceError::Replication(e)
+    }
+}
+
+impl SourceError {
+    /// Turns the server errors a user can fix into errors that say how.
+    fn explain(e: ReplicationError, cfg: &StreamConfig) -> Self {
+        match &e {
+            ReplicationError::Server { code, message, .. }
+                if code == "42501" || message.contains("replication role") =>
+            {
+                SourceError::NoReplicationPrivilege {
+                    user: cfg.connect.user.clone(),
+                    message: message.clone(),
+                }
+            }
+            ReplicationError::Server { code, message, .. } if code == "55006" => {
+                SourceError::SlotActive {
+                    slot: cfg.slot.clone(),
+                    message: message.clone(),
+                }
+            }
+            _ => SourceError::Replication(e),
+        }
+    }
 }
 
 impl From<CatalogError> for SourceError {
@@ -161,6 +220,23 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
             tables.join(", ")
         );
         client.batch_execute(&ddl).await.map_err(sql(ddl.clone()))?;
+    } else {
+        for (schema, table) in &cfg.tables {
+            let published = client
+                .query_opt(
+                    "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+                    &[&cfg.publication, schema, table],
+                )
+                .await
+                .map_err(sql("looking up the publication's tables"))?
+                .is_some();
+            if !published {
+                return Err(SourceError::NotPublished {
+                    publication: cfg.publication.clone(),
+                    table: format!("{schema}.{table}"),
+                });
+            }
+        }
     }
     let slot = client
         .query_opt(
@@ -419,7 +495,9 @@ impl StreamSource {
     /// and reads the snapshot it exports.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
         let mut stats = RunStats::default();
-        let mut conn = Connection::connect(&self.cfg.connect).await?;
+        let mut conn = Connection::connect(&self.cfg.connect)
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
         let slot_exists = self
             .client
             .query_opt(
@@ -463,7 +541,8 @@ impl StreamSource {
                     ("messages", "true"),
                 ],
             )
-            .await?;
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
         let mut decoder = Decoder::new();
         let mut open: Option<OpenTx> = None;
         let mut pending: VecDeque<(u64, DurableMarks)> = VecDeque::new();
