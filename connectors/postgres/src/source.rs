@@ -388,6 +388,15 @@ impl StreamSource {
         Ok(marks)
     }
 
+    /// The file that records a finished snapshot of this source's slot.
+    fn snapshot_marker(&self) -> std::path::PathBuf {
+        self.log
+            .dir()
+            .join("sources")
+            .join(&self.cfg.name)
+            .join(format!("snapshot-{}.done", self.cfg.slot))
+    }
+
     /// Reads the captured tables inside the exported snapshot `name` and
     /// writes their rows as `op: r` events. Returns how many.
     async fn snapshot(&mut self, name: &str, consistent_point: u64) -> Result<u64> {
@@ -507,7 +516,23 @@ impl StreamSource {
             .await
             .map_err(sql("looking up the slot"))?
             .is_some();
-        if !slot_exists && self.cfg.snapshot == SnapshotMode::Initial {
+        let marker = self.snapshot_marker();
+        if slot_exists && self.cfg.snapshot == SnapshotMode::Initial && !marker.exists() {
+            // The slot exists but its snapshot never finished (a crash or
+            // stop mid-snapshot). Streaming from it would skip the rows
+            // the snapshot did not reach: drop it and snapshot again.
+            // Rows already written arrive a second time as `op: r`, which
+            // sinks apply idempotently; nothing is lost.
+            tracing::warn!(slot = %self.cfg.slot, "slot without a finished snapshot: taking the snapshot again");
+            self.client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&self.cfg.slot])
+                .await
+                .map_err(sql(format!(
+                    "dropping the unfinished slot {}",
+                    self.cfg.slot
+                )))?;
+        }
+        if (!slot_exists || !marker.exists()) && self.cfg.snapshot == SnapshotMode::Initial {
             let rows = conn
                 .simple_query(&format!(
                     "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
@@ -529,6 +554,9 @@ impl StreamSource {
             // The exported snapshot lives as long as this connection stays
             // idle; the stream starts on it once the snapshot is read.
             let rows = self.snapshot(&name, point).await?;
+            // Every snapshot record durable before the marker says done.
+            self.log.flush().map_err(WriteError::from)?;
+            write_marker(&marker, point)?;
             tracing::info!(slot = %self.cfg.slot, rows, "snapshot done");
         }
         let (mut reader, mut status) = conn
@@ -666,6 +694,30 @@ impl StreamSource {
         status.close().await?;
         Ok(stats)
     }
+}
+
+fn write_marker(path: &std::path::Path, point: u64) -> Result<()> {
+    let io = |e: std::io::Error| {
+        SourceError::Snapshot(format!(
+            "recording the finished snapshot in {}: {e}",
+            path.display()
+        ))
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, crate::replication::format_lsn(point)).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// What one `run` did.
