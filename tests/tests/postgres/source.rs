@@ -199,6 +199,60 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     }
     assert!(found, "the new row is written with version 2");
 
+    // TRUNCATE becomes one `op: t` event, with no key and no rows.
+    db.client
+        .batch_execute("TRUNCATE customers")
+        .await
+        .expect("truncate");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let truncate = loop {
+        let p0 = t.partition(0).expect("partition 0");
+        let mut hit = None;
+        for b in p0.read(0, 1 << 20).expect("read") {
+            for r in b.records().expect("records").iter() {
+                let r = r.expect("record");
+                let Some(v) = r.value else { continue };
+                let (_, body) = tributary_schemas::wire::split(v).expect("wire");
+                #[allow(deprecated)]
+                let value = apache_avro::from_avro_datum(&v2_schema, &mut &body[..], None);
+                if let Ok(apache_avro::types::Value::Record(fields)) = value
+                    && fields.iter().any(|(n, v)| {
+                        n == "op" && *v == apache_avro::types::Value::String("t".into())
+                    })
+                {
+                    hit = Some((r.key.is_none(), fields));
+                }
+            }
+        }
+        if let Some(hit) = hit {
+            break hit;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no truncate event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(truncate.0, "a truncate has no key");
+    let field = |name: &str| {
+        truncate
+            .1
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        field("before"),
+        Some(apache_avro::types::Value::Union(
+            0,
+            Box::new(apache_avro::types::Value::Null)
+        ))
+    );
+    assert_eq!(
+        field("after"),
+        Some(apache_avro::types::Value::Union(
+            0,
+            Box::new(apache_avro::types::Value::Null)
+        ))
+    );
+
     stop_tx.send(true).expect("stop");
     task.await.expect("join").expect("source ran cleanly");
     super::drop_slot(&db, &cfg.slot).await;
