@@ -56,26 +56,7 @@ async fn idle_table_slot_advances() {
         .get(0);
     let after = parse_lsn(&after).expect("lsn");
     assert!(after > start + 1_000_000, "the busy table wrote WAL");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let row = db
-            .client
-            .query_one(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-                &[&cfg.slot],
-            )
-            .await
-            .expect("slot");
-        let confirmed = parse_lsn(row.get::<_, &str>(0)).expect("lsn");
-        if confirmed >= after {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "confirmed_flush_lsn stuck at {confirmed:x}, WAL at {after:x}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    super::wait_confirmed(&db, &cfg.slot, after).await;
     assert!(
         log.topic(&topic_name("pg", "public", "idle")).is_err(),
         "heartbeats write no records"

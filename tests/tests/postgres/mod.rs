@@ -95,3 +95,32 @@ pub async fn drop_slot(db: &TestDb, slot: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The slot's `confirmed_flush_lsn`.
+pub async fn confirmed_flush_lsn(db: &TestDb, slot: &str) -> u64 {
+    let row = db
+        .client
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .expect("slot");
+    tributary_connector_postgres::replication::parse_lsn(row.get::<_, &str>(0)).expect("lsn")
+}
+
+/// Waits (up to 20 s) until the slot's `confirmed_flush_lsn` reaches `lsn`.
+pub async fn wait_confirmed(db: &TestDb, slot: &str, lsn: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let confirmed = confirmed_flush_lsn(db, slot).await;
+        if confirmed >= lsn {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "confirmed_flush_lsn stuck at {confirmed:x}, want {lsn:x}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

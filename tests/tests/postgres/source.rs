@@ -122,26 +122,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     );
 
     // The slot moves once the log is durable, up to (at least) our changes.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let row = db
-            .client
-            .query_one(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-                &[&cfg.slot],
-            )
-            .await
-            .expect("slot");
-        let confirmed = parse_lsn(row.get::<_, &str>(0)).expect("lsn");
-        if confirmed >= end {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "confirmed_flush_lsn stuck at {confirmed:x}, want {end:x}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::wait_confirmed(&db, &cfg.slot, end).await;
     for p in t.partitions() {
         assert_eq!(
             p.durable_watermark(),

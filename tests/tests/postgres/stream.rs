@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use tributary_connector_postgres::pgoutput::{Decoder, Message, TupleValue};
-use tributary_connector_postgres::replication::{
-    ConnectConfig, Connection, StreamMessage, parse_lsn,
-};
+use tributary_connector_postgres::replication::{ConnectConfig, Connection, StreamMessage};
 
 use super::TestDb;
 
@@ -30,18 +28,6 @@ fn text(v: &TupleValue) -> Option<&str> {
         TupleValue::Text(b) => std::str::from_utf8(b).ok(),
         _ => None,
     }
-}
-
-async fn slot_flush_lsn(db: &TestDb, slot: &str) -> u64 {
-    let row = db
-        .client
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .expect("slot");
-    parse_lsn(row.get::<_, &str>(0)).expect("lsn")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +117,7 @@ async fn pgoutput_v2_streams_decodes_and_acknowledges() {
         .expect("status");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let confirmed = slot_flush_lsn(&db, &slot).await;
+        let confirmed = super::confirmed_flush_lsn(&db, &slot).await;
         if confirmed >= commits[0] {
             assert!(confirmed < commits[1], "never past what we acknowledged");
             break;
