@@ -61,5 +61,10 @@ pub fn pg_stream_config(
         },
         snapshot,
         heartbeat: Some(std::time::Duration::from_millis(200)),
+        proto_version: 2,
+        reconnect: tributary_connector_postgres::source::Backoff {
+            initial: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_secs(2),
+        },
     }
 }

@@ -5,6 +5,7 @@
 //! - [`replication`]: the replication connection and its CopyBoth stream;
 //! - [`events`]: pgoutput rows to change events;
 //! - [`snapshot`]: COPY's text format for the initial snapshot;
+//! - [`spill`]: streamed transactions kept on disk until they commit;
 //! - [`source`]: the streaming source, slot to log with durable acknowledgement;
 //! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
 //!   read from the catalog.
@@ -15,4 +16,5 @@ pub mod pgoutput;
 pub mod replication;
 pub mod snapshot;
 pub mod source;
+pub mod spill;
 pub mod types;

@@ -186,6 +186,22 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The (sub)transaction id a message inside a stream block carries.
+    pub fn stream_xid(&self) -> Option<u32> {
+        match self {
+            Message::Relation { xid, .. }
+            | Message::Type { xid, .. }
+            | Message::Insert { xid, .. }
+            | Message::Update { xid, .. }
+            | Message::Delete { xid, .. }
+            | Message::Truncate { xid, .. }
+            | Message::LogicalMessage { xid, .. } => *xid,
+            _ => None,
+        }
+    }
+}
+
 /// Whether an old tuple is the key only or the whole row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OldKind {
@@ -325,6 +341,12 @@ impl Decoder {
     /// A decoder outside any stream block.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder inside a stream block: for replaying the messages of a
+    /// streamed transaction.
+    pub fn in_stream() -> Self {
+        Self { in_stream: true }
     }
 
     /// Decodes one message (the payload of one XLogData).

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use tributary_core::{ChangeEvent, Op, TableSchema};
@@ -25,6 +26,7 @@ use crate::catalog::{self, CatalogError};
 use crate::events::{self, EventError, TxContext};
 use crate::pgoutput::{self, Decoder, Message};
 use crate::replication::{ConnectConfig, Connection, ReplicationError, StreamMessage, quote_ident};
+use crate::spill::Spill;
 
 /// What the streaming source needs.
 #[derive(Debug, Clone)]
@@ -48,6 +50,29 @@ pub struct StreamConfig {
     /// Interval of heartbeat messages (`pg_logical_emit_message`); `None`
     /// sends none.
     pub heartbeat: Option<Duration>,
+    /// pgoutput protocol version: 1, or 2 to receive large transactions
+    /// while they are in progress (spilled to disk until they commit).
+    pub proto_version: u32,
+    /// Waits between reconnection attempts.
+    pub reconnect: Backoff,
+}
+
+/// Exponential backoff: `initial`, doubling up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// First wait.
+    pub initial: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
 }
 
 /// When the source reads a snapshot of the tables.
@@ -128,6 +153,12 @@ pub enum SourceError {
     /// The snapshot could not be read.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A streamed transaction's spill file failed.
+    #[error("{0}")]
+    Spill(String),
+    /// The server sent something out of order.
+    #[error("protocol: {0}")]
+    Protocol(String),
     /// Deriving the Avro schema failed.
     #[error(transparent)]
     Schema(#[from] tributary_schemas::avro::SchemaError),
@@ -159,6 +190,44 @@ impl SourceError {
             }
             _ => SourceError::Replication(e),
         }
+    }
+}
+
+/// SQLSTATEs after which a new connection may succeed: connection
+/// exceptions, the server shutting down or starting up, too many clients.
+fn transient_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
+}
+
+/// Whether a SQL error is a lost or refused connection.
+fn pg_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        Some(d) => transient_code(d.code().code()),
+        None => std::error::Error::source(e)
+            .is_some_and(|c| c.downcast_ref::<std::io::Error>().is_some()),
+    }
+}
+
+impl SourceError {
+    /// Whether reconnecting may help: the connection broke, or the
+    /// server is shutting down or starting up.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Replication(ReplicationError::Io { .. }) => true,
+            SourceError::Replication(ReplicationError::Server { code, .. }) => transient_code(code),
+            SourceError::Sql { source, .. } => pg_transient(source),
+            SourceError::Catalog(c) => {
+                matches!(&**c, CatalogError::Query { source, .. } if pg_transient(source))
+            }
+            _ => false,
+        }
+    }
+
+    fn is_slot_active(&self) -> bool {
+        matches!(self, SourceError::SlotActive { .. })
     }
 }
 
@@ -262,16 +331,62 @@ struct Relation {
     table: Arc<TableSchema>,
 }
 
+/// Events of one transaction are appended in chunks of this many, so a
+/// huge transaction never sits in memory whole. The chunking is part of
+/// the records' positions, so it must not change between runs that share
+/// a log (a replay after a crash must cut the same chunks).
+const CHUNK: usize = 4096;
+
+/// The prefix of heartbeat messages.
+const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
+
+/// A transaction being written.
 struct OpenTx {
     ctx: TxContext,
+    /// Events not yet appended.
     events: Vec<(String, ChangeEvent)>,
     per_table: HashMap<String, i64>,
+    total: i64,
+    /// Appends so far: the middle part of the records' positions.
+    run: u32,
+    /// Topics appended to.
+    touched: Vec<String>,
+}
+
+impl OpenTx {
+    fn new(ctx: TxContext) -> Self {
+        Self {
+            ctx,
+            events: Vec::new(),
+            per_table: HashMap::new(),
+            total: 0,
+            run: 0,
+            touched: Vec::new(),
+        }
+    }
+}
+
+/// The state of one replication session.
+#[derive(Default)]
+struct Session {
+    decoder: Decoder,
+    open: Option<OpenTx>,
+    /// Streamed transactions in progress, by xid.
+    streams: HashMap<u32, Spill>,
+    /// The streamed transaction whose block is being received.
+    in_block: Option<u32>,
+    /// Commits whose records are appended but maybe not yet durable.
+    pending: VecDeque<(u64, DurableMarks)>,
+    /// The position that may be confirmed.
+    acked: u64,
+    /// The position last confirmed.
+    sent: u64,
 }
 
 /// The streaming source.
 pub struct StreamSource {
     cfg: StreamConfig,
-    client: Client,
+    client: Option<Client>,
     log: Log,
     writer: EventWriter,
     relations: HashMap<u32, Relation>,
@@ -285,17 +400,57 @@ impl std::fmt::Debug for StreamSource {
     }
 }
 
+/// Opens a normal (SQL) connection with the session settings the value
+/// parsers expect.
+pub async fn sql_connect(cfg: &ConnectConfig) -> Result<Client> {
+    let mut c = tokio_postgres::Config::new();
+    c.host(&cfg.host)
+        .port(cfg.port)
+        .user(&cfg.user)
+        .dbname(&cfg.database)
+        .application_name(&cfg.application_name)
+        .options(crate::types::SESSION_OPTIONS)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = &cfg.password {
+        c.password(p);
+    }
+    let (client, conn) = c.connect(tokio_postgres::NoTls).await.map_err(sql(format!(
+        "connecting to {}:{} database {}",
+        cfg.host, cfg.port, cfg.database
+    )))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "SQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
 impl StreamSource {
-    /// A source writing through `writer` into `log`; `client` is a normal
-    /// (SQL) connection to the same database, for the catalog.
-    pub fn new(cfg: StreamConfig, client: Client, log: Log, writer: EventWriter) -> Self {
+    /// A source writing through `writer` into `log`. It connects when
+    /// run.
+    pub fn new(cfg: StreamConfig, log: Log, writer: EventWriter) -> Self {
         Self {
             cfg,
-            client,
+            client: None,
             log,
             writer,
             relations: HashMap::new(),
         }
+    }
+
+    fn client(&self) -> Result<&Client> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| SourceError::Snapshot("no SQL connection".into()))
+    }
+
+    fn spill_dir(&self) -> std::path::PathBuf {
+        self.log
+            .dir()
+            .join("sources")
+            .join(&self.cfg.name)
+            .join("spill")
     }
 
     async fn on_relation(
@@ -309,7 +464,7 @@ impl StreamSource {
         // pgoutput resends Relation after any relcache invalidation: only a
         // changed shape registers a new schema version.
         let table = catalog::relation_schema(
-            &self.client,
+            self.client()?,
             &self.cfg.connect.database,
             namespace,
             name,
@@ -347,45 +502,124 @@ impl StreamSource {
         before: Option<Vec<tributary_core::Datum>>,
         after: Option<Vec<tributary_core::Datum>>,
     ) {
-        let total = tx.events.len() as i64 + 1;
+        tx.total += 1;
         let per = tx.per_table.entry(rel.topic.clone()).or_insert(0);
         *per += 1;
-        let ev = tx.ctx.event(&rel.table, op, before, after, total, *per);
+        let ev = tx.ctx.event(&rel.table, op, before, after, tx.total, *per);
         tx.events.push((rel.topic.clone(), ev));
     }
 
-    /// Appends a committed transaction; returns the partitions it touched
-    /// and the high watermark each must become durable past.
-    fn write(&self, tx: OpenTx) -> Result<DurableMarks> {
-        let mut touched: Vec<String> = Vec::new();
-        let mut i = 0;
-        let mut run = 0u32;
-        while i < tx.events.len() {
-            let topic = &tx.events[i].0;
-            let mut j = i;
-            while j < tx.events.len() && &tx.events[j].0 == topic {
-                j += 1;
+    /// Applies one message of a transaction: a change becomes an event of
+    /// `tx`, a Relation updates the table's shape first. Appends when a
+    /// chunk is full.
+    async fn change(&mut self, tx: &mut OpenTx, msg: Message, stats: &mut RunStats) -> Result<()> {
+        match msg {
+            Message::Relation {
+                oid,
+                namespace,
+                name,
+                replica_identity,
+                columns,
+                ..
+            } => {
+                self.on_relation(oid, &namespace, &name, &columns, replica_identity)
+                    .await?;
             }
-            let batch: Vec<ChangeEvent> = tx.events[i..j].iter().map(|(_, e)| e.clone()).collect();
-            // Position: commit LSN, then the run of this transaction, then
-            // (added by the writer) the record: sorts in stream order, so
-            // a replay after a crash skips what already reached the log.
-            let position = [&tx.ctx.commit_lsn.to_be_bytes()[..], &run.to_be_bytes()[..]].concat();
-            self.writer.append_at(topic, &batch, Some(&position))?;
-            if !touched.contains(topic) {
-                touched.push(topic.clone());
+            Message::Insert { oid, new, .. } => {
+                let rel = self.relation(oid)?;
+                let after = events::row(&rel.table, &new)?;
+                Self::push(tx, rel, Op::Create, None, Some(after));
             }
-            i = j;
-            run += 1;
+            Message::Update { oid, old, new, .. } => {
+                let rel = self.relation(oid)?;
+                let before = old
+                    .map(|(k, t)| events::old_row(&rel.table, k, &t))
+                    .transpose()?;
+                let after = events::row(&rel.table, &new)?;
+                Self::push(tx, rel, Op::Update, before, Some(after));
+            }
+            Message::Delete {
+                oid,
+                old: (kind, tuple),
+                ..
+            } => {
+                let rel = self.relation(oid)?;
+                let before = events::old_row(&rel.table, kind, &tuple)?;
+                Self::push(tx, rel, Op::Delete, Some(before), None);
+            }
+            Message::Truncate { oids, .. } => {
+                for oid in oids {
+                    let rel = self.relation(oid)?;
+                    Self::push(tx, rel, Op::Truncate, None, None);
+                }
+            }
+            Message::LogicalMessage { prefix, .. } if prefix == HEARTBEAT_PREFIX => {
+                stats.heartbeats += 1;
+            }
+            // Type: custom types are read from the catalog with the
+            // relation. Origin: recorded by nothing downstream yet.
+            _ => {}
         }
+        if tx.events.len() >= CHUNK {
+            self.write(tx)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the transaction's pending events, one append per run of
+    /// events of the same topic.
+    fn write(&self, tx: &mut OpenTx) -> Result<()> {
+        let events = std::mem::take(&mut tx.events);
+        let mut it = events.into_iter().peekable();
+        while let Some((topic, ev)) = it.next() {
+            let mut batch = vec![ev];
+            while let Some((_, e)) = it.next_if(|(t, _)| *t == topic) {
+                batch.push(e);
+            }
+            // Position: commit LSN, then the append within the
+            // transaction, then (added by the writer) the record: sorts in
+            // stream order, so a replay after a crash skips what already
+            // reached the log.
+            let position = [
+                &tx.ctx.commit_lsn.to_be_bytes()[..],
+                &tx.run.to_be_bytes()[..],
+            ]
+            .concat();
+            self.writer.append_at(&topic, &batch, Some(&position))?;
+            if !tx.touched.contains(&topic) {
+                tx.touched.push(topic);
+            }
+            tx.run += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends the rest of a committed transaction; returns the
+    /// partitions it touched and the high watermark each must become
+    /// durable past.
+    fn commit(&self, mut tx: OpenTx, stats: &mut RunStats) -> Result<DurableMarks> {
+        self.write(&mut tx)?;
+        stats.transactions += 1;
+        stats.events += tx.total as u64;
         let mut marks = Vec::new();
-        for t in touched {
-            let topic = self.log.topic(&t).map_err(WriteError::from)?;
+        for t in &tx.touched {
+            let topic = self.log.topic(t).map_err(WriteError::from)?;
             for p in topic.partitions() {
                 marks.push((Arc::clone(p), p.high_watermark()));
             }
         }
         Ok(marks)
+    }
+
+    fn tx_context(&self, xid: u32, commit_lsn: u64, commit_time: i64) -> TxContext {
+        TxContext {
+            source_name: self.cfg.name.clone(),
+            database: self.cfg.connect.database.clone(),
+            xid,
+            commit_lsn,
+            commit_time,
+            now_ms: tributary_log::now_ms(),
+        }
     }
 
     /// The file that records a finished snapshot of this source's slot.
@@ -397,20 +631,305 @@ impl StreamSource {
             .join(format!("snapshot-{}.done", self.cfg.slot))
     }
 
+    /// Streams until `stop` turns true or a permanent error occurs. A
+    /// lost connection (PostgreSQL restarted, the network dropped) is
+    /// retried with exponential backoff; the slot keeps the position, and
+    /// what was already written is not written again.
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
+        let mut stats = RunStats::default();
+        let mut delay = self.cfg.reconnect.initial;
+        loop {
+            let streamed = stats.sessions;
+            let err = match self.session(&mut stop, &mut stats).await {
+                Ok(()) => return Ok(stats),
+                Err(e) => e,
+            };
+            // After a drop, the old walsender can hold the slot a moment.
+            let retry = err.is_transient() || (stats.sessions > 0 && err.is_slot_active());
+            if !retry || *stop.borrow() {
+                return Err(err);
+            }
+            if stats.sessions > streamed {
+                delay = self.cfg.reconnect.initial;
+            }
+            stats.reconnects += 1;
+            tracing::warn!(source = %self.cfg.name, error = %err, retry_in_ms = delay.as_millis() as u64, "PostgreSQL connection lost; reconnecting");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return Ok(stats);
+            }
+            delay = (delay * 2).min(self.cfg.reconnect.max);
+        }
+    }
+
+    /// One connection's life: connect, snapshot if needed, stream.
+    async fn session(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        stats: &mut RunStats,
+    ) -> Result<()> {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        self.relations.clear();
+        self.client = Some(sql_connect(&self.cfg.connect).await?);
+        prepare(self.client()?, &self.cfg).await?;
+        let mut conn = Connection::connect(&self.cfg.connect)
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
+        self.snapshot_if_needed(&mut conn).await?;
+        let spill_dir = self.spill_dir();
+        if spill_dir.exists() {
+            std::fs::remove_dir_all(&spill_dir).map_err(|e| {
+                SourceError::Snapshot(format!("clearing {}: {e}", spill_dir.display()))
+            })?;
+        }
+        let proto = self.cfg.proto_version.to_string();
+        let mut options = vec![
+            ("proto_version", proto.as_str()),
+            ("publication_names", self.cfg.publication.as_str()),
+            ("messages", "true"),
+        ];
+        if self.cfg.proto_version >= 2 {
+            options.push(("streaming", "on"));
+        }
+        let (mut reader, mut status) = conn
+            .start_replication(&self.cfg.slot, 0, &options)
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
+        stats.sessions += 1;
+        tracing::info!(source = %self.cfg.name, slot = %self.cfg.slot, proto = self.cfg.proto_version, "streaming");
+        let mut s = Session::default();
+        let mut ticker = tokio::time::interval(self.cfg.status_interval);
+        // Heartbeats: a transactional logical message commits a small
+        // transaction into the stream, so the slot keeps advancing (and
+        // retained WAL stays bounded) while the captured tables are idle.
+        let mut heartbeat =
+            tokio::time::interval(self.cfg.heartbeat.unwrap_or(Duration::from_secs(3600)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = heartbeat.tick(), if self.cfg.heartbeat.is_some() => {
+                    self.client()?
+                        .execute("SELECT pg_logical_emit_message(true, 'tributary.heartbeat', now()::text)", &[])
+                        .await
+                        .map_err(sql("emitting a heartbeat"))?;
+                }
+                _ = ticker.tick() => {
+                    while let Some((lsn, marks)) = s.pending.front() {
+                        if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
+                            s.acked = s.acked.max(*lsn);
+                            s.pending.pop_front();
+                        } else {
+                            break;
+                        }
+                    }
+                    if s.acked > s.sent {
+                        status.send_status(s.acked, s.acked, s.acked, false).await?;
+                        s.sent = s.acked;
+                    }
+                }
+                msg = reader.next() => {
+                    let Some(msg) = msg? else { break };
+                    match msg {
+                        StreamMessage::Keepalive { end, reply, .. } => {
+                            // Nothing in flight: everything up to the server's
+                            // position is either ours and durable, or not ours.
+                            if s.open.is_none() && s.pending.is_empty() && s.streams.is_empty() {
+                                s.acked = s.acked.max(end);
+                            }
+                            if reply {
+                                status.send_status(s.acked, s.acked, s.acked, false).await?;
+                                s.sent = s.acked;
+                            }
+                        }
+                        StreamMessage::XLogData { data, .. } => {
+                            self.message(&mut s, data, stats).await?;
+                        }
+                    }
+                }
+            }
+        }
+        for (_, spill) in s.streams.drain() {
+            spill.discard();
+        }
+        status.close().await?;
+        Ok(())
+    }
+
+    /// Handles one pgoutput message of the stream.
+    async fn message(&mut self, s: &mut Session, data: Bytes, stats: &mut RunStats) -> Result<()> {
+        let msg = s.decoder.decode(&data)?;
+        if let Some(xid) = s.in_block {
+            // Inside a block of a streamed transaction: to its file.
+            match msg {
+                Message::StreamStop => s.in_block = None,
+                msg => {
+                    let subxid = msg.stream_xid().unwrap_or(xid);
+                    let spill = s.streams.get_mut(&xid).ok_or_else(|| {
+                        SourceError::Snapshot(format!("stream block of unknown transaction {xid}"))
+                    })?;
+                    spill.push(subxid, &data).map_err(SourceError::Spill)?;
+                }
+            }
+            return Ok(());
+        }
+        match msg {
+            Message::Begin {
+                final_lsn,
+                commit_time,
+                xid,
+            } => {
+                s.open = Some(OpenTx::new(self.tx_context(xid, final_lsn, commit_time)));
+            }
+            Message::Commit { end_lsn, .. } => {
+                if let Some(tx) = s.open.take() {
+                    let marks = self.commit(tx, stats)?;
+                    s.pending.push_back((end_lsn, marks));
+                }
+            }
+            Message::StreamStart { xid, first_segment } => {
+                if first_segment || !s.streams.contains_key(&xid) {
+                    let spill =
+                        Spill::create(&self.spill_dir(), xid).map_err(SourceError::Spill)?;
+                    if let Some(old) = s.streams.insert(xid, spill) {
+                        old.discard();
+                    }
+                }
+                s.in_block = Some(xid);
+            }
+            Message::StreamAbort { xid, subxid } => {
+                if xid == subxid {
+                    if let Some(spill) = s.streams.remove(&xid) {
+                        spill.discard();
+                    }
+                } else if let Some(spill) = s.streams.get_mut(&xid) {
+                    spill.abort_subxact(subxid);
+                }
+            }
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                commit_time,
+                ..
+            } => {
+                let mut tx = OpenTx::new(self.tx_context(xid, commit_lsn, commit_time));
+                if let Some(spill) = s.streams.remove(&xid) {
+                    let mut rd = spill.finish().map_err(SourceError::Spill)?;
+                    let mut dec = Decoder::in_stream();
+                    while let Some(raw) = rd.next_message().map_err(SourceError::Spill)? {
+                        let m = dec.decode(&raw)?;
+                        self.change(&mut tx, m, stats).await?;
+                    }
+                }
+                let marks = self.commit(tx, stats)?;
+                s.pending.push_back((end_lsn, marks));
+            }
+            msg => match s.open.take() {
+                Some(mut tx) => {
+                    self.change(&mut tx, msg, stats).await?;
+                    s.open = Some(tx);
+                }
+                None => match msg {
+                    Message::Relation {
+                        oid,
+                        namespace,
+                        name,
+                        replica_identity,
+                        columns,
+                        ..
+                    } => {
+                        self.on_relation(oid, &namespace, &name, &columns, replica_identity)
+                            .await?;
+                    }
+                    // Non-transactional messages and Origin/Type outside a
+                    // transaction carry no rows.
+                    Message::LogicalMessage { .. }
+                    | Message::Type { .. }
+                    | Message::Origin { .. } => {}
+                    other => {
+                        return Err(SourceError::Protocol(format!(
+                            "{other:?} outside a transaction"
+                        )));
+                    }
+                },
+            },
+        }
+        Ok(())
+    }
+
+    /// Takes the initial snapshot when the mode asks for one and it has
+    /// not finished before.
+    async fn snapshot_if_needed(&mut self, conn: &mut Connection) -> Result<()> {
+        let slot_exists = self
+            .client()?
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cfg.slot],
+            )
+            .await
+            .map_err(sql("looking up the slot"))?
+            .is_some();
+        let marker = self.snapshot_marker();
+        if slot_exists && self.cfg.snapshot == SnapshotMode::Initial && !marker.exists() {
+            // The slot exists but its snapshot never finished (a crash or
+            // stop mid-snapshot). Streaming from it would skip the rows
+            // the snapshot did not reach: drop it and snapshot again.
+            // Rows already written arrive a second time as `op: r`, which
+            // sinks apply idempotently; nothing is lost.
+            tracing::warn!(slot = %self.cfg.slot, "slot without a finished snapshot: taking the snapshot again");
+            self.client()?
+                .execute("SELECT pg_drop_replication_slot($1)", &[&self.cfg.slot])
+                .await
+                .map_err(sql(format!(
+                    "dropping the unfinished slot {}",
+                    self.cfg.slot
+                )))?;
+        }
+        if (!slot_exists || !marker.exists()) && self.cfg.snapshot == SnapshotMode::Initial {
+            let rows = conn
+                .simple_query(&format!(
+                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+                    quote_ident(&self.cfg.slot)
+                ))
+                .await?;
+            let row = rows.first().ok_or_else(|| {
+                SourceError::Snapshot("CREATE_REPLICATION_SLOT returned no row".into())
+            })?;
+            let point = row
+                .get(1)
+                .and_then(|v| v.as_deref())
+                .and_then(crate::replication::parse_lsn)
+                .ok_or_else(|| SourceError::Snapshot("no consistent point".into()))?;
+            let name = row
+                .get(2)
+                .and_then(|v| v.clone())
+                .ok_or_else(|| SourceError::Snapshot("no exported snapshot".into()))?;
+            // The exported snapshot lives as long as this connection stays
+            // idle; the stream starts on it once the snapshot is read.
+            let rows = self.snapshot(&name, point).await?;
+            // Every snapshot record durable before the marker says done.
+            self.log.flush().map_err(WriteError::from)?;
+            write_marker(&marker, point)?;
+            tracing::info!(slot = %self.cfg.slot, rows, "snapshot done");
+        }
+        Ok(())
+    }
+
     /// Reads the captured tables inside the exported snapshot `name` and
     /// writes their rows as `op: r` events. Returns how many.
     async fn snapshot(&mut self, name: &str, consistent_point: u64) -> Result<u64> {
         use futures_util::StreamExt;
-        let session: String = crate::types::SESSION_OPTIONS
-            .split("-c ")
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| format!("SET {};", s.trim()))
-            .collect();
-        self.client
-            .batch_execute(&session)
-            .await
-            .map_err(sql("session settings"))?;
-        self.client
+        self.client()?
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
                 name.replace('\'', "''")
@@ -421,7 +940,7 @@ impl StreamSource {
         let tables = self.cfg.tables.clone();
         for (ti, (schema, table)) in tables.iter().enumerate() {
             let shape =
-                catalog::table_schema(&self.client, &self.cfg.connect.database, schema, table)
+                catalog::table_schema(self.client()?, &self.cfg.connect.database, schema, table)
                     .await?;
             let topic = topic_name(&self.cfg.name, schema, table);
             let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
@@ -435,7 +954,7 @@ impl StreamSource {
                 quote_ident(table)
             );
             let stream = self
-                .client
+                .client()?
                 .copy_out(&copy)
                 .await
                 .map_err(sql(copy.clone()))?;
@@ -492,207 +1011,11 @@ impl StreamSource {
             }
             flush(&mut batch, last_table)?;
         }
-        self.client
+        self.client()?
             .batch_execute("COMMIT")
             .await
             .map_err(sql("ending the snapshot"))?;
         Ok(total)
-    }
-
-    /// Streams until `stop` turns true or an error occurs. With
-    /// [`SnapshotMode::Initial`] and no slot yet, first creates the slot
-    /// and reads the snapshot it exports.
-    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
-        let mut stats = RunStats::default();
-        let mut conn = Connection::connect(&self.cfg.connect)
-            .await
-            .map_err(|e| SourceError::explain(e, &self.cfg))?;
-        let slot_exists = self
-            .client
-            .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                &[&self.cfg.slot],
-            )
-            .await
-            .map_err(sql("looking up the slot"))?
-            .is_some();
-        let marker = self.snapshot_marker();
-        if slot_exists && self.cfg.snapshot == SnapshotMode::Initial && !marker.exists() {
-            // The slot exists but its snapshot never finished (a crash or
-            // stop mid-snapshot). Streaming from it would skip the rows
-            // the snapshot did not reach: drop it and snapshot again.
-            // Rows already written arrive a second time as `op: r`, which
-            // sinks apply idempotently; nothing is lost.
-            tracing::warn!(slot = %self.cfg.slot, "slot without a finished snapshot: taking the snapshot again");
-            self.client
-                .execute("SELECT pg_drop_replication_slot($1)", &[&self.cfg.slot])
-                .await
-                .map_err(sql(format!(
-                    "dropping the unfinished slot {}",
-                    self.cfg.slot
-                )))?;
-        }
-        if (!slot_exists || !marker.exists()) && self.cfg.snapshot == SnapshotMode::Initial {
-            let rows = conn
-                .simple_query(&format!(
-                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
-                    quote_ident(&self.cfg.slot)
-                ))
-                .await?;
-            let row = rows.first().ok_or_else(|| {
-                SourceError::Snapshot("CREATE_REPLICATION_SLOT returned no row".into())
-            })?;
-            let point = row
-                .get(1)
-                .and_then(|v| v.as_deref())
-                .and_then(crate::replication::parse_lsn)
-                .ok_or_else(|| SourceError::Snapshot("no consistent point".into()))?;
-            let name = row
-                .get(2)
-                .and_then(|v| v.clone())
-                .ok_or_else(|| SourceError::Snapshot("no exported snapshot".into()))?;
-            // The exported snapshot lives as long as this connection stays
-            // idle; the stream starts on it once the snapshot is read.
-            let rows = self.snapshot(&name, point).await?;
-            // Every snapshot record durable before the marker says done.
-            self.log.flush().map_err(WriteError::from)?;
-            write_marker(&marker, point)?;
-            tracing::info!(slot = %self.cfg.slot, rows, "snapshot done");
-        }
-        let (mut reader, mut status) = conn
-            .start_replication(
-                &self.cfg.slot,
-                0,
-                &[
-                    ("proto_version", "1"),
-                    ("publication_names", &self.cfg.publication),
-                    ("messages", "true"),
-                ],
-            )
-            .await
-            .map_err(|e| SourceError::explain(e, &self.cfg))?;
-        let mut decoder = Decoder::new();
-        let mut open: Option<OpenTx> = None;
-        let mut pending: VecDeque<(u64, DurableMarks)> = VecDeque::new();
-        let mut acked = 0u64;
-        let mut sent = 0u64;
-        let mut ticker = tokio::time::interval(self.cfg.status_interval);
-        // Heartbeats: a transactional logical message commits a small
-        // transaction into the stream, so the slot keeps advancing (and
-        // retained WAL stays bounded) while the captured tables are idle.
-        let mut heartbeat =
-            tokio::time::interval(self.cfg.heartbeat.unwrap_or(Duration::from_secs(3600)));
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() {
-                        break;
-                    }
-                }
-                _ = heartbeat.tick(), if self.cfg.heartbeat.is_some() => {
-                    self.client
-                        .execute("SELECT pg_logical_emit_message(true, 'tributary.heartbeat', now()::text)", &[])
-                        .await
-                        .map_err(sql("emitting a heartbeat"))?;
-                }
-                _ = ticker.tick() => {
-                    while let Some((lsn, marks)) = pending.front() {
-                        if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
-                            acked = acked.max(*lsn);
-                            pending.pop_front();
-                        } else {
-                            break;
-                        }
-                    }
-                    if acked > sent {
-                        status.send_status(acked, acked, acked, false).await?;
-                        sent = acked;
-                    }
-                }
-                msg = reader.next() => {
-                    let Some(msg) = msg? else { break };
-                    match msg {
-                        StreamMessage::Keepalive { end, reply, .. } => {
-                            // Nothing in flight: everything up to the server's
-                            // position is either ours and durable, or not ours.
-                            if open.is_none() && pending.is_empty() {
-                                acked = acked.max(end);
-                            }
-                            if reply {
-                                status.send_status(acked, acked, acked, false).await?;
-                                sent = acked;
-                            }
-                        }
-                        StreamMessage::XLogData { data, .. } => {
-                            match decoder.decode(&data)? {
-                                Message::Begin { final_lsn, commit_time, xid } => {
-                                    open = Some(OpenTx {
-                                        ctx: TxContext {
-                                            source_name: self.cfg.name.clone(),
-                                            database: self.cfg.connect.database.clone(),
-                                            xid,
-                                            commit_lsn: final_lsn,
-                                            commit_time,
-                                            now_ms: tributary_log::now_ms(),
-                                        },
-                                        events: Vec::new(),
-                                        per_table: HashMap::new(),
-                                    });
-                                }
-                                Message::Relation { oid, namespace, name, replica_identity, columns, .. } => {
-                                    self.on_relation(oid, &namespace, &name, &columns, replica_identity).await?;
-                                }
-                                Message::Insert { oid, new, .. } => {
-                                    let rel = self.relation(oid)?;
-                                    let after = events::row(&rel.table, &new)?;
-                                    if let Some(tx) = open.as_mut() {
-                                        Self::push(tx, rel, Op::Create, None, Some(after));
-                                    }
-                                }
-                                Message::Update { oid, old, new, .. } => {
-                                    let rel = self.relation(oid)?;
-                                    let before = old.map(|(k, t)| events::old_row(&rel.table, k, &t)).transpose()?;
-                                    let after = events::row(&rel.table, &new)?;
-                                    if let Some(tx) = open.as_mut() {
-                                        Self::push(tx, rel, Op::Update, before, Some(after));
-                                    }
-                                }
-                                Message::Delete { oid, old: (kind, tuple), .. } => {
-                                    let rel = self.relation(oid)?;
-                                    let before = events::old_row(&rel.table, kind, &tuple)?;
-                                    if let Some(tx) = open.as_mut() {
-                                        Self::push(tx, rel, Op::Delete, Some(before), None);
-                                    }
-                                }
-                                Message::Truncate { oids, .. } => {
-                                    for oid in oids {
-                                        let rel = self.relation(oid)?;
-                                        if let Some(tx) = open.as_mut() {
-                                            Self::push(tx, rel, Op::Truncate, None, None);
-                                        }
-                                    }
-                                }
-                                Message::Commit { end_lsn, .. } => {
-                                    if let Some(tx) = open.take() {
-                                        stats.transactions += 1;
-                                        stats.events += tx.events.len() as u64;
-                                        let marks = if tx.events.is_empty() { Vec::new() } else { self.write(tx)? };
-                                        pending.push_back((end_lsn, marks));
-                                    }
-                                }
-                                Message::LogicalMessage { prefix, .. } if prefix == "tributary.heartbeat" => {
-                                    stats.heartbeats += 1;
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        status.close().await?;
-        Ok(stats)
     }
 }
 
@@ -729,4 +1052,8 @@ pub struct RunStats {
     pub events: u64,
     /// Heartbeat messages that came back through the stream.
     pub heartbeats: u64,
+    /// Sessions that reached streaming.
+    pub sessions: u64,
+    /// Reconnections after a lost connection.
+    pub reconnects: u64,
 }

@@ -1,10 +1,11 @@
 //! Child process of the PostgreSQL kill-and-resume test: runs the
 //! streaming source from a slot into a log directory until killed.
 //!
-//! Usage: pg-source DATA_DIR DATABASE (slot `<db>_slot`, publication `<db>_pub`)
+//! Usage: pg-source DATA_DIR DATABASE [TABLE [PROTO_VERSION]] (slot
+//! `<db>_slot`, publication `<db>_pub`, table `items`, protocol 2)
 
 use anyhow::Context;
-use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare};
+use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, sql_connect};
 use tributary_log::Log;
 use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
@@ -17,15 +18,15 @@ async fn main() -> anyhow::Result<()> {
     let log = Log::open(dir.join("log"))?;
     let registry = Registry::open(dir.join("registry"))?;
     let writer = EventWriter::new(log.clone(), registry);
-    let cfg = tributary_tests::pg_stream_config(&database, "items", 2, SnapshotMode::Never);
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 user=postgres dbname={database}"),
-        tokio_postgres::NoTls,
-    )
-    .await?;
-    tokio::spawn(conn);
-    prepare(&client, &cfg).await?;
-    let mut source = StreamSource::new(cfg, client, log, writer);
+    let table = args.next().unwrap_or_else(|| "items".into());
+    let mut cfg = tributary_tests::pg_stream_config(&database, &table, 2, SnapshotMode::Never);
+    if let Some(v) = args.next() {
+        cfg.proto_version = v.parse().context("PROTO_VERSION")?;
+    }
+    // The slot exists before "started": the parent's writes after that
+    // line are all captured.
+    prepare(&sql_connect(&cfg.connect).await?, &cfg).await?;
+    let mut source = StreamSource::new(cfg, log, writer);
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     println!("started");
     source.run(stop_rx).await?;

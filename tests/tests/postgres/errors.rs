@@ -12,16 +12,10 @@ use super::{TestDb, connect};
 fn source(
     dir: &std::path::Path,
     cfg: &tributary_connector_postgres::source::StreamConfig,
-    sql: tokio_postgres::Client,
 ) -> StreamSource {
     let log = Log::open(dir.join("log")).expect("log");
     let registry = Registry::open(dir.join("registry")).expect("registry");
-    StreamSource::new(
-        cfg.clone(),
-        sql,
-        log.clone(),
-        EventWriter::new(log, registry),
-    )
+    StreamSource::new(cfg.clone(), log.clone(), EventWriter::new(log, registry))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +52,7 @@ async fn setup_mistakes_say_how_to_fix_them() {
 
     // A slot that another consumer holds.
     let dir_a = tempfile::tempdir().expect("tempdir");
-    let mut first = source(dir_a.path(), &cfg, connect(&db.name).await);
+    let mut first = source(dir_a.path(), &cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { first.run(stop_rx).await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -82,7 +76,7 @@ async fn setup_mistakes_say_how_to_fix_them() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let dir_b = tempfile::tempdir().expect("tempdir");
-    let mut second = source(dir_b.path(), &cfg, connect(&db.name).await);
+    let mut second = source(dir_b.path(), &cfg);
     let (_stop2, stop_rx2) = tokio::sync::watch::channel(false);
     let err = second.run(stop_rx2).await.expect_err("the slot is taken");
     let msg = err.to_string();
@@ -102,7 +96,7 @@ async fn setup_mistakes_say_how_to_fix_them() {
     let mut as_role = cfg.clone();
     as_role.connect.user = role.clone();
     let dir_c = tempfile::tempdir().expect("tempdir");
-    let mut third = source(dir_c.path(), &as_role, connect(&db.name).await);
+    let mut third = source(dir_c.path(), &as_role);
     let (_stop3, stop_rx3) = tokio::sync::watch::channel(false);
     let err = third
         .run(stop_rx3)

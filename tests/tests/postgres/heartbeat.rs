@@ -35,7 +35,6 @@ async fn idle_table_slot_advances() {
     let start = parse_lsn(&start).expect("lsn");
     let mut source = StreamSource::new(
         cfg.clone(),
-        sql,
         log.clone(),
         EventWriter::new(log.clone(), registry),
     );

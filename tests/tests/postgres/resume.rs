@@ -4,67 +4,14 @@
 //! acknowledged; what already reached the log is recognised by its
 //! position and not written again).
 
-use std::collections::HashMap;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rand::Rng;
-use tributary_log::{Log, LogOptions};
 
-use super::{TestDb, connect};
+use super::{TestDb, connect, log_keys, start_child};
 
 const ROWS_PER_TX: i32 = 5;
 const TXS: i32 = 400;
-
-fn start(dir: &std::path::Path, db: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-source"))
-        .arg(dir)
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn pg-source");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    assert_eq!(line.trim(), "started", "pg-source failed to start");
-    child
-}
-
-fn count_records(dir: &std::path::Path) -> (usize, HashMap<Vec<u8>, usize>) {
-    let log = Log::open_with(
-        dir.join("log"),
-        LogOptions {
-            background: false,
-            ..LogOptions::default()
-        },
-    )
-    .expect("open log");
-    let Ok(t) = log.topic("pg.public.items") else {
-        return (0, HashMap::new());
-    };
-    let mut total = 0;
-    let mut per_key: HashMap<Vec<u8>, usize> = HashMap::new();
-    for p in t.partitions() {
-        let mut offset = p.earliest_offset();
-        while offset < p.high_watermark() {
-            for b in p.read(offset, 1 << 20).expect("read") {
-                for r in b.records().expect("records").iter() {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    total += 1;
-                    *per_key.entry(r.key.expect("key").to_vec()).or_default() += 1;
-                    offset = r.offset + 1;
-                }
-            }
-        }
-    }
-    (total, per_key)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_source_resumes_with_every_change_exactly_once() {
@@ -74,7 +21,7 @@ async fn killed_source_resumes_with_every_change_exactly_once() {
         .await
         .expect("ddl");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = start(dir.path(), &db.name);
+    let mut child = start_child(dir.path(), &db.name, &[]);
 
     // Commit transactions in the background while the source is killed
     // and restarted.
@@ -100,7 +47,7 @@ async fn killed_source_resumes_with_every_change_exactly_once() {
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         kills += 1;
-        child = start(dir.path(), &db.name);
+        child = start_child(dir.path(), &db.name, &[]);
     }
     writer.await.expect("writer");
     let want = (TXS * ROWS_PER_TX) as usize;
@@ -110,7 +57,7 @@ async fn killed_source_resumes_with_every_change_exactly_once() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
-        let (total, per_key) = count_records(dir.path());
+        let (total, per_key) = log_keys(dir.path(), "pg.public.items");
         if per_key.len() == want {
             assert_eq!(
                 total, want,
@@ -129,7 +76,7 @@ async fn killed_source_resumes_with_every_change_exactly_once() {
             "only {} of {want} rows arrived",
             per_key.len()
         );
-        child = start(dir.path(), &db.name);
+        child = start_child(dir.path(), &db.name, &[]);
     }
     let slot = format!("{}_slot", db.name);
     super::drop_slot(&db, &slot).await;

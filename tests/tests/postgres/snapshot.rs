@@ -45,7 +45,6 @@ async fn snapshot_while_writing_gives_every_row_once() {
     });
     let mut source = StreamSource::new(
         cfg.clone(),
-        sql,
         log.clone(),
         EventWriter::new(log.clone(), registry),
     );
@@ -155,7 +154,6 @@ async fn unfinished_snapshot_is_taken_again() {
     prepare(&sql, &cfg).await.expect("prepare");
     let mut source = StreamSource::new(
         cfg.clone(),
-        sql,
         log.clone(),
         EventWriter::new(log.clone(), registry),
     );

@@ -27,7 +27,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     let cfg = tributary_tests::pg_stream_config(&db.name, "customers", 2, SnapshotMode::Never);
     let sql = connect(&db.name).await;
     prepare(&sql, &cfg).await.expect("prepare");
-    let mut source = StreamSource::new(cfg.clone(), sql, log.clone(), writer);
+    let mut source = StreamSource::new(cfg.clone(), log.clone(), writer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { source.run(stop_rx).await });
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tributary_connector_postgres::replication::{ConnectConfig, parse_lsn};
 use tributary_connector_postgres::source::{
-    SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
+    Backoff, SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
 };
 use tributary_log::{FsyncPolicy, Log, TopicConfig};
 use tributary_schemas::Registry;
@@ -156,15 +156,12 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         },
         snapshot: SnapshotMode::Never,
         heartbeat: None,
+        proto_version: 2,
+        reconnect: Backoff::default(),
     };
     let sql = connect(args, db).await?;
     prepare(&sql, &cfg).await?;
-    let mut source = StreamSource::new(
-        cfg,
-        sql,
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
+    let mut source = StreamSource::new(cfg, log.clone(), EventWriter::new(log.clone(), registry));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let task = tokio::spawn(async move { source.run(stop_rx).await });
