@@ -257,6 +257,8 @@ impl EventWriter {
         // Keyless records (truncates) go to partition 0, keyed ones by key.
         let mut builders: Vec<Option<BatchBuilder>> = vec![None; n as usize];
         let mut placed: Vec<Option<(u32, u32)>> = Vec::with_capacity(spans.len());
+        // The last position written to each partition: its new floor.
+        let mut last_written: Vec<Option<usize>> = vec![None; n as usize];
         for (i, &(k, v, ts)) in spans.iter().enumerate() {
             let key = slice(k);
             let p = key.map_or(0, |k| partition_for_key(k, n));
@@ -268,6 +270,7 @@ impl EventWriter {
             }
             let b = builders[p as usize].get_or_insert_with(BatchBuilder::new);
             placed.push(Some((p, b.len())));
+            last_written[p as usize] = Some(i);
             b.push(RecordIn {
                 timestamp: ts,
                 key,
@@ -279,6 +282,11 @@ impl EventWriter {
         for (p, b) in builders.into_iter().enumerate() {
             if let Some(b) = b {
                 bases[p] = t.partition(p as u32)?.append(b)?.base_offset;
+                if let (Some(i), Some(floors)) =
+                    (last_written[p], self.floors.lock().get_mut(topic))
+                {
+                    floors[p] = positions.get(i).cloned();
+                }
             }
         }
         let out = report
@@ -293,10 +301,10 @@ impl EventWriter {
         Ok(out)
     }
 
-    /// The last position header of each partition of `topic`, read once
-    /// from the partitions' tails. Positions only grow, so what this call
-    /// writes never needs to be added: only what was there at start-up can
-    /// be replayed.
+    /// The last position header of each partition of `topic`: read once
+    /// from the partitions' tails, then kept up to date by
+    /// [`append_at`](Self::append_at), so a source that reconnects and is
+    /// sent again what it already wrote skips it.
     fn floors(
         &self,
         topic: &str,

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests and the child processes they
 //! start. Real files, real processes: nothing here fakes a service.
 
+pub mod pg;
+
 /// A self-checking record value written by the `log-writer` child: run
 /// number, sequence number, and a CRC over both, so a reader can tell a
 /// value the child wrote from anything else.
@@ -67,4 +69,16 @@ pub fn pg_stream_config(
             max: std::time::Duration::from_secs(2),
         },
     }
+}
+
+/// Sends the code under test's `tracing` output to the test's captured
+/// output (shown when a test fails), filtered by `RUST_LOG` (default
+/// `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }

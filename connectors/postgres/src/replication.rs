@@ -491,7 +491,9 @@ impl ReplicationReader {
                         }
                     }
                 }
-                b'c' => return Ok(None),
+                // CopyDone; or CommandComplete alone, which a walsender
+                // shutting down sends once the client confirmed all it sent.
+                b'c' | b'C' => return Ok(None),
                 b'N' => {}
                 b'E' => return Err(server_error(&body)),
                 other => {

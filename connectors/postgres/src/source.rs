@@ -135,6 +135,10 @@ pub enum SourceError {
         /// `schema.table`.
         table: String,
     },
+    /// The server ended the replication stream without being asked to
+    /// (it is shutting down or restarting).
+    #[error("PostgreSQL ended the replication stream of slot {0}")]
+    StreamEnded(String),
     /// A pgoutput message did not decode.
     #[error(transparent)]
     Decode(#[from] pgoutput::DecodeError),
@@ -219,6 +223,7 @@ impl SourceError {
             SourceError::Replication(ReplicationError::Io { .. }) => true,
             SourceError::Replication(ReplicationError::Server { code, .. }) => transient_code(code),
             SourceError::Sql { source, .. } => pg_transient(source),
+            SourceError::StreamEnded(_) => true,
             SourceError::Catalog(c) => {
                 matches!(&**c, CatalogError::Query { source, .. } if pg_transient(source))
             }
@@ -738,7 +743,10 @@ impl StreamSource {
                     }
                 }
                 msg = reader.next() => {
-                    let Some(msg) = msg? else { break };
+                    // CopyDone from the server: it is going away, not us.
+                    let Some(msg) = msg? else {
+                        return Err(SourceError::StreamEnded(self.cfg.slot.clone()));
+                    };
                     match msg {
                         StreamMessage::Keepalive { end, reply, .. } => {
                             // Nothing in flight: everything up to the server's

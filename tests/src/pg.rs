@@ -1,0 +1,306 @@
+//! PostgreSQL helpers of the end-to-end tests: a database per test, slot
+//! positions, counting what reached the log.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::{Client, NoTls};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A database made for one test; `drop_db` removes it.
+pub struct TestDb {
+    /// The database's name.
+    pub name: String,
+    /// A connection to it.
+    pub client: Client,
+    admin: Client,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb").field("name", &self.name).finish()
+    }
+}
+
+pub async fn connect(db: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
+        NoTls,
+    )
+    .await
+    .expect("connect to the local PostgreSQL (run scripts/services.sh)");
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("postgres connection: {e}");
+        }
+    });
+    client
+}
+
+impl TestDb {
+    pub async fn new(tag: &str) -> Self {
+        let name = format!(
+            "tributary_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect("postgres").await;
+        // Two calls: a multi-statement string runs as one transaction, and
+        // neither statement may run inside one.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .expect("drop leftover database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let client = connect(&name).await;
+        Self {
+            name,
+            client,
+            admin,
+        }
+    }
+
+    /// The same database over fresh connections (after a server restart),
+    /// waiting up to 30 s for the server to accept them.
+    pub async fn reconnect(self) -> Self {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let (Some(client), Some(admin)) =
+                (try_connect(&self.name).await, try_connect("postgres").await)
+            {
+                return Self {
+                    name: self.name,
+                    client,
+                    admin,
+                };
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "PostgreSQL did not come back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Drops the database.
+    pub async fn drop_db(self) {
+        let Self {
+            name,
+            client,
+            admin,
+        } = self;
+        drop(client);
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop database");
+    }
+}
+
+/// Drops a replication slot, waiting for its walsender to let go.
+pub async fn drop_slot(db: &TestDb, slot: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = db
+            .client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
+        if r.is_ok() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot {slot} still active: {r:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The slot's `confirmed_flush_lsn`.
+pub async fn confirmed_flush_lsn(db: &TestDb, slot: &str) -> u64 {
+    let row = db
+        .client
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .expect("slot");
+    tributary_connector_postgres::replication::parse_lsn(row.get::<_, &str>(0)).expect("lsn")
+}
+
+/// Waits (up to 20 s) until the slot's `confirmed_flush_lsn` reaches `lsn`.
+pub async fn wait_confirmed(db: &TestDb, slot: &str, lsn: u64) {
+    wait_confirmed_within(db, slot, lsn, std::time::Duration::from_secs(20)).await;
+}
+
+/// Waits up to `limit` until the slot's `confirmed_flush_lsn` reaches `lsn`.
+pub async fn wait_confirmed_within(db: &TestDb, slot: &str, lsn: u64, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let confirmed = confirmed_flush_lsn(db, slot).await;
+        if confirmed >= lsn {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "confirmed_flush_lsn stuck at {confirmed:x}, want {lsn:x}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Opens the log under `dir` (no writer may hold it) and counts the
+/// records of `topic`: in total and per key.
+pub fn log_keys(dir: &std::path::Path, topic: &str) -> (usize, HashMap<Vec<u8>, usize>) {
+    let log = tributary_log::Log::open_with(
+        dir.join("log"),
+        tributary_log::LogOptions {
+            background: false,
+            ..tributary_log::LogOptions::default()
+        },
+    )
+    .expect("open log");
+    let Ok(t) = log.topic(topic) else {
+        return (0, HashMap::new());
+    };
+    let mut total = 0;
+    let mut per_key: HashMap<Vec<u8>, usize> = HashMap::new();
+    for p in t.partitions() {
+        let mut offset = p.earliest_offset();
+        while offset < p.high_watermark() {
+            for b in p.read(offset, 1 << 20).expect("read") {
+                for r in b.records().expect("records").iter() {
+                    let r = r.expect("record");
+                    if r.offset < offset {
+                        continue;
+                    }
+                    total += 1;
+                    *per_key.entry(r.key.expect("key").to_vec()).or_default() += 1;
+                    offset = r.offset + 1;
+                }
+            }
+        }
+    }
+    (total, per_key)
+}
+
+/// `pg_current_wal_lsn()`.
+pub async fn current_lsn(db: &TestDb) -> u64 {
+    let row = db
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("lsn");
+    tributary_connector_postgres::replication::parse_lsn(row.get::<_, &str>(0)).expect("lsn")
+}
+
+/// Streams a table through the source while `disrupt` breaks the
+/// connection `times` times, and checks that the log ends with every
+/// committed row exactly once and that the source reconnected each time.
+pub async fn stream_through_disruptions<F, Fut>(tag: &str, times: u32, mut disrupt: F)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare};
+    const TXS: i64 = 300;
+    const ROWS_PER_TX: i64 = 10;
+    crate::init_tracing();
+    let db = TestDb::new(tag).await;
+    db.client
+        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL)")
+        .await
+        .expect("ddl");
+    let dir = std::env::temp_dir().join(format!("tributary-{}", db.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = crate::pg_stream_config(&db.name, "items", 2, SnapshotMode::Never);
+    prepare(&db.client, &cfg).await.expect("prepare");
+    let log = tributary_log::Log::open(dir.join("log")).expect("log");
+    let registry = tributary_schemas::Registry::open(dir.join("registry")).expect("registry");
+    let writer = tributary_schemas::writer::EventWriter::new(log.clone(), registry);
+    let mut source = StreamSource::new(cfg.clone(), log, writer);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let name = db.name.clone();
+    let writes = tokio::spawn(async move {
+        let mut client: Option<Client> = None;
+        let mut tx = 0;
+        while tx < TXS {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                client = try_connect(&name).await;
+            }
+            let Some(c) = client.as_ref() else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            let base = tx * ROWS_PER_TX;
+            let sql = format!(
+                "INSERT INTO items SELECT g, 'v' || g FROM generate_series({base}, {}) g",
+                base + ROWS_PER_TX - 1
+            );
+            // A failed commit (the server went away) is retried; a
+            // duplicate key means the commit had landed after all.
+            match c.batch_execute(&sql).await {
+                Ok(()) => tx += 1,
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    tx += 1
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+    });
+    for i in 0..times {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        disrupt(i).await;
+    }
+    writes.await.expect("writes");
+    let db = TestDb::reconnect(db).await;
+    let end = current_lsn(&db).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while confirmed_flush_lsn(&db, &cfg.slot).await < end {
+        // A source that gave up says why, rather than a stuck slot.
+        if task.is_finished() {
+            let ended = task.await.expect("join");
+            panic!("the source stopped by itself: {ended:?}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot's confirmed_flush_lsn did not reach {end:x}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    let stats = task
+        .await
+        .expect("join")
+        .expect("source survives the disruptions");
+    assert!(
+        stats.reconnects >= u64::from(times),
+        "{} reconnects for {times} disruptions",
+        stats.reconnects
+    );
+    let (total, per_key) = log_keys(&dir, "pg.public.items");
+    let want = (TXS * ROWS_PER_TX) as usize;
+    assert_eq!(per_key.len(), want, "every committed row reached the log");
+    assert_eq!(total, want, "no row twice");
+    drop_slot(&db, &cfg.slot).await;
+    db.drop_db().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn try_connect(db: &str) -> Option<Client> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
+        NoTls,
+    )
+    .await
+    .ok()?;
+    tokio::spawn(conn);
+    Some(client)
+}
