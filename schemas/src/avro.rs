@@ -609,6 +609,7 @@ impl EventSchema {
             0 => match r.string("source.snapshot")?.as_str() {
                 "true" => SnapshotFlag::True,
                 "last" => SnapshotFlag::Last,
+                "last_in_data_collection" => SnapshotFlag::LastInDataCollection,
                 _ => SnapshotFlag::False,
             },
             _ => SnapshotFlag::False,

@@ -68,6 +68,10 @@ pub fn pg_stream_config(
             initial: std::time::Duration::from_millis(100),
             max: std::time::Duration::from_secs(2),
         },
+        snapshot_workers: 2,
+        // Small, so the tests' tables are read in several chunks.
+        snapshot_chunk_rows: 5_000,
+        progress_interval: std::time::Duration::from_secs(1),
     }
 }
 

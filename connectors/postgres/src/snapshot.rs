@@ -1,7 +1,507 @@
-//! The initial snapshot: rows of the captured tables as of the slot's
-//! consistent point, read with COPY inside the snapshot the slot exported,
+//! The initial snapshot: rows of the captured tables as of a consistent
+//! point, read with COPY inside the snapshot a replication slot exported,
 //! so the stream that follows starts exactly where the snapshot ends: no
 //! gap, no duplicate.
+//!
+//! Several connections import the same exported snapshot and read in
+//! parallel; a big table whose key is one integer column is split into
+//! key ranges read as separate chunks. Progress goes to a live display on
+//! an interactive terminal, to periodic log lines otherwise. Each finished
+//! table is recorded (after its records are durable), so an interrupted
+//! snapshot resumes with the tables it had not finished.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+use tributary_core::{ChangeEvent, ColumnType, Op, SnapshotFlag, TableSchema};
+use tributary_schemas::writer::EventWriter;
+
+use crate::events::{self, TxContext};
+use crate::pgoutput::TupleValue;
+use crate::replication::quote_ident;
+use crate::source::SourceError;
+
+/// Records appended per batch.
+const BATCH: usize = 1000;
+
+/// One table of a snapshot.
+#[derive(Debug)]
+pub(crate) struct TableJob {
+    /// `schema.table`.
+    pub name: String,
+    /// Its topic.
+    pub topic: String,
+    /// Its shape inside the snapshot.
+    pub shape: TableSchema,
+    /// Estimated rows (for progress), if known.
+    pub estimate: Option<u64>,
+    /// `WHERE` clauses of its chunks; `None`: the whole table.
+    pub chunks: Vec<Option<String>>,
+    rows: AtomicU64,
+    chunks_left: AtomicUsize,
+    started: Mutex<Option<Instant>>,
+    finished: Mutex<Option<Instant>>,
+}
+
+impl TableJob {
+    /// Plans reading `schema.table` (`shape`) with `client`, which is
+    /// inside the snapshot: estimates its rows and, when there are more
+    /// than `chunk_rows` and the key is one integer column, splits it into
+    /// key ranges.
+    pub async fn plan(
+        client: &Client,
+        topic: String,
+        shape: TableSchema,
+        chunk_rows: u64,
+    ) -> Result<Self, SourceError> {
+        let name = shape.qualified_name();
+        let from = format!(
+            "{}.{}",
+            quote_ident(&shape.schema),
+            quote_ident(&shape.table)
+        );
+        let sql = |what: &str| {
+            let what = format!("{what} of {name}");
+            move |source| SourceError::Sql { what, source }
+        };
+        let row = client
+            .query_one(
+                "SELECT c.reltuples::int8, pg_relation_size(c.oid) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&shape.schema, &shape.table],
+            )
+            .await
+            .map_err(sql("estimating the size"))?;
+        let (reltuples, bytes): (i64, i64) = (row.get(0), row.get(1));
+        // Never analyzed (-1): count, unless that means reading a big
+        // table twice.
+        let estimate = if reltuples >= 0 {
+            Some(reltuples as u64)
+        } else if bytes < 512 << 20 {
+            let n: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {from}"), &[])
+                .await
+                .map_err(sql("counting the rows"))?
+                .get(0);
+            Some(n as u64)
+        } else {
+            None
+        };
+        let mut chunks = vec![None];
+        let integer_key = match shape.key.as_slice() {
+            [k] => matches!(shape.columns[*k].ty, ColumnType::Int | ColumnType::Long)
+                .then(|| quote_ident(&shape.columns[*k].name)),
+            _ => None,
+        };
+        let estimate_rows = estimate.unwrap_or(u64::MAX);
+        if let Some(key) = integer_key
+            && chunk_rows > 0
+            && estimate_rows > chunk_rows
+        {
+            let row = client
+                .query_one(
+                    &format!("SELECT min({key})::int8, max({key})::int8 FROM {from}"),
+                    &[],
+                )
+                .await
+                .map_err(sql("reading the key range"))?;
+            if let (Some(lo), Some(hi)) =
+                (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+            {
+                let n = estimate_rows.div_ceil(chunk_rows).clamp(1, 10_000);
+                chunks = key_ranges(&key, lo, hi, n);
+            }
+        }
+        Ok(Self {
+            name,
+            topic,
+            shape,
+            estimate,
+            chunks_left: AtomicUsize::new(chunks.len()),
+            chunks,
+            rows: AtomicU64::new(0),
+            started: Mutex::new(None),
+            finished: Mutex::new(None),
+        })
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+}
+
+/// `n` `WHERE` clauses that split `lo..=hi` of the integer column `key`
+/// into ranges of about equal width; the first and last are open-ended,
+/// so rows outside the range (there are none in the snapshot) would still
+/// be read.
+pub fn key_ranges(key: &str, lo: i64, hi: i64, n: u64) -> Vec<Option<String>> {
+    let width = (i128::from(hi) - i128::from(lo) + 1).max(1);
+    let n = i128::from(n).min(width).max(1);
+    let bounds: Vec<i128> = (1..n).map(|i| i128::from(lo) + width * i / n).collect();
+    if bounds.is_empty() {
+        return vec![None];
+    }
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    out.push(Some(format!("{key} < {}", bounds[0])));
+    for w in bounds.windows(2) {
+        out.push(Some(format!("{key} >= {} AND {key} < {}", w[0], w[1])));
+    }
+    out.push(Some(format!("{key} >= {}", bounds[bounds.len() - 1])));
+    out
+}
+
+/// What a snapshot run shares between its workers.
+pub(crate) struct Reader<'a> {
+    /// The tables.
+    pub jobs: &'a [TableJob],
+    /// Where rows go.
+    pub writer: &'a EventWriter,
+    /// The events' context (the consistent point as commit LSN).
+    pub ctx: TxContext,
+    /// Called once per table, after its last record is appended.
+    pub on_table_done: &'a (dyn Fn(&TableJob) -> Result<(), SourceError> + Sync),
+    /// How often progress is logged (when stderr is not a terminal).
+    pub progress_interval: Duration,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("jobs", &self.jobs).finish()
+    }
+}
+
+impl Reader<'_> {
+    /// Reads every chunk of every table with `clients` (each inside the
+    /// same snapshot), one chunk per client at a time. Returns the rows
+    /// written.
+    pub async fn read(&self, clients: &[Client]) -> Result<u64, SourceError> {
+        let queue: Mutex<VecDeque<(usize, usize)>> = Mutex::new(
+            self.jobs
+                .iter()
+                .enumerate()
+                .flat_map(|(t, j)| (0..j.chunks.len()).map(move |c| (t, c)))
+                .collect(),
+        );
+        let tables_left = AtomicUsize::new(self.jobs.len());
+        let work = futures_util::future::try_join_all(
+            clients.iter().map(|c| self.worker(c, &queue, &tables_left)),
+        );
+        tokio::pin!(work);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut display = Display::new(tty);
+        let every = if tty {
+            Duration::from_millis(250)
+        } else {
+            self.progress_interval
+        };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let started = Instant::now();
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = tick.tick() => display.show(self.jobs, started),
+            }
+        };
+        display.finish(self.jobs, started);
+        Ok(result?.into_iter().sum())
+    }
+
+    async fn worker(
+        &self,
+        client: &Client,
+        queue: &Mutex<VecDeque<(usize, usize)>>,
+        tables_left: &AtomicUsize,
+    ) -> Result<u64, SourceError> {
+        use futures_util::StreamExt;
+        let mut total = 0;
+        loop {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let Some((t, c)) = next else {
+                return Ok(total);
+            };
+            let job = &self.jobs[t];
+            job.started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Instant::now);
+            let cols: Vec<String> = job
+                .shape
+                .columns
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect();
+            let filter = job.chunks[c]
+                .as_ref()
+                .map(|w| format!(" WHERE {w}"))
+                .unwrap_or_default();
+            let copy = format!(
+                "COPY (SELECT {} FROM {}.{}{filter}) TO STDOUT",
+                cols.join(", "),
+                quote_ident(&job.shape.schema),
+                quote_ident(&job.shape.table)
+            );
+            let sql = |source| SourceError::Sql {
+                what: copy.clone(),
+                source,
+            };
+            let stream = client.copy_out(&copy).await.map_err(sql)?;
+            futures_util::pin_mut!(stream);
+            let mut carry: Vec<u8> = Vec::new();
+            let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH + 1);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(sql)?;
+                carry.extend_from_slice(&chunk);
+                let mut start = 0;
+                while let Some(nl) = carry[start..].iter().position(|&b| b == b'\n') {
+                    let line = &carry[start..start + nl];
+                    start += nl + 1;
+                    batch.push(self.event(job, line)?);
+                    // One row is always held back: the chunk's last row
+                    // may have to carry the table's or snapshot's end.
+                    if batch.len() > BATCH {
+                        let held = batch.pop();
+                        total += self.append(job, &mut batch)?;
+                        batch.extend(held);
+                    }
+                }
+                carry.drain(..start);
+            }
+            // The chunk that finishes its table marks the table's last
+            // record; the one that finishes the last table, the
+            // snapshot's. (A key range with no rows has no record to
+            // mark: then the mark is missing.)
+            let table_done = job.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1;
+            let all_done = table_done && tables_left.fetch_sub(1, Ordering::AcqRel) == 1;
+            if let Some(ev) = batch.last_mut() {
+                if all_done {
+                    ev.source.snapshot = SnapshotFlag::Last;
+                } else if table_done {
+                    ev.source.snapshot = SnapshotFlag::LastInDataCollection;
+                }
+            }
+            total += self.append(job, &mut batch)?;
+            if table_done {
+                *job.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                (self.on_table_done)(job)?;
+            }
+        }
+    }
+
+    fn event(&self, job: &TableJob, line: &[u8]) -> Result<ChangeEvent, SourceError> {
+        let fields = copy_fields(line)
+            .map_err(|reason| SourceError::Snapshot(format!("table {}: {reason}", job.name)))?;
+        let tuple: Vec<TupleValue> = fields
+            .into_iter()
+            .map(|f| match f {
+                None => TupleValue::Null,
+                Some(s) => TupleValue::Text(bytes::Bytes::from(s)),
+            })
+            .collect();
+        let row = events::row(&job.shape, &tuple)?;
+        let mut ev = self.ctx.event(&job.shape, Op::Read, None, Some(row), 0, 0);
+        ev.transaction = None;
+        ev.source.snapshot = SnapshotFlag::True;
+        Ok(ev)
+    }
+
+    fn append(&self, job: &TableJob, batch: &mut Vec<ChangeEvent>) -> Result<u64, SourceError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.writer
+            .append(&job.topic, batch)
+            .map_err(|e| SourceError::Write(Box::new(e)))?;
+        let n = batch.len() as u64;
+        job.rows.fetch_add(n, Ordering::Relaxed);
+        batch.clear();
+        Ok(n)
+    }
+}
+
+/// Progress output: redrawn lines on a terminal, log lines otherwise.
+struct Display {
+    tty: bool,
+    drawn: usize,
+}
+
+impl Display {
+    fn new(tty: bool) -> Self {
+        Self { tty, drawn: 0 }
+    }
+
+    fn show(&mut self, jobs: &[TableJob], started: Instant) {
+        if self.tty {
+            self.draw(jobs);
+            return;
+        }
+        for j in jobs {
+            let begun = *j.started.lock().unwrap_or_else(|e| e.into_inner());
+            let done = j
+                .finished
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            if let (Some(begun), false) = (begun, done) {
+                let (rate, eta) = rate_eta(j, begun);
+                tracing::info!(
+                    table = %j.name,
+                    rows = j.rows(),
+                    estimated_rows = j.estimate.unwrap_or(0),
+                    rows_per_s = rate,
+                    eta_s = eta.unwrap_or(0),
+                    elapsed_s = started.elapsed().as_secs(),
+                    "snapshot progress"
+                );
+            }
+        }
+    }
+
+    fn draw(&mut self, jobs: &[TableJob]) {
+        let mut out = String::new();
+        if self.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", self.drawn));
+        }
+        for j in jobs {
+            let begun = *j.started.lock().unwrap_or_else(|e| e.into_inner());
+            let finished = *j.finished.lock().unwrap_or_else(|e| e.into_inner());
+            let rows = j.rows();
+            let frac = match (finished, j.estimate) {
+                (Some(_), _) => 1.0,
+                (None, Some(e)) if e > 0 => (rows as f64 / e as f64).min(0.99),
+                _ => 0.0,
+            };
+            let filled = (frac * 30.0) as usize;
+            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(30 - filled));
+            let status = match (begun, finished) {
+                (None, _) => "waiting".to_string(),
+                (Some(b), Some(f)) => {
+                    let secs = f.duration_since(b).as_secs_f64().max(0.001);
+                    format!("done in {secs:.1}s, {} rows/s", (rows as f64 / secs) as u64)
+                }
+                (Some(b), None) => {
+                    let (rate, eta) = rate_eta(j, b);
+                    match eta {
+                        Some(eta) => format!("{rate} rows/s, ETA {eta}s"),
+                        None => format!("{rate} rows/s"),
+                    }
+                }
+            };
+            let of = j.estimate.map(|e| format!("/~{e}")).unwrap_or_default();
+            out.push_str(&format!(
+                "\x1b[2K{} [{bar}] {rows}{of} rows, {status}\n",
+                j.name
+            ));
+        }
+        self.drawn = jobs.len();
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
+    }
+
+    fn finish(&mut self, jobs: &[TableJob], started: Instant) {
+        if self.tty {
+            self.draw(jobs);
+        }
+        let rows: u64 = jobs.iter().map(TableJob::rows).sum();
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(
+            tables = jobs.len(),
+            rows,
+            rows_per_s = (rows as f64 / secs) as u64,
+            "snapshot read"
+        );
+    }
+}
+
+/// Rows per second since `begun`, and the seconds left if the size is
+/// known.
+fn rate_eta(j: &TableJob, begun: Instant) -> (u64, Option<u64>) {
+    let secs = begun.elapsed().as_secs_f64().max(0.001);
+    let rows = j.rows();
+    let rate = rows as f64 / secs;
+    let eta = j
+        .estimate
+        .filter(|_| rate > 0.0)
+        .map(|e| (e.saturating_sub(rows) as f64 / rate) as u64);
+    (rate as u64, eta)
+}
+
+/// What the source remembers about its snapshots: the tables read, each
+/// as of the consistent point of the snapshot that read it. Changes to a
+/// table that committed before that point are in its snapshot rows, so
+/// the stream skips them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotState {
+    /// Tables fully read.
+    pub tables: Vec<TableDone>,
+}
+
+/// One table fully read by a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDone {
+    /// Schema.
+    pub schema: String,
+    /// Table.
+    pub table: String,
+    /// The snapshot's consistent point.
+    pub as_of: u64,
+    /// Rows read.
+    pub rows: u64,
+}
+
+impl SnapshotState {
+    /// Reads the state at `path`; empty when there is none.
+    pub fn load(path: &std::path::Path) -> Result<Self, SourceError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| SourceError::Snapshot(format!("reading {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(SourceError::Snapshot(format!(
+                "reading {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Writes the state to `path` durably (write, fsync, rename, fsync the
+    /// directory).
+    pub fn save(&self, path: &std::path::Path) -> Result<(), SourceError> {
+        let io = |e: std::io::Error| {
+            SourceError::Snapshot(format!("recording the snapshot in {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let body = serde_json::to_vec_pretty(self)
+            .map_err(|e| SourceError::Snapshot(format!("encoding the snapshot state: {e}")))?;
+        std::fs::write(&tmp, body).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// The record of `schema.table`, if it was read.
+    pub fn get(&self, schema: &str, table: &str) -> Option<&TableDone> {
+        self.tables
+            .iter()
+            .find(|t| t.schema == schema && t.table == table)
+    }
+}
 
 /// Splits one line of COPY's text format into fields (`None` for `\N`),
 /// undoing its backslash escapes.
@@ -73,6 +573,24 @@ pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_ranges_cover_the_range_once() {
+        assert_eq!(key_ranges("id", 1, 100, 1), vec![None]);
+        assert_eq!(
+            key_ranges("id", 1, 100, 4),
+            vec![
+                Some("id < 26".to_string()),
+                Some("id >= 26 AND id < 51".to_string()),
+                Some("id >= 51 AND id < 76".to_string()),
+                Some("id >= 76".to_string()),
+            ]
+        );
+        // More chunks than keys: one per key at most.
+        assert_eq!(key_ranges("id", 5, 6, 10).len(), 2);
+        // The whole i64 range does not overflow.
+        assert_eq!(key_ranges("id", i64::MIN, i64::MAX, 3).len(), 3);
+    }
 
     #[test]
     fn copy_text_format() {

@@ -26,6 +26,7 @@ use crate::catalog::{self, CatalogError};
 use crate::events::{self, EventError, TxContext};
 use crate::pgoutput::{self, Decoder, Message};
 use crate::replication::{ConnectConfig, Connection, ReplicationError, StreamMessage, quote_ident};
+use crate::snapshot::{Reader, SnapshotState, TableDone, TableJob};
 use crate::spill::Spill;
 
 /// What the streaming source needs.
@@ -55,6 +56,15 @@ pub struct StreamConfig {
     pub proto_version: u32,
     /// Waits between reconnection attempts.
     pub reconnect: Backoff,
+    /// Connections reading the snapshot in parallel (each reads one table
+    /// or key range at a time).
+    pub snapshot_workers: usize,
+    /// Tables with more rows than this and a one-column integer key are
+    /// read in key ranges of about this many rows; 0 never splits.
+    pub snapshot_chunk_rows: u64,
+    /// How often snapshot progress is logged when stderr is not a
+    /// terminal (on a terminal a live display is redrawn instead).
+    pub progress_interval: Duration,
 }
 
 /// Exponential backoff: `initial`, doubling up to `max`.
@@ -83,6 +93,26 @@ pub enum SnapshotMode {
     Initial,
     /// Never: only changes from the slot's creation on.
     Never,
+    /// Read the tables, then stop: no slot is kept and nothing is
+    /// streamed.
+    InitialOnly,
+    /// As `Initial`, and again whenever the slot is gone or PostgreSQL
+    /// invalidated it (its WAL was removed): the changes in between are
+    /// lost, so a fresh snapshot is the only way to be complete again.
+    WhenNeeded,
+}
+
+impl SnapshotMode {
+    /// Parses `initial`, `never`, `initial_only` or `when_needed`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "initial" => Self::Initial,
+            "never" => Self::Never,
+            "initial_only" => Self::InitialOnly,
+            "when_needed" => Self::WhenNeeded,
+            _ => return None,
+        })
+    }
 }
 
 /// Errors of the streaming source.
@@ -157,6 +187,19 @@ pub enum SourceError {
     /// The snapshot could not be read.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The slot that held this source's position is gone or invalidated,
+    /// after a snapshot: the changes in between are lost.
+    #[error(
+        "replication slot {slot} {how}, but this source already read a snapshot and streamed from it: the changes in between are lost. Fix: set snapshot mode when_needed to take a new snapshot automatically, or delete {state} to start over"
+    )]
+    SlotLost {
+        /// The slot.
+        slot: String,
+        /// "no longer exists" or "was invalidated ...".
+        how: String,
+        /// The source's snapshot state file.
+        state: String,
+    },
     /// A streamed transaction's spill file failed.
     #[error("{0}")]
     Spill(String),
@@ -334,6 +377,10 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
 struct Relation {
     topic: String,
     table: Arc<TableSchema>,
+    /// The consistent point of the snapshot that read the table: changes
+    /// that committed before it are in the snapshot's rows, so the stream
+    /// skips them.
+    as_of: u64,
 }
 
 /// Events of one transaction are appended in chunks of this many, so a
@@ -395,6 +442,7 @@ pub struct StreamSource {
     log: Log,
     writer: EventWriter,
     relations: HashMap<u32, Relation>,
+    state: SnapshotState,
 }
 
 impl std::fmt::Debug for StreamSource {
@@ -441,6 +489,7 @@ impl StreamSource {
             log,
             writer,
             relations: HashMap::new(),
+            state: SnapshotState::default(),
         }
     }
 
@@ -480,6 +529,7 @@ impl StreamSource {
         let topic = topic_name(&self.cfg.name, namespace, name);
         let unchanged = self.relations.get(&oid).is_some_and(|r| *r.table == table);
         if !unchanged {
+            let as_of = self.state.get(namespace, name).map_or(0, |t| t.as_of);
             let schema = EventSchema::new(&self.cfg.name, Connector::Postgres, table.clone())?;
             self.writer
                 .register(&topic, schema, self.cfg.topic_config.clone())?;
@@ -488,6 +538,7 @@ impl StreamSource {
                 Relation {
                     topic,
                     table: Arc::new(table),
+                    as_of,
                 },
             );
         }
@@ -530,6 +581,13 @@ impl StreamSource {
                 self.on_relation(oid, &namespace, &name, &columns, replica_identity)
                     .await?;
             }
+            Message::Insert { oid, .. }
+            | Message::Update { oid, .. }
+            | Message::Delete { oid, .. }
+                if self.relation(oid)?.as_of > tx.ctx.commit_lsn =>
+            {
+                // Already in the table's snapshot.
+            }
             Message::Insert { oid, new, .. } => {
                 let rel = self.relation(oid)?;
                 let after = events::row(&rel.table, &new)?;
@@ -555,7 +613,9 @@ impl StreamSource {
             Message::Truncate { oids, .. } => {
                 for oid in oids {
                     let rel = self.relation(oid)?;
-                    Self::push(tx, rel, Op::Truncate, None, None);
+                    if rel.as_of <= tx.ctx.commit_lsn {
+                        Self::push(tx, rel, Op::Truncate, None, None);
+                    }
                 }
             }
             Message::LogicalMessage { prefix, .. } if prefix == HEARTBEAT_PREFIX => {
@@ -627,13 +687,13 @@ impl StreamSource {
         }
     }
 
-    /// The file that records a finished snapshot of this source's slot.
-    fn snapshot_marker(&self) -> std::path::PathBuf {
+    /// The file that records which tables this source's snapshots read.
+    fn state_path(&self) -> std::path::PathBuf {
         self.log
             .dir()
             .join("sources")
             .join(&self.cfg.name)
-            .join(format!("snapshot-{}.done", self.cfg.slot))
+            .join(format!("snapshot-{}.json", self.cfg.slot))
     }
 
     /// Streams until `stop` turns true or a permanent error occurs. A
@@ -685,7 +745,9 @@ impl StreamSource {
         let mut conn = Connection::connect(&self.cfg.connect)
             .await
             .map_err(|e| SourceError::explain(e, &self.cfg))?;
-        self.snapshot_if_needed(&mut conn).await?;
+        if !self.snapshot_if_needed(&mut conn, stats).await? {
+            return Ok(());
+        }
         let spill_dir = self.spill_dir();
         if spill_dir.exists() {
             std::fs::remove_dir_all(&spill_dir).map_err(|e| {
@@ -875,180 +937,281 @@ impl StreamSource {
         Ok(())
     }
 
-    /// Takes the initial snapshot when the mode asks for one and it has
-    /// not finished before.
-    async fn snapshot_if_needed(&mut self, conn: &mut Connection) -> Result<()> {
-        let slot_exists = self
+    /// Takes the snapshot the mode asks for, of the tables not read yet.
+    /// Returns whether to stream afterwards.
+    async fn snapshot_if_needed(
+        &mut self,
+        conn: &mut Connection,
+        stats: &mut RunStats,
+    ) -> Result<bool> {
+        let mode = self.cfg.snapshot;
+        let path = self.state_path();
+        self.state = SnapshotState::load(&path)?;
+        if mode == SnapshotMode::Never {
+            return Ok(true);
+        }
+        let streaming = mode != SnapshotMode::InitialOnly;
+        let slot: Option<Option<String>> = self
             .client()?
             .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
                 &[&self.cfg.slot],
             )
             .await
             .map_err(sql("looking up the slot"))?
-            .is_some();
-        let marker = self.snapshot_marker();
-        if slot_exists && self.cfg.snapshot == SnapshotMode::Initial && !marker.exists() {
-            // The slot exists but its snapshot never finished (a crash or
-            // stop mid-snapshot). Streaming from it would skip the rows
-            // the snapshot did not reach: drop it and snapshot again.
-            // Rows already written arrive a second time as `op: r`, which
-            // sinks apply idempotently; nothing is lost.
-            tracing::warn!(slot = %self.cfg.slot, "slot without a finished snapshot: taking the snapshot again");
-            self.client()?
-                .execute("SELECT pg_drop_replication_slot($1)", &[&self.cfg.slot])
+            .map(|r| r.get(0));
+        let lost = matches!(&slot, Some(Some(w)) if w == "lost");
+        let mut slot_exists = slot.is_some();
+        if streaming && (lost || (!slot_exists && !self.state.tables.is_empty())) {
+            let how = if lost {
+                "was invalidated by PostgreSQL (its WAL was removed: max_slot_wal_keep_size)"
+            } else {
+                "no longer exists"
+            };
+            if mode == SnapshotMode::Initial {
+                return Err(SourceError::SlotLost {
+                    slot: self.cfg.slot.clone(),
+                    how: how.into(),
+                    state: path.display().to_string(),
+                });
+            }
+            tracing::warn!(slot = %self.cfg.slot, how, "slot lost: taking a new snapshot (snapshot mode when_needed)");
+            if slot_exists {
+                self.client()?
+                    .execute("SELECT pg_drop_replication_slot($1)", &[&self.cfg.slot])
+                    .await
+                    .map_err(sql(format!("dropping the lost slot {}", self.cfg.slot)))?;
+                slot_exists = false;
+            }
+            self.state = SnapshotState::default();
+            self.state.save(&path)?;
+        }
+        let todo: Vec<(String, String)> = self
+            .cfg
+            .tables
+            .iter()
+            .filter(|(s, t)| self.state.get(s, t).is_none())
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return Ok(streaming);
+        }
+        if streaming && !slot_exists {
+            // A new slot: the snapshot it exports is exactly where its
+            // stream begins. The connection stays idle (keeping the
+            // snapshot alive) until the stream starts on it.
+            let (point, name) = create_slot(conn, &self.cfg.slot, false).await?;
+            self.read_snapshot(&name, point, &todo, stats).await?;
+        } else {
+            // The slot exists (an interrupted snapshot, or tables added to
+            // the configuration), or none is wanted: read inside the
+            // snapshot of a temporary slot, at a later point; the stream
+            // skips these tables' changes from before it.
+            let mut tmp = Connection::connect(&self.cfg.connect)
                 .await
-                .map_err(sql(format!(
-                    "dropping the unfinished slot {}",
-                    self.cfg.slot
-                )))?;
-        }
-        if (!slot_exists || !marker.exists()) && self.cfg.snapshot == SnapshotMode::Initial {
-            let rows = conn
-                .simple_query(&format!(
-                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
-                    quote_ident(&self.cfg.slot)
-                ))
+                .map_err(|e| SourceError::explain(e, &self.cfg))?;
+            let mut name = format!("{}_snap", self.cfg.slot);
+            name.truncate(63);
+            let (point, snapshot) = create_slot(&mut tmp, &name, true).await?;
+            self.read_snapshot(&snapshot, point, &todo, stats).await?;
+            // Temporary slots go with their connection anyway; dropping it
+            // now means none is left when this returns.
+            tmp.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&name)))
                 .await?;
-            let row = rows.first().ok_or_else(|| {
-                SourceError::Snapshot("CREATE_REPLICATION_SLOT returned no row".into())
-            })?;
-            let point = row
-                .get(1)
-                .and_then(|v| v.as_deref())
-                .and_then(crate::replication::parse_lsn)
-                .ok_or_else(|| SourceError::Snapshot("no consistent point".into()))?;
-            let name = row
-                .get(2)
-                .and_then(|v| v.clone())
-                .ok_or_else(|| SourceError::Snapshot("no exported snapshot".into()))?;
-            // The exported snapshot lives as long as this connection stays
-            // idle; the stream starts on it once the snapshot is read.
-            let rows = self.snapshot(&name, point).await?;
-            // Every snapshot record durable before the marker says done.
-            self.log.flush().map_err(WriteError::from)?;
-            write_marker(&marker, point)?;
-            tracing::info!(slot = %self.cfg.slot, rows, "snapshot done");
         }
-        Ok(())
+        Ok(streaming)
     }
 
-    /// Reads the captured tables inside the exported snapshot `name` and
-    /// writes their rows as `op: r` events. Returns how many.
-    async fn snapshot(&mut self, name: &str, consistent_point: u64) -> Result<u64> {
-        use futures_util::StreamExt;
-        self.client()?
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-                name.replace('\'', "''")
-            ))
-            .await
-            .map_err(sql("importing the slot's snapshot"))?;
-        let mut total = 0u64;
-        let tables = self.cfg.tables.clone();
-        for (ti, (schema, table)) in tables.iter().enumerate() {
+    /// Reads `tables` inside the exported snapshot `name` (consistent at
+    /// `point`) with parallel connections, writing their rows as `op: r`
+    /// events and recording each table once its rows are durable.
+    async fn read_snapshot(
+        &mut self,
+        name: &str,
+        point: u64,
+        tables: &[(String, String)],
+        stats: &mut RunStats,
+    ) -> Result<()> {
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            name.replace('\'', "''")
+        );
+        let mut clients = Vec::new();
+        for _ in 0..self.cfg.snapshot_workers.clamp(1, tables.len() * 64) {
+            let c = sql_connect(&self.cfg.connect).await?;
+            c.batch_execute(&begin)
+                .await
+                .map_err(sql("importing the slot's snapshot"))?;
+            clients.push(c);
+        }
+        let mut jobs = Vec::with_capacity(tables.len());
+        for (schema, table) in tables {
             let shape =
-                catalog::table_schema(self.client()?, &self.cfg.connect.database, schema, table)
+                catalog::table_schema(&clients[0], &self.cfg.connect.database, schema, table)
                     .await?;
             let topic = topic_name(&self.cfg.name, schema, table);
             let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
             self.writer
                 .register(&topic, avro, self.cfg.topic_config.clone())?;
-            let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
-            let copy = format!(
-                "COPY (SELECT {} FROM {}.{}) TO STDOUT",
-                cols.join(", "),
-                quote_ident(schema),
-                quote_ident(table)
+            let retracted = self.retract(&topic, &shape, point)?;
+            if retracted > 0 {
+                tracing::info!(table = %shape.qualified_name(), keys = retracted, "deleted the rows of an interrupted read before reading the table again");
+            }
+            jobs.push(
+                TableJob::plan(&clients[0], topic, shape, self.cfg.snapshot_chunk_rows).await?,
             );
-            let stream = self
-                .client()?
-                .copy_out(&copy)
-                .await
-                .map_err(sql(copy.clone()))?;
-            futures_util::pin_mut!(stream);
-            let ctx = TxContext {
+        }
+        let chunks: usize = jobs.iter().map(|j| j.chunks.len()).sum();
+        tracing::info!(
+            source = %self.cfg.name,
+            tables = jobs.len(),
+            chunks,
+            workers = clients.len(),
+            point = %crate::replication::format_lsn(point),
+            "snapshot started"
+        );
+        let state = std::sync::Mutex::new(std::mem::take(&mut self.state));
+        let path = self.state_path();
+        let log = &self.log;
+        let on_done = |job: &TableJob| -> Result<()> {
+            // The table's records durable before it is recorded as read.
+            log.flush().map_err(WriteError::from)?;
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.tables
+                .retain(|t| !(t.schema == job.shape.schema && t.table == job.shape.table));
+            st.tables.push(TableDone {
+                schema: job.shape.schema.clone(),
+                table: job.shape.table.clone(),
+                as_of: point,
+                rows: job.rows(),
+            });
+            st.save(&path)?;
+            tracing::info!(table = %job.name, rows = job.rows(), "snapshot of table done");
+            Ok(())
+        };
+        let reader = Reader {
+            jobs: &jobs,
+            writer: &self.writer,
+            ctx: TxContext {
                 source_name: self.cfg.name.clone(),
                 database: self.cfg.connect.database.clone(),
                 xid: 0,
-                commit_lsn: consistent_point,
+                commit_lsn: point,
                 commit_time: 0,
                 now_ms: tributary_log::now_ms(),
-            };
-            let mut carry: Vec<u8> = Vec::new();
-            let mut batch: Vec<ChangeEvent> = Vec::with_capacity(1000);
-            let last_table = ti + 1 == tables.len();
-            let mut flush = |batch: &mut Vec<ChangeEvent>, last: bool| -> Result<()> {
-                if let (true, Some(ev)) = (last, batch.last_mut()) {
-                    ev.source.snapshot = tributary_core::SnapshotFlag::Last;
-                }
-                if !batch.is_empty() {
-                    self.writer.append(&topic, batch)?;
-                    total += batch.len() as u64;
-                    batch.clear();
-                }
-                Ok(())
-            };
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(sql(copy.clone()))?;
-                carry.extend_from_slice(&chunk);
-                let mut start = 0;
-                while let Some(nl) = carry[start..].iter().position(|&b| b == b'\n') {
-                    let line = &carry[start..start + nl];
-                    start += nl + 1;
-                    let fields = crate::snapshot::copy_fields(line).map_err(|reason| {
-                        SourceError::Snapshot(format!("table {schema}.{table}: {reason}"))
-                    })?;
-                    let tuple: Vec<crate::pgoutput::TupleValue> = fields
-                        .into_iter()
-                        .map(|f| match f {
-                            None => crate::pgoutput::TupleValue::Null,
-                            Some(s) => crate::pgoutput::TupleValue::Text(bytes::Bytes::from(s)),
-                        })
-                        .collect();
-                    let row = events::row(&shape, &tuple)?;
-                    let mut ev = ctx.event(&shape, Op::Read, None, Some(row), 0, 0);
-                    ev.transaction = None;
-                    ev.source.snapshot = tributary_core::SnapshotFlag::True;
-                    batch.push(ev);
-                    if batch.len() == 1000 {
-                        flush(&mut batch, false)?;
-                    }
-                }
-                carry.drain(..start);
-            }
-            flush(&mut batch, last_table)?;
+            },
+            on_table_done: &on_done,
+            progress_interval: self.cfg.progress_interval,
+        };
+        let rows = reader.read(&clients).await;
+        self.state = state.into_inner().unwrap_or_else(|e| e.into_inner());
+        stats.snapshot_rows += rows?;
+        for c in &clients {
+            c.batch_execute("COMMIT")
+                .await
+                .map_err(sql("ending the snapshot"))?;
         }
-        self.client()?
-            .batch_execute("COMMIT")
-            .await
-            .map_err(sql("ending the snapshot"))?;
-        Ok(total)
+        Ok(())
     }
 }
 
-fn write_marker(path: &std::path::Path, point: u64) -> Result<()> {
-    let io = |e: std::io::Error| {
-        SourceError::Snapshot(format!(
-            "recording the finished snapshot in {}: {e}",
-            path.display()
+impl StreamSource {
+    /// Before a table is read again (its earlier read was interrupted, or
+    /// it was captured without a snapshot): a delete event for every key
+    /// its topic already holds. The new read is at a later point than
+    /// what the topic holds, and the stream skips the table's changes from
+    /// before that point, deletes included; so a row deleted in between
+    /// would otherwise live on in consumers. Each key's delete precedes
+    /// its new `op: r` in the key's partition. Returns the keys deleted.
+    fn retract(&self, topic: &str, shape: &TableSchema, point: u64) -> Result<u64> {
+        let Ok(t) = self.log.topic(topic) else {
+            return Ok(0);
+        };
+        let Some(schema) = self.writer.schema(topic).cloned() else {
+            return Ok(0);
+        };
+        let read_err =
+            |e: tributary_log::LogError| SourceError::Write(Box::new(WriteError::from(e)));
+        let mut keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        for p in t.partitions() {
+            let mut offset = p.earliest_offset();
+            while offset < p.high_watermark() {
+                for b in p.read(offset, 1 << 20).map_err(read_err)? {
+                    for r in b.records().map_err(read_err)?.iter() {
+                        let r = r.map_err(read_err)?;
+                        if r.offset < offset {
+                            continue;
+                        }
+                        offset = r.offset + 1;
+                        if let Some(k) = r.key {
+                            keys.insert(k.to_vec());
+                        }
+                    }
+                }
+            }
+        }
+        let ctx = TxContext {
+            source_name: self.cfg.name.clone(),
+            database: self.cfg.connect.database.clone(),
+            xid: 0,
+            commit_lsn: point,
+            commit_time: 0,
+            now_ms: tributary_log::now_ms(),
+        };
+        let mut batch = Vec::with_capacity(1000);
+        let mut n = 0;
+        for k in keys {
+            let datums = k
+                .get(5..)
+                .and_then(|body| schema.decode_key(body).ok())
+                .ok_or_else(|| {
+                    SourceError::Snapshot(format!(
+                        "topic {topic} holds a key that does not decode with the table's current key schema; delete the topic to read the table again"
+                    ))
+                })?;
+            let mut before = vec![tributary_core::Datum::Unavailable; shape.columns.len()];
+            for (&i, d) in shape.key.iter().zip(datums) {
+                before[i] = d;
+            }
+            let mut ev = ctx.event(shape, Op::Delete, Some(before), None, 0, 0);
+            ev.transaction = None;
+            ev.source.snapshot = tributary_core::SnapshotFlag::True;
+            batch.push(ev);
+            if batch.len() == 1000 {
+                self.writer.append(topic, &batch)?;
+                n += batch.len() as u64;
+                batch.clear();
+            }
+        }
+        self.writer.append(topic, &batch)?;
+        Ok(n + batch.len() as u64)
+    }
+}
+
+/// Creates a logical slot (`temporary`: dropped with the connection) that
+/// exports its snapshot. Returns its consistent point and the snapshot's
+/// name; the snapshot lives while `conn` stays idle.
+async fn create_slot(conn: &mut Connection, slot: &str, temporary: bool) -> Result<(u64, String)> {
+    let rows = conn
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            quote_ident(slot),
+            if temporary { " TEMPORARY" } else { "" }
         ))
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, crate::replication::format_lsn(point)).map_err(io)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| SourceError::Snapshot("CREATE_REPLICATION_SLOT returned no row".into()))?;
+    let point = row
+        .get(1)
+        .and_then(|v| v.as_deref())
+        .and_then(crate::replication::parse_lsn)
+        .ok_or_else(|| SourceError::Snapshot("no consistent point".into()))?;
+    let name = row
+        .get(2)
+        .and_then(|v| v.clone())
+        .ok_or_else(|| SourceError::Snapshot("no exported snapshot".into()))?;
+    Ok((point, name))
 }
 
 /// What one `run` did.
@@ -1064,4 +1227,6 @@ pub struct RunStats {
     pub sessions: u64,
     /// Reconnections after a lost connection.
     pub reconnects: u64,
+    /// Rows read by snapshots.
+    pub snapshot_rows: u64,
 }

@@ -265,6 +265,9 @@ pub enum SnapshotFlag {
     True,
     /// The last row of a snapshot.
     Last,
+    /// The last row of one table of a snapshot (Debezium's
+    /// `last_in_data_collection`).
+    LastInDataCollection,
 }
 
 impl SnapshotFlag {
@@ -274,6 +277,7 @@ impl SnapshotFlag {
             SnapshotFlag::False => "false",
             SnapshotFlag::True => "true",
             SnapshotFlag::Last => "last",
+            SnapshotFlag::LastInDataCollection => "last_in_data_collection",
         }
     }
 }

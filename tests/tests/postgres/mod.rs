@@ -7,6 +7,7 @@ mod heartbeat;
 mod reconnect;
 mod resume;
 mod snapshot;
+mod snapshot_resume;
 mod source;
 mod stream;
 mod types;

@@ -191,3 +191,82 @@ async fn unfinished_snapshot_is_taken_again() {
     super::drop_slot(&db, &cfg.slot).await;
     db.drop_db().await;
 }
+
+/// `initial_only` reads the table and stops, leaving no slot behind;
+/// `initial` refuses to stream from a slot that vanished after its
+/// snapshot (the changes in between are lost) and says how to recover;
+/// `when_needed` takes a new snapshot then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_modes_initial_only_and_when_needed() {
+    let db = TestDb::new("snapmodes").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+             INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 12000) g;",
+        )
+        .await
+        .expect("ddl");
+    let like = format!("{}%", db.name);
+    let slots = async || {
+        db.client
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1",
+                &[&like],
+            )
+            .await
+            .expect("slots")
+            .get::<_, i64>(0)
+    };
+    let run = |mode: SnapshotMode, dir: std::path::PathBuf, name: String| async move {
+        let cfg = tributary_tests::pg_stream_config(&name, "items", 2, mode);
+        let log = Log::open(dir.join("log")).expect("log");
+        let registry = Registry::open(dir.join("registry")).expect("registry");
+        let sql = connect(&name).await;
+        prepare(&sql, &cfg).await.expect("prepare");
+        let mut source = StreamSource::new(cfg, log.clone(), EventWriter::new(log, registry));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move { source.run(stop_rx).await });
+        if mode != SnapshotMode::InitialOnly {
+            // Streaming sources run until stopped: stop once streaming.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = stop_tx.send(true);
+        }
+        task.await.expect("join")
+    };
+
+    let only = tempfile::tempdir().expect("tempdir");
+    let stats = run(
+        SnapshotMode::InitialOnly,
+        only.path().to_path_buf(),
+        db.name.clone(),
+    )
+    .await
+    .expect("initial_only");
+    assert_eq!(stats.snapshot_rows, 12_000);
+    assert_eq!(stats.sessions, 0, "initial_only does not stream");
+    assert_eq!(slots().await, 0, "initial_only leaves no slot");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let first = run(SnapshotMode::Initial, path.clone(), db.name.clone())
+        .await
+        .expect("initial");
+    assert_eq!(first.snapshot_rows, 12_000);
+    let slot = format!("{}_slot", db.name);
+    super::drop_slot(&db, &slot).await;
+    let err = run(SnapshotMode::Initial, path.clone(), db.name.clone())
+        .await
+        .expect_err("initial with its slot gone");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&slot) && msg.contains("no longer exists") && msg.contains("when_needed"),
+        "{msg}"
+    );
+    let again = run(SnapshotMode::WhenNeeded, path, db.name.clone())
+        .await
+        .expect("when_needed");
+    assert_eq!(again.snapshot_rows, 12_000, "a new snapshot");
+    assert_eq!(again.sessions, 1, "then streaming");
+    super::drop_slot(&db, &slot).await;
+    db.drop_db().await;
+}

@@ -158,6 +158,9 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         heartbeat: None,
         proto_version: 2,
         reconnect: Backoff::default(),
+        snapshot_workers: 2,
+        snapshot_chunk_rows: 250_000,
+        progress_interval: Duration::from_secs(10),
     };
     let sql = connect(args, db).await?;
     prepare(&sql, &cfg).await?;
