@@ -556,7 +556,7 @@ impl EventSchema {
         let transaction = match r.long("transaction")? {
             0 => None,
             _ => Some(TransactionInfo {
-                id: r.string("transaction.id")?,
+                id: r.string("transaction.id")?.into(),
                 total_order: r.long("transaction.total_order")?,
                 data_collection_order: r.long("transaction.data_collection_order")?,
             }),
@@ -664,14 +664,14 @@ impl EventSchema {
             }
         };
         Ok(SourceInfo {
-            connector,
-            version,
-            name,
+            connector: connector.into(),
+            version: version.into(),
+            name: name.into(),
             ts_ms,
             snapshot,
-            db,
-            schema,
-            table,
+            db: db.into(),
+            schema: schema.map(Into::into),
+            table: table.into(),
             position,
         })
     }
@@ -709,24 +709,30 @@ impl EventSchema {
             Some(v) => AvroValue::Union(1, Box::new(AvroValue::String(v.to_string()))),
         };
         let mut source = vec![
-            ("version".to_string(), AvroValue::String(s.version.clone())),
-            ("connector".into(), AvroValue::String(s.connector.clone())),
-            ("name".into(), AvroValue::String(s.name.clone())),
+            (
+                "version".to_string(),
+                AvroValue::String(s.version.to_string()),
+            ),
+            (
+                "connector".into(),
+                AvroValue::String(s.connector.to_string()),
+            ),
+            ("name".into(), AvroValue::String(s.name.to_string())),
             ("ts_ms".into(), AvroValue::Long(s.ts_ms)),
             (
                 "snapshot".into(),
                 AvroValue::Union(0, Box::new(AvroValue::String(s.snapshot.as_str().into()))),
             ),
-            ("db".into(), AvroValue::String(s.db.clone())),
+            ("db".into(), AvroValue::String(s.db.to_string())),
             ("sequence".into(), opt_str(None)),
         ];
         match &s.position {
             Position::Postgres { lsn, tx_id } => source.extend([
                 (
                     "schema".to_string(),
-                    AvroValue::String(s.schema.clone().unwrap_or_default()),
+                    AvroValue::String(s.schema.as_deref().unwrap_or_default().to_string()),
                 ),
-                ("table".into(), AvroValue::String(s.table.clone())),
+                ("table".into(), AvroValue::String(s.table.to_string())),
                 ("txId".into(), opt_long(*tx_id)),
                 ("lsn".into(), opt_long(Some(*lsn as i64))),
                 ("xmin".into(), opt_long(None)),
@@ -753,7 +759,7 @@ impl EventSchema {
             Some(t) => AvroValue::Union(
                 1,
                 Box::new(AvroValue::Record(vec![
-                    ("id".into(), AvroValue::String(t.id.clone())),
+                    ("id".into(), AvroValue::String(t.id.to_string())),
                     ("total_order".into(), AvroValue::Long(t.total_order)),
                     (
                         "data_collection_order".into(),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tributary_core::{ChangeEvent, Datum, Op};
 use tributary_log::{BatchBuilder, Log, LogError, RecordIn, TopicConfig, partition_for_key};
 
@@ -68,7 +68,7 @@ struct Registered {
 pub struct EventWriter {
     log: Log,
     registry: Registry,
-    topics: HashMap<String, Registered>,
+    topics: RwLock<HashMap<String, Arc<Registered>>>,
     /// Per topic, the last position header in each partition.
     floors: Mutex<HashMap<String, Vec<Option<Vec<u8>>>>>,
     /// Follow each delete with a tombstone (same key, no value).
@@ -90,7 +90,7 @@ impl EventWriter {
         Self {
             log,
             registry,
-            topics: HashMap::new(),
+            topics: RwLock::new(HashMap::new()),
             floors: Mutex::new(HashMap::new()),
             tombstones_on_delete: true,
         }
@@ -100,7 +100,7 @@ impl EventWriter {
     /// `<topic>-value` (a changed shape becomes a new version, subject to
     /// the subject's compatibility level) and creates the topic if needed.
     pub fn register(
-        &mut self,
+        &self,
         topic: &str,
         schema: EventSchema,
         config: TopicConfig,
@@ -123,20 +123,20 @@ impl EventWriter {
         if self.log.topic(topic).is_err() {
             self.log.create_topic(topic, config)?;
         }
-        self.topics.insert(
+        self.topics.write().insert(
             topic.to_string(),
-            Registered {
+            Arc::new(Registered {
                 schema: Arc::new(schema),
                 key_id,
                 value_id,
-            },
+            }),
         );
         Ok(())
     }
 
     /// The schema registered for `topic`.
-    pub fn schema(&self, topic: &str) -> Option<&Arc<EventSchema>> {
-        self.topics.get(topic).map(|r| &r.schema)
+    pub fn schema(&self, topic: &str) -> Option<Arc<EventSchema>> {
+        self.topics.read().get(topic).map(|r| Arc::clone(&r.schema))
     }
 
     /// Validates and encodes every event, then appends them (with
@@ -162,7 +162,9 @@ impl EventWriter {
     ) -> Result<Vec<Option<Written>>, WriteError> {
         let reg = self
             .topics
+            .read()
             .get(topic)
+            .cloned()
             .ok_or_else(|| WriteError::UnknownTopic(topic.to_string()))?;
         let invalid = |source| WriteError::Invalid {
             topic: topic.to_string(),

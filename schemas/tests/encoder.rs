@@ -260,7 +260,7 @@ fn event(t: &TableSchema, connector: Connector) -> impl Strategy<Value = ChangeE
                 },
                 ts_ms: ts,
                 transaction: tx.map(|(id, total_order, data_collection_order)| TransactionInfo {
-                    id,
+                    id: id.into(),
                     total_order,
                     data_collection_order,
                 }),

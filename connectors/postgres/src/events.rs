@@ -8,6 +8,8 @@
 //! instead of inventing values. With REPLICA IDENTITY FULL the old tuple
 //! is the whole row and only TOAST can hide a value.
 
+use std::sync::Arc;
+
 use tributary_core::{
     ChangeEvent, Datum, Op, Position, SnapshotFlag, SourceInfo, TableSchema, TransactionInfo,
 };
@@ -101,13 +103,29 @@ pub fn old_row(
     Ok(r)
 }
 
+/// The `source` block of `table`'s events, less what each transaction
+/// sets: built once per table, cloned (cheaply: its strings are shared)
+/// into every event.
+pub fn table_source(source_name: &str, database: &str, table: &TableSchema) -> SourceInfo {
+    SourceInfo {
+        connector: "postgresql".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        name: source_name.into(),
+        ts_ms: 0,
+        snapshot: SnapshotFlag::False,
+        db: database.into(),
+        schema: Some(table.schema.as_str().into()),
+        table: table.table.as_str().into(),
+        position: Position::Postgres {
+            lsn: 0,
+            tx_id: None,
+        },
+    }
+}
+
 /// What the events of one transaction share.
 #[derive(Debug, Clone)]
 pub struct TxContext {
-    /// Source name (topic prefix).
-    pub source_name: String,
-    /// Database.
-    pub database: String,
     /// Transaction id.
     pub xid: u32,
     /// LSN of the commit record.
@@ -116,32 +134,40 @@ pub struct TxContext {
     pub commit_time: i64,
     /// When we processed it, ms since the Unix epoch.
     pub now_ms: i64,
+    /// `xid:commit_lsn`, the events' `transaction.id`.
+    id: Arc<str>,
 }
 
 impl TxContext {
-    /// The `source` block for an event of `table`.
-    pub fn source(&self, table: &TableSchema) -> SourceInfo {
-        SourceInfo {
-            connector: "postgresql".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            name: self.source_name.clone(),
-            ts_ms: self.commit_time / 1000 + PG_EPOCH_UNIX_MS,
-            snapshot: SnapshotFlag::False,
-            db: self.database.clone(),
-            schema: Some(table.schema.clone()),
-            table: table.table.clone(),
-            position: Position::Postgres {
-                lsn: self.commit_lsn,
-                tx_id: Some(i64::from(self.xid)),
-            },
+    /// The context of transaction `xid` committed at `commit_lsn` and
+    /// `commit_time` (µs since 2000-01-01).
+    pub fn new(xid: u32, commit_lsn: u64, commit_time: i64) -> Self {
+        Self {
+            xid,
+            commit_lsn,
+            commit_time,
+            now_ms: tributary_log::now_ms(),
+            id: format!("{xid}:{commit_lsn}").into(),
         }
     }
 
-    /// An event of this transaction; `total_order` and
-    /// `data_collection_order` count from 1.
+    /// `template` (from [`table_source`]) with this transaction's time
+    /// and position.
+    pub fn source(&self, template: &SourceInfo) -> SourceInfo {
+        let mut s = template.clone();
+        s.ts_ms = self.commit_time / 1000 + PG_EPOCH_UNIX_MS;
+        s.position = Position::Postgres {
+            lsn: self.commit_lsn,
+            tx_id: Some(i64::from(self.xid)),
+        };
+        s
+    }
+
+    /// An event of this transaction on the table of `template`;
+    /// `total_order` and `data_collection_order` count from 1.
     pub fn event(
         &self,
-        table: &TableSchema,
+        template: &SourceInfo,
         op: Op,
         before: Option<Vec<Datum>>,
         after: Option<Vec<Datum>>,
@@ -152,13 +178,33 @@ impl TxContext {
             op,
             before,
             after,
-            source: self.source(table),
+            source: self.source(template),
             ts_ms: self.now_ms,
             transaction: Some(TransactionInfo {
-                id: format!("{}:{}", self.xid, self.commit_lsn),
+                id: Arc::clone(&self.id),
                 total_order,
                 data_collection_order,
             }),
+        }
+    }
+
+    /// A snapshot event (no transaction block) of this context's point.
+    pub fn snapshot_event(
+        &self,
+        template: &SourceInfo,
+        op: Op,
+        before: Option<Vec<Datum>>,
+        after: Option<Vec<Datum>>,
+    ) -> ChangeEvent {
+        let mut source = self.source(template);
+        source.snapshot = SnapshotFlag::True;
+        ChangeEvent {
+            op,
+            before,
+            after,
+            source,
+            ts_ms: self.now_ms,
+            transaction: None,
         }
     }
 }
@@ -229,16 +275,9 @@ mod tests {
     #[test]
     fn source_block() {
         let tb = table();
-        let ctx = TxContext {
-            source_name: "pg".into(),
-            database: "db".into(),
-            xid: 700,
-            commit_lsn: 0x16_0000_0010,
-            commit_time: 1_000_000,
-            now_ms: 5,
-        };
+        let ctx = TxContext::new(700, 0x16_0000_0010, 1_000_000);
         let ev = ctx.event(
-            &tb,
+            &table_source("pg", "db", &tb),
             Op::Create,
             None,
             Some(vec![Datum::Int(1), Datum::Null, Datum::Null]),
@@ -254,7 +293,7 @@ mod tests {
             }
         );
         assert_eq!(
-            ev.transaction.as_ref().map(|t| t.id.as_str()),
+            ev.transaction.as_ref().map(|t| &*t.id),
             Some("700:94489280528")
         );
     }

@@ -12,19 +12,19 @@
 
 use std::collections::VecDeque;
 use std::io::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
-use tributary_core::{ChangeEvent, ColumnType, Op, SnapshotFlag, TableSchema};
+use tributary_core::{ChangeEvent, ColumnType, Datum, Op, SnapshotFlag, SourceInfo, TableSchema};
 use tributary_schemas::writer::EventWriter;
 
 use crate::events::{self, TxContext};
-use crate::pgoutput::TupleValue;
 use crate::replication::quote_ident;
 use crate::source::SourceError;
+use crate::types::parse_text;
 
 /// Records appended per batch.
 const BATCH: usize = 1000;
@@ -38,6 +38,8 @@ pub(crate) struct TableJob {
     pub topic: String,
     /// Its shape inside the snapshot.
     pub shape: TableSchema,
+    /// The `source` block of its events.
+    pub source: SourceInfo,
     /// Estimated rows (for progress), if known.
     pub estimate: Option<u64>,
     /// `WHERE` clauses of its chunks; `None`: the whole table.
@@ -57,6 +59,7 @@ impl TableJob {
         client: &Client,
         topic: String,
         shape: TableSchema,
+        source: SourceInfo,
         chunk_rows: u64,
     ) -> Result<Self, SourceError> {
         let name = shape.qualified_name();
@@ -122,6 +125,7 @@ impl TableJob {
             name,
             topic,
             shape,
+            source,
             estimate,
             chunks_left: AtomicUsize::new(chunks.len()),
             chunks,
@@ -158,59 +162,88 @@ pub fn key_ranges(key: &str, lo: i64, hi: i64, n: u64) -> Vec<Option<String>> {
 }
 
 /// What a snapshot run shares between its workers.
-pub(crate) struct Reader<'a> {
+pub(crate) struct Reader {
     /// The tables.
-    pub jobs: &'a [TableJob],
+    pub jobs: Vec<TableJob>,
     /// Where rows go.
-    pub writer: &'a EventWriter,
+    pub writer: Arc<EventWriter>,
     /// The events' context (the consistent point as commit LSN).
     pub ctx: TxContext,
     /// Called once per table, after its last record is appended.
-    pub on_table_done: &'a (dyn Fn(&TableJob) -> Result<(), SourceError> + Sync),
+    pub on_table_done: TableDoneFn,
     /// How often progress is logged (when stderr is not a terminal).
     pub progress_interval: Duration,
 }
 
-impl std::fmt::Debug for Reader<'_> {
+/// What a snapshot does when a table's rows are all appended.
+pub(crate) type TableDoneFn = Box<dyn Fn(&TableJob) -> Result<(), SourceError> + Send + Sync>;
+
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader").field("jobs", &self.jobs).finish()
     }
 }
 
-impl Reader<'_> {
+impl Reader {
     /// Reads every chunk of every table with `clients` (each inside the
-    /// same snapshot), one chunk per client at a time. Returns the rows
-    /// written.
-    pub async fn read(&self, clients: &[Client]) -> Result<u64, SourceError> {
-        let queue: Mutex<VecDeque<(usize, usize)>> = Mutex::new(
-            self.jobs
+    /// same snapshot), one chunk per client at a time, each client in a
+    /// task of its own (so decoding uses every core). Returns the rows
+    /// written and the clients, for ending their transactions.
+    pub async fn read(self, clients: Vec<Client>) -> Result<(u64, Vec<Client>), SourceError> {
+        let me = Arc::new(self);
+        let queue: Arc<Mutex<VecDeque<(usize, usize)>>> = Arc::new(Mutex::new(
+            me.jobs
                 .iter()
                 .enumerate()
                 .flat_map(|(t, j)| (0..j.chunks.len()).map(move |c| (t, c)))
                 .collect(),
-        );
-        let tables_left = AtomicUsize::new(self.jobs.len());
-        let work = futures_util::future::try_join_all(
-            clients.iter().map(|c| self.worker(c, &queue, &tables_left)),
-        );
-        tokio::pin!(work);
+        ));
+        let tables_left = Arc::new(AtomicUsize::new(me.jobs.len()));
+        let mut work = tokio::task::JoinSet::new();
+        for client in clients {
+            let (me, queue, tables_left) = (
+                Arc::clone(&me),
+                Arc::clone(&queue),
+                Arc::clone(&tables_left),
+            );
+            work.spawn(async move {
+                let rows = me.worker(&client, &queue, &tables_left).await?;
+                Ok::<_, SourceError>((rows, client))
+            });
+        }
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut display = Display::new(tty);
         let every = if tty {
             Duration::from_millis(250)
         } else {
-            self.progress_interval
+            me.progress_interval
         };
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let started = Instant::now();
-        let result = loop {
+        let mut total = 0;
+        let mut back = Vec::new();
+        loop {
             tokio::select! {
-                r = &mut work => break r,
-                _ = tick.tick() => display.show(self.jobs, started),
+                done = work.join_next() => match done {
+                    None => break,
+                    Some(Ok(Ok((rows, client)))) => {
+                        total += rows;
+                        back.push(client);
+                    }
+                    Some(Ok(Err(e))) => {
+                        work.abort_all();
+                        return Err(e);
+                    }
+                    Some(Err(e)) => {
+                        work.abort_all();
+                        return Err(SourceError::Snapshot(format!("a snapshot worker failed: {e}")));
+                    }
+                },
+                _ = tick.tick() => display.show(&me.jobs, started),
             }
-        };
-        display.finish(self.jobs, started);
-        Ok(result?.into_iter().sum())
+        }
+        display.finish(&me.jobs, started);
+        Ok((total, back))
     }
 
     async fn worker(
@@ -254,24 +287,25 @@ impl Reader<'_> {
             let stream = client.copy_out(&copy).await.map_err(sql)?;
             futures_util::pin_mut!(stream);
             let mut carry: Vec<u8> = Vec::new();
+            let mut scratch: Vec<u8> = Vec::new();
+            // This task's own copy of the shared strings: cloning them per
+            // event then touches no reference count another core uses.
+            let source = unshared(&job.source);
             let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH + 1);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(sql)?;
-                carry.extend_from_slice(&chunk);
-                let mut start = 0;
-                while let Some(nl) = carry[start..].iter().position(|&b| b == b'\n') {
-                    let line = &carry[start..start + nl];
-                    start += nl + 1;
-                    batch.push(self.event(job, line)?);
-                    // One row is always held back: the chunk's last row
-                    // may have to carry the table's or snapshot's end.
-                    if batch.len() > BATCH {
-                        let held = batch.pop();
-                        total += self.append(job, &mut batch)?;
-                        batch.extend(held);
-                    }
+                // PostgreSQL sends a row per message: parse it where it
+                // lies unless a partial line is carried over.
+                if carry.is_empty() {
+                    let used =
+                        self.lines(job, &source, &chunk, &mut batch, &mut scratch, &mut total)?;
+                    carry.extend_from_slice(&chunk[used..]);
+                } else {
+                    carry.extend_from_slice(&chunk);
+                    let used =
+                        self.lines(job, &source, &carry, &mut batch, &mut scratch, &mut total)?;
+                    carry.drain(..used);
                 }
-                carry.drain(..start);
             }
             // The chunk that finishes its table marks the table's last
             // record; the one that finishes the last table, the
@@ -294,21 +328,33 @@ impl Reader<'_> {
         }
     }
 
-    fn event(&self, job: &TableJob, line: &[u8]) -> Result<ChangeEvent, SourceError> {
-        let fields = copy_fields(line)
-            .map_err(|reason| SourceError::Snapshot(format!("table {}: {reason}", job.name)))?;
-        let tuple: Vec<TupleValue> = fields
-            .into_iter()
-            .map(|f| match f {
-                None => TupleValue::Null,
-                Some(s) => TupleValue::Text(bytes::Bytes::from(s)),
-            })
-            .collect();
-        let row = events::row(&job.shape, &tuple)?;
-        let mut ev = self.ctx.event(&job.shape, Op::Read, None, Some(row), 0, 0);
-        ev.transaction = None;
-        ev.source.snapshot = SnapshotFlag::True;
-        Ok(ev)
+    /// Turns the complete lines at the start of `buf` into events of
+    /// `batch`, appending full batches. Returns the bytes used.
+    #[allow(clippy::too_many_arguments)]
+    fn lines(
+        &self,
+        job: &TableJob,
+        source: &SourceInfo,
+        buf: &[u8],
+        batch: &mut Vec<ChangeEvent>,
+        scratch: &mut Vec<u8>,
+        total: &mut u64,
+    ) -> Result<usize, SourceError> {
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &buf[start..start + nl];
+            start += nl + 1;
+            let row = copy_row(&job.shape, line, scratch)?;
+            batch.push(self.ctx.snapshot_event(source, Op::Read, None, Some(row)));
+            // One row is always held back: the chunk's last row may have
+            // to carry the table's or snapshot's end.
+            if batch.len() > BATCH {
+                let held = batch.pop();
+                *total += self.append(job, batch)?;
+                batch.extend(held);
+            }
+        }
+        Ok(start)
     }
 
     fn append(&self, job: &TableJob, batch: &mut Vec<ChangeEvent>) -> Result<u64, SourceError> {
@@ -322,6 +368,20 @@ impl Reader<'_> {
         job.rows.fetch_add(n, Ordering::Relaxed);
         batch.clear();
         Ok(n)
+    }
+}
+
+/// A copy of `s` whose strings are new allocations.
+fn unshared(s: &SourceInfo) -> SourceInfo {
+    let fresh = |a: &Arc<str>| Arc::<str>::from(&**a);
+    SourceInfo {
+        connector: fresh(&s.connector),
+        version: fresh(&s.version),
+        name: fresh(&s.name),
+        db: fresh(&s.db),
+        schema: s.schema.as_ref().map(fresh),
+        table: fresh(&s.table),
+        ..s.clone()
     }
 }
 
@@ -503,6 +563,68 @@ impl SnapshotState {
     }
 }
 
+/// Parses one line of COPY's text format straight into `table`'s row.
+/// Fields without escapes are parsed where they lie; `scratch` holds an
+/// unescaped field otherwise.
+pub(crate) fn copy_row(
+    table: &TableSchema,
+    line: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<Datum>, SourceError> {
+    let not_utf8 = || {
+        SourceError::Snapshot(format!(
+            "table {}: a value is not UTF-8",
+            table.qualified_name()
+        ))
+    };
+    let line = std::str::from_utf8(line).map_err(|_| not_utf8())?;
+    let mut row = Vec::with_capacity(table.columns.len());
+    let mut columns = table.columns.iter();
+    for field in line.split('\t') {
+        let Some(column) = columns.next() else {
+            return Err(events::EventError::Shape {
+                table: table.qualified_name(),
+                got: line.split('\t').count(),
+                want: table.columns.len(),
+            }
+            .into());
+        };
+        if field == "\\N" {
+            row.push(Datum::Null);
+            continue;
+        }
+        let text = if field.contains('\\') {
+            scratch.clear();
+            unescape(field.as_bytes(), scratch).map_err(|reason| {
+                SourceError::Snapshot(format!(
+                    "table {}, column {}: {reason}",
+                    table.qualified_name(),
+                    column.name
+                ))
+            })?;
+            std::str::from_utf8(scratch).map_err(|_| not_utf8())?
+        } else {
+            field
+        };
+        row.push(
+            parse_text(&column.ty, text).map_err(|source| events::EventError::Value {
+                table: table.qualified_name(),
+                column: column.name.clone(),
+                source,
+            })?,
+        );
+    }
+    if row.len() != table.columns.len() {
+        return Err(events::EventError::Shape {
+            table: table.qualified_name(),
+            got: row.len(),
+            want: table.columns.len(),
+        }
+        .into());
+    }
+    Ok(row)
+}
+
 /// Splits one line of COPY's text format into fields (`None` for `\N`),
 /// undoing its backslash escapes.
 pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
@@ -513,61 +635,67 @@ pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
             continue;
         }
         let mut v: Vec<u8> = Vec::with_capacity(field.len());
-        let mut i = 0;
-        while i < field.len() {
-            let b = field[i];
-            if b != b'\\' {
-                v.push(b);
-                i += 1;
-                continue;
-            }
-            let Some(&e) = field.get(i + 1) else {
-                return Err("line ends in a lone backslash".into());
-            };
-            i += 2;
-            match e {
-                b'b' => v.push(8),
-                b'f' => v.push(12),
-                b'n' => v.push(b'\n'),
-                b'r' => v.push(b'\r'),
-                b't' => v.push(b'\t'),
-                b'v' => v.push(11),
-                b'0'..=b'7' => {
-                    let mut n = u32::from(e - b'0');
-                    for _ in 0..2 {
-                        match field.get(i) {
-                            Some(&d @ b'0'..=b'7') => {
-                                n = n * 8 + u32::from(d - b'0');
-                                i += 1;
-                            }
-                            _ => break,
-                        }
-                    }
-                    v.push((n & 0xff) as u8);
-                }
-                b'x' => {
-                    let mut n = 0u32;
-                    let mut digits = 0;
-                    while digits < 2 {
-                        match field.get(i).and_then(|d| (*d as char).to_digit(16)) {
-                            Some(d) => {
-                                n = n * 16 + d;
-                                i += 1;
-                                digits += 1;
-                            }
-                            None => break,
-                        }
-                    }
-                    v.push(n as u8);
-                }
-                other => v.push(other),
-            }
-        }
+        unescape(field, &mut v)?;
         out.push(Some(
             String::from_utf8(v).map_err(|_| "field is not UTF-8".to_string())?,
         ));
     }
     Ok(out)
+}
+
+/// Appends `field` to `v` with COPY's backslash escapes undone.
+fn unescape(field: &[u8], v: &mut Vec<u8>) -> Result<(), String> {
+    let mut i = 0;
+    while i < field.len() {
+        let b = field[i];
+        if b != b'\\' {
+            v.push(b);
+            i += 1;
+            continue;
+        }
+        let Some(&e) = field.get(i + 1) else {
+            return Err("line ends in a lone backslash".into());
+        };
+        i += 2;
+        match e {
+            b'b' => v.push(8),
+            b'f' => v.push(12),
+            b'n' => v.push(b'\n'),
+            b'r' => v.push(b'\r'),
+            b't' => v.push(b'\t'),
+            b'v' => v.push(11),
+            b'0'..=b'7' => {
+                let mut n = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match field.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            n = n * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                v.push((n & 0xff) as u8);
+            }
+            b'x' => {
+                let mut n = 0u32;
+                let mut digits = 0;
+                while digits < 2 {
+                    match field.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            n = n * 16 + d;
+                            i += 1;
+                            digits += 1;
+                        }
+                        None => break,
+                    }
+                }
+                v.push(n as u8);
+            }
+            other => v.push(other),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

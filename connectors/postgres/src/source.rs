@@ -26,7 +26,7 @@ use crate::catalog::{self, CatalogError};
 use crate::events::{self, EventError, TxContext};
 use crate::pgoutput::{self, Decoder, Message};
 use crate::replication::{ConnectConfig, Connection, ReplicationError, StreamMessage, quote_ident};
-use crate::snapshot::{Reader, SnapshotState, TableDone, TableJob};
+use crate::snapshot::{Reader, SnapshotState, TableDone, TableDoneFn, TableJob};
 use crate::spill::Spill;
 
 /// What the streaming source needs.
@@ -381,6 +381,8 @@ struct Relation {
     /// that committed before it are in the snapshot's rows, so the stream
     /// skips them.
     as_of: u64,
+    /// The `source` block of its events.
+    source: tributary_core::SourceInfo,
 }
 
 /// Events of one transaction are appended in chunks of this many, so a
@@ -440,7 +442,7 @@ pub struct StreamSource {
     cfg: StreamConfig,
     client: Option<Client>,
     log: Log,
-    writer: EventWriter,
+    writer: Arc<EventWriter>,
     relations: HashMap<u32, Relation>,
     state: SnapshotState,
 }
@@ -487,7 +489,7 @@ impl StreamSource {
             cfg,
             client: None,
             log,
-            writer,
+            writer: Arc::new(writer),
             relations: HashMap::new(),
             state: SnapshotState::default(),
         }
@@ -537,6 +539,11 @@ impl StreamSource {
                 oid,
                 Relation {
                     topic,
+                    source: events::table_source(
+                        &self.cfg.name,
+                        &self.cfg.connect.database,
+                        &table,
+                    ),
                     table: Arc::new(table),
                     as_of,
                 },
@@ -561,7 +568,7 @@ impl StreamSource {
         tx.total += 1;
         let per = tx.per_table.entry(rel.topic.clone()).or_insert(0);
         *per += 1;
-        let ev = tx.ctx.event(&rel.table, op, before, after, tx.total, *per);
+        let ev = tx.ctx.event(&rel.source, op, before, after, tx.total, *per);
         tx.events.push((rel.topic.clone(), ev));
     }
 
@@ -677,14 +684,7 @@ impl StreamSource {
     }
 
     fn tx_context(&self, xid: u32, commit_lsn: u64, commit_time: i64) -> TxContext {
-        TxContext {
-            source_name: self.cfg.name.clone(),
-            database: self.cfg.connect.database.clone(),
-            xid,
-            commit_lsn,
-            commit_time,
-            now_ms: tributary_log::now_ms(),
-        }
+        TxContext::new(xid, commit_lsn, commit_time)
     }
 
     /// The file that records which tables this source's snapshots read.
@@ -1057,8 +1057,16 @@ impl StreamSource {
             if retracted > 0 {
                 tracing::info!(table = %shape.qualified_name(), keys = retracted, "deleted the rows of an interrupted read before reading the table again");
             }
+            let source = events::table_source(&self.cfg.name, &self.cfg.connect.database, &shape);
             jobs.push(
-                TableJob::plan(&clients[0], topic, shape, self.cfg.snapshot_chunk_rows).await?,
+                TableJob::plan(
+                    &clients[0],
+                    topic,
+                    shape,
+                    source,
+                    self.cfg.snapshot_chunk_rows,
+                )
+                .await?,
             );
         }
         let chunks: usize = jobs.iter().map(|j| j.chunks.len()).sum();
@@ -1070,42 +1078,39 @@ impl StreamSource {
             point = %crate::replication::format_lsn(point),
             "snapshot started"
         );
-        let state = std::sync::Mutex::new(std::mem::take(&mut self.state));
-        let path = self.state_path();
-        let log = &self.log;
-        let on_done = |job: &TableJob| -> Result<()> {
-            // The table's records durable before it is recorded as read.
-            log.flush().map_err(WriteError::from)?;
-            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            st.tables
-                .retain(|t| !(t.schema == job.shape.schema && t.table == job.shape.table));
-            st.tables.push(TableDone {
-                schema: job.shape.schema.clone(),
-                table: job.shape.table.clone(),
-                as_of: point,
-                rows: job.rows(),
-            });
-            st.save(&path)?;
-            tracing::info!(table = %job.name, rows = job.rows(), "snapshot of table done");
-            Ok(())
+        let state = Arc::new(std::sync::Mutex::new(std::mem::take(&mut self.state)));
+        let on_done: TableDoneFn = {
+            let (state, path, log) = (Arc::clone(&state), self.state_path(), self.log.clone());
+            Box::new(move |job: &TableJob| -> Result<()> {
+                // The table's records durable before it is recorded as read.
+                let flushing = std::time::Instant::now();
+                log.flush().map_err(WriteError::from)?;
+                let flush_ms = flushing.elapsed().as_millis() as u64;
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                st.tables
+                    .retain(|t| !(t.schema == job.shape.schema && t.table == job.shape.table));
+                st.tables.push(TableDone {
+                    schema: job.shape.schema.clone(),
+                    table: job.shape.table.clone(),
+                    as_of: point,
+                    rows: job.rows(),
+                });
+                st.save(&path)?;
+                tracing::info!(table = %job.name, rows = job.rows(), flush_ms, "snapshot of table done");
+                Ok(())
+            })
         };
         let reader = Reader {
-            jobs: &jobs,
-            writer: &self.writer,
-            ctx: TxContext {
-                source_name: self.cfg.name.clone(),
-                database: self.cfg.connect.database.clone(),
-                xid: 0,
-                commit_lsn: point,
-                commit_time: 0,
-                now_ms: tributary_log::now_ms(),
-            },
-            on_table_done: &on_done,
+            jobs,
+            writer: Arc::clone(&self.writer),
+            ctx: TxContext::new(0, point, 0),
+            on_table_done: on_done,
             progress_interval: self.cfg.progress_interval,
         };
-        let rows = reader.read(&clients).await;
-        self.state = state.into_inner().unwrap_or_else(|e| e.into_inner());
-        stats.snapshot_rows += rows?;
+        let read = reader.read(clients).await;
+        self.state = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (rows, clients) = read?;
+        stats.snapshot_rows += rows;
         for c in &clients {
             c.batch_execute("COMMIT")
                 .await
@@ -1127,7 +1132,7 @@ impl StreamSource {
         let Ok(t) = self.log.topic(topic) else {
             return Ok(0);
         };
-        let Some(schema) = self.writer.schema(topic).cloned() else {
+        let Some(schema) = self.writer.schema(topic) else {
             return Ok(0);
         };
         let read_err =
@@ -1150,14 +1155,8 @@ impl StreamSource {
                 }
             }
         }
-        let ctx = TxContext {
-            source_name: self.cfg.name.clone(),
-            database: self.cfg.connect.database.clone(),
-            xid: 0,
-            commit_lsn: point,
-            commit_time: 0,
-            now_ms: tributary_log::now_ms(),
-        };
+        let ctx = TxContext::new(0, point, 0);
+        let template = events::table_source(&self.cfg.name, &self.cfg.connect.database, shape);
         let mut batch = Vec::with_capacity(1000);
         let mut n = 0;
         for k in keys {
@@ -1173,10 +1172,7 @@ impl StreamSource {
             for (&i, d) in shape.key.iter().zip(datums) {
                 before[i] = d;
             }
-            let mut ev = ctx.event(shape, Op::Delete, Some(before), None, 0, 0);
-            ev.transaction = None;
-            ev.source.snapshot = tributary_core::SnapshotFlag::True;
-            batch.push(ev);
+            batch.push(ctx.snapshot_event(&template, Op::Delete, Some(before), None));
             if batch.len() == 1000 {
                 self.writer.append(topic, &batch)?;
                 n += batch.len() as u64;

@@ -381,11 +381,12 @@ fn time_micros(t: &str, text: &str, ty: &'static str) -> Result<i64, TypeError> 
     if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(text, ty, "bad fraction of a second"));
     }
-    let frac_us: i64 = if frac.is_empty() {
-        0
-    } else {
-        num::<i64>(&format!("{frac:0<6}"), text, ty)?
-    };
+    // Digits checked above: "5" is 500000 µs.
+    let frac_us = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(6)
+        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
     let h: i64 = num(h, text, ty)?;
     let m: i64 = num(m, text, ty)?;
     let sec: i64 = num(sec, text, ty)?;

@@ -6,6 +6,7 @@
 //! topics read ours; `tributary-schemas` maps it to Avro.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -282,25 +283,26 @@ impl SnapshotFlag {
     }
 }
 
-/// The `source` block of an event.
+/// The `source` block of an event. Its strings are shared: every event
+/// of a table carries the same ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
     /// `postgresql` or `mysql`.
-    pub connector: String,
+    pub connector: Arc<str>,
     /// Tributary's version.
-    pub version: String,
+    pub version: Arc<str>,
     /// The source's configured name (the topic prefix).
-    pub name: String,
+    pub name: Arc<str>,
     /// When the change was made in the database (commit time), ms.
     pub ts_ms: i64,
     /// Snapshot flag.
     pub snapshot: SnapshotFlag,
     /// Database.
-    pub db: String,
+    pub db: Arc<str>,
     /// Schema (PostgreSQL) — None for MySQL.
-    pub schema: Option<String>,
+    pub schema: Option<Arc<str>>,
     /// Table.
-    pub table: String,
+    pub table: Arc<str>,
     /// Position.
     pub position: Position,
 }
@@ -309,7 +311,7 @@ pub struct SourceInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionInfo {
     /// Transaction id as text (PostgreSQL `txid:lsn`, MySQL GTID).
-    pub id: String,
+    pub id: Arc<str>,
     /// Position of the event among all events of the transaction, from 1.
     pub total_order: i64,
     /// Position among the events of the same table, from 1.

@@ -14,7 +14,7 @@ fn valid_events_land_bad_ones_are_refused_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let mut w = EventWriter::new(log.clone(), registry.clone());
+    let w = EventWriter::new(log.clone(), registry.clone());
     let schema = EventSchema::new("pg", Connector::Postgres, table()).expect("schema");
     let cfg = TopicConfig {
         partitions: 3,
@@ -104,7 +104,7 @@ fn key_change_is_delete_tombstone_create() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let mut w = EventWriter::new(log.clone(), registry);
+    let w = EventWriter::new(log.clone(), registry);
     let schema = EventSchema::new("pg", Connector::Postgres, table()).expect("schema");
     let cfg = TopicConfig {
         partitions: 1,

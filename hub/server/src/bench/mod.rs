@@ -4,6 +4,7 @@
 
 mod avro;
 mod log;
+mod pg_snapshot;
 mod pg_source;
 
 use clap::Subcommand;
@@ -19,6 +20,9 @@ pub enum BenchCommand {
     /// Stream inserted rows from PostgreSQL into the log; the same changes
     /// through pg_recvlogical.
     PgSource(pg_source::PgSourceBenchArgs),
+    /// Snapshot a table from PostgreSQL into the log; the same table
+    /// through psql's \copy to /dev/null.
+    PgSnapshot(pg_snapshot::PgSnapshotBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -26,6 +30,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Avro(args) => avro::run(args),
         BenchCommand::PgSource(args) => pg_source::run(args),
+        BenchCommand::PgSnapshot(args) => pg_snapshot::run(args),
     }
 }
 

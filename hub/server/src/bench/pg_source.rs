@@ -25,18 +25,40 @@ pub struct PgSourceBenchArgs {
     /// Rows to insert and read.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
-    /// PostgreSQL host.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// PostgreSQL port.
-    #[arg(long, default_value_t = 5432)]
-    port: u16,
-    /// PostgreSQL user (needs REPLICATION and CREATEDB).
-    #[arg(long, default_value = "postgres")]
-    user: String,
+    #[command(flatten)]
+    pg: PgArgs,
 }
 
-async fn connect(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<tokio_postgres::Client> {
+/// Where the PostgreSQL benchmarks run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgArgs {
+    /// PostgreSQL host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// PostgreSQL port.
+    #[arg(long, default_value_t = 5432)]
+    pub port: u16,
+    /// PostgreSQL user (needs REPLICATION and CREATEDB).
+    #[arg(long, default_value = "postgres")]
+    pub user: String,
+}
+
+impl PgArgs {
+    /// The source's connection settings for database `db`.
+    pub fn connect_config(&self, db: &str) -> ConnectConfig {
+        ConnectConfig {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: std::env::var("PGPASSWORD").ok(),
+            database: db.to_string(),
+            application_name: "tributary-bench".into(),
+            extra_options: String::new(),
+        }
+    }
+}
+
+pub async fn connect(args: &PgArgs, db: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(
         &format!(
             "host={} port={} user={} dbname={db}",
@@ -62,17 +84,21 @@ pub fn run(args: PgSourceBenchArgs) -> anyhow::Result<()> {
     rt.block_on(bench(args))
 }
 
-async fn bench(args: PgSourceBenchArgs) -> anyhow::Result<()> {
+/// Runs `measure` in a scratch database, removed afterwards with its
+/// slots (they hold WAL) whatever happened.
+pub async fn in_scratch_db<T>(
+    args: &PgArgs,
+    measure: impl AsyncFnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let db = format!("tributary_bench_{}", std::process::id());
-    let admin = connect(&args, "postgres").await?;
+    let admin = connect(args, "postgres").await?;
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
         .await?;
     admin
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .await?;
-    let result = measure(&args, &db).await;
-    // Slots hold WAL: always remove them, and the database.
+    let result = measure(&db).await;
     let _ = admin
         .batch_execute(&format!(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"
@@ -81,7 +107,11 @@ async fn bench(args: PgSourceBenchArgs) -> anyhow::Result<()> {
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await;
-    let (ours, theirs) = result?;
+    result
+}
+
+async fn bench(args: PgSourceBenchArgs) -> anyhow::Result<()> {
+    let (ours, theirs) = in_scratch_db(&args.pg, async |db: &str| measure(&args, db).await).await?;
     println!(
         "pg-source: {ours} rows/s, pg_recvlogical {theirs} rows/s, ratio {}",
         ratio(ours, theirs)
@@ -90,7 +120,7 @@ async fn bench(args: PgSourceBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64)> {
-    let client = connect(args, db).await?;
+    let client = connect(&args.pg, db).await?;
     // One statement per call: a multi-statement string is one implicit
     // transaction, which neither slot creation nor COMMIT in a procedure
     // accepts.
@@ -136,15 +166,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
     let registry = Registry::open(dir.path().join("registry"))?;
     let cfg = StreamConfig {
         name: "bench".into(),
-        connect: ConnectConfig {
-            host: args.host.clone(),
-            port: args.port,
-            user: args.user.clone(),
-            password: std::env::var("PGPASSWORD").ok(),
-            database: db.to_string(),
-            application_name: "tributary-bench".into(),
-            extra_options: String::new(),
-        },
+        connect: args.pg.connect_config(db),
         publication: "bench_pub".into(),
         slot: "bench_ours".into(),
         tables: vec![("public".into(), "bench".into())],
@@ -162,7 +184,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         snapshot_chunk_rows: 250_000,
         progress_interval: Duration::from_secs(10),
     };
-    let sql = connect(args, db).await?;
+    let sql = connect(&args.pg, db).await?;
     prepare(&sql, &cfg).await?;
     let mut source = StreamSource::new(cfg, log.clone(), EventWriter::new(log.clone(), registry));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -194,11 +216,11 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
     let status = tokio::process::Command::new("pg_recvlogical")
         .args([
             "-h",
-            &args.host,
+            &args.pg.host,
             "-p",
-            &args.port.to_string(),
+            &args.pg.port.to_string(),
             "-U",
-            &args.user,
+            &args.pg.user,
             "-d",
             db,
         ])
