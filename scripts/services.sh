@@ -65,7 +65,7 @@ exe_running() { start-stop-daemon --status --exec "$1" >/dev/null 2>&1; }
 
 install_packages() {
     local pkg missing=()
-    for pkg in postgresql postgresql-contrib mariadb-server mariadb-client redis-server nats-server; do
+    for pkg in postgresql postgresql-contrib mariadb-server mariadb-client redis-server nats-server openssl; do
         if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
             missing+=("$pkg")
         fi
@@ -100,9 +100,16 @@ pg_running() { pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" status >/dev/null 2>&1;
 # Trust for the socket and loopback only, so tests connect as postgres without a
 # password. The replication lines are for physical replication clients
 # (pg_basebackup, pg_receivewal); logical replication connections match "all".
+# Two test roles come first: tributary_tls may only connect over TLS, and
+# tributary_scram must give its password (SCRAM-SHA-256).
 PG_HBA_WANTED='# Managed by scripts/services.sh (Tributary): trust on the socket and loopback only.
-# TYPE  DATABASE     USER  ADDRESS        METHOD
-local   all          all                  trust
+# TYPE  DATABASE     USER             ADDRESS        METHOD
+local   all          all                             trust
+hostssl all          tributary_tls    127.0.0.1/32   trust
+hostssl all          tributary_tls    ::1/128        trust
+host    all          tributary_tls    all            reject
+host    all          tributary_scram  127.0.0.1/32   scram-sha-256
+host    all          tributary_scram  ::1/128        scram-sha-256
 host    all          all   127.0.0.1/32   trust
 host    all          all   ::1/128        trust
 local   replication  all                  trust
@@ -111,6 +118,37 @@ host    replication  all   ::1/128        trust'
 
 # pg_hba.conf without comments and with whitespace normalised, for comparison.
 hba_rules() { sed -e 's/#.*//' -e 's/[[:space:]]\+/ /g' -e 's/^ //' -e 's/ $//' | grep -v '^$' || true; }
+
+# A CA and a server certificate for localhost, made once, for TLS tests
+# (sslmode verify-full checks the server against ca.crt).
+PG_TLS_DIR=/var/lib/postgresql/tributary-tls
+
+pg_tls_files() {
+    if [[ -s $PG_TLS_DIR/server.crt && -s $PG_TLS_DIR/server.key ]] &&
+        openssl verify -CAfile "$PG_TLS_DIR/ca.crt" "$PG_TLS_DIR/server.crt" >/dev/null 2>&1; then
+        return
+    fi
+    log "postgres: making a test CA and a server certificate in $PG_TLS_DIR"
+    mkdir -p "$PG_TLS_DIR"
+    (
+        cd "$PG_TLS_DIR"
+        openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
+            -keyout ca.key -out ca.crt -subj "/CN=Tributary test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        openssl req -new -nodes -newkey rsa:2048 -sha256 \
+            -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+        printf '%s\n' "subjectAltName=DNS:localhost" "basicConstraints=CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -days 3650 -sha256 -extfile server.ext -out server.crt 2>/dev/null
+        rm -f server.csr server.ext ca.srl
+    )
+    chown -R postgres:postgres "$PG_TLS_DIR"
+    chmod 755 "$PG_TLS_DIR"
+    chmod 600 "$PG_TLS_DIR/server.key" "$PG_TLS_DIR/ca.key"
+    chmod 644 "$PG_TLS_DIR/ca.crt" "$PG_TLS_DIR/server.crt"
+}
 
 postgres_setup() {
     if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { found = 1 } END { exit !found }'; then
@@ -174,6 +212,29 @@ postgres_setup() {
         log "postgres: reloading configuration"
         pg_sql 'SELECT pg_reload_conf()' >/dev/null
     fi
+
+    # TLS with our test certificate: a reload is enough.
+    pg_tls_files
+    local tls
+    tls=$(pg_sql "SELECT current_setting('ssl') || ' ' || current_setting('ssl_cert_file')")
+    if [[ $tls != "on $PG_TLS_DIR/server.crt" ]]; then
+        pg_sql "ALTER SYSTEM SET ssl = on"
+        pg_sql "ALTER SYSTEM SET ssl_cert_file = '$PG_TLS_DIR/server.crt'"
+        pg_sql "ALTER SYSTEM SET ssl_key_file = '$PG_TLS_DIR/server.key'"
+        pg_sql 'SELECT pg_reload_conf()' >/dev/null
+        log "postgres: TLS on with the test certificate"
+    fi
+    # The test roles (superusers: they create publications on tables
+    # postgres owns). Setting the password each time keeps it SCRAM.
+    pg_sql "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tributary_scram') THEN
+            CREATE ROLE tributary_scram LOGIN REPLICATION SUPERUSER;
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tributary_tls') THEN
+            CREATE ROLE tributary_tls LOGIN REPLICATION SUPERUSER;
+        END IF;
+    END \$\$"
+    pg_sql "SET password_encryption = 'scram-sha-256'; ALTER ROLE tributary_scram PASSWORD 'tributary-scram-secret'"
 
     wait_for postgres "$PG_LOG" pg_isready -q -h 127.0.0.1 -p "$PG_PORT"
     # What the tests do: user postgres, no password, TCP.

@@ -51,6 +51,9 @@ pub fn pg_stream_config(
             database: database.into(),
             application_name: "tributary-test".into(),
             extra_options: String::new(),
+            // libpq's default: TLS, as the local server offers it.
+            ssl_mode: tributary_connector_postgres::tls::SslMode::Prefer,
+            ssl_root_cert: None,
         },
         publication: format!("{database}_pub"),
         slot: format!("{database}_slot"),

@@ -4,7 +4,8 @@
 //! - [`types`]: type OIDs to portable column types, text values to datums;
 //! - [`replication`]: the replication connection and its CopyBoth stream;
 //! - [`events`]: pgoutput rows to change events;
-//! - [`snapshot`]: COPY's text format for the initial snapshot;
+//! - [`snapshot`]: the initial snapshot: parallel, chunked, resumable;
+//! - [`tls`]: sslmode disable/prefer/require/verify-full with rustls;
 //! - [`spill`]: streamed transactions kept on disk until they commit;
 //! - [`source`]: the streaming source, slot to log with durable acknowledgement;
 //! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
@@ -17,4 +18,5 @@ pub mod replication;
 pub mod snapshot;
 pub mod source;
 pub mod spill;
+pub mod tls;
 pub mod types;

@@ -11,9 +11,15 @@ use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::tls::SslMode;
+
+/// The reading half of a plain or TLS connection.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 use crate::types::SESSION_OPTIONS;
 
@@ -37,6 +43,10 @@ pub struct ConnectConfig {
     pub application_name: String,
     /// Extra `-c name=value` settings for the walsender session.
     pub extra_options: String,
+    /// TLS use.
+    pub ssl_mode: SslMode,
+    /// CA certificate(s), PEM, for `verify-full`.
+    pub ssl_root_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ConnectConfig {
@@ -48,6 +58,8 @@ impl std::fmt::Debug for ConnectConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
             .field("application_name", &self.application_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -82,6 +94,9 @@ pub enum ReplicationError {
     /// Authentication cannot proceed.
     #[error("authentication: {0}")]
     Auth(String),
+    /// TLS could not be set up or negotiated.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 type Result<T, E = ReplicationError> = std::result::Result<T, E>;
@@ -127,9 +142,8 @@ fn server_error(body: &Bytes) -> ReplicationError {
 
 /// Reads whole backend messages. Cancel-safe: a dropped `message()`
 /// future loses nothing, so it can sit in a `select!`.
-#[derive(Debug)]
 pub struct MessageReader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     buf: BytesMut,
 }
 
@@ -175,10 +189,9 @@ fn cstr(b: &mut BytesMut, s: &str) {
 }
 
 /// A connection in replication mode, before streaming starts.
-#[derive(Debug)]
 pub struct Connection {
     reader: MessageReader,
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     /// Server parameters reported at start-up.
     pub parameters: HashMap<String, String>,
 }
@@ -186,11 +199,36 @@ pub struct Connection {
 impl Connection {
     /// Connects and authenticates.
     pub async fn connect(cfg: &ConnectConfig) -> Result<Self> {
-        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port))
+        let mut stream = TcpStream::connect((cfg.host.as_str(), cfg.port))
             .await
             .map_err(io("connect"))?;
         stream.set_nodelay(true).map_err(io("set TCP_NODELAY"))?;
-        let (rd, wr) = stream.into_split();
+        let tls = crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())?;
+        let (rd, wr): (ReadHalf, WriteHalf) = match tls {
+            Some(config) if Self::ssl_request(&mut stream).await? => {
+                let name = crate::tls::server_name(&cfg.host)?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| {
+                        ReplicationError::Tls(format!("TLS handshake with {}: {e}", cfg.host))
+                    })?;
+                let (rd, wr) = tokio::io::split(tls);
+                (Box::new(rd), Box::new(wr))
+            }
+            Some(_) if cfg.ssl_mode != SslMode::Prefer => {
+                return Err(ReplicationError::Tls(format!(
+                    "{}:{} does not accept TLS, and sslmode is {}",
+                    cfg.host,
+                    cfg.port,
+                    cfg.ssl_mode.as_str()
+                )));
+            }
+            _ => {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+        };
         let mut conn = Connection {
             reader: MessageReader {
                 rd,
@@ -219,6 +257,29 @@ impl Connection {
         conn.send(&startup).await?;
         conn.authenticate(cfg).await?;
         Ok(conn)
+    }
+
+    /// Asks the server for TLS; true when it agrees.
+    async fn ssl_request(stream: &mut TcpStream) -> Result<bool> {
+        let mut req = BytesMut::with_capacity(8);
+        req.put_i32(8);
+        req.put_i32(80_877_103);
+        stream
+            .write_all(&req)
+            .await
+            .map_err(io("write SSLRequest"))?;
+        let answer = stream
+            .read_u8()
+            .await
+            .map_err(io("read SSLRequest answer"))?;
+        match answer {
+            b'S' => Ok(true),
+            b'N' => Ok(false),
+            other => Err(ReplicationError::Protocol(format!(
+                "unexpected answer {:?} to SSLRequest",
+                other as char
+            ))),
+        }
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<()> {
@@ -508,9 +569,8 @@ impl ReplicationReader {
 }
 
 /// The writing side: standby status updates.
-#[derive(Debug)]
 pub struct StatusSender {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
 }
 
 impl StatusSender {
@@ -552,6 +612,34 @@ impl StatusSender {
             .await
             .map_err(io("write Terminate"))?;
         self.wr.shutdown().await.map_err(io("shutdown"))
+    }
+}
+
+impl std::fmt::Debug for MessageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageReader")
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("parameters", &self.parameters)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StatusSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusSender").finish()
+    }
+}
+
+impl From<crate::tls::TlsError> for ReplicationError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        ReplicationError::Tls(e.to_string())
     }
 }
 

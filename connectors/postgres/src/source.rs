@@ -187,6 +187,9 @@ pub enum SourceError {
     /// The snapshot could not be read.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The slot that held this source's position is gone or invalidated,
     /// after a snapshot: the changes in between are lost.
     #[error(
@@ -469,16 +472,54 @@ pub async fn sql_connect(cfg: &ConnectConfig) -> Result<Client> {
     if let Some(p) = &cfg.password {
         c.password(p);
     }
-    let (client, conn) = c.connect(tokio_postgres::NoTls).await.map_err(sql(format!(
-        "connecting to {}:{} database {}",
-        cfg.host, cfg.port, cfg.database
-    )))?;
+    let what = || {
+        format!(
+            "connecting to {}:{} database {} (sslmode {})",
+            cfg.host,
+            cfg.port,
+            cfg.database,
+            cfg.ssl_mode.as_str()
+        )
+    };
+    let tls = crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())
+        .map_err(|e| SourceError::Tls(format!("{}: {e}", what())))?;
+    let client = match tls {
+        None => {
+            c.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let (client, conn) = c
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(sql(what()))?;
+            spawn_connection(conn);
+            client
+        }
+        Some(config) => {
+            c.ssl_mode(match cfg.ssl_mode {
+                crate::tls::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+            let (client, conn) = c
+                .connect(crate::tls::MakeRustls::new(config))
+                .await
+                .map_err(sql(what()))?;
+            spawn_connection(conn);
+            client
+        }
+    };
+    Ok(client)
+}
+
+fn spawn_connection<T>(conn: T)
+where
+    T: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>
+        + Send
+        + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "SQL connection ended");
         }
     });
-    Ok(client)
 }
 
 impl StreamSource {

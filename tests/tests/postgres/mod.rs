@@ -1,6 +1,7 @@
 //! The PostgreSQL connector against the real local PostgreSQL. Each test
 //! works in a database of its own, created and dropped here.
 
+mod auth;
 mod bigtx;
 mod errors;
 mod heartbeat;

@@ -20,6 +20,8 @@ fn config(db: &str) -> ConnectConfig {
         application_name: "tributary-test".into(),
         // Small enough that a few thousand rows are streamed in progress.
         extra_options: "-c logical_decoding_work_mem=64kB".into(),
+        ssl_mode: tributary_connector_postgres::tls::SslMode::Disable,
+        ssl_root_cert: None,
     }
 }
 

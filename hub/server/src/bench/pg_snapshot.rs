@@ -85,6 +85,7 @@ async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u
             "-c",
             "\\copy (SELECT id, a, b, c, d FROM bench) to /dev/null",
         ])
+        .env("PGSSLMODE", args.pg.sslmode.as_str())
         .status()
         .await
         .context("running psql (postgresql-client)")?;

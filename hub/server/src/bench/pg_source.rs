@@ -14,6 +14,7 @@ use tributary_connector_postgres::replication::{ConnectConfig, parse_lsn};
 use tributary_connector_postgres::source::{
     Backoff, SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
 };
+use tributary_connector_postgres::tls::SslMode;
 use tributary_log::{FsyncPolicy, Log, TopicConfig};
 use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
@@ -41,6 +42,18 @@ pub struct PgArgs {
     /// PostgreSQL user (needs REPLICATION and CREATEDB).
     #[arg(long, default_value = "postgres")]
     pub user: String,
+    /// TLS: disable, prefer, require or verify-full (libpq's default,
+    /// prefer, is what pg_recvlogical and psql use here too).
+    #[arg(long, default_value = "prefer", value_parser = parse_ssl_mode)]
+    pub sslmode: SslMode,
+    /// CA certificate(s) for verify-full.
+    #[arg(long)]
+    pub sslrootcert: Option<std::path::PathBuf>,
+}
+
+fn parse_ssl_mode(s: &str) -> Result<SslMode, String> {
+    SslMode::parse(s)
+        .ok_or_else(|| format!("unknown sslmode {s:?}: disable, prefer, require or verify-full"))
 }
 
 impl PgArgs {
@@ -54,6 +67,8 @@ impl PgArgs {
             database: db.to_string(),
             application_name: "tributary-bench".into(),
             extra_options: String::new(),
+            ssl_mode: self.sslmode,
+            ssl_root_cert: self.sslrootcert.clone(),
         }
     }
 }
@@ -234,6 +249,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         ])
         .args(["-o", "proto_version=1", "-o", "publication_names=bench_pub"])
         .args(["-E", &end])
+        .env("PGSSLMODE", args.pg.sslmode.as_str())
         .status()
         .await
         .context("running pg_recvlogical (postgresql-client)")?;
