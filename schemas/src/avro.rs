@@ -568,7 +568,7 @@ impl EventSchema {
             op,
             before,
             after,
-            source,
+            source: std::sync::Arc::new(source),
             ts_ms,
             transaction,
         })

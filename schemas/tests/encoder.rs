@@ -244,7 +244,7 @@ fn event(t: &TableSchema, connector: Connector) -> impl Strategy<Value = ChangeE
                 op,
                 before,
                 after,
-                source: SourceInfo {
+                source: std::sync::Arc::new(SourceInfo {
                     connector: connector.name().into(),
                     version: "0.1.0".into(),
                     name: "src".into(),
@@ -257,7 +257,7 @@ fn event(t: &TableSchema, connector: Connector) -> impl Strategy<Value = ChangeE
                     },
                     table: "my table".into(),
                     position,
-                },
+                }),
                 ts_ms: ts,
                 transaction: tx.map(|(id, total_order, data_collection_order)| TransactionInfo {
                     id: id.into(),
@@ -334,7 +334,7 @@ fn wrong_values_name_the_field() {
         op: Op::Create,
         before: None,
         after: Some(vec![Datum::Long(1), Datum::Null]),
-        source: SourceInfo {
+        source: std::sync::Arc::new(SourceInfo {
             connector: "postgresql".into(),
             version: "0".into(),
             name: "src".into(),
@@ -347,7 +347,7 @@ fn wrong_values_name_the_field() {
                 lsn: 1,
                 tx_id: None,
             },
-        },
+        }),
         ts_ms: 0,
         transaction: None,
     };

@@ -163,11 +163,22 @@ impl TxContext {
         s
     }
 
-    /// An event of this transaction on the table of `template`;
-    /// `total_order` and `data_collection_order` count from 1.
+    /// [`source`](Self::source), shared by the events of one table in
+    /// this transaction; for a snapshot (`snapshot` true), flagged so.
+    pub fn shared_source(&self, template: &SourceInfo, snapshot: bool) -> Arc<SourceInfo> {
+        let mut s = self.source(template);
+        if snapshot {
+            s.snapshot = SnapshotFlag::True;
+        }
+        Arc::new(s)
+    }
+
+    /// An event of this transaction with `source` (from
+    /// [`shared_source`](Self::shared_source)); `total_order` and
+    /// `data_collection_order` count from 1.
     pub fn event(
         &self,
-        template: &SourceInfo,
+        source: &Arc<SourceInfo>,
         op: Op,
         before: Option<Vec<Datum>>,
         after: Option<Vec<Datum>>,
@@ -178,7 +189,7 @@ impl TxContext {
             op,
             before,
             after,
-            source: self.source(template),
+            source: Arc::clone(source),
             ts_ms: self.now_ms,
             transaction: Some(TransactionInfo {
                 id: Arc::clone(&self.id),
@@ -188,21 +199,20 @@ impl TxContext {
         }
     }
 
-    /// A snapshot event (no transaction block) of this context's point.
+    /// A snapshot event (no transaction block) with `source` (from
+    /// [`shared_source`](Self::shared_source) with `snapshot` true).
     pub fn snapshot_event(
         &self,
-        template: &SourceInfo,
+        source: &Arc<SourceInfo>,
         op: Op,
         before: Option<Vec<Datum>>,
         after: Option<Vec<Datum>>,
     ) -> ChangeEvent {
-        let mut source = self.source(template);
-        source.snapshot = SnapshotFlag::True;
         ChangeEvent {
             op,
             before,
             after,
-            source,
+            source: Arc::clone(source),
             ts_ms: self.now_ms,
             transaction: None,
         }
@@ -277,7 +287,7 @@ mod tests {
         let tb = table();
         let ctx = TxContext::new(700, 0x16_0000_0010, 1_000_000);
         let ev = ctx.event(
-            &table_source("pg", "db", &tb),
+            &ctx.shared_source(&table_source("pg", "db", &tb), false),
             Op::Create,
             None,
             Some(vec![Datum::Int(1), Datum::Null, Datum::Null]),

@@ -207,8 +207,11 @@ impl Connection {
         let (rd, wr): (ReadHalf, WriteHalf) = match tls {
             Some(config) if Self::ssl_request(&mut stream).await? => {
                 let name = crate::tls::server_name(&cfg.host)?;
+                // rustls reads 4 KiB at a time: a buffer under it turns
+                // that into one system call per 256 KiB.
+                let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stream);
                 let tls = tokio_rustls::TlsConnector::from(config)
-                    .connect(name, stream)
+                    .connect(name, buffered)
                     .await
                     .map_err(|e| {
                         ReplicationError::Tls(format!("TLS handshake with {}: {e}", cfg.host))

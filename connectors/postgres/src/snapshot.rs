@@ -290,7 +290,7 @@ impl Reader {
             let mut scratch: Vec<u8> = Vec::new();
             // This task's own copy of the shared strings: cloning them per
             // event then touches no reference count another core uses.
-            let source = unshared(&job.source);
+            let source = self.ctx.shared_source(&unshared(&job.source), true);
             let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH + 1);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(sql)?;
@@ -315,9 +315,9 @@ impl Reader {
             let all_done = table_done && tables_left.fetch_sub(1, Ordering::AcqRel) == 1;
             if let Some(ev) = batch.last_mut() {
                 if all_done {
-                    ev.source.snapshot = SnapshotFlag::Last;
+                    Arc::make_mut(&mut ev.source).snapshot = SnapshotFlag::Last;
                 } else if table_done {
-                    ev.source.snapshot = SnapshotFlag::LastInDataCollection;
+                    Arc::make_mut(&mut ev.source).snapshot = SnapshotFlag::LastInDataCollection;
                 }
             }
             total += self.append(job, &mut batch)?;
@@ -334,7 +334,7 @@ impl Reader {
     fn lines(
         &self,
         job: &TableJob,
-        source: &SourceInfo,
+        source: &Arc<SourceInfo>,
         buf: &[u8],
         batch: &mut Vec<ChangeEvent>,
         scratch: &mut Vec<u8>,

@@ -378,7 +378,7 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
 }
 
 struct Relation {
-    topic: String,
+    topic: Arc<str>,
     table: Arc<TableSchema>,
     /// The consistent point of the snapshot that read the table: changes
     /// that committed before it are in the snapshot's rows, so the stream
@@ -400,14 +400,15 @@ const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
 /// A transaction being written.
 struct OpenTx {
     ctx: TxContext,
-    /// Events not yet appended.
-    events: Vec<(String, ChangeEvent)>,
-    per_table: HashMap<String, i64>,
+    /// Events not yet appended, with their topics.
+    events: Vec<(Arc<str>, ChangeEvent)>,
+    /// Per topic: events so far, and the `source` block they share.
+    per_table: HashMap<Arc<str>, (i64, Arc<tributary_core::SourceInfo>)>,
     total: i64,
     /// Appends so far: the middle part of the records' positions.
     run: u32,
     /// Topics appended to.
-    touched: Vec<String>,
+    touched: Vec<Arc<str>>,
 }
 
 impl OpenTx {
@@ -579,7 +580,7 @@ impl StreamSource {
             self.relations.insert(
                 oid,
                 Relation {
-                    topic,
+                    topic: topic.into(),
                     source: events::table_source(
                         &self.cfg.name,
                         &self.cfg.connect.database,
@@ -607,10 +608,14 @@ impl StreamSource {
         after: Option<Vec<tributary_core::Datum>>,
     ) {
         tx.total += 1;
-        let per = tx.per_table.entry(rel.topic.clone()).or_insert(0);
+        let ctx = &tx.ctx;
+        let (per, source) = tx
+            .per_table
+            .entry(Arc::clone(&rel.topic))
+            .or_insert_with(|| (0, ctx.shared_source(&rel.source, false)));
         *per += 1;
-        let ev = tx.ctx.event(&rel.source, op, before, after, tx.total, *per);
-        tx.events.push((rel.topic.clone(), ev));
+        let ev = ctx.event(source, op, before, after, tx.total, *per);
+        tx.events.push((Arc::clone(&rel.topic), ev));
     }
 
     /// Applies one message of a transaction: a change becomes an event of
@@ -1197,7 +1202,10 @@ impl StreamSource {
             }
         }
         let ctx = TxContext::new(0, point, 0);
-        let template = events::table_source(&self.cfg.name, &self.cfg.connect.database, shape);
+        let template = ctx.shared_source(
+            &events::table_source(&self.cfg.name, &self.cfg.connect.database, shape),
+            true,
+        );
         let mut batch = Vec::with_capacity(1000);
         let mut n = 0;
         for k in keys {

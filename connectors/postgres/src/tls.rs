@@ -223,8 +223,11 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
+            // rustls reads 4 KiB at a time: a buffer under it turns that
+            // into one system call per 256 KiB.
+            let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stream);
             let tls = tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(self.name, buffered)
                 .await?;
             Ok(RustlsStream(Box::new(tls)))
         })
@@ -233,7 +236,7 @@ where
 
 /// A TLS stream tokio-postgres can use.
 #[derive(Debug)]
-pub struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
+pub struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<tokio::io::BufReader<S>>>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
     fn poll_read(

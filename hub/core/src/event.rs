@@ -329,7 +329,7 @@ pub struct ChangeEvent {
     /// Row after (creates, updates, snapshot reads).
     pub after: Option<Vec<Datum>>,
     /// Where it comes from.
-    pub source: SourceInfo,
+    pub source: Arc<SourceInfo>,
     /// When Tributary processed it, ms.
     pub ts_ms: i64,
     /// Its transaction, when known.

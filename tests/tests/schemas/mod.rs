@@ -80,7 +80,7 @@ pub fn event(id: i64, op: Op) -> ChangeEvent {
         op,
         before,
         after,
-        source: SourceInfo {
+        source: std::sync::Arc::new(SourceInfo {
             connector: "postgresql".into(),
             version: "0.1.0".into(),
             name: "pg".into(),
@@ -93,7 +93,7 @@ pub fn event(id: i64, op: Op) -> ChangeEvent {
                 lsn: 4096 + id as u64,
                 tx_id: Some(77),
             },
-        },
+        }),
         ts_ms: 1_700_000_000_001,
         transaction: None,
     }

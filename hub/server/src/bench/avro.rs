@@ -91,7 +91,7 @@ fn events() -> Vec<ChangeEvent> {
                         Datum::Text("a short note".into())
                     },
                 ]),
-                source: SourceInfo {
+                source: std::sync::Arc::new(SourceInfo {
                     connector: "postgresql".into(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     name: "bench".into(),
@@ -104,7 +104,7 @@ fn events() -> Vec<ChangeEvent> {
                         lsn: 0x1600_0000 + i as u64 * 64,
                         tx_id: Some(700 + i / 10),
                     },
-                },
+                }),
                 ts_ms: 1_700_000_000_100 + i,
                 transaction: None,
             }
