@@ -58,6 +58,7 @@ pub fn pg_stream_config(
         publication: format!("{database}_pub"),
         slot: format!("{database}_slot"),
         tables: vec![("public".into(), table.into())],
+        publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
         status_interval: std::time::Duration::from_millis(100),
         topic_config: tributary_log::TopicConfig {
             partitions,

@@ -40,8 +40,11 @@ pub struct StreamConfig {
     pub publication: String,
     /// Replication slot (created when missing).
     pub slot: String,
-    /// Tables (`schema`, `table`) to capture.
+    /// Tables (`schema`, `table`) to capture, when `publication_scope`
+    /// is [`PublicationScope::Tables`].
     pub tables: Vec<(String, String)>,
+    /// What the publication (created when missing) covers.
+    pub publication_scope: PublicationScope,
     /// How often standby status goes out.
     pub status_interval: Duration,
     /// Configuration of topics the source creates.
@@ -65,6 +68,20 @@ pub struct StreamConfig {
     /// How often snapshot progress is logged when stderr is not a
     /// terminal (on a terminal a live display is redrawn instead).
     pub progress_interval: Duration,
+}
+
+/// What the source's publication covers, and so what is captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PublicationScope {
+    /// The configured `tables`.
+    #[default]
+    Tables,
+    /// Every table in these schemas, present and future
+    /// (`FOR TABLES IN SCHEMA`).
+    Schemas(Vec<String>),
+    /// Every table of the database, present and future
+    /// (`FOR ALL TABLES`; creating it takes a superuser).
+    AllTables,
 }
 
 /// Exponential backoff: `initial`, doubling up to `max`.
@@ -329,18 +346,27 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
         .map_err(sql("looking up the publication"))?
         .is_some();
     if !exists {
-        let tables: Vec<String> = cfg
-            .tables
-            .iter()
-            .map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)))
-            .collect();
+        let what = match &cfg.publication_scope {
+            PublicationScope::Tables => {
+                let tables: Vec<String> = cfg
+                    .tables
+                    .iter()
+                    .map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)))
+                    .collect();
+                format!("TABLE {}", tables.join(", "))
+            }
+            PublicationScope::Schemas(schemas) => {
+                let schemas: Vec<String> = schemas.iter().map(|s| quote_ident(s)).collect();
+                format!("TABLES IN SCHEMA {}", schemas.join(", "))
+            }
+            PublicationScope::AllTables => "ALL TABLES".into(),
+        };
         let ddl = format!(
-            "CREATE PUBLICATION {} FOR TABLE {}",
-            quote_ident(&cfg.publication),
-            tables.join(", ")
+            "CREATE PUBLICATION {} FOR {what}",
+            quote_ident(&cfg.publication)
         );
         client.batch_execute(&ddl).await.map_err(sql(ddl.clone()))?;
-    } else {
+    } else if cfg.publication_scope == PublicationScope::Tables {
         for (schema, table) in &cfg.tables {
             let published = client
                 .query_opt(
@@ -357,6 +383,11 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
                 });
             }
         }
+    }
+    // Every captured table must identify its rows (a key, or REPLICA
+    // IDENTITY): say so now, not at the first update.
+    for (schema, table) in captured_tables(client, cfg).await? {
+        catalog::table_schema(client, &cfg.connect.database, &schema, &table).await?;
     }
     let slot = client
         .query_opt(
@@ -375,6 +406,22 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
             .map_err(sql(format!("creating replication slot {}", cfg.slot)))?;
     }
     Ok(())
+}
+
+/// The tables `cfg` captures: its `tables`, or what its publication
+/// covers now.
+pub async fn captured_tables(client: &Client, cfg: &StreamConfig) -> Result<Vec<(String, String)>> {
+    if cfg.publication_scope == PublicationScope::Tables {
+        return Ok(cfg.tables.clone());
+    }
+    let rows = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
+            &[&cfg.publication],
+        )
+        .await
+        .map_err(sql("listing the publication's tables"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 struct Relation {
@@ -574,6 +621,7 @@ impl StreamSource {
         let unchanged = self.relations.get(&oid).is_some_and(|r| *r.table == table);
         if !unchanged {
             let as_of = self.state.get(namespace, name).map_or(0, |t| t.as_of);
+            self.first_seen(namespace, name)?;
             let schema = EventSchema::new(&self.cfg.name, Connector::Postgres, table.clone())?;
             self.writer
                 .register(&topic, schema, self.cfg.topic_config.clone())?;
@@ -591,6 +639,32 @@ impl StreamSource {
                 },
             );
         }
+        Ok(())
+    }
+
+    /// A table that appears in the stream of a schema or all-tables
+    /// publication without having been snapshotted was created after the
+    /// snapshot: the stream has all its rows. Recorded, so a restart does
+    /// not read it again.
+    fn first_seen(&mut self, schema: &str, table: &str) -> Result<()> {
+        let snapshots = matches!(
+            self.cfg.snapshot,
+            SnapshotMode::Initial | SnapshotMode::WhenNeeded
+        );
+        if !snapshots
+            || self.cfg.publication_scope == PublicationScope::Tables
+            || self.state.get(schema, table).is_some()
+        {
+            return Ok(());
+        }
+        self.state.tables.push(TableDone {
+            schema: schema.into(),
+            table: table.into(),
+            as_of: 0,
+            rows: 0,
+        });
+        self.state.save(&self.state_path())?;
+        tracing::info!(source = %self.cfg.name, table = %format!("{schema}.{table}"), "new table in the publication: captured from its creation");
         Ok(())
     }
 
@@ -1032,12 +1106,10 @@ impl StreamSource {
             self.state = SnapshotState::default();
             self.state.save(&path)?;
         }
-        let todo: Vec<(String, String)> = self
-            .cfg
-            .tables
-            .iter()
+        let todo: Vec<(String, String)> = captured_tables(self.client()?, &self.cfg)
+            .await?
+            .into_iter()
             .filter(|(s, t)| self.state.get(s, t).is_none())
-            .cloned()
             .collect();
         if todo.is_empty() {
             return Ok(streaming);

@@ -112,6 +112,31 @@ async fn setup_mistakes_say_how_to_fix_them() {
         "{msg}"
     );
 
+    // A table without a primary key or replica identity: its updates and
+    // deletes could not say which row they change.
+    db.client
+        .batch_execute("CREATE TABLE nokey (v text)")
+        .await
+        .expect("ddl");
+    let mut nokey = tributary_tests::pg_stream_config(&db.name, "nokey", 1, SnapshotMode::Initial);
+    nokey.publication = format!("{}_nokey", db.name);
+    nokey.slot = format!("{}_nokey", db.name);
+    let err = prepare(&db.client, &nokey)
+        .await
+        .expect_err("a table without a key");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("public.nokey has no primary key")
+            && msg.contains("ALTER TABLE public.nokey REPLICA IDENTITY"),
+        "{msg}"
+    );
+    // REPLICA IDENTITY FULL is a way out.
+    db.client
+        .batch_execute("ALTER TABLE nokey REPLICA IDENTITY FULL")
+        .await
+        .expect("replica identity");
+    prepare(&db.client, &nokey).await.expect("full identity");
+
     super::drop_slot(&db, &cfg.slot).await;
     let name = db.name.clone();
     db.drop_db().await;

@@ -5,6 +5,7 @@ mod auth;
 mod bigtx;
 mod errors;
 mod heartbeat;
+mod publication;
 mod reconnect;
 mod resume;
 mod snapshot;

@@ -104,6 +104,7 @@ async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u
         publication: "bench_pub".into(),
         slot: "bench_snapshot".into(),
         tables: vec![("public".into(), "bench".into())],
+        publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
         status_interval: Duration::from_millis(100),
         topic_config: TopicConfig {
             partitions: 4,

@@ -185,6 +185,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         publication: "bench_pub".into(),
         slot: "bench_ours".into(),
         tables: vec![("public".into(), "bench".into())],
+        publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
         status_interval: Duration::from_millis(100),
         topic_config: TopicConfig {
             partitions: 4,
