@@ -12,6 +12,7 @@
 
 pub mod http;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -298,13 +299,74 @@ fn subject_prefix(subject: &str) -> Vec<u8> {
 /// apache-avro answers `Partial` when only some union branches or enum
 /// symbols resolve; Avro's Java implementation (and so Confluent) calls
 /// that incompatible, and so do we.
+///
+/// Named types used a second time are references (`"io.tributary.Unavailable"`),
+/// and which use is the definition moves when a column is dropped;
+/// apache-avro's checker does not follow references, so both schemas are
+/// checked with their references replaced by what they name.
 fn incompatibility(writer: &apache_avro::Schema, reader: &apache_avro::Schema) -> Option<String> {
-    match SchemaCompatibility::can_read(writer, reader) {
+    let (writer, reader) = (inline_refs(writer), inline_refs(reader));
+    match SchemaCompatibility::can_read(&writer, &reader) {
         Ok(apache_avro::schema_compatibility::Compatibility::Full) => None,
         Ok(_) => Some(
             "only part of what the writer schema allows can be read (a union branch or enum symbol of the writer has no match in the reader)".into(),
         ),
         Err(e) => Some(compat_error(&e)),
+    }
+}
+
+/// `schema` with every reference to a named type replaced by the type
+/// itself, except inside that type (a recursive type keeps its reference).
+fn inline_refs(schema: &apache_avro::Schema) -> apache_avro::Schema {
+    let Ok(resolved) = apache_avro::schema::ResolvedSchema::try_from(schema) else {
+        return schema.clone();
+    };
+    let names: HashMap<apache_avro::schema::Name, apache_avro::Schema> = resolved
+        .get_names()
+        .iter()
+        .map(|(n, s)| (n.clone(), (*s).clone()))
+        .collect();
+    expand(schema, &names, &mut Vec::new())
+}
+
+fn expand(
+    schema: &apache_avro::Schema,
+    names: &HashMap<apache_avro::schema::Name, apache_avro::Schema>,
+    open: &mut Vec<apache_avro::schema::Name>,
+) -> apache_avro::Schema {
+    use apache_avro::Schema;
+    use apache_avro::schema::{ArraySchema, MapSchema, UnionSchema};
+    match schema {
+        Schema::Ref { name } if !open.contains(name) => match names.get(name) {
+            Some(named) => expand(named, names, open),
+            None => schema.clone(),
+        },
+        Schema::Record(r) => {
+            open.push(r.name.clone());
+            let mut r = r.clone();
+            for f in &mut r.fields {
+                f.schema = expand(&f.schema, names, open);
+            }
+            open.pop();
+            Schema::Record(r)
+        }
+        Schema::Union(u) => {
+            let variants = u
+                .variants()
+                .iter()
+                .map(|v| expand(v, names, open))
+                .collect();
+            UnionSchema::new(variants).map_or_else(|_| schema.clone(), Schema::Union)
+        }
+        Schema::Array(a) => Schema::Array(ArraySchema {
+            items: Box::new(expand(&a.items, names, open)),
+            attributes: a.attributes.clone(),
+        }),
+        Schema::Map(m) => Schema::Map(MapSchema {
+            types: Box::new(expand(&m.types, names, open)),
+            attributes: m.attributes.clone(),
+        }),
+        other => other.clone(),
     }
 }
 
@@ -710,6 +772,24 @@ mod tests {
     const V1: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#;
     const V2_DEFAULT: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":"string","default":""}]}"#;
     const V2_NO_DEFAULT: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":"string"}]}"#;
+
+    #[test]
+    fn a_named_type_defined_at_another_field_is_still_compatible() {
+        // Dropping field `a` moves the definition of `U` to `b`.
+        let v1 = r#"{"type":"record","name":"R","fields":[
+            {"name":"a","type":["null",{"type":"record","name":"U","fields":[]}]},
+            {"name":"b","type":["null","int","U"]}]}"#;
+        let v2 = r#"{"type":"record","name":"R","fields":[
+            {"name":"b","type":["null","int",{"type":"record","name":"U","fields":[]}]}]}"#;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Registry::open(dir.path()).expect("open");
+        r.register("s", v1).expect("v1");
+        r.register("s", v2).expect("v2 is backward compatible");
+        // A real incompatibility is still one.
+        let v3 = r#"{"type":"record","name":"R","fields":[
+            {"name":"b","type":["null","string",{"type":"record","name":"U","fields":[]}]}]}"#;
+        assert!(r.register("s", v3).is_err());
+    }
 
     #[test]
     fn register_is_idempotent_and_survives_reopen() {

@@ -8,6 +8,7 @@ mod heartbeat;
 mod publication;
 mod reconnect;
 mod resume;
+mod schema_change;
 mod snapshot;
 mod snapshot_resume;
 mod source;
