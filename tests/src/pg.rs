@@ -154,6 +154,30 @@ pub async fn wait_confirmed_within(db: &TestDb, slot: &str, lsn: u64, limit: std
     }
 }
 
+/// Waits (up to 20 s) until the slot's `confirmed_flush_lsn` reaches
+/// `lsn` while `task` (the source) runs; a source that stopped is
+/// reported with its result instead of a stuck slot. Returns the task.
+pub async fn wait_confirmed_running<T: std::fmt::Debug>(
+    db: &TestDb,
+    slot: &str,
+    lsn: u64,
+    task: tokio::task::JoinHandle<T>,
+) -> tokio::task::JoinHandle<T> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while confirmed_flush_lsn(db, slot).await < lsn {
+        if task.is_finished() {
+            panic!("the source stopped: {:?}", task.await);
+        }
+        let confirmed = confirmed_flush_lsn(db, slot).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "confirmed_flush_lsn stuck at {confirmed:x}, want {lsn:x}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    task
+}
+
 /// Opens the log under `dir` (no writer may hold it) and counts the
 /// records of `topic`: in total and per key.
 pub fn log_keys(dir: &std::path::Path, topic: &str) -> (usize, HashMap<Vec<u8>, usize>) {

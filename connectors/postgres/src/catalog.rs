@@ -201,9 +201,14 @@ pub async fn relation_schema(
     };
     let rows = client
         .query(
-            "SELECT a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) \
+            "SELECT a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod), \
+                    COALESCE(a.attnum = ANY(ri.indkey::int2[]), false) \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN LATERAL ( \
+                 SELECT i.indkey FROM pg_index i \
+                 WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident) \
+                 ORDER BY i.indisreplident DESC LIMIT 1) ri ON true \
              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
             &[&namespace, &name],
         )
@@ -217,6 +222,14 @@ pub async fn relation_schema(
                 (r.get::<_, bool>(1), r.get::<_, String>(2)),
             )
         })
+        .collect();
+    // The primary key (or replica identity index) by name: with REPLICA
+    // IDENTITY FULL the message flags every column, but the row's key is
+    // still the primary key, as the snapshot sees it.
+    let index_key: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(3))
+        .map(|r| r.get::<_, String>(0))
         .collect();
     let oids: Vec<u32> = columns.iter().map(|c| c.type_oid).collect();
     let custom = custom_types(client, &oids).await.map_err(q)?;
@@ -234,7 +247,7 @@ pub async fn relation_schema(
                     source,
                 }
             })?;
-        if c.key {
+        if (full && index_key.contains(&c.name)) || (!full && c.key) {
             key.push(i);
         }
         let (not_null, db_type) = now

@@ -254,3 +254,179 @@ async fn every_type_maps_and_parses() {
     assert_eq!(get(1, "ia"), Datum::Array(vec![]));
     db.drop_db().await;
 }
+
+/// Every row of `every_type` as PostgreSQL prints it (in the replication
+/// session's settings), parsed: what the stream must carry.
+async fn rows_as_printed(
+    db: &TestDb,
+    schema: &tributary_core::TableSchema,
+) -> std::collections::BTreeMap<i64, Vec<Datum>> {
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
+    let rows = db
+        .client
+        .simple_query(&format!(
+            "SELECT {} FROM every_type ORDER BY id",
+            cols.join(", ")
+        ))
+        .await
+        .expect("select");
+    rows.into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .map(|r| {
+            let row: Vec<Datum> = schema
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match r.get(i) {
+                    None => Datum::Null,
+                    Some(text) => {
+                        parse_text(&c.ty, text).unwrap_or_else(|e| panic!("column {}: {e}", c.name))
+                    }
+                })
+                .collect();
+            let Datum::Long(id) = row[0] else {
+                panic!("id")
+            };
+            (id, row)
+        })
+        .collect()
+}
+
+/// Compares rows by their printed form, so NaN equals NaN.
+fn same(a: &[Datum], b: &[Datum]) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// Every type through the stream: inserted, updated and deleted rows come
+/// out of the log (decoded from Avro) equal to what PostgreSQL holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_through_the_stream() {
+    use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+    use tributary_core::Op;
+
+    let db = TestDb::new("typestream").await;
+    let (create, insert) = DDL.split_at(DDL.find("INSERT").expect("insert"));
+    db.client
+        .batch_execute(&format!(
+            "{create}; ALTER TABLE every_type REPLICA IDENTITY FULL;"
+        ))
+        .await
+        .expect("ddl");
+    for opt in SESSION_OPTIONS
+        .split("-c ")
+        .filter(|s| !s.trim().is_empty())
+    {
+        db.client
+            .batch_execute(&format!("SET {}", opt.trim()))
+            .await
+            .expect("set");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = tributary_log::Log::open(dir.path().join("log")).expect("log");
+    let registry =
+        tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
+    let cfg = tributary_tests::pg_stream_config(&db.name, "every_type", 3, SnapshotMode::Never);
+    prepare(&db.client, &cfg).await.expect("prepare");
+    let mut source = StreamSource::new(
+        cfg.clone(),
+        log.clone(),
+        tributary_schemas::writer::EventWriter::new(log.clone(), registry),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { source.run(stop_rx).await });
+
+    let schema = table_schema(&db.client, &db.name, "public", "every_type")
+        .await
+        .expect("catalog");
+    db.client.batch_execute(insert).await.expect("insert");
+    let inserted = rows_as_printed(&db, &schema).await;
+    db.client
+        .batch_execute(
+            "UPDATE every_type SET i4 = i4 - 1, t = 'changed ' || t, jb = '{\"c\": 3}', \
+             ia = array_append(ia, 9), tstz = '2030-06-01 00:00:00+00', n = n * 2 WHERE id = 1",
+        )
+        .await
+        .expect("update");
+    let updated = rows_as_printed(&db, &schema).await;
+    db.client
+        .batch_execute("DELETE FROM every_type WHERE id = 2")
+        .await
+        .expect("delete");
+    let end = super::current_lsn(&db).await;
+    let task = super::wait_confirmed_running(&db, &cfg.slot, end, task).await;
+    stop_tx.send(true).expect("stop");
+    task.await.expect("join").expect("source ran cleanly");
+
+    let avro = tributary_schemas::EventSchema::new(
+        "pg",
+        tributary_schemas::Connector::Postgres,
+        schema.clone(),
+    )
+    .expect("schema");
+    let topic = log
+        .topic(&topic_name("pg", "public", "every_type"))
+        .expect("topic");
+    let mut events = Vec::new();
+    for p in topic.partitions() {
+        let mut offset = 0;
+        while offset < p.high_watermark() {
+            for b in p.read(offset, 1 << 20).expect("read") {
+                for r in b.records().expect("records").iter() {
+                    let r = r.expect("record");
+                    if r.offset < offset {
+                        continue;
+                    }
+                    offset = r.offset + 1;
+                    if let Some(v) = r.value {
+                        events.push(avro.decode_value(&v[5..]).expect("decode"));
+                    }
+                }
+            }
+        }
+    }
+    let find = |op: Op, id: i64| {
+        events
+            .iter()
+            .find(|e| {
+                e.op == op
+                    && matches!(
+                        e.after.as_ref().or(e.before.as_ref()).map(|r| &r[0]),
+                        Some(Datum::Long(i)) if *i == id
+                    )
+            })
+            .unwrap_or_else(|| panic!("no {op:?} of id {id}"))
+    };
+    assert_eq!(events.len(), 4, "2 inserts, 1 update, 1 delete");
+    for id in [1, 2] {
+        let ev = find(Op::Create, id);
+        let got = ev.after.as_ref().expect("after");
+        assert!(
+            same(got, &inserted[&id]),
+            "insert {id}:\n{got:?}\n{:?}",
+            inserted[&id]
+        );
+    }
+    let up = find(Op::Update, 1);
+    assert!(
+        same(up.before.as_ref().expect("before"), &inserted[&1]),
+        "update before-image (REPLICA IDENTITY FULL)"
+    );
+    assert!(
+        same(up.after.as_ref().expect("after"), &updated[&1]),
+        "update after-image"
+    );
+    let del = find(Op::Delete, 2);
+    assert!(
+        same(del.before.as_ref().expect("before"), &inserted[&2]),
+        "delete before-image"
+    );
+    db.drop_db().await;
+    let _ = std::fs::remove_dir_all(dir.path());
+}
