@@ -86,6 +86,7 @@ async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u
             "\\copy (SELECT id, a, b, c, d FROM bench) to /dev/null",
         ])
         .env("PGSSLMODE", args.pg.sslmode.as_str())
+        .envs(args.pg.sslrootcert.iter().map(|p| ("PGSSLROOTCERT", p)))
         .status()
         .await
         .context("running psql (postgresql-client)")?;

@@ -251,6 +251,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         .args(["-o", "proto_version=1", "-o", "publication_names=bench_pub"])
         .args(["-E", &end])
         .env("PGSSLMODE", args.pg.sslmode.as_str())
+        .envs(args.pg.sslrootcert.iter().map(|p| ("PGSSLROOTCERT", p)))
         .status()
         .await
         .context("running pg_recvlogical (postgresql-client)")?;
