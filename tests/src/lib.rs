@@ -72,6 +72,7 @@ pub fn pg_stream_config(
             initial: std::time::Duration::from_millis(100),
             max: std::time::Duration::from_secs(2),
         },
+        topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
         snapshot_workers: 2,
         // Small, so the tests' tables are read in several chunks.
         snapshot_chunk_rows: 5_000,

@@ -3,5 +3,6 @@
 //! services, each with its own directory, database or key prefix.
 
 mod log;
+mod pipeline;
 mod postgres;
 mod schemas;

@@ -59,6 +59,8 @@ pub struct StreamConfig {
     pub proto_version: u32,
     /// Waits between reconnection attempts.
     pub reconnect: Backoff,
+    /// Topic names: `{source}`, `{schema}` and `{table}` are replaced.
+    pub topic_template: String,
     /// Connections reading the snapshot in parallel (each reads one table
     /// or key range at a time).
     pub snapshot_workers: usize,
@@ -83,6 +85,19 @@ pub enum PublicationScope {
     /// (`FOR ALL TABLES`; creating it takes a superuser).
     AllTables,
 }
+
+impl StreamConfig {
+    /// The topic of `schema.table`'s events.
+    pub fn topic(&self, schema: &str, table: &str) -> String {
+        self.topic_template
+            .replace("{source}", &self.name)
+            .replace("{schema}", schema)
+            .replace("{table}", table)
+    }
+}
+
+/// The default topic template.
+pub const DEFAULT_TOPIC_TEMPLATE: &str = "{source}.{schema}.{table}";
 
 /// Exponential backoff: `initial`, doubling up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -617,7 +632,7 @@ impl StreamSource {
             replica_identity,
         )
         .await?;
-        let topic = topic_name(&self.cfg.name, namespace, name);
+        let topic = self.cfg.topic(namespace, name);
         let unchanged = self.relations.get(&oid).is_some_and(|r| *r.table == table);
         if !unchanged {
             let as_of = self.state.get(namespace, name).map_or(0, |t| t.as_of);
@@ -1167,7 +1182,7 @@ impl StreamSource {
             let shape =
                 catalog::table_schema(&clients[0], &self.cfg.connect.database, schema, table)
                     .await?;
-            let topic = topic_name(&self.cfg.name, schema, table);
+            let topic = self.cfg.topic(schema, table);
             let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
             self.writer
                 .register(&topic, avro, self.cfg.topic_config.clone())?;

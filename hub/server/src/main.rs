@@ -1,6 +1,7 @@
 //! `tributary`: the command-line entry point.
 
 mod bench;
+mod pipeline;
 mod serve;
 mod topics;
 
@@ -24,6 +25,12 @@ enum Command {
     /// Measure Tributary against reference systems in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a pipeline (YAML): its sources into the embedded log, until
+    /// SIGINT or SIGTERM.
+    Run(pipeline::RunArgs),
+    /// Check a pipeline file and, unless --offline, what it needs of its
+    /// sources (wal_level, privileges, tables, keys).
+    Validate(pipeline::ValidateArgs),
     /// Run the hub: the log and the schema registry's HTTP API.
     Serve(serve::ServeArgs),
     /// Inspect the topics of a data directory.
@@ -36,7 +43,18 @@ pub(crate) fn default_data_dir() -> PathBuf {
     PathBuf::from("./tributary-data")
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // Errors are for people: the message and its causes, no backtrace.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level)?)
@@ -46,5 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Topics(cmd) => topics::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Run(args) => pipeline::run(args),
+        Command::Validate(args) => pipeline::validate(args),
     }
 }

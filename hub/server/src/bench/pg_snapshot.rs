@@ -116,6 +116,7 @@ async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u
         heartbeat: None,
         proto_version: 2,
         reconnect: Backoff::default(),
+        topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
         snapshot_workers: args.workers,
         snapshot_chunk_rows: args.chunk_rows,
         progress_interval: Duration::from_secs(10),

@@ -196,6 +196,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         heartbeat: None,
         proto_version: 2,
         reconnect: Backoff::default(),
+        topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
         snapshot_workers: 2,
         snapshot_chunk_rows: 250_000,
         progress_interval: Duration::from_secs(10),

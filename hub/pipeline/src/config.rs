@@ -1,0 +1,840 @@
+//! The pipeline file: YAML, strictly parsed.
+//!
+//! * Unknown fields are errors, and every error names the file, line,
+//!   column and path: `pipeline.yaml:14:7: sinks[1].batch_size: expected
+//!   an integer, found "ten"`.
+//! * `${VAR}` and `${VAR:-default}` take values from the environment
+//!   (`$${` is a literal `${`); a missing variable without a default is an
+//!   error. Substituted values are replaced by their `${...}` reference in
+//!   every error message, so secrets never show.
+//! * Passwords, URLs with credentials and tokens are [`Secret`]s: their
+//!   `Debug` and `Display` print `<redacted>`.
+//!
+//! YAML is read with serde-saphyr (serde_yaml is archived; serde-saphyr is
+//! maintained, never panics on input, and locates every error).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A configuration error, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// Where in the document (`sinks[1].batch_size`); empty for the root.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = self.file.display().to_string();
+        if let Some(l) = self.line {
+            out.push_str(&format!(":{l}"));
+            if let Some(c) = self.column {
+                out.push_str(&format!(":{c}"));
+            }
+        }
+        out.push_str(": ");
+        if !self.path.is_empty() {
+            out.push_str(&self.path);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+/// A value that must not be shown: `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A whole pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// The embedded log.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Change streams into the log.
+    #[serde(default)]
+    pub sources: Vec<SourceSection>,
+    /// Record transformations between the log and sinks.
+    #[serde(default)]
+    pub transforms: Vec<TransformSection>,
+    /// Consumers of the log.
+    #[serde(default)]
+    pub sinks: Vec<SinkSection>,
+    /// The gRPC and HTTP APIs.
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `log:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Data directory (relative paths are relative to the pipeline file).
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+    /// Partitions of topics the pipeline creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// At most this long between a write and its fsync; 0: fsync every
+    /// append before acknowledging it.
+    #[serde(default = "default_fsync_ms")]
+    pub fsync_interval_ms: u64,
+    /// Delete segments older than this.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest segments beyond this many bytes per partition.
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
+    /// Keep only the newest record per key.
+    #[serde(default)]
+    pub compaction: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            dir: default_dir(),
+            partitions: default_partitions(),
+            fsync_interval_ms: default_fsync_ms(),
+            retention_ms: None,
+            retention_bytes: None,
+            compaction: false,
+        }
+    }
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("tributary-data")
+}
+fn default_partitions() -> u32 {
+    4
+}
+fn default_fsync_ms() -> u64 {
+    50
+}
+
+/// Source kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// PostgreSQL logical replication.
+    Postgres,
+    /// MySQL/MariaDB row binlog.
+    Mysql,
+}
+
+/// Snapshot modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotName {
+    /// Read the tables when the slot is new, then stream.
+    #[default]
+    Initial,
+    /// Only stream.
+    Never,
+    /// Read the tables and stop.
+    InitialOnly,
+    /// As initial, and again when the position was lost.
+    WhenNeeded,
+}
+
+/// `sources[i]:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// Unique name: the topic prefix.
+    pub name: Spanned<String>,
+    /// What it reads.
+    pub kind: SourceKind,
+    /// `postgres://user:password@host:port/database?sslmode=...`; or the
+    /// fields below.
+    #[serde(default)]
+    pub url: Option<Spanned<Secret>>,
+    /// Host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Database.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// TLS: disable, prefer, require, verify-full.
+    #[serde(default)]
+    pub sslmode: Option<Spanned<String>>,
+    /// CA certificate(s) for verify-full.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// Which tables.
+    pub tables: TablesSection,
+    /// Publication (default `tributary_<name>`).
+    #[serde(default)]
+    pub publication: Option<String>,
+    /// Replication slot (default `tributary_<name>`).
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// Snapshot mode.
+    #[serde(default)]
+    pub snapshot: SnapshotName,
+    /// Topic per table, from `{source}`, `{schema}`, `{table}`.
+    #[serde(default = "default_topic")]
+    pub topic: Spanned<String>,
+    /// Heartbeat interval; 0 turns heartbeats off.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// pgoutput protocol version (1 or 2).
+    #[serde(default = "default_protocol")]
+    pub protocol: Spanned<u32>,
+    /// Parallel snapshot connections.
+    #[serde(default = "default_workers")]
+    pub snapshot_workers: usize,
+    /// Rows per key range of a big table's snapshot.
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: u64,
+}
+
+fn default_topic() -> Spanned<String> {
+    Spanned::new(
+        "{source}.{schema}.{table}".into(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+fn default_heartbeat_ms() -> u64 {
+    10_000
+}
+fn default_protocol() -> Spanned<u32> {
+    Spanned::new(
+        2,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_chunk_rows() -> u64 {
+    250_000
+}
+
+/// `tables:`: `schema.table` patterns, `*` matching any run of
+/// characters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesSection {
+    /// Tables to capture.
+    pub include: Vec<Spanned<String>>,
+    /// Tables to leave out, of those included.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+}
+
+/// Transform kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformKind {
+    /// Keep records whose op is in `ops` and that satisfy `where`.
+    Filter,
+    /// Remove `columns`.
+    DropColumns,
+    /// Rename columns (`rename: {old: new}`).
+    RenameColumns,
+    /// Replace `columns`' values with a fixed mask.
+    MaskColumns,
+    /// Send records to topic `to`.
+    Route,
+    /// Replace the envelope by the new row state.
+    Unwrap,
+}
+
+/// `transforms[i]:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSection {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// What it does.
+    pub kind: TransformKind,
+    /// Topics (or patterns) it applies to.
+    pub topics: Vec<String>,
+    /// filter: ops to keep (`c`, `u`, `d`, `r`, `t`).
+    #[serde(default)]
+    pub ops: Vec<String>,
+    /// filter: a column predicate (`column = value`, `!=`, `<`, `>`).
+    #[serde(default, rename = "where")]
+    pub predicate: Option<String>,
+    /// drop_columns, mask_columns: the columns.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// rename_columns: old name to new.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// route: the target topic.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// Sink kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A tantivy search index.
+    Tantivy,
+    /// Redis.
+    Redis,
+    /// A PostgreSQL database.
+    Postgres,
+    /// A MySQL/MariaDB database.
+    Mysql,
+}
+
+/// What a sink does with a record it cannot apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Pause at the committed offset, the error in status.
+    #[default]
+    Stop,
+    /// Write it with error headers to `<sink>.dlq` and go on.
+    Dlq,
+    /// Count it, log it, and go on.
+    Skip,
+}
+
+/// `sinks[i]:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// What it writes to.
+    pub kind: SinkKind,
+    /// Topics or patterns (`*`).
+    pub topics: Vec<String>,
+    /// Consumer group (default: the sink's name).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The target, as a URL (may hold credentials).
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// tantivy: the index directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Records per write.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// At most this long before a partial batch is written.
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+    /// Workers of the consumer group (a topic's partitions split among
+    /// them).
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Records it cannot apply.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_batch() -> u32 {
+    1000
+}
+fn default_flush_ms() -> u64 {
+    500
+}
+fn default_parallelism() -> u32 {
+    1
+}
+
+/// `server:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// gRPC listen address.
+    #[serde(default = "default_grpc")]
+    pub grpc: String,
+    /// HTTP listen address.
+    #[serde(default = "default_http")]
+    pub http: String,
+    /// Bearer token both APIs require, if set.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            grpc: default_grpc(),
+            http: default_http(),
+            token: None,
+        }
+    }
+}
+
+fn default_grpc() -> String {
+    "127.0.0.1:50051".into()
+}
+fn default_http() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// Reads and checks the pipeline at `path`, with `env` for `${VAR}`.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        path: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut pipeline = parse(path, &text, env)?;
+    if pipeline.log.dir.is_relative()
+        && let Some(parent) = path.parent()
+    {
+        pipeline.log.dir = parent.join(&pipeline.log.dir);
+    }
+    Ok(pipeline)
+}
+
+/// Parses pipeline text (`file` names it in errors).
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigError> {
+    let (text, substituted) = interpolate(file, text, env)?;
+    let redact = |mut message: String| {
+        for (value, reference) in &substituted {
+            if !value.is_empty() {
+                message = message.replace(value.as_str(), reference);
+            }
+        }
+        message
+    };
+    let located =
+        |line: Option<u64>, column: Option<u64>, path: String, message: String| ConfigError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            path,
+            message: redact(message),
+        };
+    let result: Result<Pipeline, serde_saphyr::Error> =
+        serde_saphyr::with_deserializer_from_str(&text, |de| {
+            serde_path_to_error::deserialize::<_, Pipeline>(de).map_err(|e| {
+                // Carried through the parser's error type as text, then
+                // split again below.
+                <serde_saphyr::Error as serde::de::Error>::custom(format!(
+                    "{}{PATH_END}{}",
+                    e.path(),
+                    e.inner()
+                ))
+            })
+        });
+    let pipeline = match result {
+        Ok(p) => p,
+        Err(e) => {
+            let full = e.to_string();
+            let (path, inner) = match full.split_once(PATH_END) {
+                Some((p, i)) => (clean_path(p), i.to_string()),
+                None => (String::new(), full),
+            };
+            let (message, line, column) = split_location(&inner);
+            let message = explain(&message, &text, line, column);
+            return Err(located(line, column, path, message));
+        }
+    };
+    check(&pipeline).map_err(|(loc, path, message)| {
+        let known = loc.filter(|l| *l != serde_saphyr::Location::UNKNOWN);
+        located(
+            known.map(|l| l.line()),
+            known.map(|l| l.column()),
+            path,
+            message,
+        )
+    })?;
+    Ok(pipeline)
+}
+
+/// Separates the path from the message while both travel as one error
+/// text through the parser.
+const PATH_END: &str = " @@path-end@@ ";
+
+/// serde_path_to_error's path, without its `?` for unknown map keys.
+fn clean_path(p: &str) -> String {
+    let p = p.trim();
+    let p = p.strip_suffix(".?").unwrap_or(p);
+    if p == "." || p == "?" {
+        String::new()
+    } else {
+        p.to_string()
+    }
+}
+
+/// Splits "message at line L, column C" (the parser's first line).
+fn split_location(s: &str) -> (String, Option<u64>, Option<u64>) {
+    let first = s.lines().next().unwrap_or(s).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some(i) = first.rfind(" at line ") {
+        let (msg, loc) = first.split_at(i);
+        let loc = loc.trim_start_matches(" at line ");
+        let mut parts = loc.split(", column ");
+        let line = parts.next().and_then(|l| l.trim().parse().ok());
+        let column = parts.next().and_then(|c| c.trim().parse().ok());
+        return (msg.to_string(), line, column);
+    }
+    // "line L column C: message"
+    if let Some(rest) = first.strip_prefix("line ")
+        && let Some((loc, msg)) = rest.split_once(": ")
+    {
+        let mut parts = loc.split(" column ");
+        let line = parts.next().and_then(|l| l.trim().parse().ok());
+        let column = parts.next().and_then(|c| c.trim().parse().ok());
+        return (msg.to_string(), line, column);
+    }
+    (first.to_string(), None, None)
+}
+
+/// Clearer words for the parser's terse type errors: "invalid u32"
+/// becomes `expected an integer, found "ten"`.
+fn explain(message: &str, text: &str, line: Option<u64>, column: Option<u64>) -> String {
+    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(',').next().unwrap_or(key).trim();
+        return format!("`{key}` is given twice");
+    }
+    let wanted = match message.trim() {
+        m if m.starts_with("invalid u") || m.starts_with("invalid i") => "an integer",
+        m if m.starts_with("invalid f") => "a number",
+        m if m.starts_with("invalid bool") => "true or false",
+        _ => return message.to_string(),
+    };
+    let found = line
+        .zip(column)
+        .and_then(|(l, c)| scalar_at(text, l, c))
+        .unwrap_or_default();
+    if found.is_empty() {
+        format!("expected {wanted}")
+    } else {
+        format!("expected {wanted}, found {found:?}")
+    }
+}
+
+/// The plain scalar starting at 1-based `line`, `column`.
+fn scalar_at(text: &str, line: u64, column: u64) -> Option<String> {
+    let l = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let start = usize::try_from(column).ok()?.checked_sub(1)?;
+    let rest: String = l.chars().skip(start).collect();
+    let rest = rest.trim();
+    let value = rest
+        .split(" #")
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches([',', ']', '}'])
+        .trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+        .unwrap_or(value);
+    Some(value.to_string())
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; `$${` stays a literal `${`.
+/// Returns the text and each substituted value with its reference.
+fn interpolate(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<(String, String)>), ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut substituted = Vec::new();
+    for (ln, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        let mut col = 1u64;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            col += rest[..i].chars().count() as u64;
+            let after = &rest[i..];
+            if let Some(tail) = after.strip_prefix("$${") {
+                out.push_str("${");
+                rest = tail;
+                col += 3;
+                continue;
+            }
+            let Some(body) = after.strip_prefix("${") else {
+                out.push('$');
+                rest = &after[1..];
+                col += 1;
+                continue;
+            };
+            let Some(end) = body.find('}') else {
+                return Err(ConfigError {
+                    file: file.to_path_buf(),
+                    line: Some(ln as u64 + 1),
+                    column: Some(col),
+                    path: String::new(),
+                    message: "`${` without a closing `}`".into(),
+                });
+            };
+            let inner = &body[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ConfigError {
+                    file: file.to_path_buf(),
+                    line: Some(ln as u64 + 1),
+                    column: Some(col),
+                    path: String::new(),
+                    message: format!("`${{{inner}}}`: not a variable name"),
+                });
+            }
+            let value = match (env(name), default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_string(),
+                (None, None) => {
+                    return Err(ConfigError {
+                        file: file.to_path_buf(),
+                        line: Some(ln as u64 + 1),
+                        column: Some(col),
+                        path: String::new(),
+                        message: format!(
+                            "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                        ),
+                    });
+                }
+            };
+            out.push_str(&value);
+            substituted.push((value, format!("${{{inner}}}")));
+            let reference_len = 3 + inner.chars().count() as u64;
+            col += reference_len;
+            rest = &body[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    // Longest first, so a value inside another is not replaced first.
+    substituted.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+    Ok((out, substituted))
+}
+
+type Located = (Option<serde_saphyr::Location>, String, String);
+
+/// What parsing cannot check: unique names, values that must be one of
+/// a few, topic templates.
+fn check(p: &Pipeline) -> Result<(), Located> {
+    let mut names = HashSet::new();
+    for (i, s) in p.sources.iter().enumerate() {
+        let at = |field: &str| format!("sources[{i}].{field}");
+        if !valid_name(&s.name.value) {
+            return Err((
+                Some(s.name.referenced),
+                at("name"),
+                format!(
+                    "{:?}: use letters, digits, `_` and `-` (it prefixes topic names)",
+                    s.name.value
+                ),
+            ));
+        }
+        if !names.insert(s.name.value.clone()) {
+            return Err((
+                Some(s.name.referenced),
+                at("name"),
+                format!("{:?} is used twice", s.name.value),
+            ));
+        }
+        if let Some(mode) = &s.sslmode
+            && tributary_connector_postgres::tls::SslMode::parse(&mode.value).is_none()
+        {
+            return Err((
+                Some(mode.referenced),
+                at("sslmode"),
+                format!(
+                    "unknown sslmode {:?}: expected disable, prefer, require or verify-full",
+                    mode.value
+                ),
+            ));
+        }
+        if !matches!(s.protocol.value, 1 | 2) {
+            return Err((
+                Some(s.protocol.referenced),
+                at("protocol"),
+                format!("pgoutput protocol {} : expected 1 or 2", s.protocol.value),
+            ));
+        }
+        if s.url.is_none() && s.database.is_none() {
+            return Err((
+                Some(s.name.referenced),
+                format!("sources[{i}]"),
+                "needs `url` or `database` (with `host`, `port`, `user`)".into(),
+            ));
+        }
+        if let Some(url) = &s.url
+            && let Err(e) = crate::source::parse_url(url.value.expose())
+        {
+            return Err((Some(url.referenced), at("url"), e));
+        }
+        if s.tables.include.is_empty() {
+            return Err((
+                Some(s.name.referenced),
+                at("tables.include"),
+                "needs at least one `schema.table` pattern".into(),
+            ));
+        }
+        for (j, pat) in s.tables.include.iter().chain(&s.tables.exclude).enumerate() {
+            if !pat.value.contains('.') {
+                let which = if j < s.tables.include.len() {
+                    format!("tables.include[{j}]")
+                } else {
+                    format!("tables.exclude[{}]", j - s.tables.include.len())
+                };
+                return Err((
+                    Some(pat.referenced),
+                    at(&which),
+                    format!(
+                        "{:?}: expected `schema.table` (`*` matches anything)",
+                        pat.value
+                    ),
+                ));
+            }
+        }
+        let t = &s.topic.value;
+        if !t.contains("{table}") {
+            return Err((
+                Some(s.topic.referenced),
+                at("topic"),
+                format!("{t:?} must contain {{table}} (each table needs a topic of its own)"),
+            ));
+        }
+    }
+    for (i, t) in p.transforms.iter().enumerate() {
+        if !names.insert(t.name.value.clone()) {
+            return Err((
+                Some(t.name.referenced),
+                format!("transforms[{i}].name"),
+                format!("{:?} is used twice", t.name.value),
+            ));
+        }
+    }
+    for (i, s) in p.sinks.iter().enumerate() {
+        if !valid_name(&s.name.value) {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].name"),
+                format!("{:?}: use letters, digits, `_` and `-`", s.name.value),
+            ));
+        }
+        if !names.insert(s.name.value.clone()) {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].name"),
+                format!("{:?} is used twice", s.name.value),
+            ));
+        }
+        if s.topics.is_empty() {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].topics"),
+                "needs at least one topic or pattern".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Whether `name` (`schema.table`) matches `pattern`, `*` matching any run
+/// of characters.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(matches("public.*", "public.orders"));
+        assert!(matches("*.orders", "sales.orders"));
+        assert!(matches("public.order_*", "public.order_lines"));
+        assert!(!matches("public.order_*", "public.orders"));
+        assert!(!matches("public.*", "private.orders"));
+    }
+
+    #[test]
+    fn interpolation() {
+        let env = |k: &str| (k == "PW").then(|| "s3cret".to_string());
+        let (t, subs) = interpolate(
+            Path::new("p.yaml"),
+            "a: ${PW}\nb: ${NOPE:-x}\nc: $${LIT} $5\n",
+            &env,
+        )
+        .expect("interpolate");
+        assert_eq!(t, "a: s3cret\nb: x\nc: ${LIT} $5\n");
+        assert_eq!(subs[0], ("s3cret".into(), "${PW}".into()));
+        let err =
+            interpolate(Path::new("p.yaml"), "x: 1\ny: ${MISSING}\n", &env).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "p.yaml:2:4: environment variable MISSING is not set (write ${MISSING:-default} for a default)"
+        );
+    }
+}

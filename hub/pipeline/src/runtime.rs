@@ -1,0 +1,252 @@
+//! Running a pipeline: every source is a supervised task. A source that
+//! fails is restarted with exponential backoff (1 s doubling to 60 s)
+//! while the others go on; its state and last error are in
+//! [`Status`]. Shutdown stops the sources (each acknowledges upstream
+//! only what the log holds durably), then flushes the log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tributary_connector_postgres::source::{StreamSource, prepare, sql_connect};
+use tributary_log::Log;
+use tributary_schemas::Registry;
+use tributary_schemas::writer::EventWriter;
+
+use crate::config::{Pipeline, SourceKind, SourceSection};
+
+/// Failures that stop the whole pipeline (a connector's own failures only
+/// restart it).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The log could not be opened or flushed.
+    #[error("log at {dir}: {source}")]
+    Log {
+        /// Its directory.
+        dir: String,
+        /// Cause.
+        #[source]
+        source: tributary_log::LogError,
+    },
+    /// The registry could not be opened.
+    #[error("schema registry: {0}")]
+    Registry(#[from] tributary_schemas::RegistryError),
+    /// The pipeline asks for something this version cannot run.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A connector's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Connecting, preparing, snapshotting.
+    Starting,
+    /// Streaming.
+    Running,
+    /// Failed; restarting after a wait.
+    Restarting,
+    /// Stopped (shutdown, or an `initial_only` snapshot finished).
+    Stopped,
+}
+
+/// What status shows of a connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorStatus {
+    /// `source` or `sink`.
+    pub role: &'static str,
+    /// Its state.
+    pub state: State,
+    /// Restarts after failures.
+    pub restarts: u32,
+    /// The last failure, if any (never holds secrets: connection errors
+    /// name host, port, database and user only).
+    pub last_error: Option<String>,
+    /// Change events written by its finished runs.
+    pub events: u64,
+}
+
+/// Every connector's status, by name.
+pub type Status = Arc<Mutex<BTreeMap<String, ConnectorStatus>>>;
+
+/// What [`run`] needs beyond the pipeline.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Turns true to stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// First wait before restarting a failed connector.
+    pub restart_initial: Duration,
+    /// Longest wait.
+    pub restart_max: Duration,
+}
+
+/// Checks that this version can run everything `p` declares.
+pub fn supported(p: &Pipeline) -> Result<(), String> {
+    if let Some((i, s)) = p
+        .sources
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.kind != SourceKind::Postgres)
+    {
+        return Err(format!(
+            "sources[{i}] ({}): kind {:?} is not available in this version",
+            s.name.value, s.kind
+        ));
+    }
+    if let Some(t) = p.transforms.first() {
+        return Err(format!(
+            "transforms[0] ({}): transforms are not available in this version",
+            t.name.value
+        ));
+    }
+    if let Some(s) = p.sinks.first() {
+        return Err(format!(
+            "sinks[0] ({}): kind {:?} is not available in this version",
+            s.name.value, s.kind
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `p` until `opts.shutdown` turns true (or every source stopped by
+/// itself). Returns the final status.
+pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeError> {
+    supported(&p).map_err(RuntimeError::Unsupported)?;
+    let log_err = |source| RuntimeError::Log {
+        dir: p.log.dir.display().to_string(),
+        source,
+    };
+    let log = Log::open(p.log.dir.join("log")).map_err(log_err)?;
+    let registry = Registry::open(p.log.dir.join("registry"))?;
+    let status: Status = Arc::new(Mutex::new(BTreeMap::new()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for s in &p.sources {
+        set(&status, &s.name.value, |c| c.state = State::Starting);
+        let sup = Supervised {
+            section: s.clone(),
+            pipeline: p.clone(),
+            log: log.clone(),
+            registry: registry.clone(),
+            status: Arc::clone(&status),
+            stop: stop_rx.clone(),
+            initial: opts.restart_initial,
+            max: opts.restart_max,
+        };
+        tasks.push(tokio::spawn(sup.run()));
+    }
+    tracing::info!(sources = p.sources.len(), dir = %p.log.dir.display(), "pipeline running");
+    let all_done = futures_join(&mut tasks);
+    tokio::pin!(all_done);
+    tokio::select! {
+        _ = &mut all_done => {}
+        _ = async {
+            while !*opts.shutdown.borrow() {
+                if opts.shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        } => {
+            tracing::info!("stopping: sources first, then the log");
+            let _ = stop_tx.send(true);
+            all_done.await;
+        }
+    }
+    log.flush().map_err(log_err)?;
+    tracing::info!("stopped");
+    Ok(status)
+}
+
+async fn futures_join(tasks: &mut [tokio::task::JoinHandle<()>]) {
+    for t in tasks.iter_mut() {
+        let _ = t.await;
+    }
+}
+
+fn set(status: &Status, name: &str, f: impl FnOnce(&mut ConnectorStatus)) {
+    let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = st.entry(name.to_string()).or_insert(ConnectorStatus {
+        role: "source",
+        state: State::Starting,
+        restarts: 0,
+        last_error: None,
+        events: 0,
+    });
+    f(entry);
+}
+
+struct Supervised {
+    section: SourceSection,
+    pipeline: Pipeline,
+    log: Log,
+    registry: Registry,
+    status: Status,
+    stop: watch::Receiver<bool>,
+    initial: Duration,
+    max: Duration,
+}
+
+impl Supervised {
+    async fn run(mut self) {
+        let name = self.section.name.value.clone();
+        let mut delay = self.initial;
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            match self.once().await {
+                Ok(events) => {
+                    set(&self.status, &name, |c| {
+                        c.state = State::Stopped;
+                        c.events += events;
+                    });
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(source = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting");
+                    set(&self.status, &name, |c| {
+                        c.state = State::Restarting;
+                        c.restarts += 1;
+                        c.last_error = Some(e.clone());
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                    delay = (delay * 2).min(self.max);
+                }
+            }
+        }
+        set(&self.status, &name, |c| c.state = State::Stopped);
+    }
+
+    /// One life of the source: connect, resolve tables, prepare, stream.
+    async fn once(&mut self) -> Result<u64, String> {
+        let s = &self.section;
+        let connect = crate::source::connect_config(s)?;
+        let client = sql_connect(&connect).await.map_err(|e| e.to_string())?;
+        let tables = crate::source::resolve_tables(&client, s)
+            .await
+            .map_err(|e| e.to_string())?;
+        if tables.is_empty() {
+            return Err(format!(
+                "no table of database {} matches the source's patterns",
+                connect.database
+            ));
+        }
+        let cfg = crate::source::stream_config(s, &self.pipeline.log, connect, tables);
+        crate::source::sync_publication(&client, &cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        prepare(&client, &cfg).await.map_err(|e| e.to_string())?;
+        drop(client);
+        let writer = EventWriter::new(self.log.clone(), self.registry.clone());
+        let mut source = StreamSource::new(cfg, self.log.clone(), writer);
+        set(&self.status, &s.name.value, |c| c.state = State::Running);
+        let stats = source
+            .run(self.stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stats.events + stats.snapshot_rows)
+    }
+}

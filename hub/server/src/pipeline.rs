@@ -1,0 +1,123 @@
+//! `tributary run FILE` and `tributary validate FILE`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tributary_pipeline::runtime::{RunOptions, State};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline file (YAML).
+    file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The pipeline file (YAML).
+    file: PathBuf,
+    /// Only check the file: do not connect to sources and sinks.
+    #[arg(long)]
+    offline: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let p = tributary_pipeline::load(&args.file, &env)?;
+    tributary_pipeline::runtime::supported(&p)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    if !args.offline {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            for (i, s) in p.sources.iter().enumerate() {
+                let tables = tributary_pipeline::source::check_server(s)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}: sources[{i}] ({}): {e}",
+                            args.file.display(),
+                            s.name.value
+                        )
+                    })?;
+                let names: Vec<String> = tables.iter().map(|(s, t)| format!("{s}.{t}")).collect();
+                println!(
+                    "sources[{i}] ({}): ok, {} tables: {}",
+                    s.name.value,
+                    names.len(),
+                    names.join(", ")
+                );
+            }
+            anyhow::Ok(())
+        })?;
+    }
+    println!(
+        "{}: valid ({} sources, {} transforms, {} sinks)",
+        args.file.display(),
+        p.sources.len(),
+        p.transforms.len(),
+        p.sinks.len()
+    );
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let p = tributary_pipeline::load(&args.file, &env)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        // First SIGINT/SIGTERM: stop cleanly. Second: leave now.
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            let _ = tx.send(true);
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("second signal: exiting without a clean stop");
+            std::process::exit(130);
+        });
+        let status = tributary_pipeline::runtime::run(
+            p,
+            RunOptions {
+                shutdown: rx,
+                restart_initial: Duration::from_secs(1),
+                restart_max: Duration::from_secs(60),
+            },
+        )
+        .await
+        .with_context(|| format!("running {}", args.file.display()))?;
+        let st = status.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, c) in st.iter() {
+            let state = match c.state {
+                State::Starting => "starting",
+                State::Running => "running",
+                State::Restarting => "restarting",
+                State::Stopped => "stopped",
+            };
+            println!(
+                "{} {name}: {state}, {} events, {} restarts{}",
+                c.role,
+                c.events,
+                c.restarts,
+                c.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        anyhow::Ok(())
+    })
+}
