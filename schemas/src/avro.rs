@@ -340,6 +340,7 @@ impl EventSchema {
         let value_json = json!({
             "type": "record", "name": "Envelope", "namespace": ns,
             "connect.name": format!("{ns}.Envelope"),
+            (crate::described::TABLE_PROPERTY): crate::described::describe(source_name, connector, &table),
             "fields": [
                 {"name": "before", "type": ["null", value_record], "default": null},
                 {"name": "after", "type": ["null", format!("{ns}.Value")], "default": null},

@@ -9,10 +9,12 @@
 //! - [`writer`]: the validated write path from change events to the log.
 
 pub mod avro;
+pub mod described;
 pub mod names;
 pub mod registry;
 pub mod wire;
 pub mod writer;
 
-pub use avro::{Connector, DecodeError, EncodeError, EventSchema};
+pub use avro::{Connector, DecodeError, EncodeError, EventSchema, SchemaError};
+pub use described::RecordDecoder;
 pub use registry::{Compatibility, Registry, RegistryError};

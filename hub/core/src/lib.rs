@@ -6,9 +6,12 @@
 
 pub mod event;
 pub mod offsets;
+pub mod render;
+pub mod sink;
 
 pub use event::{
     ChangeEvent, Column, ColumnType, Datum, NumericSpecial, Op, Position, SnapshotFlag, SourceInfo,
     TableSchema, TransactionInfo,
 };
 pub use offsets::{ConsumerOffset, OffsetStore, OffsetStoreError, TopicPartition};
+pub use sink::{Sink, SinkError, SinkRecord};

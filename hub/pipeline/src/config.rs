@@ -361,6 +361,9 @@ pub struct SinkSection {
     /// tantivy: the index directory.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// redis: prepended to every key.
+    #[serde(default)]
+    pub prefix: Option<String>,
     /// Records per write.
     #[serde(default = "default_batch")]
     pub batch_size: u32,

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod runtime;
+pub mod sink;
 pub mod source;
 
 pub use config::{ConfigError, Pipeline, load, parse};

@@ -14,7 +14,7 @@ use tributary_log::Log;
 use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
 
-use crate::config::{Pipeline, SourceKind, SourceSection};
+use crate::config::{Pipeline, SinkKind, SinkSection, SourceKind, SourceSection};
 
 /// Failures that stop the whole pipeline (a connector's own failures only
 /// restart it).
@@ -48,6 +48,9 @@ pub enum State {
     Restarting,
     /// Stopped (shutdown, or an `initial_only` snapshot finished).
     Stopped,
+    /// A sink paused by `on_error: stop` or a fatal error, at its
+    /// committed offset, until the pipeline restarts.
+    Paused,
 }
 
 /// What status shows of a connector.
@@ -99,9 +102,14 @@ pub fn supported(p: &Pipeline) -> Result<(), String> {
             t.name.value
         ));
     }
-    if let Some(s) = p.sinks.first() {
+    if let Some((i, s)) = p
+        .sinks
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.kind != SinkKind::Redis)
+    {
         return Err(format!(
-            "sinks[0] ({}): kind {:?} is not available in this version",
+            "sinks[{i}] ({}): kind {:?} is not available in this version",
             s.name.value, s.kind
         ));
     }
@@ -135,7 +143,35 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
         };
         tasks.push(tokio::spawn(sup.run()));
     }
-    tracing::info!(sources = p.sources.len(), dir = %p.log.dir.display(), "pipeline running");
+    let offsets = Arc::new(
+        tributary_log::SledOffsetStore::open(p.log.dir.join("offsets"))
+            .map_err(|e| RuntimeError::Unsupported(format!("consumer offsets: {e}")))?,
+    );
+    let decoder = tributary_schemas::RecordDecoder::new(registry.clone());
+    for s in &p.sinks {
+        for w in 0..s.parallelism.max(1) {
+            let label = if s.parallelism > 1 {
+                format!("{}#{w}", s.name.value)
+            } else {
+                s.name.value.clone()
+            };
+            set(&status, &label, |c| c.role = "sink");
+            let sup = SupervisedSink {
+                label,
+                section: s.clone(),
+                worker: w,
+                log: log.clone(),
+                decoder: decoder.clone(),
+                offsets: Arc::clone(&offsets),
+                status: Arc::clone(&status),
+                stop: stop_rx.clone(),
+                initial: opts.restart_initial,
+                max: opts.restart_max,
+            };
+            tasks.push(tokio::spawn(sup.run()));
+        }
+    }
+    tracing::info!(sources = p.sources.len(), sinks = p.sinks.len(), dir = %p.log.dir.display(), "pipeline running");
     let all_done = futures_join(&mut tasks);
     tokio::pin!(all_done);
     tokio::select! {
@@ -248,5 +284,104 @@ impl Supervised {
             .await
             .map_err(|e| e.to_string())?;
         Ok(stats.events + stats.snapshot_rows)
+    }
+}
+
+/// Makes the sink a section declares.
+pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, String> {
+    match s.kind {
+        SinkKind::Redis => {
+            let sink =
+                tributary_sink_redis::RedisSink::new(tributary_sink_redis::RedisSinkConfig {
+                    name: s.name.value.clone(),
+                    url: s.url.as_ref().map_or_else(
+                        || "redis://127.0.0.1:6379".to_string(),
+                        |u| u.expose().to_string(),
+                    ),
+                    prefix: s.prefix.clone().unwrap_or_default(),
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(Box::new(sink))
+        }
+        other => Err(format!(
+            "sink kind {other:?} is not available in this version"
+        )),
+    }
+}
+
+struct SupervisedSink {
+    label: String,
+    section: SinkSection,
+    worker: u32,
+    log: Log,
+    decoder: tributary_schemas::RecordDecoder,
+    offsets: Arc<tributary_log::SledOffsetStore>,
+    status: Status,
+    stop: watch::Receiver<bool>,
+    initial: Duration,
+    max: Duration,
+}
+
+impl SupervisedSink {
+    async fn run(mut self) {
+        let mut delay = self.initial;
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let ended = match make_sink(&self.section) {
+                Ok(sink) => {
+                    set(&self.status, &self.label, |c| c.state = State::Running);
+                    crate::sink::Worker {
+                        section: self.section.clone(),
+                        worker: self.worker,
+                        workers: self.section.parallelism.max(1),
+                        log: self.log.clone(),
+                        decoder: self.decoder.clone(),
+                        offsets: Arc::clone(&self.offsets),
+                        stop: self.stop.clone(),
+                        sink,
+                    }
+                    .run()
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match ended {
+                Ok(crate::sink::Ended::Stopped { applied }) => {
+                    set(&self.status, &self.label, |c| c.events += applied);
+                    break;
+                }
+                Ok(crate::sink::Ended::Paused { applied, error }) => {
+                    tracing::error!(sink = %self.label, %error, "sink paused at its committed offset");
+                    set(&self.status, &self.label, |c| {
+                        c.events += applied;
+                        c.last_error = Some(error);
+                        c.state = State::Paused;
+                    });
+                    // Paused until restarted by hand: wait for the stop.
+                    while !*self.stop.borrow() {
+                        if self.stop.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(sink = %self.label, error = %e, retry_in_ms = delay.as_millis() as u64, "sink failed; restarting");
+                    set(&self.status, &self.label, |c| {
+                        c.state = State::Restarting;
+                        c.restarts += 1;
+                        c.last_error = Some(e.clone());
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                    delay = (delay * 2).min(self.max);
+                }
+            }
+        }
+        set(&self.status, &self.label, |c| c.state = State::Stopped);
     }
 }

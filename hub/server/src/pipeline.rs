@@ -106,6 +106,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 State::Running => "running",
                 State::Restarting => "restarting",
                 State::Stopped => "stopped",
+                State::Paused => "paused",
             };
             println!(
                 "{} {name}: {state}, {} events, {} restarts{}",

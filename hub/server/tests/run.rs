@@ -11,19 +11,34 @@ const BEFORE: i64 = 500;
 const TXS: i64 = 300;
 const ROWS_PER_TX: i64 = 5;
 
-fn start(file: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("run")
-        .arg(file)
-        .env("TRIBUTARY_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tributary run")
+/// The running pipeline; killed if the test fails before stopping it.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(file: &std::path::Path) -> Running {
+    Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .arg("run")
+            .arg(file)
+            .env("TRIBUTARY_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tributary run"),
+    ))
 }
 
 /// SIGTERM, then the exit status and what the process printed.
-fn terminate(child: Child) -> (std::process::ExitStatus, String) {
+fn terminate(mut running: Running) -> (std::process::ExitStatus, String) {
+    let child = running.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,0 +1,90 @@
+//! The sink contract: how the runtime hands records to a sink and when
+//! a consumer offset may move.
+//!
+//! 1. At start the runtime asks [`Sink::stored_offsets`]. A sink whose
+//!    target can store offsets in the same transaction as the data (a
+//!    database, Redis `MULTI`) returns what it stored: the runtime resumes
+//!    exactly there (exactly-once effect). Others return `None` and the
+//!    runtime resumes from the consumer group's committed offsets.
+//! 2. The runtime calls [`Sink::apply`] with a batch: records of one or
+//!    more partitions, each partition's in log order, at most `batch_size`.
+//!    `apply` returns once the target holds the whole batch durably; a
+//!    sink that stores offsets stores, in the same transaction, for each
+//!    partition in the batch the offset after its last record.
+//! 3. Only then does the runtime commit the consumer offsets past the
+//!    batch. A crash between 2 and 3 replays the batch: sinks that do not
+//!    store offsets must apply idempotently (upserts and deletes by key),
+//!    so delivery is at-least-once and the effect exactly-once.
+//! 4. A record the target refuses ([`SinkError::Record`]): the records
+//!    before it are applied (and their offsets stored, if the sink stores
+//!    offsets); the pipeline's `on_error` decides what happens to it
+//!    (`stop`: the sink pauses at the offset of that record; `dlq`: it is
+//!    written with error headers to `<sink>.dlq`; `skip`: it is counted and
+//!    logged). Then the rest of the batch is applied.
+//! 5. [`SinkError::Transient`]: nothing of the batch counts as applied;
+//!    the runtime retries it with backoff. [`SinkError::Fatal`]: the sink
+//!    stops, at its committed offset, with the error in status.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::event::{ChangeEvent, Datum, TableSchema};
+use crate::offsets::TopicPartition;
+
+/// A boxed future, so sinks can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Offsets a sink stored in its target: for each partition, the offset
+/// after the last record it applied.
+pub type StoredOffsets = Vec<(TopicPartition, u64)>;
+
+/// A record as a sink gets it: where it is in the log and what it says.
+#[derive(Debug, Clone)]
+pub struct SinkRecord {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// Append time, ms since the Unix epoch.
+    pub timestamp: i64,
+    /// The row's key columns, in key order (`None` for keyless records:
+    /// truncates, tables keyed by REPLICA IDENTITY FULL).
+    pub key: Option<Vec<Datum>>,
+    /// The change.
+    pub event: ChangeEvent,
+    /// The table's shape as the record was written.
+    pub table: Arc<TableSchema>,
+}
+
+/// Why a sink could not apply a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The target refuses record `index` of the batch (a value it cannot
+    /// hold, a constraint); the records before it are applied.
+    #[error("record {index} of the batch: {reason}")]
+    Record {
+        /// Its index in the batch.
+        index: usize,
+        /// The target's words.
+        reason: String,
+    },
+    /// The target is unreachable or busy: retry the whole batch.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help (configuration, privileges).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A sink: see the module documentation for the contract.
+pub trait Sink: Send {
+    /// Offsets stored in the target with the data, or `None` if the target
+    /// does not store them.
+    fn stored_offsets(&mut self) -> BoxFuture<'_, Result<Option<StoredOffsets>, SinkError>>;
+
+    /// Applies `batch`; returns once the target holds it durably.
+    fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>>;
+}

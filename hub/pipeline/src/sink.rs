@@ -1,0 +1,319 @@
+//! Running a sink: a consumer group's workers read the log from their
+//! committed (or sink-stored) offsets, decode each record through the
+//! registry, hand batches to the sink, and commit offsets only past what
+//! the sink applied. `on_error` decides about records the target refuses.
+//! Reading is bounded by the batch size: a slow sink never grows memory,
+//! the log holds what it has not read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tributary_core::{OffsetStore, Sink, SinkError, SinkRecord, TopicPartition};
+use tributary_log::{BatchBuilder, Log, RecordIn, SledOffsetStore, TopicConfig};
+use tributary_schemas::RecordDecoder;
+
+use crate::config::{OnError, SinkSection, matches};
+
+/// A raw record kept beside its decoded form, for the dead-letter topic.
+struct Raw {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+}
+
+/// What a worker needs.
+pub(crate) struct Worker {
+    pub section: SinkSection,
+    pub worker: u32,
+    pub workers: u32,
+    pub log: Log,
+    pub decoder: RecordDecoder,
+    pub offsets: Arc<SledOffsetStore>,
+    pub stop: watch::Receiver<bool>,
+    pub sink: Box<dyn Sink>,
+}
+
+/// How a worker's run ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Asked to stop.
+    Stopped { applied: u64 },
+    /// Paused by `on_error: stop` or a fatal error, at its committed
+    /// offsets.
+    Paused { applied: u64, error: String },
+}
+
+impl Worker {
+    fn group(&self) -> String {
+        self.section
+            .group
+            .clone()
+            .unwrap_or_else(|| self.section.name.value.clone())
+    }
+
+    /// The partitions of topics matching the sink's patterns that this
+    /// worker owns (every `workers`-th, in name order).
+    fn assignment(&self) -> Vec<TopicPartition> {
+        let dlq = format!("{}.dlq", self.section.name.value);
+        let mut all = Vec::new();
+        let mut topics = self.log.topics();
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
+        for t in topics {
+            let name = t.name();
+            if name == dlq || !self.section.topics.iter().any(|p| matches(p, name)) {
+                continue;
+            }
+            for p in 0..t.partitions().len() as u32 {
+                all.push(TopicPartition::new(name, p));
+            }
+        }
+        all.into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % self.workers == self.worker)
+            .map(|(_, tp)| tp)
+            .collect()
+    }
+
+    pub(crate) async fn run(mut self) -> Result<Ended, String> {
+        let group = self.group();
+        let stored: BTreeMap<TopicPartition, u64> = self
+            .sink
+            .stored_offsets()
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut positions: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        let mut applied = 0u64;
+        let mut delay = Duration::from_millis(200);
+        let idle = Duration::from_millis(self.section.flush_interval_ms.clamp(10, 200));
+        loop {
+            if *self.stop.borrow() {
+                return Ok(Ended::Stopped { applied });
+            }
+            for tp in self.assignment() {
+                if let std::collections::btree_map::Entry::Vacant(slot) = positions.entry(tp) {
+                    let tp = slot.key();
+                    let start = match stored.get(tp) {
+                        Some(&o) => o,
+                        None => match self.offsets.get(&group, tp).map_err(|e| e.to_string())? {
+                            Some(o) => o,
+                            None => self
+                                .log
+                                .topic(&tp.topic)
+                                .and_then(|t| {
+                                    t.partition(tp.partition).map(|p| p.earliest_offset())
+                                })
+                                .map_err(|e| e.to_string())?,
+                        },
+                    };
+                    slot.insert(start);
+                }
+            }
+            let (batch, raws, skipped_to) = self.read(&positions)?;
+            // Tombstones and the like carry nothing for a sink: move past.
+            for (tp, off) in &skipped_to {
+                positions.insert(tp.clone(), *off);
+            }
+            if batch.is_empty() {
+                self.commit(&group, &skipped_to)?;
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = self.stop.changed() => {}
+                }
+                continue;
+            }
+            let mut from = 0;
+            while from < batch.len() {
+                match self.sink.apply(&batch[from..]).await {
+                    Ok(()) => {
+                        applied += (batch.len() - from) as u64;
+                        self.advance(&mut positions, &batch[from..]);
+                        from = batch.len();
+                        delay = Duration::from_millis(200);
+                    }
+                    Err(SinkError::Record { index, reason }) => {
+                        let bad = from + index;
+                        applied += index as u64;
+                        self.advance(&mut positions, &batch[from..bad]);
+                        let r = &batch[bad];
+                        let at = format!("{}[{}]@{}", r.topic, r.partition, r.offset);
+                        match self.section.on_error {
+                            OnError::Stop => {
+                                self.commit_positions(&group, &positions)?;
+                                return Ok(Ended::Paused {
+                                    applied,
+                                    error: format!("{at}: {reason}"),
+                                });
+                            }
+                            OnError::Skip => {
+                                tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record skipped");
+                            }
+                            OnError::Dlq => {
+                                self.dead_letter(r, &raws[bad], &reason)?;
+                                tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record sent to the dead-letter topic");
+                            }
+                        }
+                        self.advance(&mut positions, std::slice::from_ref(r));
+                        from = bad + 1;
+                    }
+                    Err(SinkError::Transient(e)) => {
+                        tracing::warn!(sink = %self.section.name.value, error = %e, retry_in_ms = delay.as_millis() as u64, "sink unavailable; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.stop.changed() => {}
+                        }
+                        if *self.stop.borrow() {
+                            self.commit_positions(&group, &positions)?;
+                            return Ok(Ended::Stopped { applied });
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                    Err(SinkError::Fatal(e)) => {
+                        self.commit_positions(&group, &positions)?;
+                        return Ok(Ended::Paused { applied, error: e });
+                    }
+                }
+            }
+            self.commit_positions(&group, &positions)?;
+        }
+    }
+
+    fn advance(&self, positions: &mut BTreeMap<TopicPartition, u64>, done: &[SinkRecord]) {
+        for r in done {
+            positions.insert(TopicPartition::new(&*r.topic, r.partition), r.offset + 1);
+        }
+    }
+
+    fn commit(&self, group: &str, to: &BTreeMap<TopicPartition, u64>) -> Result<(), String> {
+        for (tp, off) in to {
+            self.offsets
+                .commit(group, tp, *off)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn commit_positions(
+        &self,
+        group: &str,
+        positions: &BTreeMap<TopicPartition, u64>,
+    ) -> Result<(), String> {
+        self.commit(group, positions)
+    }
+
+    /// Up to `batch_size` durable records from the positions on: decoded
+    /// records with their raw bytes, and for partitions where only
+    /// records without a change (tombstones) were read, how far.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        positions: &BTreeMap<TopicPartition, u64>,
+    ) -> Result<(Vec<SinkRecord>, Vec<Raw>, BTreeMap<TopicPartition, u64>), String> {
+        let limit = self.section.batch_size.max(1) as usize;
+        let mut batch = Vec::new();
+        let mut raws = Vec::new();
+        let mut skipped = BTreeMap::new();
+        for (tp, &from) in positions {
+            if batch.len() >= limit {
+                break;
+            }
+            let topic = self.log.topic(&tp.topic).map_err(|e| e.to_string())?;
+            let part = topic.partition(tp.partition).map_err(|e| e.to_string())?;
+            let end = part.durable_watermark();
+            let mut offset = from.max(part.earliest_offset());
+            let topic_name: Arc<str> = tp.topic.as_str().into();
+            let mut decoded_here = false;
+            'read: while offset < end && batch.len() < limit {
+                let batches = part.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+                if batches.is_empty() {
+                    break;
+                }
+                for b in batches {
+                    for r in b.records().map_err(|e| e.to_string())?.iter() {
+                        let r = r.map_err(|e| e.to_string())?;
+                        if r.offset < offset {
+                            continue;
+                        }
+                        if r.offset >= end || batch.len() >= limit {
+                            break 'read;
+                        }
+                        offset = r.offset + 1;
+                        let Some(value) = r.value else {
+                            // Moved past now only if nothing before it in
+                            // this batch may still fail; else next round.
+                            if !decoded_here {
+                                skipped.insert(tp.clone(), offset);
+                            }
+                            continue;
+                        };
+                        decoded_here = true;
+                        let (schema, event) = self.decoder.value(value).map_err(|e| {
+                            format!("{}[{}]@{}: {e}", tp.topic, tp.partition, r.offset)
+                        })?;
+                        let key = match r.key {
+                            Some(k) => Some(self.decoder.key(&schema, k).map_err(|e| {
+                                format!("{}[{}]@{}: key: {e}", tp.topic, tp.partition, r.offset)
+                            })?),
+                            None => None,
+                        };
+                        batch.push(SinkRecord {
+                            topic: Arc::clone(&topic_name),
+                            partition: tp.partition,
+                            offset: r.offset,
+                            timestamp: r.timestamp,
+                            key,
+                            event,
+                            table: Arc::new(schema.table().clone()),
+                        });
+                        raws.push(Raw {
+                            key: r.key.map(<[u8]>::to_vec),
+                            value: Some(value.to_vec()),
+                            timestamp: r.timestamp,
+                        });
+                    }
+                }
+            }
+        }
+        Ok((batch, raws, skipped))
+    }
+
+    /// Writes `r` with error headers to `<sink>.dlq`.
+    fn dead_letter(&self, r: &SinkRecord, raw: &Raw, reason: &str) -> Result<(), String> {
+        let name = format!("{}.dlq", self.section.name.value);
+        let topic = match self.log.topic(&name) {
+            Ok(t) => t,
+            Err(_) => self
+                .log
+                .create_topic(
+                    &name,
+                    TopicConfig {
+                        partitions: 1,
+                        ..TopicConfig::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?,
+        };
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        let headers = [
+            ("tributary.error", Some(reason.as_bytes())),
+            ("tributary.topic", Some(r.topic.as_bytes())),
+            ("tributary.partition", Some(partition.as_bytes())),
+            ("tributary.offset", Some(offset.as_bytes())),
+        ];
+        let mut b = BatchBuilder::new();
+        b.push(RecordIn {
+            timestamp: raw.timestamp,
+            key: raw.key.as_deref(),
+            value: raw.value.as_deref(),
+            headers: &headers,
+        });
+        let p = topic.partition(0).map_err(|e| e.to_string())?;
+        p.append(b).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! PostgreSQL -> log -> Redis with `tributary run`: the cache ends equal
+//! to the table through a snapshot, updates, deletes, inserts and a
+//! restart in between.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tributary_tests::pg::TestDb;
+
+/// The running pipeline; killed if the test fails before stopping it.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(file: &std::path::Path) -> Running {
+    Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .arg("run")
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tributary run"),
+    ))
+}
+
+fn terminate(mut running: Running) -> String {
+    let child = running.0.take().expect("running");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "clean stop: {}\n{text}", out.status);
+    text
+}
+
+fn redis() -> redis::Connection {
+    redis::Client::open("redis://127.0.0.1:6379")
+        .expect("client")
+        .get_connection()
+        .expect("connect to Redis")
+}
+
+/// Every cached row: id -> (name, balance).
+fn cached(prefix: &str) -> BTreeMap<i32, (String, String)> {
+    let mut c = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}public.customers:*"))
+        .query(&mut c)
+        .expect("keys");
+    keys.iter()
+        .map(|k| {
+            let h: BTreeMap<String, String> =
+                redis::cmd("HGETALL").arg(k).query(&mut c).expect("hgetall");
+            h
+        })
+        // A row deleted between KEYS and HGETALL reads as empty.
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let field = |f: &str| h.get(f).cloned().unwrap_or_default();
+            let id = field("id").parse().unwrap_or(-1);
+            (id, (field("name"), field("balance")))
+        })
+        .collect()
+}
+
+async fn table(db: &TestDb) -> BTreeMap<i32, (String, String)> {
+    db.client
+        .query("SELECT id, name, balance::text FROM customers", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+async fn wait_equal(db: &TestDb, prefix: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let want = table(db).await;
+        if cached(prefix) == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cache never matched the table: {} cached, {} rows",
+            cached(prefix).len(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_follows_the_table_across_a_restart() {
+    let db = TestDb::new("redis").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
+             INSERT INTO customers SELECT g, 'c' || g, g * 1.25 FROM generate_series(1, 200) g;",
+        )
+        .await
+        .expect("ddl");
+    let prefix = format!("{}:", db.name);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.customers]\n\
+             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
+             \x20   topics: [\"pg.public.*\"]\n    batch_size: 50\n",
+            db = db.name
+        ),
+    )
+    .expect("pipeline file");
+
+    let child = start(&file);
+    wait_equal(&db, &prefix).await;
+    db.client
+        .batch_execute(
+            "UPDATE customers SET name = 'renamed', balance = 0.01 WHERE id = 1;
+             DELETE FROM customers WHERE id BETWEEN 2 AND 20;
+             INSERT INTO customers VALUES (1000, 'new', 99.99);",
+        )
+        .await
+        .expect("changes");
+    wait_equal(&db, &prefix).await;
+    let out = terminate(child);
+    assert!(out.contains("sink cache: stopped"), "{out}");
+
+    // Changes while it is down, then a restart.
+    db.client
+        .batch_execute(
+            "UPDATE customers SET name = 'while down' WHERE id = 30;
+             DELETE FROM customers WHERE id = 31;",
+        )
+        .await
+        .expect("changes while down");
+    let child = start(&file);
+    wait_equal(&db, &prefix).await;
+    terminate(child);
+    assert_eq!(cached(&prefix).len(), 200 - 19 + 1 - 1);
+
+    let mut c = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .expect("keys");
+    let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
+    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
+    db.drop_db().await;
+}

@@ -1,0 +1,254 @@
+//! The Redis sink: a cache of the captured tables.
+//!
+//! Each row is a hash at `<prefix><schema>.<table>:<key>` (key columns
+//! joined by `:`), one field per column as text
+//! ([`tributary_core::render::text`]). Creates, updates and snapshot
+//! reads set the row's visible columns (a value the source could not see,
+//! unchanged TOAST, leaves the field as it is; NULL removes it); deletes
+//! remove the hash; a truncate removes every hash of the table.
+//!
+//! Each batch is one `MULTI`/`EXEC` that also stores, in the hash
+//! `<prefix>tributary:offsets:<sink>`, the offset after the batch for each
+//! partition: data and offsets move together, so after a crash the sink
+//! resumes exactly where Redis is (exactly-once effect). Durability is
+//! Redis's own (AOF/RDB): what `EXEC` acknowledged.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tributary_core::render;
+use tributary_core::sink::BoxFuture;
+use tributary_core::{Op, Sink, SinkError, SinkRecord, TopicPartition};
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct RedisSinkConfig {
+    /// The sink's name (names its offsets hash).
+    pub name: String,
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prepended to every key.
+    pub prefix: String,
+}
+
+/// The sink.
+pub struct RedisSink {
+    cfg: RedisSinkConfig,
+    client: redis::Client,
+    conn: Arc<Mutex<Option<redis::Connection>>>,
+}
+
+impl std::fmt::Debug for RedisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSink")
+            .field("name", &self.cfg.name)
+            .field("prefix", &self.cfg.prefix)
+            .finish()
+    }
+}
+
+impl RedisSink {
+    /// A sink for `cfg` (connects on first use).
+    pub fn new(cfg: RedisSinkConfig) -> Result<Self, SinkError> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| SinkError::Fatal(format!("redis URL: {e}")))?;
+        Ok(Self {
+            cfg,
+            client,
+            conn: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    fn offsets_key(&self) -> String {
+        format!("{}tributary:offsets:{}", self.cfg.prefix, self.cfg.name)
+    }
+
+    /// Runs `f` on the connection in a blocking thread, connecting first
+    /// if needed; a failed connection is dropped for the next call.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let (client, conn) = (self.client.clone(), Arc::clone(&self.conn));
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                *guard = Some(
+                    client
+                        .get_connection()
+                        .map_err(|e| SinkError::Transient(format!("connecting to Redis: {e}")))?,
+                );
+            }
+            let Some(c) = guard.as_mut() else {
+                return Err(SinkError::Transient("no Redis connection".into()));
+            };
+            f(c).map_err(|e| {
+                *guard = None;
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    SinkError::Transient(format!("Redis: {e}"))
+                } else {
+                    SinkError::Fatal(format!("Redis: {e}"))
+                }
+            })
+        })
+        .await
+        .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))?
+    }
+}
+
+/// The hash key of a row.
+fn row_key(prefix: &str, r: &SinkRecord) -> Option<String> {
+    let key = r.key.as_ref()?;
+    let parts: Vec<String> = r
+        .table
+        .key
+        .iter()
+        .zip(key)
+        .map(|(&i, d)| render::text(&r.table.columns[i].ty, d).unwrap_or_default())
+        .collect();
+    Some(format!(
+        "{prefix}{}.{}:{}",
+        r.table.schema,
+        r.table.table,
+        parts.join(":")
+    ))
+}
+
+impl Sink for RedisSink {
+    fn stored_offsets(
+        &mut self,
+    ) -> BoxFuture<'_, Result<Option<tributary_core::sink::StoredOffsets>, SinkError>> {
+        let key = self.offsets_key();
+        Box::pin(async move {
+            let all: BTreeMap<String, u64> = self
+                .with_conn(move |c| redis::cmd("HGETALL").arg(&key).query(c))
+                .await?;
+            let mut out = Vec::new();
+            for (tp, off) in all {
+                if let Some((topic, p)) = tp.rsplit_once('/')
+                    && let Ok(p) = p.parse()
+                {
+                    out.push((TopicPartition::new(topic, p), off));
+                }
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let prefix = self.cfg.prefix.clone();
+            // Records the cache cannot hold come first: a keyless row.
+            if let Some(i) = batch
+                .iter()
+                .position(|r| r.event.op != Op::Truncate && r.key.is_none())
+            {
+                if i > 0 {
+                    self.apply(&batch[..i]).await?;
+                }
+                return Err(SinkError::Record {
+                    index: i,
+                    reason: format!(
+                        "table {}.{} has no key: a cache needs one",
+                        batch[i].table.schema, batch[i].table.table
+                    ),
+                });
+            }
+            // A truncate splits the batch: what comes before it is applied
+            // first, then the table is cleared, then the rest.
+            if let Some(t) = batch.iter().position(|r| r.event.op == Op::Truncate) {
+                if t > 0 {
+                    self.apply(&batch[..t]).await?;
+                }
+                let r = &batch[t];
+                let pattern = format!("{prefix}{}.{}:*", r.table.schema, r.table.table);
+                let (offsets_key, tp, next) = (
+                    self.offsets_key(),
+                    format!("{}/{}", r.topic, r.partition),
+                    r.offset + 1,
+                );
+                self.with_conn(move |c| {
+                    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(c)?;
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    if !keys.is_empty() {
+                        pipe.cmd("DEL").arg(keys).ignore();
+                    }
+                    pipe.cmd("HSET")
+                        .arg(&offsets_key)
+                        .arg(tp)
+                        .arg(next)
+                        .ignore();
+                    pipe.query::<()>(c)
+                })
+                .await?;
+                return if t + 1 < batch.len() {
+                    self.apply(&batch[t + 1..]).await
+                } else {
+                    Ok(())
+                };
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let mut next: BTreeMap<String, u64> = BTreeMap::new();
+            for r in batch {
+                next.insert(format!("{}/{}", r.topic, r.partition), r.offset + 1);
+                let ev = &r.event;
+                match ev.op {
+                    Op::Truncate => {}
+                    Op::Delete => {
+                        if let Some(k) = row_key(&prefix, r) {
+                            pipe.cmd("DEL").arg(k).ignore();
+                        }
+                    }
+                    Op::Create | Op::Update | Op::Read => {
+                        let (Some(k), Some(after)) = (row_key(&prefix, r), ev.after.as_ref())
+                        else {
+                            continue;
+                        };
+                        // A changed key: the old row goes.
+                        if let Some(before) = &ev.before {
+                            let mut old = r.clone();
+                            old.key =
+                                Some(r.table.key.iter().map(|&i| before[i].clone()).collect());
+                            if let Some(ok) = row_key(&prefix, &old)
+                                && ok != k
+                                && !r.table.key.iter().any(|&i| {
+                                    matches!(before[i], tributary_core::Datum::Unavailable)
+                                })
+                            {
+                                pipe.cmd("DEL").arg(ok).ignore();
+                            }
+                        }
+                        let mut set = Vec::new();
+                        let mut unset = Vec::new();
+                        for (c, d) in r.table.columns.iter().zip(after) {
+                            match d {
+                                tributary_core::Datum::Unavailable => {}
+                                tributary_core::Datum::Null => unset.push(c.name.clone()),
+                                d => set.push((
+                                    c.name.clone(),
+                                    render::text(&c.ty, d).unwrap_or_default(),
+                                )),
+                            }
+                        }
+                        if !set.is_empty() {
+                            pipe.cmd("HSET").arg(&k).arg(set).ignore();
+                        }
+                        if !unset.is_empty() {
+                            pipe.cmd("HDEL").arg(&k).arg(unset).ignore();
+                        }
+                    }
+                }
+            }
+            let offsets_key = self.offsets_key();
+            for (tp, off) in &next {
+                pipe.cmd("HSET").arg(&offsets_key).arg(tp).arg(off).ignore();
+            }
+            let n = batch.len();
+            self.with_conn(move |c| pipe.query::<()>(c)).await?;
+            tracing::debug!(records = n, "applied to Redis");
+            Ok(())
+        })
+    }
+}
