@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use tributary_pipeline::runtime::{RunOptions, State};
 
@@ -108,7 +110,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 State::Stopped => "stopped",
                 State::Paused => "paused",
             };
-            println!(
+            // A closed stdout (the parent went away) is not worth a panic.
+            let _ = writeln!(
+                std::io::stdout(),
                 "{} {name}: {state}, {} events, {} restarts{}",
                 c.role,
                 c.events,
