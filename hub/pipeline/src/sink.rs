@@ -54,38 +54,38 @@ impl Worker {
     }
 
     /// The partitions of topics matching the sink's patterns that this
-    /// worker owns (every `workers`-th, in name order).
+    /// worker owns: by a hash of topic and partition, so a new topic never
+    /// moves a partition from one worker to another. Dead-letter topics
+    /// are never data.
     fn assignment(&self) -> Vec<TopicPartition> {
-        let dlq = format!("{}.dlq", self.section.name.value);
-        let mut all = Vec::new();
-        let mut topics = self.log.topics();
-        topics.sort_by(|a, b| a.name().cmp(b.name()));
-        for t in topics {
+        let mut mine = Vec::new();
+        for t in self.log.topics() {
             let name = t.name();
-            if name == dlq || !self.section.topics.iter().any(|p| matches(p, name)) {
+            if name.ends_with(".dlq") || !self.section.topics.iter().any(|p| matches(p, name)) {
                 continue;
             }
             for p in 0..t.partitions().len() as u32 {
-                all.push(TopicPartition::new(name, p));
+                let hash = tributary_log::murmur2(format!("{name}/{p}").as_bytes());
+                let owner = (hash & 0x7fff_ffff) as u32 % self.workers.max(1);
+                if owner == self.worker {
+                    mine.push(TopicPartition::new(name, p));
+                }
             }
         }
-        all.into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 % self.workers == self.worker)
-            .map(|(_, tp)| tp)
-            .collect()
+        mine.sort();
+        mine
     }
 
     pub(crate) async fn run(mut self) -> Result<Ended, String> {
         let group = self.group();
-        let stored: BTreeMap<TopicPartition, u64> = self
+        let stored_offsets = self
             .sink
             .stored_offsets()
             .await
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+            .map_err(|e| e.to_string())?;
+        let stored_any = stored_offsets.is_some();
+        let stored: BTreeMap<TopicPartition, u64> =
+            stored_offsets.unwrap_or_default().into_iter().collect();
         let mut positions: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         let mut applied = 0u64;
         let mut delay = Duration::from_millis(200);
@@ -97,18 +97,29 @@ impl Worker {
             for tp in self.assignment() {
                 if let std::collections::btree_map::Entry::Vacant(slot) = positions.entry(tp) {
                     let tp = slot.key();
-                    let start = match stored.get(tp) {
-                        Some(&o) => o,
-                        None => match self.offsets.get(&group, tp).map_err(|e| e.to_string())? {
-                            Some(o) => o,
-                            None => self
-                                .log
-                                .topic(&tp.topic)
-                                .and_then(|t| {
-                                    t.partition(tp.partition).map(|p| p.earliest_offset())
-                                })
-                                .map_err(|e| e.to_string())?,
-                        },
+                    // A sink that stores offsets and has none for this
+                    // partition has applied nothing of it (its store may
+                    // have been emptied): from the start, not from the
+                    // group's offset.
+                    let start = match (stored.get(tp), stored_any) {
+                        (Some(&o), _) => o,
+                        (None, true) => self
+                            .log
+                            .topic(&tp.topic)
+                            .and_then(|t| t.partition(tp.partition).map(|p| p.earliest_offset()))
+                            .map_err(|e| e.to_string())?,
+                        (None, false) => {
+                            match self.offsets.get(&group, tp).map_err(|e| e.to_string())? {
+                                Some(o) => o,
+                                None => self
+                                    .log
+                                    .topic(&tp.topic)
+                                    .and_then(|t| {
+                                        t.partition(tp.partition).map(|p| p.earliest_offset())
+                                    })
+                                    .map_err(|e| e.to_string())?,
+                            }
+                        }
                     };
                     slot.insert(start);
                 }
@@ -137,6 +148,16 @@ impl Worker {
                     }
                     Err(SinkError::Record { index, reason }) => {
                         let bad = from + index;
+                        if bad >= batch.len() {
+                            self.commit_positions(&group, &positions)?;
+                            return Ok(Ended::Paused {
+                                applied,
+                                error: format!(
+                                    "the sink refused record {index} of a batch of {}: {reason}",
+                                    batch.len() - from
+                                ),
+                            });
+                        }
                         applied += index as u64;
                         self.advance(&mut positions, &batch[from..bad]);
                         let r = &batch[bad];
@@ -314,6 +335,8 @@ impl Worker {
         });
         let p = topic.partition(0).map_err(|e| e.to_string())?;
         p.append(b).map_err(|e| e.to_string())?;
+        // Durable before the offset moves past the record.
+        p.flush().map_err(|e| e.to_string())?;
         Ok(())
     }
 }

@@ -125,7 +125,7 @@ async fn the_cache_follows_the_table_across_a_restart() {
              \x20   slot: {db}_slot\n    publication: {db}_pub\n\
              \x20   tables:\n      include: [public.customers]\n\
              sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 50\n",
+             \x20   topics: [\"pg.public.*\"]\n    batch_size: 50\n    parallelism: 2\n",
             db = db.name
         ),
     )
@@ -137,13 +137,17 @@ async fn the_cache_follows_the_table_across_a_restart() {
         .batch_execute(
             "UPDATE customers SET name = 'renamed', balance = 0.01 WHERE id = 1;
              DELETE FROM customers WHERE id BETWEEN 2 AND 20;
-             INSERT INTO customers VALUES (1000, 'new', 99.99);",
+             INSERT INTO customers VALUES (1000, 'new', 99.99);
+             UPDATE customers SET id = 5000 WHERE id = 50;",
         )
         .await
         .expect("changes");
     wait_equal(&db, &prefix).await;
     let out = terminate(child);
-    assert!(out.contains("sink cache: stopped"), "{out}");
+    assert!(
+        out.contains("sink cache#0: stopped") && out.contains("sink cache#1: stopped"),
+        "two workers: {out}"
+    );
 
     // Changes while it is down, then a restart.
     db.client

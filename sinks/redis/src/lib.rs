@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use redis::Commands as _;
 use tributary_core::render;
 use tributary_core::sink::BoxFuture;
 use tributary_core::{Op, Sink, SinkError, SinkRecord, TopicPartition};
@@ -84,7 +85,13 @@ impl RedisSink {
             };
             f(c).map_err(|e| {
                 *guard = None;
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                // A server that is loading, busy, read-only (a failover),
+                // out of memory or asking to retry will take the batch later.
+                let busy = matches!(
+                    e.code(),
+                    Some("LOADING" | "BUSY" | "READONLY" | "OOM" | "TRYAGAIN" | "MASTERDOWN")
+                );
+                if busy || e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                     SinkError::Transient(format!("Redis: {e}"))
                 } else {
                     SinkError::Fatal(format!("Redis: {e}"))
@@ -96,15 +103,34 @@ impl RedisSink {
     }
 }
 
+/// `s` with Redis glob characters escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// The hash key of a row.
 fn row_key(prefix: &str, r: &SinkRecord) -> Option<String> {
     let key = r.key.as_ref()?;
+    // `%` and `:` escaped, so parts cannot run into each other.
     let parts: Vec<String> = r
         .table
         .key
         .iter()
         .zip(key)
-        .map(|(&i, d)| render::text(&r.table.columns[i].ty, d).unwrap_or_default())
+        .map(|(&i, d)| {
+            let ty = r.table.columns.get(i).map(|c| &c.ty);
+            ty.and_then(|t| render::text(t, d))
+                .unwrap_or_default()
+                .replace('%', "%25")
+                .replace(':', "%3A")
+        })
         .collect();
     Some(format!(
         "{prefix}{}.{}:{}",
@@ -161,14 +187,20 @@ impl Sink for RedisSink {
                     self.apply(&batch[..t]).await?;
                 }
                 let r = &batch[t];
-                let pattern = format!("{prefix}{}.{}:*", r.table.schema, r.table.table);
+                let pattern = format!(
+                    "{}:*",
+                    glob_escape(&format!("{prefix}{}.{}", r.table.schema, r.table.table))
+                );
                 let (offsets_key, tp, next) = (
                     self.offsets_key(),
                     format!("{}/{}", r.topic, r.partition),
                     r.offset + 1,
                 );
                 self.with_conn(move |c| {
-                    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(c)?;
+                    // SCAN, not KEYS: it does not block Redis.
+                    let keys: Vec<String> = c
+                        .scan_match::<_, String>(&pattern)?
+                        .collect::<redis::RedisResult<_>>()?;
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     if !keys.is_empty() {
@@ -209,12 +241,19 @@ impl Sink for RedisSink {
                         // A changed key: the old row goes.
                         if let Some(before) = &ev.before {
                             let mut old = r.clone();
-                            old.key =
-                                Some(r.table.key.iter().map(|&i| before[i].clone()).collect());
+                            old.key = r
+                                .table
+                                .key
+                                .iter()
+                                .map(|&i| before.get(i).cloned())
+                                .collect::<Option<Vec<_>>>();
                             if let Some(ok) = row_key(&prefix, &old)
                                 && ok != k
                                 && !r.table.key.iter().any(|&i| {
-                                    matches!(before[i], tributary_core::Datum::Unavailable)
+                                    matches!(
+                                        before.get(i),
+                                        Some(tributary_core::Datum::Unavailable)
+                                    )
                                 })
                             {
                                 pipe.cmd("DEL").arg(ok).ignore();
