@@ -62,8 +62,11 @@ fn cached(prefix: &str) -> BTreeMap<i32, (String, String)> {
         .expect("keys");
     keys.iter()
         .map(|k| {
-            let h: BTreeMap<String, String> =
-                redis::cmd("HGETALL").arg(k).query(&mut c).expect("hgetall");
+            // Not a hash (the dead-letter test plants a string): not a row.
+            let h: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(k)
+                .query(&mut c)
+                .unwrap_or_default();
             h
         })
         // A row deleted between KEYS and HGETALL reads as empty.
@@ -163,6 +166,89 @@ async fn the_cache_follows_the_table_across_a_restart() {
     assert_eq!(cached(&prefix).len(), 200 - 19 + 1 - 1);
 
     let mut c = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .expect("keys");
+    let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
+    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
+    db.drop_db().await;
+}
+
+/// A row Redis refuses (its key holds a string, not a hash) goes to the
+/// dead-letter topic with the error, and every other row is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_goes_to_the_dead_letter_topic() {
+    let db = TestDb::new("redisdlq").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
+             INSERT INTO customers SELECT g, 'c' || g, g FROM generate_series(1, 50) g;",
+        )
+        .await
+        .expect("ddl");
+    let prefix = format!("{}:", db.name);
+    let mut c = redis();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}public.customers:7"))
+        .arg("not a hash")
+        .query(&mut c)
+        .expect("set");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.customers]\n\
+             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
+             \x20   topics: [\"pg.public.*\"]\n    on_error: dlq\n",
+            db = db.name
+        ),
+    )
+    .expect("pipeline file");
+    let child = start(&file);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while cached(&prefix).len() < 49 {
+        assert!(tokio::time::Instant::now() < deadline, "rows never cached");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminate(child);
+    assert_eq!(cached(&prefix).len(), 49, "all but the refused row");
+
+    let log = tributary_log::Log::open(dir.path().join("data/log")).expect("log");
+    let dlq = log.topic("cache.dlq").expect("the dead-letter topic");
+    let p = dlq.partition(0).expect("partition");
+    assert_eq!(p.high_watermark(), 1, "one dead letter");
+    let batches = p.read(0, 1 << 20).expect("read");
+    let records = batches[0].records().expect("records");
+    let r = records.iter().next().expect("record").expect("valid");
+    let headers: Vec<(String, String)> = r
+        .headers()
+        .map(|h| {
+            let (k, v) = h.expect("header");
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    let error = &headers
+        .iter()
+        .find(|(k, _)| k == "tributary.error")
+        .expect("error header")
+        .1;
+    assert!(error.contains("WRONGTYPE"), "{error}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "tributary.topic" && v == "pg.public.customers")
+    );
+    drop(log);
+
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut c)

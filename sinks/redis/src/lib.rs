@@ -103,6 +103,33 @@ impl RedisSink {
     }
 }
 
+/// Applies a batch: `ARGV` holds, per record, `topic/partition`, the
+/// offset after it, its command count, then each command as an argument
+/// count, a name and arguments. Returns the records applied and the error
+/// that stopped it ("" if none).
+const APPLY_SCRIPT: &str = r#"
+local i = 1
+local done = 0
+while i <= #ARGV do
+  local tp, off, nops = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  for _ = 1, nops do
+    local n = tonumber(ARGV[i])
+    local cmd = ARGV[i + 1]
+    local args = {}
+    for j = 1, n do args[j] = ARGV[i + 1 + j] end
+    i = i + 2 + n
+    local r = redis.pcall(cmd, unpack(args))
+    if type(r) == 'table' and r.err then
+      return {done, r.err}
+    end
+  end
+  redis.call('HSET', KEYS[1], tp, off)
+  done = done + 1
+end
+return {done, ''}
+"#;
+
 /// `s` with Redis glob characters escaped.
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -220,72 +247,93 @@ impl Sink for RedisSink {
                     Ok(())
                 };
             }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let mut next: BTreeMap<String, u64> = BTreeMap::new();
+            // One script for the batch: per record, its commands, then its
+            // offset. A command Redis refuses ends the script there, with
+            // the offsets of the records before it stored and none after:
+            // data and offsets never disagree.
+            let mut args: Vec<String> = Vec::new();
             for r in batch {
-                next.insert(format!("{}/{}", r.topic, r.partition), r.offset + 1);
+                let mut ops: Vec<Vec<String>> = Vec::new();
                 let ev = &r.event;
                 match ev.op {
                     Op::Truncate => {}
                     Op::Delete => {
                         if let Some(k) = row_key(&prefix, r) {
-                            pipe.cmd("DEL").arg(k).ignore();
+                            ops.push(vec!["DEL".into(), k]);
                         }
                     }
                     Op::Create | Op::Update | Op::Read => {
-                        let (Some(k), Some(after)) = (row_key(&prefix, r), ev.after.as_ref())
-                        else {
-                            continue;
-                        };
-                        // A changed key: the old row goes.
-                        if let Some(before) = &ev.before {
-                            let mut old = r.clone();
-                            old.key = r
-                                .table
-                                .key
-                                .iter()
-                                .map(|&i| before.get(i).cloned())
-                                .collect::<Option<Vec<_>>>();
-                            if let Some(ok) = row_key(&prefix, &old)
-                                && ok != k
-                                && !r.table.key.iter().any(|&i| {
-                                    matches!(
-                                        before.get(i),
-                                        Some(tributary_core::Datum::Unavailable)
-                                    )
-                                })
-                            {
-                                pipe.cmd("DEL").arg(ok).ignore();
+                        if let (Some(k), Some(after)) = (row_key(&prefix, r), ev.after.as_ref()) {
+                            // A changed key: the old row goes.
+                            if let Some(before) = &ev.before {
+                                let mut old = r.clone();
+                                old.key = r
+                                    .table
+                                    .key
+                                    .iter()
+                                    .map(|&i| before.get(i).cloned())
+                                    .collect::<Option<Vec<_>>>();
+                                if let Some(ok) = row_key(&prefix, &old)
+                                    && ok != k
+                                    && !r.table.key.iter().any(|&i| {
+                                        matches!(
+                                            before.get(i),
+                                            Some(tributary_core::Datum::Unavailable)
+                                        )
+                                    })
+                                {
+                                    ops.push(vec!["DEL".into(), ok]);
+                                }
                             }
-                        }
-                        let mut set = Vec::new();
-                        let mut unset = Vec::new();
-                        for (c, d) in r.table.columns.iter().zip(after) {
-                            match d {
-                                tributary_core::Datum::Unavailable => {}
-                                tributary_core::Datum::Null => unset.push(c.name.clone()),
-                                d => set.push((
-                                    c.name.clone(),
-                                    render::text(&c.ty, d).unwrap_or_default(),
-                                )),
+                            let mut set = vec!["HSET".to_string(), k.clone()];
+                            let mut unset = vec!["HDEL".to_string(), k];
+                            for (c, d) in r.table.columns.iter().zip(after) {
+                                match d {
+                                    tributary_core::Datum::Unavailable => {}
+                                    tributary_core::Datum::Null => unset.push(c.name.clone()),
+                                    d => {
+                                        set.push(c.name.clone());
+                                        set.push(render::text(&c.ty, d).unwrap_or_default());
+                                    }
+                                }
                             }
-                        }
-                        if !set.is_empty() {
-                            pipe.cmd("HSET").arg(&k).arg(set).ignore();
-                        }
-                        if !unset.is_empty() {
-                            pipe.cmd("HDEL").arg(&k).arg(unset).ignore();
+                            if set.len() > 2 {
+                                ops.push(set);
+                            }
+                            if unset.len() > 2 {
+                                ops.push(unset);
+                            }
                         }
                     }
                 }
+                args.push(format!("{}/{}", r.topic, r.partition));
+                args.push((r.offset + 1).to_string());
+                args.push(ops.len().to_string());
+                for op in ops {
+                    args.push((op.len() - 1).to_string());
+                    args.extend(op);
+                }
             }
             let offsets_key = self.offsets_key();
-            for (tp, off) in &next {
-                pipe.cmd("HSET").arg(&offsets_key).arg(tp).arg(off).ignore();
-            }
             let n = batch.len();
-            self.with_conn(move |c| pipe.query::<()>(c)).await?;
+            let (done, err): (usize, String) = self
+                .with_conn(move |c| {
+                    // EVAL, not EVALSHA: the script is small, and this
+                    // needs no script cache on the server.
+                    redis::cmd("EVAL")
+                        .arg(APPLY_SCRIPT)
+                        .arg(1)
+                        .arg(offsets_key)
+                        .arg(args)
+                        .query(c)
+                })
+                .await?;
+            if !err.is_empty() {
+                return Err(SinkError::Record {
+                    index: done,
+                    reason: format!("Redis refused: {err}"),
+                });
+            }
             tracing::debug!(records = n, "applied to Redis");
             Ok(())
         })
