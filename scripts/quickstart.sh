@@ -62,4 +62,7 @@ say "stop (SIGTERM): sources stop, the log is flushed, offsets are committed"
 kill -TERM $PID
 wait $PID
 trap - EXIT
+# The demo's slot would hold WAL for ever: drop it (running the pipeline
+# again needs the quickstart again).
+psql -X -q -d postgres -c "SELECT pg_drop_replication_slot('tributary_shop')" >/dev/null
 echo "quickstart: $(cached customers) customers, $(cached orders) orders in Redis, data in $TRIBUTARY_DATA"

@@ -191,9 +191,11 @@ postgres_setup() {
             fi
             ;;
         max_replication_slots | max_wal_senders)
-            if ((setting < 16)); then
-                pg_sql "ALTER SYSTEM SET $name = 16"
-                reasons+=("$name $setting->16")
+            # Tests run many sources at once, each with a slot and a
+            # walsender (and a temporary slot during snapshots).
+            if ((setting < 32)); then
+                pg_sql "ALTER SYSTEM SET $name = 32"
+                reasons+=("$name $setting->32")
             fi
             ;;
         esac

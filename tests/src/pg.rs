@@ -38,6 +38,49 @@ pub async fn connect(db: &str) -> Client {
     client
 }
 
+/// Drops the slots and databases that test processes no longer running
+/// left behind (a test that fails does not clean up): slots hold WAL and
+/// count against max_replication_slots. Once per process.
+async fn sweep_dead_test_databases(admin: &Client) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let Ok(rows) = admin
+                .query(
+                    "SELECT datname::text FROM pg_database WHERE datname ~ '^tributary_.+_[0-9]+_[0-9]+$'",
+                    &[],
+                )
+                .await
+            else {
+                return;
+            };
+            for r in rows {
+                let db: String = r.get(0);
+                // tributary_<tag>_<pid>_<n>: is <pid> still running?
+                let mut parts = db.rsplit('_');
+                let _n = parts.next();
+                let alive = parts
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+                if alive {
+                    continue;
+                }
+                let _ = admin
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                         WHERE database = $1 AND NOT active",
+                        &[&db],
+                    )
+                    .await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .await;
+            }
+        })
+        .await;
+}
+
 impl TestDb {
     pub async fn new(tag: &str) -> Self {
         let name = format!(
@@ -46,6 +89,7 @@ impl TestDb {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let admin = connect("postgres").await;
+        sweep_dead_test_databases(&admin).await;
         // Two calls: a multi-statement string runs as one transaction, and
         // neither statement may run inside one.
         admin

@@ -257,3 +257,111 @@ async fn a_refused_row_goes_to_the_dead_letter_topic() {
     tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
     db.drop_db().await;
 }
+
+/// Writes a one-partition pipeline into a Redis sink with `on_error`,
+/// over a 50-row table whose row 7 Redis will refuse.
+async fn refused_row_setup(tag: &str, on_error: &str) -> (TestDb, String, tempfile::TempDir) {
+    let db = TestDb::new(tag).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
+             INSERT INTO customers SELECT g, 'c' || g, g FROM generate_series(1, 50) g;",
+        )
+        .await
+        .expect("ddl");
+    let prefix = format!("{}:", db.name);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}public.customers:7"))
+        .arg("not a hash")
+        .query(&mut redis())
+        .expect("set");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        format!(
+            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.customers]\n\
+             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
+             \x20   topics: [\"pg.public.*\"]\n    on_error: {on_error}\n",
+            db = db.name
+        ),
+    )
+    .expect("pipeline file");
+    (db, prefix, dir)
+}
+
+async fn cleanup(db: TestDb, prefix: &str) {
+    let mut c = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
+    }
+    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
+    db.drop_db().await;
+}
+
+/// Waits until the cache has `n` rows and keeps them for half a second.
+async fn settle_at(prefix: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut since = None;
+    loop {
+        let now = cached(prefix).len();
+        if now == n {
+            let t = *since.get_or_insert_with(tokio::time::Instant::now);
+            if t.elapsed() > Duration::from_millis(500) {
+                return;
+            }
+        } else {
+            since = None;
+            assert!(now < n, "{now} rows cached, want {n}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} rows cached, want {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `on_error: stop` pauses the sink at the refused row (rows after it
+/// wait); once the cause is fixed, a restart applies it and the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_pauses_at_the_refused_row_and_loses_nothing() {
+    let (db, prefix, dir) = refused_row_setup("redisstop", "stop").await;
+    let file = dir.path().join("pipeline.yaml");
+    let child = start(&file);
+    settle_at(&prefix, 6).await;
+    let out = terminate(child);
+    assert!(out.contains("sink cache: paused"), "{out}");
+    assert!(out.contains("WRONGTYPE"), "the error is in status: {out}");
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}public.customers:7"))
+        .query(&mut redis())
+        .expect("fix");
+    let child = start(&file);
+    settle_at(&prefix, 50).await;
+    terminate(child);
+    cleanup(db, &prefix).await;
+}
+
+/// `on_error: skip` logs the refused row and goes on; no dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_goes_on_past_the_refused_row() {
+    let (db, prefix, dir) = refused_row_setup("redisskip", "skip").await;
+    let child = start(&dir.path().join("pipeline.yaml"));
+    settle_at(&prefix, 49).await;
+    terminate(child);
+    let log = tributary_log::Log::open(dir.path().join("data/log")).expect("log");
+    assert!(
+        log.topic("cache.dlq").is_err(),
+        "skip writes no dead letter"
+    );
+    drop(log);
+    cleanup(db, &prefix).await;
+}
