@@ -352,14 +352,7 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
     if wal_level != "logical" {
         return Err(SourceError::WalLevel(wal_level));
     }
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&cfg.publication],
-        )
-        .await
-        .map_err(sql("looking up the publication"))?
-        .is_some();
+    let exists = publication_exists(client, &cfg.publication).await?;
     if !exists {
         let what = match &cfg.publication_scope {
             PublicationScope::Tables => {
@@ -383,15 +376,7 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
         client.batch_execute(&ddl).await.map_err(sql(ddl.clone()))?;
     } else if cfg.publication_scope == PublicationScope::Tables {
         for (schema, table) in &cfg.tables {
-            let published = client
-                .query_opt(
-                    "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
-                    &[&cfg.publication, schema, table],
-                )
-                .await
-                .map_err(sql("looking up the publication's tables"))?
-                .is_some();
-            if !published {
+            if !is_published(client, &cfg.publication, schema, table).await? {
                 return Err(SourceError::NotPublished {
                     publication: cfg.publication.clone(),
                     table: format!("{schema}.{table}"),
@@ -421,6 +406,27 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
             .map_err(sql(format!("creating replication slot {}", cfg.slot)))?;
     }
     Ok(())
+}
+
+/// Whether publication `name` exists.
+pub async fn publication_exists(client: &Client, name: &str) -> Result<bool> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(sql("looking up the publication"))?
+        .is_some())
+}
+
+/// Whether publication `name` covers `schema.table`.
+pub async fn is_published(client: &Client, name: &str, schema: &str, table: &str) -> Result<bool> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+            &[&name, &schema, &table],
+        )
+        .await
+        .map_err(sql("looking up the publication's tables"))?
+        .is_some())
 }
 
 /// The tables `cfg` captures: its `tables`, or what its publication

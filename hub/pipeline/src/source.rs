@@ -179,30 +179,12 @@ pub fn stream_config(
 /// source then snapshots them as tables added to its configuration.
 pub async fn sync_publication(client: &Client, cfg: &StreamConfig) -> Result<(), SourceError> {
     use tributary_connector_postgres::replication::quote_ident;
-    let sql = |what: &str| {
-        let what = what.to_string();
-        move |source| SourceError::Sql { what, source }
-    };
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&cfg.publication],
-        )
-        .await
-        .map_err(sql("looking up the publication"))?
-        .is_some();
-    if !exists {
+    use tributary_connector_postgres::source::{is_published, publication_exists};
+    if !publication_exists(client, &cfg.publication).await? {
         return Ok(());
     }
     for (schema, table) in &cfg.tables {
-        let published = client
-            .query_opt(
-                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
-                &[&cfg.publication, schema, table],
-            )
-            .await
-            .map_err(sql("looking up the publication's tables"))?
-            .is_some();
+        let published = is_published(client, &cfg.publication, schema, table).await?;
         if !published {
             let ddl = format!(
                 "ALTER PUBLICATION {} ADD TABLE {}.{}",
@@ -210,7 +192,13 @@ pub async fn sync_publication(client: &Client, cfg: &StreamConfig) -> Result<(),
                 quote_ident(schema),
                 quote_ident(table)
             );
-            client.batch_execute(&ddl).await.map_err(sql(&ddl))?;
+            client
+                .batch_execute(&ddl)
+                .await
+                .map_err(|source| SourceError::Sql {
+                    what: ddl.clone(),
+                    source,
+                })?;
             tracing::info!(publication = %cfg.publication, table = %format!("{schema}.{table}"), "table added to the publication");
         }
     }

@@ -3,47 +3,19 @@
 //! restart in between.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tributary_tests::pg::TestDb;
 
-/// The running pipeline; killed if the test fails before stopping it.
-struct Running(Option<Child>);
+mod common;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use common::start;
 
-fn start(file: &std::path::Path) -> Running {
-    Running(Some(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .arg("run")
-            .arg(file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tributary run"),
-    ))
-}
-
-fn terminate(mut running: Running) -> String {
-    let child = running.0.take().expect("running");
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
-    let out = child.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "clean stop: {}\n{text}", out.status);
-    text
+/// SIGTERM; the stop must be clean. Returns what the process printed.
+fn terminate(running: common::Running) -> String {
+    let (status, out) = common::terminate(running);
+    assert!(status.success(), "clean stop: {status}\n{out}");
+    out
 }
 
 fn redis() -> redis::Connection {

@@ -2,7 +2,6 @@
 //! SIGTERM mid-stream, stops cleanly, restarts, and the log ends with
 //! every row exactly once.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tributary_tests::pg::{TestDb, current_lsn, log_keys, wait_confirmed_within};
@@ -11,45 +10,9 @@ const BEFORE: i64 = 500;
 const TXS: i64 = 300;
 const ROWS_PER_TX: i64 = 5;
 
-/// The running pipeline; killed if the test fails before stopping it.
-struct Running(Option<Child>);
+mod common;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn start(file: &std::path::Path) -> Running {
-    Running(Some(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .arg("run")
-            .arg(file)
-            .env("TRIBUTARY_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tributary run"),
-    ))
-}
-
-/// SIGTERM, then the exit status and what the process printed.
-fn terminate(mut running: Running) -> (std::process::ExitStatus, String) {
-    let child = running.0.take().expect("running");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
+use common::{start, terminate};
 
 async fn wait_streaming(db: &TestDb, slot: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -7,13 +7,11 @@
 //! snapshot mode `initial_only` into a fresh log, timed until its rows
 //! are durable (the snapshot records each table only after a flush).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use tributary_connector_postgres::source::{
-    Backoff, SnapshotMode, StreamConfig, StreamSource, prepare,
-};
-use tributary_log::{FsyncPolicy, Log, TopicConfig};
+use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare};
+use tributary_log::Log;
 use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
 
@@ -99,28 +97,11 @@ async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u
         .tempdir()?;
     let log = Log::open(dir.path().join("log"))?;
     let registry = Registry::open(dir.path().join("registry"))?;
-    let cfg = StreamConfig {
-        name: "bench".into(),
-        connect: args.pg.connect_config(db),
-        publication: "bench_pub".into(),
-        slot: "bench_snapshot".into(),
-        tables: vec![("public".into(), "bench".into())],
-        publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
-        status_interval: Duration::from_millis(100),
-        topic_config: TopicConfig {
-            partitions: 4,
-            fsync: FsyncPolicy::interval(100),
-            ..TopicConfig::default()
-        },
-        snapshot: SnapshotMode::InitialOnly,
-        heartbeat: None,
-        proto_version: 2,
-        reconnect: Backoff::default(),
-        topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
-        snapshot_workers: args.workers,
-        snapshot_chunk_rows: args.chunk_rows,
-        progress_interval: Duration::from_secs(10),
-    };
+    let mut cfg = args
+        .pg
+        .stream_config(db, "bench_snapshot", SnapshotMode::InitialOnly);
+    cfg.snapshot_workers = args.workers;
+    cfg.snapshot_chunk_rows = args.chunk_rows;
     prepare(&client, &cfg).await?;
     let mut source = StreamSource::new(cfg, log.clone(), EventWriter::new(log, registry));
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);

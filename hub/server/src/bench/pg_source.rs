@@ -57,6 +57,34 @@ fn parse_ssl_mode(s: &str) -> Result<SslMode, String> {
 }
 
 impl PgArgs {
+    /// The source's configuration for the benchmark table `public.bench`
+    /// of database `db` (publication `bench_pub`), into 4 partitions
+    /// synced every 100 ms.
+    pub fn stream_config(&self, db: &str, slot: &str, snapshot: SnapshotMode) -> StreamConfig {
+        StreamConfig {
+            name: "bench".into(),
+            connect: self.connect_config(db),
+            publication: "bench_pub".into(),
+            slot: slot.into(),
+            tables: vec![("public".into(), "bench".into())],
+            publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
+            status_interval: Duration::from_millis(100),
+            topic_config: TopicConfig {
+                partitions: 4,
+                fsync: FsyncPolicy::interval(100),
+                ..TopicConfig::default()
+            },
+            snapshot,
+            heartbeat: None,
+            proto_version: 2,
+            reconnect: Backoff::default(),
+            topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
+            snapshot_workers: 2,
+            snapshot_chunk_rows: 250_000,
+            progress_interval: Duration::from_secs(10),
+        }
+    }
+
     /// The source's connection settings for database `db`.
     pub fn connect_config(&self, db: &str) -> ConnectConfig {
         ConnectConfig {
@@ -179,28 +207,7 @@ async fn measure(args: &PgSourceBenchArgs, db: &str) -> anyhow::Result<(u64, u64
         .tempdir()?;
     let log = Log::open(dir.path().join("log"))?;
     let registry = Registry::open(dir.path().join("registry"))?;
-    let cfg = StreamConfig {
-        name: "bench".into(),
-        connect: args.pg.connect_config(db),
-        publication: "bench_pub".into(),
-        slot: "bench_ours".into(),
-        tables: vec![("public".into(), "bench".into())],
-        publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
-        status_interval: Duration::from_millis(100),
-        topic_config: TopicConfig {
-            partitions: 4,
-            fsync: FsyncPolicy::interval(100),
-            ..TopicConfig::default()
-        },
-        snapshot: SnapshotMode::Never,
-        heartbeat: None,
-        proto_version: 2,
-        reconnect: Backoff::default(),
-        topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
-        snapshot_workers: 2,
-        snapshot_chunk_rows: 250_000,
-        progress_interval: Duration::from_secs(10),
-    };
+    let cfg = args.pg.stream_config(db, "bench_ours", SnapshotMode::Never);
     let sql = connect(&args.pg, db).await?;
     prepare(&sql, &cfg).await?;
     let mut source = StreamSource::new(cfg, log.clone(), EventWriter::new(log.clone(), registry));
