@@ -164,7 +164,9 @@ pub async fn drop_slot(db: &TestDb, slot: &str) {
     }
 }
 
-/// The slot's `confirmed_flush_lsn`.
+/// The slot's `confirmed_flush_lsn`; 0 while the slot is still being created
+/// (PostgreSQL shows it as NULL until a consistent point is found, which waits
+/// for transactions running in other databases, such as other tests').
 pub async fn confirmed_flush_lsn(db: &TestDb, slot: &str) -> u64 {
     let row = db
         .client
@@ -174,7 +176,10 @@ pub async fn confirmed_flush_lsn(db: &TestDb, slot: &str) -> u64 {
         )
         .await
         .expect("slot");
-    tributary_connector_postgres::replication::parse_lsn(row.get::<_, &str>(0)).expect("lsn")
+    match row.get::<_, Option<&str>>(0) {
+        Some(lsn) => tributary_connector_postgres::replication::parse_lsn(lsn).expect("lsn"),
+        None => 0,
+    }
 }
 
 /// Waits (up to 20 s) until the slot's `confirmed_flush_lsn` reaches `lsn`.
@@ -264,7 +269,10 @@ pub async fn current_lsn(db: &TestDb) -> u64 {
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
         .expect("lsn");
-    tributary_connector_postgres::replication::parse_lsn(row.get::<_, &str>(0)).expect("lsn")
+    match row.get::<_, Option<&str>>(0) {
+        Some(lsn) => tributary_connector_postgres::replication::parse_lsn(lsn).expect("lsn"),
+        None => 0,
+    }
 }
 
 /// Streams a table through the source while `disrupt` breaks the
