@@ -726,6 +726,12 @@ impl StreamSource {
                 columns,
                 ..
             } => {
+                // An ALTER TABLE inside the transaction: its earlier rows
+                // are written under the shape they have before the new
+                // shape is registered (a topic encodes with its latest).
+                if !tx.events.is_empty() {
+                    self.write(tx)?;
+                }
                 self.on_relation(oid, &namespace, &name, &columns, replica_identity)
                     .await?;
             }

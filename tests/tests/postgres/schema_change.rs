@@ -98,6 +98,9 @@ async fn table_changes_register_new_versions_in_order() {
         "ALTER TABLE items ADD COLUMN b int; INSERT INTO items VALUES (2, 'two', 2)",
         "ALTER TABLE items DROP COLUMN a; INSERT INTO items VALUES (3, 3)",
         "ALTER TABLE items ALTER COLUMN b TYPE bigint; INSERT INTO items VALUES (4, 4000000000)",
+        // Rows on both sides of an ALTER inside one transaction.
+        "INSERT INTO items VALUES (5, 5); ALTER TABLE items ADD COLUMN c text;
+         INSERT INTO items VALUES (6, 6, 'six')",
     ] {
         db.client.batch_execute(step).await.expect(step);
     }
@@ -124,11 +127,11 @@ async fn table_changes_register_new_versions_in_order() {
     }
 
     let recs = records(&log, &registry);
-    assert_eq!(recs.len(), 4);
+    assert_eq!(recs.len(), 6);
     let versions = registry
         .versions("pg.public.items-value")
         .expect("versions");
-    assert_eq!(versions.len(), 4, "one version per shape");
+    assert_eq!(versions.len(), 5, "one version per shape");
     let (id1, r1) = &recs[&1];
     let (id2, r2) = &recs[&2];
     let (id3, r3) = &recs[&3];
@@ -143,6 +146,15 @@ async fn table_changes_register_new_versions_in_order() {
     assert_eq!(column(r3, "a"), None, "column a is gone");
     assert_eq!(column(r3, "b"), Some(Value::Int(3)));
     assert_eq!(column(r4, "b"), Some(Value::Long(4_000_000_000)));
+    let (id5, r5) = &recs[&5];
+    let (id6, r6) = &recs[&6];
+    assert!(
+        id4 == id5 && id5 < id6,
+        "the row before the ALTER keeps its shape"
+    );
+    assert_eq!(column(r5, "b"), Some(Value::Long(5)));
+    assert_eq!(column(r5, "c"), None);
+    assert_eq!(column(r6, "c"), Some(Value::String("six".into())));
 
     // bigint to text: not readable by readers of the old schema under the
     // default BACKWARD compatibility. The source stops, says why, and the
@@ -150,7 +162,7 @@ async fn table_changes_register_new_versions_in_order() {
     let before = confirmed_flush_lsn(&db, &cfg.slot).await;
     db.client
         .batch_execute(
-            "ALTER TABLE items ALTER COLUMN b TYPE text; INSERT INTO items VALUES (5, 'five')",
+            "ALTER TABLE items ALTER COLUMN b TYPE text; INSERT INTO items VALUES (7, 'seven')",
         )
         .await
         .expect("incompatible change");
@@ -169,7 +181,7 @@ async fn table_changes_register_new_versions_in_order() {
         before,
         "nothing after the change is acknowledged"
     );
-    assert_eq!(records(&log, &registry).len(), 4, "row 5 is not written");
+    assert_eq!(records(&log, &registry).len(), 6, "row 7 is not written");
     let _ = stop_tx.send(true);
     super::drop_slot(&db, &cfg.slot).await;
     db.drop_db().await;
