@@ -364,6 +364,17 @@ pub struct SinkSection {
     /// redis: prepended to every key.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// postgres, mysql: the target table, a template of the source's
+    /// `{database}`, `{schema}` and `{table}` (default `{schema}.{table}`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// postgres, mysql: source column name to target column name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// postgres, mysql: create missing tables and add columns the source
+    /// gains (default true).
+    #[serde(default = "default_true")]
+    pub create_tables: bool,
     /// Records per write.
     #[serde(default = "default_batch")]
     pub batch_size: u32,
@@ -379,6 +390,9 @@ pub struct SinkSection {
     pub on_error: OnError,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_batch() -> u32 {
     1000
 }
@@ -783,6 +797,36 @@ fn check(p: &Pipeline) -> Result<(), Located> {
                 Some(s.name.referenced),
                 format!("sinks[{i}].topics"),
                 "needs at least one topic or pattern".into(),
+            ));
+        }
+        let needs = match s.kind {
+            SinkKind::Postgres if s.url.is_none() => Some((
+                "url",
+                "a postgres sink needs `url: postgres://user@host:port/database`",
+            )),
+            SinkKind::Mysql if s.url.is_none() => Some((
+                "url",
+                "a mysql sink needs `url: mysql://user@host:port/database`",
+            )),
+            SinkKind::Tantivy if s.path.is_none() => {
+                Some(("path", "a tantivy sink needs `path:` (the index directory)"))
+            }
+            _ => None,
+        };
+        if let Some((field, why)) = needs {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].{field}"),
+                why.into(),
+            ));
+        }
+        if let Some(t) = &s.table
+            && !t.contains("{table}")
+        {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].table"),
+                format!("{t:?} must contain {{table}} (each source table needs its own target)"),
             ));
         }
     }

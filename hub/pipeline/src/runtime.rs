@@ -106,7 +106,7 @@ pub fn supported(p: &Pipeline) -> Result<(), String> {
         .sinks
         .iter()
         .enumerate()
-        .find(|(_, s)| s.kind != SinkKind::Redis)
+        .find(|(_, s)| !matches!(s.kind, SinkKind::Redis | SinkKind::Postgres))
     {
         return Err(format!(
             "sinks[{i}] ({}): kind {:?} is not available in this version",
@@ -302,6 +302,27 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                 })
                 .map_err(|e| e.to_string())?;
             Ok(Box::new(sink))
+        }
+        SinkKind::Postgres => {
+            let url = s
+                .url
+                .as_ref()
+                .ok_or("a postgres sink needs `url: postgres://user@host:port/database`")?;
+            let mut connect =
+                crate::source::parse_url(url.expose()).map_err(|e| format!("url: {e}"))?;
+            connect.application_name = format!("tributary-sink-{}", s.name.value);
+            Ok(Box::new(tributary_sink_postgres::PostgresSink::new(
+                tributary_sink_postgres::PgSinkConfig {
+                    name: s.name.value.clone(),
+                    connect,
+                    table: s
+                        .table
+                        .clone()
+                        .unwrap_or_else(|| "{schema}.{table}".to_string()),
+                    columns: s.columns.clone(),
+                    create_tables: s.create_tables,
+                },
+            )))
         }
         other => Err(format!(
             "sink kind {other:?} is not available in this version"

@@ -1,4 +1,5 @@
 //! What the `tributary run` tests share: the process, started and stopped.
+#![allow(dead_code)] // Each test binary uses part of it.
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 
@@ -41,4 +42,47 @@ pub fn terminate(mut running: Running) -> (ExitStatus, String) {
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// SIGKILL: no clean stop, as in a crash.
+pub fn kill(mut running: Running) {
+    let mut child = running.0.take().expect("running");
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
+
+/// The headers of each record of `<sink>.dlq` in the pipeline's data dir.
+pub fn dead_letters(data: &std::path::Path, sink: &str) -> Vec<Vec<(String, String)>> {
+    let log = tributary_log::Log::open(data.join("log")).expect("log");
+    let Ok(dlq) = log.topic(&format!("{sink}.dlq")) else {
+        return Vec::new();
+    };
+    let p = dlq.partition(0).expect("partition");
+    let mut out = Vec::new();
+    for batch in p.read(0, 1 << 24).expect("read") {
+        for r in batch.records().expect("records").iter() {
+            let r = r.expect("valid");
+            out.push(
+                r.headers()
+                    .map(|h| {
+                        let (k, v) = h.expect("header");
+                        (
+                            k.to_string(),
+                            String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The value of header `name`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
 }

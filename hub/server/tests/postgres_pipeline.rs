@@ -1,0 +1,260 @@
+//! PostgreSQL -> log -> PostgreSQL with `tributary run`: a second
+//! database ends equal to the first, row by row and type by type, through
+//! a snapshot, inserts, updates (a key change, unchanged TOAST values),
+//! deletes, truncates, a SIGKILL in the middle of sink batches and a sink
+//! connection killed by the server.
+
+use std::time::Duration;
+
+use tributary_tests::pg::TestDb;
+
+mod common;
+
+use common::start;
+
+/// SIGTERM; the stop must be clean. Returns what the process printed.
+fn terminate(running: common::Running) -> String {
+    let (status, out) = common::terminate(running);
+    assert!(status.success(), "clean stop: {status}\n{out}");
+    out
+}
+
+/// Every row of `table` as PostgreSQL prints it, in key order.
+async fn rows(db: &TestDb, table: &str) -> Vec<String> {
+    match db
+        .client
+        .query(&format!("SELECT t::text FROM {table} t ORDER BY id"), &[])
+        .await
+    {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        // Not created yet.
+        Err(_) => vec!["<no table>".into()],
+    }
+}
+
+/// Waits until every table of `tables` is the same in both databases.
+async fn wait_equal(src: &TestDb, dst: &TestDb, tables: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for t in tables {
+        loop {
+            let (want, got) = (rows(src, t).await, rows(dst, t).await);
+            if want == got {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let diff: Vec<_> = want
+                    .iter()
+                    .zip(&got)
+                    .filter(|(a, b)| a != b)
+                    .take(3)
+                    .collect();
+                panic!(
+                    "{t}: the target never matched: {} rows in the source, {} in the target; first differences {diff:?}",
+                    want.len(),
+                    got.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn pipeline(src: &TestDb, dst: &TestDb, extra: &str) -> String {
+    format!(
+        "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
+         sources:\n  - name: pg\n    kind: postgres\n\
+         \x20   url: postgres://postgres@127.0.0.1:5432/{src}?sslmode=disable\n\
+         \x20   slot: {src}_slot\n    publication: {src}_pub\n\
+         \x20   tables:\n      include: [public.*]\n\
+         sinks:\n  - name: replica\n    kind: postgres\n\
+         \x20   url: postgres://postgres@127.0.0.1:5432/{dst}?sslmode=disable\n\
+         \x20   topics: [\"pg.public.*\"]\n    batch_size: 500\n{extra}",
+        src = src.name,
+        dst = dst.name
+    )
+}
+
+const ITEMS: &str = "CREATE TABLE items (
+    id int PRIMARY KEY, name varchar(20) NOT NULL, price numeric(12,3), tags text[],
+    meta jsonb, at timestamptz, day date, uid uuid, raw bytea, flag boolean,
+    dur interval, score double precision, big text);
+INSERT INTO items SELECT g, 'item ' || g, g * 1.125, ARRAY['a,b', 'q\"' || g, NULL],
+    jsonb_build_object('n', g, 's', 'x'), '2024-02-29 12:00:00.000001+00'::timestamptz + g * interval '1 hour',
+    DATE '2024-01-01' + g, md5(g::text)::uuid, decode(md5(g::text), 'hex'), g % 2 = 0,
+    make_interval(months => g, days => 3, secs => 14706.5), g / 7.0,
+    CASE WHEN g % 50 = 0 THEN (SELECT string_agg(md5((g * 1000 + i)::text), '') FROM generate_series(1, 400) i) END
+  FROM generate_series(1, 300) g;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_follows_another_through_kills() {
+    let src = TestDb::new("pgsink_src").await;
+    let dst = TestDb::new("pgsink_dst").await;
+    src.client.batch_execute(ITEMS).await.expect("source table");
+    src.client
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+             INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .expect("notes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, pipeline(&src, &dst, "    parallelism: 2\n")).expect("pipeline file");
+
+    // Snapshot, then changes of every kind.
+    let child = start(&file);
+    wait_equal(&src, &dst, &["items", "notes"]).await;
+    src.client
+        .batch_execute(
+            "UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;
+             UPDATE items SET flag = NOT flag WHERE id % 50 = 0; -- big is unchanged TOAST
+             UPDATE items SET id = 5000 WHERE id = 51;
+             DELETE FROM items WHERE id BETWEEN 2 AND 20;
+             INSERT INTO items (id, name, score) VALUES (1000, 'new', 'NaN'), (1001, 'inf', '-Infinity');
+             UPDATE items SET name = 'twice' WHERE id = 1000;
+             DELETE FROM notes WHERE id > 90;",
+        )
+        .await
+        .expect("changes");
+    wait_equal(&src, &dst, &["items", "notes"]).await;
+
+    // SIGKILL while the sink is part-way through many batches.
+    src.client
+        .batch_execute(
+            "INSERT INTO notes SELECT g, repeat('x', 200) FROM generate_series(1000, 40999) g;",
+        )
+        .await
+        .expect("many notes");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = dst
+            .client
+            .query_one("SELECT count(*) FROM notes", &[])
+            .await
+            .expect("count")
+            .get(0);
+        if n > 1000 {
+            assert!(n < 40090, "killed too late to be mid-way ({n} rows)");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "notes never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    common::kill(child);
+    src.client
+        .batch_execute("UPDATE notes SET body = 'after the kill' WHERE id % 1000 = 7")
+        .await
+        .expect("changes while down");
+    let child = start(&file);
+    wait_equal(&src, &dst, &["items", "notes"]).await;
+
+    // The server ends the sink's connections: the sink reconnects.
+    let killed: i64 = src
+        .client
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'tributary-sink-replica') k",
+            &[&dst.name],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed >= 1, "the sink holds connections");
+    src.client
+        .batch_execute(
+            "UPDATE items SET meta = '{\"after\": \"terminate\"}' WHERE id < 100;
+             INSERT INTO notes VALUES (-1, 'after terminate');",
+        )
+        .await
+        .expect("changes after terminate");
+    wait_equal(&src, &dst, &["items", "notes"]).await;
+    terminate(child);
+
+    // Offsets are kept with the data.
+    let stored: i64 = dst
+        .client
+        .query_one(
+            "SELECT count(*) FROM tributary_offsets WHERE sink = 'replica'",
+            &[],
+        )
+        .await
+        .expect("offsets")
+        .get(0);
+    assert_eq!(stored, 4, "two topics of two partitions");
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}
+
+/// Truncates are applied in their place, a column the source gains is
+/// added, and a row the target refuses (an existing table's CHECK) goes
+/// to the dead-letter topic with the database's words while every other
+/// row is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncates_new_columns_and_refused_rows() {
+    let src = TestDb::new("pgsink_trunc_src").await;
+    let dst = TestDb::new("pgsink_trunc_dst").await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
+             INSERT INTO stock SELECT g, g FROM generate_series(1, 100) g;
+             UPDATE stock SET qty = -1 WHERE id = 40;",
+        )
+        .await
+        .expect("source");
+    // An existing target with a rule the source does not have.
+    dst.client
+        .batch_execute("CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL CHECK (qty >= 0))")
+        .await
+        .expect("target");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    // One partition: a truncate is ordered with the rows of partition 0.
+    let yaml =
+        pipeline(&src, &dst, "    on_error: dlq\n").replace("partitions: 2", "partitions: 1");
+    std::fs::write(&file, yaml).expect("pipeline file");
+    let child = start(&file);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = dst
+            .client
+            .query_one("SELECT count(*) FROM stock", &[])
+            .await
+            .expect("count")
+            .get(0);
+        if n == 99 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows never arrived ({n})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = common::dead_letters(&dir.path().join("data"), "replica");
+    assert_eq!(dead.len(), 1, "one dead letter");
+    let error = common::header(&dead[0], "tributary.error");
+    assert!(
+        error.contains("stock_qty_check") && error.contains("public.stock"),
+        "the database's words, naming the table: {error}"
+    );
+
+    src.client
+        .batch_execute(
+            "UPDATE stock SET qty = 0 WHERE id = 40;
+             TRUNCATE stock;
+             INSERT INTO stock SELECT g, g FROM generate_series(500, 520) g;
+             ALTER TABLE stock ADD COLUMN note text;
+             INSERT INTO stock VALUES (600, 6, 'with a note');",
+        )
+        .await
+        .expect("truncate and a new column");
+    wait_equal(&src, &dst, &["stock"]).await;
+    terminate(child);
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}

@@ -1,0 +1,808 @@
+//! The PostgreSQL sink: each captured table kept as a table of a
+//! PostgreSQL database.
+//!
+//! - The target table is `table` (a template, default `{schema}.{table}`),
+//!   created from the record's schema when missing (types keep precision:
+//!   see [`text::ddl_type`]), or mapped onto an existing one by column name
+//!   (`columns` renames). A column the source gains is added.
+//! - A batch is one transaction. Per table, the batch is reduced to each
+//!   key's last state (an update of a column the source could not see,
+//!   unchanged TOAST, keeps the value before it); deletes run as one
+//!   `DELETE ... WHERE key IN (unnest(...))`, upserts as one COPY into a
+//!   temporary staging table and one `INSERT ... SELECT ... ON CONFLICT
+//!   (key) DO UPDATE`. A truncate clears the table at its place in the
+//!   batch.
+//! - In the same transaction, the offset after the batch is stored per
+//!   partition in `tributary_offsets`: data and offsets commit together,
+//!   so a restart resumes exactly where the table is (exactly-once effect).
+//! - A value the target refuses (a constraint, a value the type cannot
+//!   hold) is found by halving the batch, each half its own transaction:
+//!   the records before it are applied and it is reported with the
+//!   database's words, naming the table and column.
+
+pub mod text;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::SinkExt as _;
+use tokio_postgres::Client;
+use tributary_connector_postgres::replication::ConnectConfig;
+use tributary_core::event::{Datum, Op, TableSchema};
+use tributary_core::sink::{BoxFuture, StoredOffsets};
+use tributary_core::{Sink, SinkError, SinkRecord, TopicPartition};
+
+use crate::text::ident;
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct PgSinkConfig {
+    /// The sink's name (its rows in `tributary_offsets`).
+    pub name: String,
+    /// The target database.
+    pub connect: ConnectConfig,
+    /// Target table template: `{schema}`, `{table}` and `{database}` are
+    /// the source's; `schema.table` or `table` (schema `public`).
+    pub table: String,
+    /// Source column name to target column name.
+    pub columns: BTreeMap<String, String>,
+    /// Create missing tables and add missing columns.
+    pub create_tables: bool,
+}
+
+/// Why a statement failed, as the retry logic needs it.
+#[derive(Debug)]
+enum Fail {
+    /// A value or constraint: the record's fault.
+    Data(String),
+    /// Connection, deadlock, serialization, shutdown: retry.
+    Transient(String),
+    /// Configuration, privileges, schema mismatch: stop.
+    Fatal(String),
+}
+
+impl Fail {
+    fn into_sink(self) -> SinkError {
+        match self {
+            Fail::Data(m) | Fail::Fatal(m) => SinkError::Fatal(m),
+            Fail::Transient(m) => SinkError::Transient(m),
+        }
+    }
+}
+
+/// Classifies a database error by SQLSTATE; `what` names the statement's
+/// table.
+fn classify(what: &str, e: &tokio_postgres::Error) -> Fail {
+    let Some(db) = e.as_db_error() else {
+        return Fail::Transient(format!("{what}: {e}"));
+    };
+    let code = db.code().code();
+    let mut msg = format!("{what}: {}", db.message());
+    if let Some(c) = db.column() {
+        msg.push_str(&format!(" (column {c})"));
+    }
+    if let Some(d) = db.detail() {
+        msg.push_str(&format!(": {d}"));
+    }
+    if let Some(w) = db.where_() {
+        msg.push_str(&format!(" [{w}]"));
+    }
+    msg.push_str(&format!(" (SQLSTATE {code})"));
+    let class = code.get(..2).unwrap_or("");
+    match (class, code) {
+        ("22" | "23", _) => Fail::Data(msg),
+        (_, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "57014")
+        | ("08" | "53" | "58", _) => Fail::Transient(msg),
+        (_, "42P10") => Fail::Fatal(format!(
+            "{msg}: the target table needs a primary key or unique index on the source's key columns"
+        )),
+        _ => Fail::Fatal(msg),
+    }
+}
+
+/// A row value as the batch holds it.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Unavailable,
+    Value(Option<String>),
+}
+
+/// A key's last state in the batch.
+#[derive(Debug)]
+enum Action {
+    Upsert(Vec<Val>),
+    Delete,
+}
+
+/// A target table as mapped for one source shape.
+#[derive(Debug)]
+struct Target {
+    /// `"schema"."table"`.
+    name: String,
+    /// For messages: `schema.table`.
+    shown: String,
+    /// The temporary staging table.
+    stage: String,
+    /// Rows in the staging table from an earlier group of this
+    /// transaction.
+    stage_dirty: bool,
+    /// The source shape this mapping is for.
+    shape: Arc<TableSchema>,
+    /// Per source column: the quoted target column and its type, or
+    /// `None` when the target does not have it.
+    cols: Vec<Option<(String, String)>>,
+    /// Quoted target key columns.
+    key: Vec<String>,
+    /// Their types.
+    key_types: Vec<String>,
+}
+
+/// What a batch does to one table.
+#[derive(Debug, Default)]
+struct Pending {
+    order: Vec<Vec<Option<String>>>,
+    rows: HashMap<Vec<Option<String>>, Action>,
+}
+
+/// The sink.
+pub struct PostgresSink {
+    cfg: PgSinkConfig,
+    client: Option<Client>,
+    /// Source `schema.table` to its target, for this connection.
+    targets: HashMap<(String, String), Target>,
+    stages: u32,
+    /// Offsets stored so far: records below them are never applied twice.
+    done: HashMap<(Arc<str>, u32), u64>,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("name", &self.cfg.name)
+            .field("table", &self.cfg.table)
+            .finish()
+    }
+}
+
+const OFFSETS: &str = "public.tributary_offsets";
+
+impl PostgresSink {
+    /// A sink for `cfg` (connects on first use).
+    pub fn new(cfg: PgSinkConfig) -> Self {
+        Self {
+            cfg,
+            client: None,
+            targets: HashMap::new(),
+            stages: 0,
+            done: HashMap::new(),
+        }
+    }
+
+    async fn connect(&mut self) -> Result<Client, Fail> {
+        if let Some(c) = self.client.take()
+            && !c.is_closed()
+        {
+            return Ok(c);
+        }
+        // A new session: its temporary staging tables are gone.
+        self.targets.clear();
+        let c = tributary_connector_postgres::source::sql_connect(&self.cfg.connect)
+            .await
+            .map_err(|e| Fail::Transient(e.to_string()))?;
+        c.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {OFFSETS} (
+                 sink text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
+                 next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (sink, topic, partition))"
+        ))
+        .await
+        .or_else(|e| match e.code().map(|c| c.code()) {
+            // Another worker of the sink created it at the same moment.
+            Some("23505" | "42P07") => Ok(()),
+            _ => Err(classify(OFFSETS, &e)),
+        })?;
+        Ok(c)
+    }
+
+    /// The target of `table` in the template.
+    fn target_name(&self, t: &TableSchema) -> (String, String) {
+        let name = self
+            .cfg
+            .table
+            .replace("{schema}", &t.schema)
+            .replace("{table}", &t.table)
+            .replace("{database}", &t.database);
+        match name.split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => ("public".into(), name),
+        }
+    }
+
+    /// The target for `shape`, created or extended as configured. A
+    /// constraint error here is another worker creating the same table:
+    /// retried, never blamed on a record.
+    async fn ensure(&mut self, c: &Client, shape: &Arc<TableSchema>) -> Result<(), Fail> {
+        self.ensure_inner(c, shape).await.map_err(|e| match e {
+            Fail::Data(m) => Fail::Transient(m),
+            other => other,
+        })
+    }
+
+    async fn ensure_inner(&mut self, c: &Client, shape: &Arc<TableSchema>) -> Result<(), Fail> {
+        let src = source_key(shape);
+        if let Some(t) = self.targets.get(&src)
+            && (Arc::ptr_eq(&t.shape, shape) || *t.shape == **shape)
+        {
+            return Ok(());
+        }
+        let (schema, table) = self.target_name(shape);
+        let shown = format!("{schema}.{table}");
+        let name = format!("{}.{}", ident(&schema), ident(&table));
+        let target_col = |n: &str| self.cfg.columns.get(n).cloned().unwrap_or(n.to_string());
+        let mut existing = target_columns(c, &schema, &table)
+            .await
+            .map_err(|e| classify(&shown, &e))?;
+        if existing.is_empty() {
+            if !self.cfg.create_tables {
+                return Err(Fail::Fatal(format!(
+                    "target table {shown} does not exist (create_tables is off)"
+                )));
+            }
+            let mut defs: Vec<String> = shape
+                .columns
+                .iter()
+                .map(|col| format!("{} {}", ident(&target_col(&col.name)), text::ddl_type(col)))
+                .collect();
+            if !shape.key.is_empty() {
+                let keys: Vec<String> = shape
+                    .key
+                    .iter()
+                    .filter_map(|&i| shape.columns.get(i))
+                    .map(|col| ident(&target_col(&col.name)))
+                    .collect();
+                defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+            }
+            let ddl = format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {name} ({})",
+                ident(&schema),
+                defs.join(", ")
+            );
+            c.batch_execute(&ddl)
+                .await
+                .map_err(|e| classify(&shown, &e))?;
+            tracing::info!(sink = %self.cfg.name, table = %shown, "target table created");
+        } else {
+            let mut added = false;
+            for col in &shape.columns {
+                let t = target_col(&col.name);
+                if existing.iter().any(|(n, _)| *n == t) {
+                    continue;
+                }
+                if self.cfg.create_tables {
+                    let ddl = format!(
+                        "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
+                        ident(&t),
+                        text::ddl_type(col)
+                    );
+                    c.batch_execute(&ddl)
+                        .await
+                        .map_err(|e| classify(&shown, &e))?;
+                    tracing::info!(sink = %self.cfg.name, table = %shown, column = %t, "target column added");
+                    added = true;
+                } else {
+                    tracing::warn!(sink = %self.cfg.name, table = %shown, column = %t, "the target has no such column: not written");
+                }
+            }
+            if !added {
+                // Mapped as it is.
+                return self
+                    .finish_ensure(c, shape, src, shown, name, existing)
+                    .await;
+            }
+        }
+        existing = target_columns(c, &schema, &table)
+            .await
+            .map_err(|e| classify(&shown, &e))?;
+        self.finish_ensure(c, shape, src, shown, name, existing)
+            .await
+    }
+
+    async fn finish_ensure(
+        &mut self,
+        c: &Client,
+        shape: &Arc<TableSchema>,
+        src: (String, String),
+        shown: String,
+        name: String,
+        existing: Vec<(String, String)>,
+    ) -> Result<(), Fail> {
+        let cols: Vec<Option<(String, String)>> = shape
+            .columns
+            .iter()
+            .map(|col| {
+                let t = self.cfg.columns.get(&col.name).unwrap_or(&col.name);
+                existing
+                    .iter()
+                    .find(|(n, _)| n == t)
+                    .map(|(n, ty)| (ident(n), ty.clone()))
+            })
+            .collect();
+        let mut key = Vec::new();
+        let mut key_types = Vec::new();
+        for &i in &shape.key {
+            match cols.get(i).cloned().flatten() {
+                Some((n, ty)) => {
+                    key.push(n);
+                    key_types.push(ty);
+                }
+                None => {
+                    return Err(Fail::Fatal(format!(
+                        "target table {shown} has no column for key column {}",
+                        shape.columns.get(i).map_or("?", |c| c.name.as_str())
+                    )));
+                }
+            }
+        }
+        // The staging table: the mapped columns with the target's types,
+        // no constraints (a column the source could not see stays NULL
+        // there and is not written).
+        self.stages += 1;
+        let stage = format!("pg_temp.tributary_stage_{}", self.stages);
+        let defs: Vec<String> = cols
+            .iter()
+            .flatten()
+            .map(|(n, ty)| format!("{n} {ty}"))
+            .collect();
+        c.batch_execute(&format!(
+            "CREATE TEMPORARY TABLE {stage} ({}) ON COMMIT DELETE ROWS",
+            defs.join(", ")
+        ))
+        .await
+        .map_err(|e| classify(&shown, &e))?;
+        if let Some(old) = self.targets.remove(&src) {
+            // Dropped outside the batch's fate: a failed batch rolls back
+            // only what it did.
+            let _ = c
+                .batch_execute(&format!("DROP TABLE IF EXISTS {}", old.stage))
+                .await;
+        }
+        self.targets.insert(
+            src,
+            Target {
+                name,
+                shown,
+                stage,
+                stage_dirty: false,
+                shape: Arc::clone(shape),
+                cols,
+                key,
+                key_types,
+            },
+        );
+        Ok(())
+    }
+
+    /// Applies `batch` (records not applied before) in one transaction.
+    async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), Fail> {
+        let todo: Vec<&SinkRecord> = batch
+            .iter()
+            .filter(|r| {
+                self.done
+                    .get(&(Arc::clone(&r.topic), r.partition))
+                    .is_none_or(|&next| r.offset >= next)
+            })
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let c = self.connect().await?;
+        // Tables and columns first, outside the transaction: DDL that
+        // later batches rely on is kept even if this one fails.
+        for r in &todo {
+            if let Err(e) = self.ensure(&c, &r.table).await {
+                self.keep(c);
+                return Err(e);
+            }
+        }
+        let result = self.transaction(&c, &todo).await;
+        match &result {
+            Ok(()) => {
+                for r in &todo {
+                    let next = self
+                        .done
+                        .entry((Arc::clone(&r.topic), r.partition))
+                        .or_insert(0);
+                    *next = (*next).max(r.offset + 1);
+                }
+                for t in self.targets.values_mut() {
+                    t.stage_dirty = false;
+                }
+                self.keep(c);
+            }
+            Err(_) => {
+                // What the transaction did to the mapping (a staging table
+                // or column made inside it) is undone: map again next time.
+                let _ = c.batch_execute("ROLLBACK").await;
+                for (_, t) in self.targets.drain() {
+                    let _ = c
+                        .batch_execute(&format!("DROP TABLE IF EXISTS {}", t.stage))
+                        .await;
+                }
+                self.keep(c);
+            }
+        }
+        result
+    }
+
+    fn keep(&mut self, c: Client) {
+        if !c.is_closed() {
+            self.client = Some(c);
+        }
+    }
+
+    async fn transaction(&mut self, c: &Client, todo: &[&SinkRecord]) -> Result<(), Fail> {
+        c.batch_execute("BEGIN")
+            .await
+            .map_err(|e| classify("BEGIN", &e))?;
+        let mut pending: BTreeMap<(String, String), Pending> = BTreeMap::new();
+        let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
+        for r in todo {
+            offsets.insert((Arc::clone(&r.topic), r.partition), r.offset + 1);
+            let src = source_key(&r.table);
+            // A record of another shape than what is pending for its
+            // table: the pending rows go first, mapped as they were.
+            let shape_changed = self
+                .targets
+                .get(&src)
+                .is_some_and(|t| !(Arc::ptr_eq(&t.shape, &r.table) || *t.shape == *r.table));
+            if r.event.op == Op::Truncate || shape_changed {
+                if let Some(p) = pending.remove(&src) {
+                    self.flush(c, &src, p).await?;
+                }
+                if shape_changed {
+                    self.ensure(c, &r.table).await?;
+                }
+            }
+            let Some(target) = self.targets.get(&src) else {
+                return Err(Fail::Fatal(format!(
+                    "no target for table {}",
+                    r.table.qualified_name()
+                )));
+            };
+            match r.event.op {
+                Op::Truncate => {
+                    c.batch_execute(&format!("TRUNCATE {}", target.name))
+                        .await
+                        .map_err(|e| classify(&target.shown, &e))?;
+                }
+                Op::Delete => {
+                    if let Some(k) = render_key(r) {
+                        pending.entry(src).or_default().put(k, Action::Delete);
+                    }
+                }
+                Op::Create | Op::Update | Op::Read => {
+                    let (Some(k), Some(after)) = (render_key(r), r.event.after.as_ref()) else {
+                        continue;
+                    };
+                    let p = pending.entry(src).or_default();
+                    // A changed key: the old row goes.
+                    if let Some(before) = &r.event.before {
+                        let old: Option<Vec<Option<String>>> = r
+                            .table
+                            .key
+                            .iter()
+                            .map(|&i| match (before.get(i), r.table.columns.get(i)) {
+                                (Some(Datum::Unavailable) | None, _) | (_, None) => None,
+                                (Some(d), Some(col)) => Some(text::value(&col.ty, d)),
+                            })
+                            .collect();
+                        if let Some(old) = old
+                            && old != k
+                        {
+                            p.put(old, Action::Delete);
+                        }
+                    }
+                    let row: Vec<Val> = r
+                        .table
+                        .columns
+                        .iter()
+                        .zip(after)
+                        .map(|(col, d)| match d {
+                            Datum::Unavailable => Val::Unavailable,
+                            d => Val::Value(text::value(&col.ty, d)),
+                        })
+                        .collect();
+                    p.put(k, Action::Upsert(row));
+                }
+            }
+        }
+        for (src, p) in std::mem::take(&mut pending) {
+            self.flush(c, &src, p).await?;
+        }
+        let mut topics = Vec::new();
+        let mut parts = Vec::new();
+        let mut nexts = Vec::new();
+        for ((t, p), next) in offsets {
+            topics.push(t.to_string());
+            parts.push(p as i32);
+            nexts.push(next as i64);
+        }
+        c.execute(
+            &format!(
+                "INSERT INTO {OFFSETS} (sink, topic, partition, next_offset)
+                 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])
+                 ON CONFLICT (sink, topic, partition)
+                 DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+            ),
+            &[&self.cfg.name, &topics, &parts, &nexts],
+        )
+        .await
+        .map_err(|e| classify(OFFSETS, &e))?;
+        c.batch_execute("COMMIT")
+            .await
+            .map_err(|e| classify("COMMIT", &e))?;
+        Ok(())
+    }
+
+    /// Writes one table's pending rows: deletes, then upserts grouped by
+    /// which columns the source could not see.
+    async fn flush(&mut self, c: &Client, src: &(String, String), p: Pending) -> Result<(), Fail> {
+        let Some(t) = self.targets.get_mut(src) else {
+            return Ok(());
+        };
+        let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); t.key.len()];
+        let mut groups: BTreeMap<Vec<bool>, Vec<Vec<Val>>> = BTreeMap::new();
+        let mut rows = p.rows;
+        for k in p.order {
+            match rows.remove(&k) {
+                Some(Action::Delete) => {
+                    for (col, v) in deletes.iter_mut().zip(k) {
+                        col.push(v);
+                    }
+                }
+                Some(Action::Upsert(row)) => {
+                    let mask: Vec<bool> = row.iter().map(|v| *v == Val::Unavailable).collect();
+                    groups.entry(mask).or_default().push(row);
+                }
+                None => {}
+            }
+        }
+        if deletes.first().is_some_and(|d| !d.is_empty()) {
+            let keys = t.key.join(", ");
+            let n = t.key.len();
+            let args: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+            let cols: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+            let casts: Vec<String> = cols
+                .iter()
+                .zip(&t.key_types)
+                .map(|(c, ty)| format!("{c}::{ty}"))
+                .collect();
+            let sql = format!(
+                "DELETE FROM {} WHERE ({keys}) IN (SELECT {} FROM unnest({}) AS u({}))",
+                t.name,
+                casts.join(", "),
+                args.join(", "),
+                cols.join(", ")
+            );
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = deletes
+                .iter()
+                .map(|d| d as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            c.execute(&sql, &params)
+                .await
+                .map_err(|e| classify(&t.shown, &e))?;
+        }
+        for (mask, rows) in groups {
+            // The columns written: mapped and visible.
+            let written: Vec<usize> = t
+                .cols
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| c.is_some() && !mask.get(*i).copied().unwrap_or(false))
+                .map(|(i, _)| i)
+                .collect();
+            let names: Vec<&str> = written
+                .iter()
+                .filter_map(|&i| t.cols.get(i).and_then(|c| c.as_ref()).map(|c| c.0.as_str()))
+                .collect();
+            let list = names.join(", ");
+            if t.stage_dirty {
+                c.batch_execute(&format!("DELETE FROM {}", t.stage))
+                    .await
+                    .map_err(|e| classify(&t.shown, &e))?;
+            }
+            let mut buf: Vec<u8> = Vec::with_capacity(rows.len() * 64);
+            for row in &rows {
+                for (j, &i) in written.iter().enumerate() {
+                    if j > 0 {
+                        buf.push(b'\t');
+                    }
+                    let v = match row.get(i) {
+                        Some(Val::Value(v)) => v.as_deref(),
+                        _ => None,
+                    };
+                    text::copy_field(&mut buf, v);
+                }
+                buf.push(b'\n');
+            }
+            let sink = c
+                .copy_in::<_, Bytes>(&format!("COPY {} ({list}) FROM STDIN", t.stage))
+                .await
+                .map_err(|e| classify(&t.shown, &e))?;
+            let mut sink = std::pin::pin!(sink);
+            sink.send(Bytes::from(buf))
+                .await
+                .map_err(|e| classify(&t.shown, &e))?;
+            sink.as_mut()
+                .finish()
+                .await
+                .map_err(|e| classify(&t.shown, &e))?;
+            t.stage_dirty = true;
+            let updates: Vec<String> = names
+                .iter()
+                .filter(|n| !t.key.iter().any(|k| k == *n))
+                .map(|n| format!("{n} = EXCLUDED.{n}"))
+                .collect();
+            let conflict = if updates.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            let sql = format!(
+                "INSERT INTO {} ({list}) SELECT {list} FROM {} ON CONFLICT ({}) {conflict}",
+                t.name,
+                t.stage,
+                t.key.join(", ")
+            );
+            c.batch_execute(&sql)
+                .await
+                .map_err(|e| classify(&t.shown, &e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Pending {
+    fn put(&mut self, key: Vec<Option<String>>, action: Action) {
+        match self.rows.get_mut(&key) {
+            None => {
+                self.order.push(key.clone());
+                self.rows.insert(key, action);
+            }
+            Some(slot) => {
+                *slot = match (std::mem::replace(slot, Action::Delete), action) {
+                    // An update after an upsert keeps what it could not see.
+                    (Action::Upsert(old), Action::Upsert(mut new)) => {
+                        for (n, o) in new.iter_mut().zip(old) {
+                            if *n == Val::Unavailable {
+                                *n = o;
+                            }
+                        }
+                        Action::Upsert(new)
+                    }
+                    (_, a) => a,
+                };
+            }
+        }
+    }
+}
+
+/// A source table's identity: database, schema and table.
+fn source_key(t: &TableSchema) -> (String, String) {
+    (format!("{}\u{0}{}", t.database, t.schema), t.table.clone())
+}
+
+/// The record's key as target text.
+fn render_key(r: &SinkRecord) -> Option<Vec<Option<String>>> {
+    let key = r.key.as_ref()?;
+    Some(
+        r.table
+            .key
+            .iter()
+            .zip(key)
+            .map(|(&i, d)| r.table.columns.get(i).and_then(|c| text::value(&c.ty, d)))
+            .collect(),
+    )
+}
+
+/// The columns of `schema.table` with their types, in table order; empty
+/// if it does not exist.
+async fn target_columns(
+    c: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+               FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+                AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+        &[&schema, &table],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+impl Sink for PostgresSink {
+    fn stored_offsets(&mut self) -> BoxFuture<'_, Result<Option<StoredOffsets>, SinkError>> {
+        Box::pin(async move {
+            let c = self.connect().await.map_err(Fail::into_sink)?;
+            let rows = c
+                .query(
+                    &format!("SELECT topic, partition, next_offset FROM {OFFSETS} WHERE sink = $1"),
+                    &[&self.cfg.name],
+                )
+                .await
+                .map_err(|e| classify(OFFSETS, &e).into_sink());
+            self.keep(c);
+            let mut out = Vec::new();
+            self.done.clear();
+            for r in rows? {
+                let (topic, partition, next): (String, i32, i64) = (r.get(0), r.get(1), r.get(2));
+                let (partition, next) = (partition as u32, next as u64);
+                self.done.insert((topic.as_str().into(), partition), next);
+                out.push((TopicPartition::new(topic, partition), next));
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            // A keyless row first: a table needs a key to be kept in sync.
+            if let Some(i) = batch
+                .iter()
+                .position(|r| r.event.op != Op::Truncate && r.key.is_none())
+            {
+                if i > 0 {
+                    self.apply(&batch[..i]).await?;
+                }
+                return Err(SinkError::Record {
+                    index: i,
+                    reason: format!(
+                        "table {}.{} has no key: rows cannot be matched in the target",
+                        batch[i].table.schema, batch[i].table.table
+                    ),
+                });
+            }
+            let reason = match self.try_batch(batch).await {
+                Ok(()) => return Ok(()),
+                Err(Fail::Data(reason)) => reason,
+                Err(e) => return Err(e.into_sink()),
+            };
+            // Find the refused record: halves, each its own transaction;
+            // batch[..base] is applied, batch[base..hi] fails.
+            tracing::debug!(sink = %self.cfg.name, %reason, "a record is refused; finding it");
+            let (mut base, mut hi) = (0, batch.len());
+            while hi - base > 1 {
+                let mid = base + (hi - base) / 2;
+                match self.try_batch(&batch[base..mid]).await {
+                    Ok(()) => base = mid,
+                    Err(Fail::Data(_)) => hi = mid,
+                    Err(e) => return Err(e.into_sink()),
+                }
+            }
+            match self.try_batch(&batch[base..=base]).await {
+                Err(Fail::Data(r)) => Err(SinkError::Record {
+                    index: base,
+                    reason: r,
+                }),
+                Err(e) => Err(e.into_sink()),
+                // It failed only with others: the rest goes on its own.
+                Ok(()) => match self.apply(&batch[base + 1..]).await {
+                    Err(SinkError::Record { index, reason: r }) => Err(SinkError::Record {
+                        index: index + base + 1,
+                        reason: r,
+                    }),
+                    other => other,
+                },
+            }
+        })
+    }
+}
