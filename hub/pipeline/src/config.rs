@@ -813,6 +813,12 @@ fn check(p: &Pipeline) -> Result<(), Located> {
             }
             _ => None,
         };
+        if s.kind == SinkKind::Postgres
+            && let Some(url) = &s.url
+            && let Err(e) = crate::source::parse_url(url.expose())
+        {
+            return Err((Some(s.name.referenced), format!("sinks[{i}].url"), e));
+        }
         if let Some((field, why)) = needs {
             return Err((
                 Some(s.name.referenced),

@@ -88,10 +88,13 @@ impl Worker {
             stored_offsets.unwrap_or_default().into_iter().collect();
         let mut positions: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         let mut applied = 0u64;
+        // Where the time went (reading and decoding, the target).
+        let (mut read_time, mut apply_time) = (Duration::ZERO, Duration::ZERO);
         let mut delay = Duration::from_millis(200);
         let idle = Duration::from_millis(self.section.flush_interval_ms.clamp(10, 200));
         loop {
             if *self.stop.borrow() {
+                tracing::info!(sink = %self.section.name.value, worker = self.worker, applied, read_ms = read_time.as_millis() as u64, apply_ms = apply_time.as_millis() as u64, "sink worker stopped");
                 return Ok(Ended::Stopped { applied });
             }
             for tp in self.assignment() {
@@ -124,7 +127,9 @@ impl Worker {
                     slot.insert(start);
                 }
             }
+            let t0 = std::time::Instant::now();
             let (batch, raws, skipped_to) = self.read(&positions)?;
+            read_time += t0.elapsed();
             // Tombstones and the like carry nothing for a sink: move past.
             for (tp, off) in &skipped_to {
                 positions.insert(tp.clone(), *off);
@@ -139,7 +144,10 @@ impl Worker {
             }
             let mut from = 0;
             while from < batch.len() {
-                match self.sink.apply(&batch[from..]).await {
+                let t0 = std::time::Instant::now();
+                let result = self.sink.apply(&batch[from..]).await;
+                apply_time += t0.elapsed();
+                match result {
                     Ok(()) => {
                         applied += (batch.len() - from) as u64;
                         self.advance(&mut positions, &batch[from..]);

@@ -205,9 +205,14 @@ async fn truncates_new_columns_and_refused_rows() {
         )
         .await
         .expect("source");
-    // An existing target with a rule the source does not have.
+    // An existing target with a rule the source does not have, holding a
+    // stale row the snapshot must overwrite (a bulk insert finds its key
+    // taken and goes through the upsert).
     dst.client
-        .batch_execute("CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL CHECK (qty >= 0))")
+        .batch_execute(
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL CHECK (qty >= 0));
+             INSERT INTO stock VALUES (7, 999);",
+        )
         .await
         .expect("target");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -234,6 +239,13 @@ async fn truncates_new_columns_and_refused_rows() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let stale: i32 = dst
+        .client
+        .query_one("SELECT qty FROM stock WHERE id = 7", &[])
+        .await
+        .expect("row 7")
+        .get(0);
+    assert_eq!(stale, 7, "the stale row is overwritten");
     let dead = common::dead_letters(&dir.path().join("data"), "replica");
     assert_eq!(dead.len(), 1, "one dead letter");
     let error = common::header(&dead[0], "tributary.error");

@@ -111,7 +111,9 @@ enum Val {
 /// A key's last state in the batch.
 #[derive(Debug)]
 enum Action {
-    Upsert(Vec<Val>),
+    /// The row, and whether it was last inserted (created or read) rather
+    /// than updated.
+    Upsert(Vec<Val>, bool),
     Delete,
 }
 
@@ -127,6 +129,9 @@ struct Target {
     /// Rows in the staging table from an earlier group of this
     /// transaction.
     stage_dirty: bool,
+    /// Groups of inserted rows to send through the staging table before
+    /// trying a direct COPY again (one found its key taken).
+    direct_pause: u32,
     /// The source shape this mapping is for.
     shape: Arc<TableSchema>,
     /// Per source column: the quoted target column and its type, or
@@ -374,6 +379,7 @@ impl PostgresSink {
                 shown,
                 stage,
                 stage_dirty: false,
+                direct_pause: 0,
                 shape: Arc::clone(shape),
                 cols,
                 key,
@@ -513,7 +519,7 @@ impl PostgresSink {
                             d => Val::Value(text::value(&col.ty, d)),
                         })
                         .collect();
-                    p.put(k, Action::Upsert(row));
+                    p.put(k, Action::Upsert(row, r.event.op != Op::Update));
                 }
             }
         }
@@ -552,7 +558,7 @@ impl PostgresSink {
             return Ok(());
         };
         let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); t.key.len()];
-        let mut groups: BTreeMap<Vec<bool>, Vec<Vec<Val>>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Vec<bool>, bool), Vec<Vec<Val>>> = BTreeMap::new();
         let mut rows = p.rows;
         for k in p.order {
             match rows.remove(&k) {
@@ -561,9 +567,9 @@ impl PostgresSink {
                         col.push(v);
                     }
                 }
-                Some(Action::Upsert(row)) => {
+                Some(Action::Upsert(row, inserted)) => {
                     let mask: Vec<bool> = row.iter().map(|v| *v == Val::Unavailable).collect();
-                    groups.entry(mask).or_default().push(row);
+                    groups.entry((mask, inserted)).or_default().push(row);
                 }
                 None => {}
             }
@@ -593,7 +599,7 @@ impl PostgresSink {
                 .await
                 .map_err(|e| classify(&t.shown, &e))?;
         }
-        for (mask, rows) in groups {
+        for ((mask, inserted), rows) in groups {
             // The columns written: mapped and visible.
             let written: Vec<usize> = t
                 .cols
@@ -607,11 +613,6 @@ impl PostgresSink {
                 .filter_map(|&i| t.cols.get(i).and_then(|c| c.as_ref()).map(|c| c.0.as_str()))
                 .collect();
             let list = names.join(", ");
-            if t.stage_dirty {
-                c.batch_execute(&format!("DELETE FROM {}", t.stage))
-                    .await
-                    .map_err(|e| classify(&t.shown, &e))?;
-            }
             let mut buf: Vec<u8> = Vec::with_capacity(rows.len() * 64);
             for row in &rows {
                 for (j, &i) in written.iter().enumerate() {
@@ -626,16 +627,41 @@ impl PostgresSink {
                 }
                 buf.push(b'\n');
             }
-            let sink = c
-                .copy_in::<_, Bytes>(&format!("COPY {} ({list}) FROM STDIN", t.stage))
+            let buf = Bytes::from(buf);
+            // New rows go straight into the table, as a bulk load does;
+            // if one is there already (a replay, a re-snapshot), the
+            // upsert path takes the group, and the next few batches.
+            if inserted && t.direct_pause == 0 {
+                c.batch_execute("SAVEPOINT tributary_direct")
+                    .await
+                    .map_err(|e| classify(&t.shown, &e))?;
+                match copy_in(
+                    c,
+                    &format!("COPY {} ({list}) FROM STDIN", t.name),
+                    buf.clone(),
+                )
                 .await
-                .map_err(|e| classify(&t.shown, &e))?;
-            let mut sink = std::pin::pin!(sink);
-            sink.send(Bytes::from(buf))
-                .await
-                .map_err(|e| classify(&t.shown, &e))?;
-            sink.as_mut()
-                .finish()
+                {
+                    Ok(()) => continue,
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                    {
+                        c.batch_execute("ROLLBACK TO SAVEPOINT tributary_direct")
+                            .await
+                            .map_err(|e| classify(&t.shown, &e))?;
+                        t.direct_pause = 16;
+                    }
+                    Err(e) => return Err(classify(&t.shown, &e)),
+                }
+            } else {
+                t.direct_pause = t.direct_pause.saturating_sub(1);
+            }
+            if t.stage_dirty {
+                c.batch_execute(&format!("DELETE FROM {}", t.stage))
+                    .await
+                    .map_err(|e| classify(&t.shown, &e))?;
+            }
+            copy_in(c, &format!("COPY {} ({list}) FROM STDIN", t.stage), buf)
                 .await
                 .map_err(|e| classify(&t.shown, &e))?;
             t.stage_dirty = true;
@@ -673,13 +699,13 @@ impl Pending {
             Some(slot) => {
                 *slot = match (std::mem::replace(slot, Action::Delete), action) {
                     // An update after an upsert keeps what it could not see.
-                    (Action::Upsert(old), Action::Upsert(mut new)) => {
+                    (Action::Upsert(old, _), Action::Upsert(mut new, inserted)) => {
                         for (n, o) in new.iter_mut().zip(old) {
                             if *n == Val::Unavailable {
                                 *n = o;
                             }
                         }
-                        Action::Upsert(new)
+                        Action::Upsert(new, inserted)
                     }
                     (_, a) => a,
                 };
@@ -704,6 +730,15 @@ fn render_key(r: &SinkRecord) -> Option<Vec<Option<String>>> {
             .map(|(&i, d)| r.table.columns.get(i).and_then(|c| text::value(&c.ty, d)))
             .collect(),
     )
+}
+
+/// `COPY ... FROM STDIN` of `data`.
+async fn copy_in(c: &Client, sql: &str, data: Bytes) -> Result<(), tokio_postgres::Error> {
+    let sink = c.copy_in::<_, Bytes>(sql).await?;
+    let mut sink = std::pin::pin!(sink);
+    sink.send(data).await?;
+    sink.as_mut().finish().await?;
+    Ok(())
 }
 
 /// The columns of `schema.table` with their types, in table order; empty

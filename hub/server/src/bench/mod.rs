@@ -6,6 +6,7 @@ mod avro;
 mod log;
 mod pg_snapshot;
 mod pg_source;
+mod sinks;
 
 use clap::Subcommand;
 
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     /// Snapshot a table from PostgreSQL into the log; the same table
     /// through psql's \copy to /dev/null.
     PgSnapshot(pg_snapshot::PgSnapshotBenchArgs),
+    /// Apply change events already in the log with each sink; the same
+    /// rows through each target's raw bulk path (COPY, pipelined HSET).
+    Sinks(sinks::SinksBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Avro(args) => avro::run(args),
         BenchCommand::PgSource(args) => pg_source::run(args),
         BenchCommand::PgSnapshot(args) => pg_snapshot::run(args),
+        BenchCommand::Sinks(args) => sinks::run(args),
     }
 }
 

@@ -1,0 +1,267 @@
+//! `tributary bench sinks`: change events already in the log applied by
+//! each sink through the pipeline runtime (read, decode, batch, apply,
+//! store offsets), against a raw reference writing the same rows to the
+//! same target in the same run.
+//!
+//! The events come from a snapshot of a 5-column table (as `pg-snapshot`
+//! reads it) into a fresh log, untimed. Each sink is timed from its start
+//! until the offsets it stores with its data cover every record.
+//! References: PostgreSQL `COPY ... FROM STDIN` of the rows (text format)
+//! into a table with the same key; Redis `HSET` of the same fields,
+//! pipelined 1000 rows at a time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::SinkExt as _;
+use redis::Commands as _;
+use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, sql_connect};
+use tributary_log::Log;
+use tributary_schemas::Registry;
+use tributary_schemas::writer::EventWriter;
+
+use super::pg_source::{PgArgs, in_scratch_db};
+use super::{rate, ratio};
+
+#[derive(Debug, clap::Args)]
+pub struct SinksBenchArgs {
+    /// Change events in the log (rows of the snapshot).
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Records per sink batch (the pipeline's `batch_size`).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: u32,
+    /// Redis for the Redis sink and its reference.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    #[command(flatten)]
+    pg: PgArgs,
+}
+
+const TOPIC: &str = "bench.public.bench";
+
+pub fn run(args: SinksBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rows > 0, "--rows must be positive");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let lines = in_scratch_db(&args.pg, async |db: &str| measure(&args, db).await).await?;
+        for l in lines {
+            println!("{l}");
+        }
+        Ok(())
+    })
+}
+
+async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>> {
+    let client = sql_connect(&args.pg.connect_config(db)).await?;
+    for stmt in [
+        "CREATE TABLE bench (id bigint PRIMARY KEY, a integer NOT NULL, b text NOT NULL, c double precision, d timestamptz NOT NULL)".to_string(),
+        format!(
+            "INSERT INTO bench SELECT g, g::int % 1000, 'row ' || g, g / 7.0, now() FROM generate_series(1, {}) g",
+            args.rows
+        ),
+        "VACUUM ANALYZE bench".to_string(),
+        "CREATE PUBLICATION bench_pub FOR TABLE bench".to_string(),
+    ] {
+        client
+            .batch_execute(&stmt)
+            .await
+            .with_context(|| format!("running {stmt}"))?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("tributary-bench-sinks")
+        .tempdir()?;
+    let data = dir.path().join("data");
+    // The change events: a snapshot into the log, untimed.
+    let total = {
+        let log = Log::open(data.join("log"))?;
+        let registry = Registry::open(data.join("registry"))?;
+        let cfg = args
+            .pg
+            .stream_config(db, "bench_sinks", SnapshotMode::InitialOnly);
+        prepare(&client, &cfg).await?;
+        let mut source =
+            StreamSource::new(cfg, log.clone(), EventWriter::new(log.clone(), registry));
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        source.run(stop_rx).await?;
+        log.flush()?;
+        let topic = log.topic(TOPIC)?;
+        topic
+            .partitions()
+            .iter()
+            .map(|p| p.high_watermark())
+            .sum::<u64>()
+    };
+    anyhow::ensure!(
+        total == args.rows,
+        "the log holds {total} events, not {}",
+        args.rows
+    );
+    let mut rows = Vec::new();
+    {
+        let out = client.copy_out("COPY bench TO STDOUT").await?;
+        let mut out = std::pin::pin!(out);
+        while let Some(chunk) = futures_util::StreamExt::next(&mut out).await {
+            rows.extend_from_slice(&chunk?);
+        }
+    }
+    let mut lines = Vec::new();
+
+    // PostgreSQL.
+    client
+        .batch_execute("CREATE SCHEMA sink; CREATE TABLE copied (LIKE bench INCLUDING ALL)")
+        .await?;
+    let started = Instant::now();
+    {
+        let sink = client.copy_in("COPY copied FROM STDIN").await?;
+        let mut sink = std::pin::pin!(sink);
+        for chunk in rows.chunks(1 << 20) {
+            // Whole lines per message is not required by COPY.
+            sink.send(Bytes::copy_from_slice(chunk)).await?;
+        }
+        sink.as_mut().finish().await?;
+    }
+    let copy = rate(args.rows, started.elapsed().as_secs_f64());
+    eprintln!("copy: {copy} rows/s");
+    let cfg = args.pg.connect_config(db);
+    let sink = format!(
+        "  - name: bench-pg\n    kind: postgres\n    url: postgres://{user}@{host}:{port}/{db}?sslmode={ssl}{root}\n    table: \"sink.{{table}}\"\n",
+        user = cfg.user,
+        host = cfg.host,
+        port = cfg.port,
+        ssl = cfg.ssl_mode.as_str(),
+        root = cfg
+            .ssl_root_cert
+            .as_ref()
+            .map(|p| format!("&sslrootcert={}", p.display()))
+            .unwrap_or_default(),
+    );
+    let ours = run_sink(args, &data, &sink, async || {
+        let n: Option<i64> = client
+            .query_one(
+                "SELECT sum(next_offset)::bigint FROM tributary_offsets WHERE sink = 'bench-pg'",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(n.unwrap_or(0) as u64)
+    })
+    .await?;
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM sink.bench", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(n as u64 == args.rows, "the sink wrote {n} rows");
+    eprintln!("sink-postgres: {ours} rows/s");
+    lines.push(format!(
+        "sink-postgres: {ours} rows/s, copy {copy} rows/s, ratio {}",
+        ratio(ours, copy)
+    ));
+
+    // Redis.
+    let prefix = format!("tributary-bench-{}:", std::process::id());
+    let redis = redis::Client::open(args.redis.as_str())?;
+    let mut conn = redis.get_connection().context("connecting to Redis")?;
+    let text = String::from_utf8(rows)?;
+    let started = Instant::now();
+    let names = ["id", "a", "b", "c", "d"];
+    let mut pipe = redis::pipe();
+    let mut n = 0;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("{prefix}ref:{}", fields[0]));
+        for (name, v) in names.iter().zip(&fields) {
+            cmd.arg(*name).arg(*v);
+        }
+        pipe.add_command(cmd).ignore();
+        n += 1;
+        if n % 1000 == 0 {
+            pipe.query::<()>(&mut conn)?;
+            pipe = redis::pipe();
+        }
+    }
+    if n % 1000 != 0 {
+        pipe.query::<()>(&mut conn)?;
+    }
+    let hset = rate(args.rows, started.elapsed().as_secs_f64());
+    eprintln!("pipelined-hset: {hset} rows/s");
+    let sink = format!(
+        "  - name: bench-redis\n    kind: redis\n    url: {}\n    prefix: \"{prefix}\"\n",
+        args.redis
+    );
+    let offsets_key = format!("{prefix}tributary:offsets:bench-redis");
+    let result = run_sink(args, &data, &sink, async || {
+        let mut c = redis.get_connection()?;
+        let all: std::collections::HashMap<String, u64> =
+            redis::cmd("HGETALL").arg(&offsets_key).query(&mut c)?;
+        Ok(all.values().sum())
+    })
+    .await;
+    // Clean up whatever happened.
+    let keys: Vec<String> = conn
+        .scan_match::<_, String>(format!("{prefix}*"))?
+        .collect::<redis::RedisResult<_>>()?;
+    for chunk in keys.chunks(10_000) {
+        redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
+    }
+    let ours = result?;
+    eprintln!("sink-redis: {ours} rows/s");
+    lines.push(format!(
+        "sink-redis: {ours} rows/s, pipelined-hset {hset} rows/s, ratio {}",
+        ratio(ours, hset)
+    ));
+    Ok(lines)
+}
+
+/// Runs a pipeline of the one sink `sink` (YAML) over the log in `data`
+/// until `applied` reports every record; its rate.
+async fn run_sink(
+    args: &SinksBenchArgs,
+    data: &std::path::Path,
+    sink: &str,
+    applied: impl AsyncFn() -> anyhow::Result<u64>,
+) -> anyhow::Result<u64> {
+    let yaml = format!(
+        "log:\n  dir: {}\nsinks:\n{sink}    topics: [\"bench.public.*\"]\n    batch_size: {}\n    flush_interval_ms: 10\n",
+        data.display(),
+        args.batch_size
+    );
+    let file = data.join("bench-sink.yaml");
+    let pipeline = tributary_pipeline::config::parse(&file, &yaml, &|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let task = tokio::spawn(tributary_pipeline::runtime::run(
+        pipeline,
+        tributary_pipeline::runtime::RunOptions {
+            shutdown: stop_rx,
+            restart_initial: Duration::from_millis(200),
+            restart_max: Duration::from_secs(2),
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let secs = loop {
+        // Before the sink's first write there may be nothing to read yet.
+        if applied().await.unwrap_or(0) >= args.rows {
+            break started.elapsed().as_secs_f64();
+        }
+        anyhow::ensure!(!task.is_finished(), "the pipeline stopped early");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the sink did not finish in 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _ = stop_tx.send(true);
+    let status = task.await??;
+    let status = status.lock().map_err(|_| anyhow::anyhow!("status lock"))?;
+    if let Some((name, s)) = status.iter().find(|(_, s)| s.last_error.is_some()) {
+        eprintln!("{name}: {:?}", s.last_error);
+    }
+    Ok(rate(args.rows, secs))
+}
