@@ -132,7 +132,10 @@ fn has_specials(ty: &ColumnType) -> bool {
 /// encode and decode them.
 #[derive(Debug, Clone)]
 pub struct EventSchema {
-    table: TableSchema,
+    table: std::sync::Arc<TableSchema>,
+    /// The source block's strings as every event of this table has them:
+    /// decoding shares them instead of allocating each event's own.
+    interned: [std::sync::Arc<str>; 6],
     connector: Connector,
     columns: Vec<Layout>,
     key_columns: Vec<Layout>,
@@ -369,8 +372,21 @@ impl EventSchema {
         };
         let value_avro = apache_avro::Schema::parse(&value_json).map_err(err)?;
         let key_avro = apache_avro::Schema::parse(&key_json).map_err(err)?;
+        let interned = [
+            match connector {
+                Connector::Postgres => "postgresql",
+                Connector::Mysql => "mysql",
+            }
+            .into(),
+            env!("CARGO_PKG_VERSION").into(),
+            source_name.into(),
+            table.database.as_str().into(),
+            table.schema.as_str().into(),
+            table.table.as_str().into(),
+        ];
         Ok(Self {
-            table,
+            table: std::sync::Arc::new(table),
+            interned,
             connector,
             columns,
             key_columns,
@@ -384,6 +400,19 @@ impl EventSchema {
     /// The table.
     pub fn table(&self) -> &TableSchema {
         &self.table
+    }
+
+    /// The table, shared.
+    pub fn table_arc(&self) -> std::sync::Arc<TableSchema> {
+        std::sync::Arc::clone(&self.table)
+    }
+
+    /// `s` as an `Arc<str>`: the interned one when it is `interned[i]`.
+    fn intern(&self, i: usize, s: &str) -> std::sync::Arc<str> {
+        match self.interned.get(i) {
+            Some(a) if &**a == s => std::sync::Arc::clone(a),
+            _ => s.into(),
+        }
     }
 
     /// The value (envelope) schema as JSON.
@@ -547,9 +576,9 @@ impl EventSchema {
         let before = self.decode_row(&mut r, "before")?;
         let after = self.decode_row(&mut r, "after")?;
         let source = self.decode_source(&mut r)?;
-        let op_str = r.string("op")?;
+        let op_str = r.str_ref("op")?;
         let op =
-            Op::from_code(&op_str).ok_or_else(|| r.err("op", format!("unknown op {op_str:?}")))?;
+            Op::from_code(op_str).ok_or_else(|| r.err("op", format!("unknown op {op_str:?}")))?;
         let ts_ms = match r.long("ts_ms")? {
             0 => 0,
             _ => r.long("ts_ms")?,
@@ -602,9 +631,9 @@ impl EventSchema {
     }
 
     fn decode_source(&self, r: &mut Reader<'_>) -> Result<SourceInfo, DecodeError> {
-        let version = r.string("source.version")?;
-        let connector = r.string("source.connector")?;
-        let name = r.string("source.name")?;
+        let version = r.str_ref("source.version")?;
+        let connector = r.str_ref("source.connector")?;
+        let name = r.str_ref("source.name")?;
         let ts_ms = r.long("source.ts_ms")?;
         let snapshot = match r.long("source.snapshot")? {
             0 => match r.string("source.snapshot")?.as_str() {
@@ -615,7 +644,7 @@ impl EventSchema {
             },
             _ => SnapshotFlag::False,
         };
-        let db = r.string("source.db")?;
+        let db = r.str_ref("source.db")?;
         if r.long("source.sequence")? != 0 {
             r.string("source.sequence")?;
         }
@@ -627,8 +656,8 @@ impl EventSchema {
         };
         let (schema, table, position) = match self.connector {
             Connector::Postgres => {
-                let schema = r.string("source.schema")?;
-                let table = r.string("source.table")?;
+                let schema = r.str_ref("source.schema")?;
+                let table = r.str_ref("source.table")?;
                 let tx_id = opt_long(r, "source.txId")?;
                 let lsn = opt_long(r, "source.lsn")?.unwrap_or(0) as u64;
                 opt_long(r, "source.xmin")?;
@@ -636,8 +665,8 @@ impl EventSchema {
             }
             Connector::Mysql => {
                 let table = match r.long("source.table")? {
-                    0 => String::new(),
-                    _ => r.string("source.table")?,
+                    0 => "",
+                    _ => r.str_ref("source.table")?,
                 };
                 let server_id = r.long("source.server_id")? as u32;
                 let gtid = match r.long("source.gtid")? {
@@ -665,14 +694,14 @@ impl EventSchema {
             }
         };
         Ok(SourceInfo {
-            connector: connector.into(),
-            version: version.into(),
-            name: name.into(),
+            connector: self.intern(0, connector),
+            version: self.intern(1, version),
+            name: self.intern(2, name),
             ts_ms,
             snapshot,
-            db: db.into(),
-            schema: schema.map(Into::into),
-            table: table.into(),
+            db: self.intern(3, db),
+            schema: schema.map(|s| self.intern(4, s)),
+            table: self.intern(5, table),
             position,
         })
     }
@@ -1231,6 +1260,11 @@ impl<'a> Reader<'a> {
         let n = self.long(what)?;
         let n = usize::try_from(n).map_err(|_| self.err(what, format!("negative length {n}")))?;
         self.take(what, n)
+    }
+
+    fn str_ref(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+        let b = self.bytes(what)?;
+        std::str::from_utf8(b).map_err(|_| self.err(what, "not UTF-8".into()))
     }
 
     fn string(&mut self, what: &str) -> Result<String, DecodeError> {

@@ -63,6 +63,26 @@ impl SledOffsetStore {
             .map_err(storage("open tree"))?;
         Ok(Self { tree, db })
     }
+
+    /// Commits offsets of several partitions of `group` together: one
+    /// flush for all when `durable` (otherwise sled writes them within its
+    /// flush interval, half a second).
+    pub fn commit_many(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+        durable: bool,
+    ) -> Result<(), OffsetStoreError> {
+        for (tp, offset) in offsets {
+            self.tree
+                .insert(key(group, tp), &offset.to_be_bytes())
+                .map_err(storage("insert"))?;
+        }
+        if durable && !offsets.is_empty() {
+            self.db.flush().map_err(storage("flush"))?;
+        }
+        Ok(())
+    }
 }
 
 impl OffsetStore for SledOffsetStore {

@@ -376,8 +376,8 @@ pub struct SinkSection {
     #[serde(default = "default_true")]
     pub create_tables: bool,
     /// Records per write.
-    #[serde(default = "default_batch")]
-    pub batch_size: u32,
+    #[serde(default)]
+    pub batch_size: Option<u32>,
     /// At most this long before a partial batch is written.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
@@ -393,14 +393,26 @@ pub struct SinkSection {
 fn default_true() -> bool {
     true
 }
-fn default_batch() -> u32 {
-    1000
-}
 fn default_flush_ms() -> u64 {
     500
 }
 fn default_parallelism() -> u32 {
     1
+}
+
+impl SinkSection {
+    /// Records per write: as configured, else 10000 for databases and
+    /// search indexes (a transaction and a bulk load per batch cost the
+    /// same for 1000 rows as for 10000; a batch is only as large as the
+    /// backlog, so this costs no latency) and 1000 for Redis (one script
+    /// per batch holds Redis for its duration).
+    pub fn batch_size(&self) -> usize {
+        let default = match self.kind {
+            SinkKind::Redis => 1000,
+            SinkKind::Postgres | SinkKind::Mysql | SinkKind::Tantivy => 10_000,
+        };
+        self.batch_size.unwrap_or(default).max(1) as usize
+    }
 }
 
 /// `server:`.

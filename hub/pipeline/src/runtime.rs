@@ -362,6 +362,8 @@ impl SupervisedSink {
                         offsets: Arc::clone(&self.offsets),
                         stop: self.stop.clone(),
                         sink,
+                        committed: BTreeMap::new(),
+                        sink_stores_offsets: false,
                     }
                     .run()
                     .await

@@ -16,13 +16,6 @@ use tributary_schemas::RecordDecoder;
 
 use crate::config::{OnError, SinkSection, matches};
 
-/// A raw record kept beside its decoded form, for the dead-letter topic.
-struct Raw {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    timestamp: i64,
-}
-
 /// What a worker needs.
 pub(crate) struct Worker {
     pub section: SinkSection,
@@ -33,6 +26,10 @@ pub(crate) struct Worker {
     pub offsets: Arc<SledOffsetStore>,
     pub stop: watch::Receiver<bool>,
     pub sink: Box<dyn Sink>,
+    /// The group offsets committed so far.
+    pub committed: BTreeMap<TopicPartition, u64>,
+    /// Whether the sink stores its offsets with its data.
+    pub sink_stores_offsets: bool,
 }
 
 /// How a worker's run ended.
@@ -84,10 +81,12 @@ impl Worker {
             .await
             .map_err(|e| e.to_string())?;
         let stored_any = stored_offsets.is_some();
+        self.sink_stores_offsets = stored_any;
         let stored: BTreeMap<TopicPartition, u64> =
             stored_offsets.unwrap_or_default().into_iter().collect();
         let mut positions: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         let mut applied = 0u64;
+        let mut ahead: Option<(Positions, tokio::task::JoinHandle<Result<Read, String>>)> = None;
         // Where the time went (reading and decoding, the target).
         let (mut read_time, mut apply_time) = (Duration::ZERO, Duration::ZERO);
         let mut delay = Duration::from_millis(200);
@@ -128,7 +127,14 @@ impl Worker {
                 }
             }
             let t0 = std::time::Instant::now();
-            let (batch, raws, skipped_to) = self.read(&positions)?;
+            // The batch read ahead while the previous one was applied, if
+            // it was read from where things stand now.
+            let (batch, skipped_to) = match ahead.take() {
+                Some((from, handle)) if from == positions => {
+                    handle.await.map_err(|e| format!("reading ahead: {e}"))??
+                }
+                _ => self.read(&positions)?,
+            };
             read_time += t0.elapsed();
             // Tombstones and the like carry nothing for a sink: move past.
             for (tp, off) in &skipped_to {
@@ -141,6 +147,20 @@ impl Worker {
                     _ = self.stop.changed() => {}
                 }
                 continue;
+            }
+            // Read the next batch while this one is applied: where the
+            // positions will be once it is (a different outcome discards
+            // what was read).
+            {
+                let mut next = positions.clone();
+                self.advance(&mut next, &batch);
+                let (log, decoder) = (self.log.clone(), self.decoder.clone());
+                let limit = self.section.batch_size();
+                let from = next.clone();
+                ahead = Some((
+                    next,
+                    tokio::task::spawn_blocking(move || read_from(&log, &decoder, limit, &from)),
+                ));
             }
             let mut from = 0;
             while from < batch.len() {
@@ -182,7 +202,7 @@ impl Worker {
                                 tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record skipped");
                             }
                             OnError::Dlq => {
-                                self.dead_letter(r, &raws[bad], &reason)?;
+                                self.dead_letter(r, &reason)?;
                                 tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record sent to the dead-letter topic");
                             }
                         }
@@ -217,101 +237,66 @@ impl Worker {
         }
     }
 
-    fn commit(&self, group: &str, to: &BTreeMap<TopicPartition, u64>) -> Result<(), String> {
-        for (tp, off) in to {
-            self.offsets
-                .commit(group, tp, *off)
-                .map_err(|e| e.to_string())?;
-        }
+    /// Commits the group's offsets that moved. A sink that stores its
+    /// offsets with its data resumes from those: the group's copy (for
+    /// `offsets list`) need not wait for a flush; for other sinks it is
+    /// flushed, once for all partitions.
+    fn commit(&mut self, group: &str, to: &BTreeMap<TopicPartition, u64>) -> Result<(), String> {
+        let moved: Vec<(TopicPartition, u64)> = to
+            .iter()
+            .filter(|(tp, off)| self.committed.get(*tp) != Some(*off))
+            .map(|(tp, off)| (tp.clone(), *off))
+            .collect();
+        self.offsets
+            .commit_many(group, &moved, !self.sink_stores_offsets)
+            .map_err(|e| e.to_string())?;
+        self.committed.extend(moved);
         Ok(())
     }
 
     fn commit_positions(
-        &self,
+        &mut self,
         group: &str,
         positions: &BTreeMap<TopicPartition, u64>,
     ) -> Result<(), String> {
         self.commit(group, positions)
     }
 
-    /// Up to `batch_size` durable records from the positions on: decoded
-    /// records with their raw bytes, and for partitions where only
-    /// records without a change (tombstones) were read, how far.
-    #[allow(clippy::type_complexity)]
-    fn read(
-        &self,
-        positions: &BTreeMap<TopicPartition, u64>,
-    ) -> Result<(Vec<SinkRecord>, Vec<Raw>, BTreeMap<TopicPartition, u64>), String> {
-        let limit = self.section.batch_size.max(1) as usize;
-        let mut batch = Vec::new();
-        let mut raws = Vec::new();
-        let mut skipped = BTreeMap::new();
-        for (tp, &from) in positions {
-            if batch.len() >= limit {
-                break;
-            }
-            let topic = self.log.topic(&tp.topic).map_err(|e| e.to_string())?;
-            let part = topic.partition(tp.partition).map_err(|e| e.to_string())?;
-            let end = part.durable_watermark();
-            let mut offset = from.max(part.earliest_offset());
-            let topic_name: Arc<str> = tp.topic.as_str().into();
-            let mut decoded_here = false;
-            'read: while offset < end && batch.len() < limit {
-                let batches = part.read(offset, 1 << 20).map_err(|e| e.to_string())?;
-                if batches.is_empty() {
-                    break;
-                }
-                for b in batches {
-                    for r in b.records().map_err(|e| e.to_string())?.iter() {
-                        let r = r.map_err(|e| e.to_string())?;
-                        if r.offset < offset {
-                            continue;
-                        }
-                        if r.offset >= end || batch.len() >= limit {
-                            break 'read;
-                        }
-                        offset = r.offset + 1;
-                        let Some(value) = r.value else {
-                            // Moved past now only if nothing before it in
-                            // this batch may still fail; else next round.
-                            if !decoded_here {
-                                skipped.insert(tp.clone(), offset);
-                            }
-                            continue;
-                        };
-                        decoded_here = true;
-                        let (schema, event) = self.decoder.value(value).map_err(|e| {
-                            format!("{}[{}]@{}: {e}", tp.topic, tp.partition, r.offset)
-                        })?;
-                        let key = match r.key {
-                            Some(k) => Some(self.decoder.key(&schema, k).map_err(|e| {
-                                format!("{}[{}]@{}: key: {e}", tp.topic, tp.partition, r.offset)
-                            })?),
-                            None => None,
-                        };
-                        batch.push(SinkRecord {
-                            topic: Arc::clone(&topic_name),
-                            partition: tp.partition,
-                            offset: r.offset,
-                            timestamp: r.timestamp,
-                            key,
-                            event,
-                            table: Arc::new(schema.table().clone()),
-                        });
-                        raws.push(Raw {
-                            key: r.key.map(<[u8]>::to_vec),
-                            value: Some(value.to_vec()),
-                            timestamp: r.timestamp,
-                        });
-                    }
-                }
-            }
-        }
-        Ok((batch, raws, skipped))
+    fn read(&self, positions: &Positions) -> Result<Read, String> {
+        read_from(
+            &self.log,
+            &self.decoder,
+            self.section.batch_size(),
+            positions,
+        )
     }
 
     /// Writes `r` with error headers to `<sink>.dlq`.
-    fn dead_letter(&self, r: &SinkRecord, raw: &Raw, reason: &str) -> Result<(), String> {
+    fn dead_letter(&self, r: &SinkRecord, reason: &str) -> Result<(), String> {
+        // The record as it is in the log, read again (a batch does not
+        // keep every record's bytes for the rare dead letter).
+        let source = self.log.topic(&r.topic).map_err(|e| e.to_string())?;
+        let part = source.partition(r.partition).map_err(|e| e.to_string())?;
+        let mut raw = None;
+        'find: for b in part.read(r.offset, 1 << 20).map_err(|e| e.to_string())? {
+            for x in b.records().map_err(|e| e.to_string())?.iter() {
+                let x = x.map_err(|e| e.to_string())?;
+                if x.offset == r.offset {
+                    raw = Some((
+                        x.timestamp,
+                        x.key.map(<[u8]>::to_vec),
+                        x.value.map(<[u8]>::to_vec),
+                    ));
+                    break 'find;
+                }
+            }
+        }
+        let (timestamp, key, value) = raw.ok_or_else(|| {
+            format!(
+                "{}[{}]@{}: gone from the log before its dead letter was written",
+                r.topic, r.partition, r.offset
+            )
+        })?;
         let name = format!("{}.dlq", self.section.name.value);
         let topic = match self.log.topic(&name) {
             Ok(t) => t,
@@ -336,9 +321,9 @@ impl Worker {
         ];
         let mut b = BatchBuilder::new();
         b.push(RecordIn {
-            timestamp: raw.timestamp,
-            key: raw.key.as_deref(),
-            value: raw.value.as_deref(),
+            timestamp,
+            key: key.as_deref(),
+            value: value.as_deref(),
             headers: &headers,
         });
         let p = topic.partition(0).map_err(|e| e.to_string())?;
@@ -347,4 +332,79 @@ impl Worker {
         p.flush().map_err(|e| e.to_string())?;
         Ok(())
     }
+}
+
+/// Where each partition is read from.
+type Positions = BTreeMap<TopicPartition, u64>;
+
+/// Decoded records, and for partitions where only records without a
+/// change (tombstones) were read, how far.
+type Read = (Vec<SinkRecord>, Positions);
+
+/// Up to `limit` durable records from the positions on.
+fn read_from(
+    log: &Log,
+    decoder: &RecordDecoder,
+    limit: usize,
+    positions: &Positions,
+) -> Result<Read, String> {
+    let mut batch = Vec::new();
+    let mut skipped = BTreeMap::new();
+    for (tp, &from) in positions {
+        if batch.len() >= limit {
+            break;
+        }
+        let topic = log.topic(&tp.topic).map_err(|e| e.to_string())?;
+        let part = topic.partition(tp.partition).map_err(|e| e.to_string())?;
+        let end = part.durable_watermark();
+        let mut offset = from.max(part.earliest_offset());
+        let topic_name: Arc<str> = tp.topic.as_str().into();
+        let mut decoded_here = false;
+        'read: while offset < end && batch.len() < limit {
+            let batches = part.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+            if batches.is_empty() {
+                break;
+            }
+            for b in batches {
+                for r in b.records().map_err(|e| e.to_string())?.iter() {
+                    let r = r.map_err(|e| e.to_string())?;
+                    if r.offset < offset {
+                        continue;
+                    }
+                    if r.offset >= end || batch.len() >= limit {
+                        break 'read;
+                    }
+                    offset = r.offset + 1;
+                    let Some(value) = r.value else {
+                        // Moved past now only if nothing before it in
+                        // this batch may still fail; else next round.
+                        if !decoded_here {
+                            skipped.insert(tp.clone(), offset);
+                        }
+                        continue;
+                    };
+                    decoded_here = true;
+                    let (schema, event) = decoder
+                        .value(value)
+                        .map_err(|e| format!("{}[{}]@{}: {e}", tp.topic, tp.partition, r.offset))?;
+                    let key = match r.key {
+                        Some(k) => Some(decoder.key(&schema, k).map_err(|e| {
+                            format!("{}[{}]@{}: key: {e}", tp.topic, tp.partition, r.offset)
+                        })?),
+                        None => None,
+                    };
+                    batch.push(SinkRecord {
+                        topic: Arc::clone(&topic_name),
+                        partition: tp.partition,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key,
+                        event,
+                        table: schema.table_arc(),
+                    });
+                }
+            }
+        }
+    }
+    Ok((batch, skipped))
 }

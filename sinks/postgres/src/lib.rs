@@ -101,19 +101,13 @@ fn classify(what: &str, e: &tokio_postgres::Error) -> Fail {
     }
 }
 
-/// A row value as the batch holds it.
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Unavailable,
-    Value(Option<String>),
-}
-
-/// A key's last state in the batch.
+/// A key's last state in the batch: the values borrowed from the batch's
+/// records (an unavailable one is [`Datum::Unavailable`]).
 #[derive(Debug)]
-enum Action {
+enum Action<'a> {
     /// The row, and whether it was last inserted (created or read) rather
     /// than updated.
-    Upsert(Vec<Val>, bool),
+    Upsert(Vec<&'a Datum>, bool),
     Delete,
 }
 
@@ -145,9 +139,9 @@ struct Target {
 
 /// What a batch does to one table.
 #[derive(Debug, Default)]
-struct Pending {
+struct Pending<'a> {
     order: Vec<Vec<Option<String>>>,
-    rows: HashMap<Vec<Option<String>>, Action>,
+    rows: fxhash::FxHashMap<Vec<Option<String>>, Action<'a>>,
 }
 
 /// The sink.
@@ -159,6 +153,8 @@ pub struct PostgresSink {
     stages: u32,
     /// Offsets stored so far: records below them are never applied twice.
     done: HashMap<(Arc<str>, u32), u64>,
+    /// Statements prepared on this connection, by text.
+    stmts: HashMap<String, tokio_postgres::Statement>,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -181,6 +177,7 @@ impl PostgresSink {
             targets: HashMap::new(),
             stages: 0,
             done: HashMap::new(),
+            stmts: HashMap::new(),
         }
     }
 
@@ -190,11 +187,19 @@ impl PostgresSink {
         {
             return Ok(c);
         }
-        // A new session: its temporary staging tables are gone.
+        // A new session: its temporary staging tables and prepared
+        // statements are gone.
         self.targets.clear();
+        self.stmts.clear();
         let c = tributary_connector_postgres::source::sql_connect(&self.cfg.connect)
             .await
             .map_err(|e| Fail::Transient(e.to_string()))?;
+        // Offsets commit with the data, so a commit PostgreSQL loses in a
+        // crash loses its offsets too and is applied again from the log:
+        // the sink need not wait for each commit's WAL flush.
+        c.batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|e| classify("SET synchronous_commit", &e))?;
         c.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {OFFSETS} (
                  sink text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
@@ -391,12 +396,19 @@ impl PostgresSink {
 
     /// Applies `batch` (records not applied before) in one transaction.
     async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), Fail> {
+        let mut seen: Option<(&Arc<str>, u32, Option<u64>)> = None;
         let todo: Vec<&SinkRecord> = batch
             .iter()
             .filter(|r| {
-                self.done
-                    .get(&(Arc::clone(&r.topic), r.partition))
-                    .is_none_or(|&next| r.offset >= next)
+                let next = match seen {
+                    Some((t, p, n)) if p == r.partition && Arc::ptr_eq(t, &r.topic) => n,
+                    _ => {
+                        let n = self.done.get(&(Arc::clone(&r.topic), r.partition)).copied();
+                        seen = Some((&r.topic, r.partition, n));
+                        n
+                    }
+                };
+                next.is_none_or(|next| r.offset >= next)
             })
             .collect();
         if todo.is_empty() {
@@ -405,7 +417,12 @@ impl PostgresSink {
         let c = self.connect().await?;
         // Tables and columns first, outside the transaction: DDL that
         // later batches rely on is kept even if this one fails.
+        let mut last: Option<&Arc<TableSchema>> = None;
         for r in &todo {
+            if last.is_some_and(|t| Arc::ptr_eq(t, &r.table)) {
+                continue;
+            }
+            last = Some(&r.table);
             if let Err(e) = self.ensure(&c, &r.table).await {
                 self.keep(c);
                 return Err(e);
@@ -414,12 +431,21 @@ impl PostgresSink {
         let result = self.transaction(&c, &todo).await;
         match &result {
             Ok(()) => {
+                // Each partition's records are in order: its last is the
+                // furthest.
+                let mut ends: Vec<(&Arc<str>, u32, u64)> = Vec::new();
                 for r in &todo {
-                    let next = self
-                        .done
-                        .entry((Arc::clone(&r.topic), r.partition))
-                        .or_insert(0);
-                    *next = (*next).max(r.offset + 1);
+                    match ends
+                        .iter_mut()
+                        .find(|(t, p, _)| *p == r.partition && Arc::ptr_eq(t, &r.topic))
+                    {
+                        Some(e) => e.2 = r.offset + 1,
+                        None => ends.push((&r.topic, r.partition, r.offset + 1)),
+                    }
+                }
+                for (t, p, end) in ends {
+                    let next = self.done.entry((Arc::clone(t), p)).or_insert(0);
+                    *next = (*next).max(end);
                 }
                 for t in self.targets.values_mut() {
                     t.stage_dirty = false;
@@ -451,26 +477,41 @@ impl PostgresSink {
         c.batch_execute("BEGIN")
             .await
             .map_err(|e| classify("BEGIN", &e))?;
-        let mut pending: BTreeMap<(String, String), Pending> = BTreeMap::new();
+        // Per table (few in a batch), in order of appearance.
+        let mut pending: Vec<((String, String), Pending<'_>)> = Vec::new();
         let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
+        // The previous record's table: most records share it.
+        let mut cur: Option<(Arc<TableSchema>, (String, String))> = None;
         for r in todo {
-            offsets.insert((Arc::clone(&r.topic), r.partition), r.offset + 1);
-            let src = source_key(&r.table);
+            if let Some(next) = offsets.get_mut(&(Arc::clone(&r.topic), r.partition)) {
+                *next = r.offset + 1;
+            } else {
+                offsets.insert((Arc::clone(&r.topic), r.partition), r.offset + 1);
+            }
+            let same = cur.as_ref().is_some_and(|(t, _)| Arc::ptr_eq(t, &r.table));
+            if !same {
+                cur = Some((Arc::clone(&r.table), source_key(&r.table)));
+            }
+            let Some((_, src)) = cur.as_ref() else {
+                continue;
+            };
             // A record of another shape than what is pending for its
             // table: the pending rows go first, mapped as they were.
-            let shape_changed = self
-                .targets
-                .get(&src)
-                .is_some_and(|t| !(Arc::ptr_eq(&t.shape, &r.table) || *t.shape == *r.table));
+            let shape_changed = !same
+                && self
+                    .targets
+                    .get(src)
+                    .is_some_and(|t| !(Arc::ptr_eq(&t.shape, &r.table) || *t.shape == *r.table));
             if r.event.op == Op::Truncate || shape_changed {
-                if let Some(p) = pending.remove(&src) {
-                    self.flush(c, &src, p).await?;
+                if let Some(i) = pending.iter().position(|(s, _)| s == src) {
+                    let (s, p) = pending.remove(i);
+                    self.flush(c, &s, p).await?;
                 }
                 if shape_changed {
                     self.ensure(c, &r.table).await?;
                 }
             }
-            let Some(target) = self.targets.get(&src) else {
+            let Some(target) = self.targets.get(src) else {
                 return Err(Fail::Fatal(format!(
                     "no target for table {}",
                     r.table.qualified_name()
@@ -484,14 +525,14 @@ impl PostgresSink {
                 }
                 Op::Delete => {
                     if let Some(k) = render_key(r) {
-                        pending.entry(src).or_default().put(k, Action::Delete);
+                        slot(&mut pending, src).put(k, Action::Delete);
                     }
                 }
                 Op::Create | Op::Update | Op::Read => {
                     let (Some(k), Some(after)) = (render_key(r), r.event.after.as_ref()) else {
                         continue;
                     };
-                    let p = pending.entry(src).or_default();
+                    let p = slot(&mut pending, src);
                     // A changed key: the old row goes.
                     if let Some(before) = &r.event.before {
                         let old: Option<Vec<Option<String>>> = r
@@ -509,21 +550,12 @@ impl PostgresSink {
                             p.put(old, Action::Delete);
                         }
                     }
-                    let row: Vec<Val> = r
-                        .table
-                        .columns
-                        .iter()
-                        .zip(after)
-                        .map(|(col, d)| match d {
-                            Datum::Unavailable => Val::Unavailable,
-                            d => Val::Value(text::value(&col.ty, d)),
-                        })
-                        .collect();
+                    let row: Vec<&Datum> = after.iter().collect();
                     p.put(k, Action::Upsert(row, r.event.op != Op::Update));
                 }
             }
         }
-        for (src, p) in std::mem::take(&mut pending) {
+        for (src, p) in pending {
             self.flush(c, &src, p).await?;
         }
         let mut topics = Vec::new();
@@ -534,17 +566,21 @@ impl PostgresSink {
             parts.push(p as i32);
             nexts.push(next as i64);
         }
-        c.execute(
+        let store = prepared(
+            c,
+            &mut self.stmts,
             &format!(
                 "INSERT INTO {OFFSETS} (sink, topic, partition, next_offset)
                  SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])
                  ON CONFLICT (sink, topic, partition)
                  DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
             ),
-            &[&self.cfg.name, &topics, &parts, &nexts],
         )
         .await
         .map_err(|e| classify(OFFSETS, &e))?;
+        c.execute(&store, &[&self.cfg.name, &topics, &parts, &nexts])
+            .await
+            .map_err(|e| classify(OFFSETS, &e))?;
         c.batch_execute("COMMIT")
             .await
             .map_err(|e| classify("COMMIT", &e))?;
@@ -553,12 +589,17 @@ impl PostgresSink {
 
     /// Writes one table's pending rows: deletes, then upserts grouped by
     /// which columns the source could not see.
-    async fn flush(&mut self, c: &Client, src: &(String, String), p: Pending) -> Result<(), Fail> {
+    async fn flush(
+        &mut self,
+        c: &Client,
+        src: &(String, String),
+        p: Pending<'_>,
+    ) -> Result<(), Fail> {
         let Some(t) = self.targets.get_mut(src) else {
             return Ok(());
         };
         let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); t.key.len()];
-        let mut groups: BTreeMap<(Vec<bool>, bool), Vec<Vec<Val>>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Vec<bool>, bool), Vec<Vec<&Datum>>> = BTreeMap::new();
         let mut rows = p.rows;
         for k in p.order {
             match rows.remove(&k) {
@@ -568,7 +609,10 @@ impl PostgresSink {
                     }
                 }
                 Some(Action::Upsert(row, inserted)) => {
-                    let mask: Vec<bool> = row.iter().map(|v| *v == Val::Unavailable).collect();
+                    let mask: Vec<bool> = row
+                        .iter()
+                        .map(|v| matches!(v, Datum::Unavailable))
+                        .collect();
                     groups.entry((mask, inserted)).or_default().push(row);
                 }
                 None => {}
@@ -619,11 +663,10 @@ impl PostgresSink {
                     if j > 0 {
                         buf.push(b'\t');
                     }
-                    let v = match row.get(i) {
-                        Some(Val::Value(v)) => v.as_deref(),
-                        _ => None,
-                    };
-                    text::copy_field(&mut buf, v);
+                    match (row.get(i), t.shape.columns.get(i)) {
+                        (Some(d), Some(col)) => text::copy_value(&mut buf, &col.ty, d),
+                        _ => text::copy_field(&mut buf, None),
+                    }
                 }
                 buf.push(b'\n');
             }
@@ -635,13 +678,8 @@ impl PostgresSink {
                 c.batch_execute("SAVEPOINT tributary_direct")
                     .await
                     .map_err(|e| classify(&t.shown, &e))?;
-                match copy_in(
-                    c,
-                    &format!("COPY {} ({list}) FROM STDIN", t.name),
-                    buf.clone(),
-                )
-                .await
-                {
+                let sql = format!("COPY {} ({list}) FROM STDIN", t.name);
+                match copy_in(c, &mut self.stmts, &sql, buf.clone()).await {
                     Ok(()) => continue,
                     Err(e)
                         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
@@ -661,7 +699,8 @@ impl PostgresSink {
                     .await
                     .map_err(|e| classify(&t.shown, &e))?;
             }
-            copy_in(c, &format!("COPY {} ({list}) FROM STDIN", t.stage), buf)
+            let sql = format!("COPY {} ({list}) FROM STDIN", t.stage);
+            copy_in(c, &mut self.stmts, &sql, buf)
                 .await
                 .map_err(|e| classify(&t.shown, &e))?;
             t.stage_dirty = true;
@@ -689,8 +728,8 @@ impl PostgresSink {
     }
 }
 
-impl Pending {
-    fn put(&mut self, key: Vec<Option<String>>, action: Action) {
+impl<'a> Pending<'a> {
+    fn put(&mut self, key: Vec<Option<String>>, action: Action<'a>) {
         match self.rows.get_mut(&key) {
             None => {
                 self.order.push(key.clone());
@@ -701,7 +740,7 @@ impl Pending {
                     // An update after an upsert keeps what it could not see.
                     (Action::Upsert(old, _), Action::Upsert(mut new, inserted)) => {
                         for (n, o) in new.iter_mut().zip(old) {
-                            if *n == Val::Unavailable {
+                            if matches!(n, Datum::Unavailable) {
                                 *n = o;
                             }
                         }
@@ -712,6 +751,21 @@ impl Pending {
             }
         }
     }
+}
+
+/// The pending rows of table `src`.
+fn slot<'p, 'a>(
+    pending: &'p mut Vec<((String, String), Pending<'a>)>,
+    src: &(String, String),
+) -> &'p mut Pending<'a> {
+    let i = match pending.iter().position(|(s, _)| s == src) {
+        Some(i) => i,
+        None => {
+            pending.push((src.clone(), Pending::default()));
+            pending.len() - 1
+        }
+    };
+    &mut pending[i].1
 }
 
 /// A source table's identity: database, schema and table.
@@ -732,9 +786,29 @@ fn render_key(r: &SinkRecord) -> Option<Vec<Option<String>>> {
     )
 }
 
+/// `sql` prepared once per connection.
+async fn prepared(
+    c: &Client,
+    stmts: &mut HashMap<String, tokio_postgres::Statement>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if let Some(s) = stmts.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = c.prepare(sql).await?;
+    stmts.insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
 /// `COPY ... FROM STDIN` of `data`.
-async fn copy_in(c: &Client, sql: &str, data: Bytes) -> Result<(), tokio_postgres::Error> {
-    let sink = c.copy_in::<_, Bytes>(sql).await?;
+async fn copy_in(
+    c: &Client,
+    stmts: &mut HashMap<String, tokio_postgres::Statement>,
+    sql: &str,
+    data: Bytes,
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = prepared(c, stmts, sql).await?;
+    let sink = c.copy_in::<_, Bytes>(&stmt).await?;
     let mut sink = std::pin::pin!(sink);
     sink.send(data).await?;
     sink.as_mut().finish().await?;

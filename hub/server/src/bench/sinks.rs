@@ -29,9 +29,10 @@ pub struct SinksBenchArgs {
     /// Change events in the log (rows of the snapshot).
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
-    /// Records per sink batch (the pipeline's `batch_size`).
-    #[arg(long, default_value_t = 1000)]
-    batch_size: u32,
+    /// Records per sink batch (the pipeline's `batch_size`; default: each
+    /// sink's own).
+    #[arg(long)]
+    batch_size: Option<u32>,
     /// Redis for the Redis sink and its reference.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
@@ -226,10 +227,13 @@ async fn run_sink(
     sink: &str,
     applied: impl AsyncFn() -> anyhow::Result<u64>,
 ) -> anyhow::Result<u64> {
+    let batch = args
+        .batch_size
+        .map(|n| format!("    batch_size: {n}\n"))
+        .unwrap_or_default();
     let yaml = format!(
-        "log:\n  dir: {}\nsinks:\n{sink}    topics: [\"bench.public.*\"]\n    batch_size: {}\n    flush_interval_ms: 10\n",
+        "log:\n  dir: {}\nsinks:\n{sink}    topics: [\"bench.public.*\"]\n{batch}    flush_interval_ms: 10\n",
         data.display(),
-        args.batch_size
     );
     let file = data.join("bench-sink.yaml");
     let pipeline = tributary_pipeline::config::parse(&file, &yaml, &|k| std::env::var(k).ok())
