@@ -329,6 +329,16 @@ pub enum SinkKind {
     Mysql,
 }
 
+/// How the Redis sink stores a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisFormat {
+    /// A hash, a field per column.
+    Hash,
+    /// A JSON object in a string.
+    Json,
+}
+
 /// What a sink does with a record it cannot apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -364,6 +374,19 @@ pub struct SinkSection {
     /// redis: prepended to every key.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// redis: the key template (`{schema}.{table}:{key}`; `{key}` is the
+    /// key columns joined by `:`, `{<column>}` one of them).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// redis: `hash` (a field per column) or `json` (one string).
+    #[serde(default)]
+    pub format: Option<RedisFormat>,
+    /// redis: expire written keys after this many seconds.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// redis: publish each changed key to this channel.
+    #[serde(default)]
+    pub publish: Option<String>,
     /// postgres, mysql: the target table, a template of the source's
     /// `{database}`, `{schema}` and `{table}` (default `{schema}.{table}`).
     #[serde(default)]
@@ -836,6 +859,15 @@ fn check(p: &Pipeline) -> Result<(), Located> {
                 Some(s.name.referenced),
                 format!("sinks[{i}].{field}"),
                 why.into(),
+            ));
+        }
+        if let Some(k) = &s.key
+            && !k.contains("{table}")
+        {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].key"),
+                format!("{k:?} must contain {{table}} (a truncate clears the keys of one table)"),
             ));
         }
         if let Some(t) = &s.table

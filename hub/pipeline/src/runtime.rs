@@ -299,6 +299,18 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                         |u| u.expose().to_string(),
                     ),
                     prefix: s.prefix.clone().unwrap_or_default(),
+                    key: s
+                        .key
+                        .clone()
+                        .unwrap_or_else(|| tributary_sink_redis::DEFAULT_KEY.to_string()),
+                    format: match s.format {
+                        Some(crate::config::RedisFormat::Json) => {
+                            tributary_sink_redis::RowFormat::Json
+                        }
+                        _ => tributary_sink_redis::RowFormat::Hash,
+                    },
+                    ttl_seconds: s.ttl_seconds,
+                    publish: s.publish.clone(),
                 })
                 .map_err(|e| e.to_string())?;
             Ok(Box::new(sink))

@@ -314,3 +314,157 @@ async fn skip_goes_on_past_the_refused_row() {
     );
     cleanup(db, &prefix).await;
 }
+
+/// Every JSON row under `prefix`: id -> the object.
+fn json_rows(prefix: &str) -> BTreeMap<String, serde_json::Value> {
+    let mut c = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}docs:*"))
+        .query(&mut c)
+        .expect("keys");
+    keys.into_iter()
+        .filter_map(|k| {
+            let v: String = redis::cmd("GET").arg(&k).query(&mut c).ok()?;
+            let doc = serde_json::from_str(&v).unwrap_or_else(|e| panic!("{k}: {e}: {v}"));
+            Some((k, doc))
+        })
+        .collect()
+}
+
+/// The table as the JSON rows should show it: key -> object of texts.
+async fn json_table(db: &TestDb, prefix: &str) -> BTreeMap<String, serde_json::Value> {
+    db.client
+        .query("SELECT id, name, note, length(big)::text FROM docs", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| {
+            let id: i32 = r.get(0);
+            let note: Option<String> = r.get(2);
+            (
+                format!("{prefix}docs:{id}"),
+                serde_json::json!({
+                    "id": id.to_string(),
+                    "name": r.get::<_, String>(1),
+                    "note": note,
+                    "big": r.get::<_, Option<String>>(3),
+                }),
+            )
+        })
+        .collect()
+}
+
+/// A key template, rows as JSON, a TTL and invalidation messages: the
+/// JSON objects follow the table (a row whose big value did not change
+/// keeps it), every written key expires, and each change publishes its
+/// key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rows_with_a_key_template_ttl_and_invalidation() {
+    let db = TestDb::new("redisjson").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE docs (id int PRIMARY KEY, name text NOT NULL, note text, big text);
+             INSERT INTO docs SELECT g, 'doc ' || g, NULL,
+                 (SELECT string_agg(md5((g * 1000 + i)::text), '') FROM generate_series(1, 300) i)
+               FROM generate_series(1, 20) g;",
+        )
+        .await
+        .expect("ddl");
+    let prefix = format!("{}:", db.name);
+    let channel = format!("{}-changes", db.name);
+    // Invalidation messages, collected by a subscriber.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let sub_channel = channel.clone();
+    std::thread::spawn(move || {
+        let mut c = redis();
+        let mut ps = c.as_pubsub();
+        ps.subscribe(&sub_channel).expect("subscribe");
+        while let Ok(m) = ps.get_message() {
+            if tx.send(m.get_payload().unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.docs]\n\
+             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
+             \x20   key: \"{{table}}:{{id}}\"\n    format: json\n    ttl_seconds: 3600\n\
+             \x20   publish: {channel}\n    topics: [\"pg.public.*\"]\n",
+            db = db.name
+        ),
+    )
+    .expect("pipeline file");
+    let child = start(&file);
+    let wait = async |what: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let want = json_table(&db, &prefix).await;
+            let got: BTreeMap<String, serde_json::Value> = json_rows(&prefix)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    // The big text by its length, as the table query has it.
+                    if let Some(b) = v.get("big").and_then(|b| b.as_str()) {
+                        v["big"] = serde_json::json!(b.len().to_string());
+                    }
+                    (k, v)
+                })
+                .collect();
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: the JSON rows never matched the table:\n{got:?}\n{want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait("snapshot").await;
+    db.client
+        .batch_execute(
+            "UPDATE docs SET note = 'noted' WHERE id <= 5; -- big is unchanged TOAST
+             DELETE FROM docs WHERE id = 20;
+             INSERT INTO docs VALUES (100, 'new', 'n', NULL);",
+        )
+        .await
+        .expect("changes");
+    wait("changes").await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}docs:3"))
+        .query(&mut redis())
+        .expect("ttl");
+    assert!(ttl > 3000 && ttl <= 3600, "keys expire: TTL {ttl}");
+    let heard: Vec<String> = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(5)).ok())
+        .take_while(|k| k != &format!("{prefix}docs:100"))
+        .collect();
+    assert!(
+        heard.contains(&format!("{prefix}docs:20")) && heard.contains(&format!("{prefix}docs:5")),
+        "the changed keys were published: {heard:?}"
+    );
+    // A truncate clears the table's keys, and only them.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}other:1"))
+        .arg("x")
+        .query(&mut redis())
+        .expect("set");
+    db.client
+        .batch_execute("TRUNCATE docs")
+        .await
+        .expect("truncate");
+    wait("truncate").await;
+    let other: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}other:1"))
+        .query(&mut redis())
+        .expect("get");
+    assert_eq!(other.as_deref(), Some("x"), "another table's key stays");
+    terminate(child);
+    cleanup(db, &prefix).await;
+}

@@ -1,17 +1,26 @@
 //! The Redis sink: a cache of the captured tables.
 //!
-//! Each row is a hash at `<prefix><schema>.<table>:<key>` (key columns
-//! joined by `:`), one field per column as text
-//! ([`tributary_core::render::text`]). Creates, updates and snapshot
-//! reads set the row's visible columns (a value the source could not see,
-//! unchanged TOAST, leaves the field as it is; NULL removes it); deletes
-//! remove the hash; a truncate removes every hash of the table.
+//! Each row is stored at a key made from a template (default
+//! `{schema}.{table}:{key}`, after the sink's `prefix`; `{key}` is the key
+//! columns joined by `:`, `{<column>}` one key column, `{database}` the
+//! source database; `%` and `:` in values are escaped so keys never
+//! collide), either as a hash with one field per column as text
+//! ([`tributary_core::render::text`]) or as a JSON object of the same
+//! texts. Creates, updates and snapshot reads set the row's visible
+//! columns (a value the source could not see, unchanged TOAST, leaves the
+//! field as it is; NULL removes a hash field, is `null` in JSON); deletes
+//! remove the key; a truncate removes every key of the table. Optional:
+//! a TTL on every written key, and the key published to a channel after
+//! each change (cache invalidation).
 //!
-//! Each batch is one `MULTI`/`EXEC` that also stores, in the hash
-//! `<prefix>tributary:offsets:<sink>`, the offset after the batch for each
-//! partition: data and offsets move together, so after a crash the sink
-//! resumes exactly where Redis is (exactly-once effect). Durability is
-//! Redis's own (AOF/RDB): what `EXEC` acknowledged.
+//! A batch runs as Lua scripts (atomic each): per record its commands,
+//! then, per partition, the offset after its last record into the hash
+//! `<prefix>tributary:offsets:<sink>`. A command Redis refuses ends the
+//! script there, with the offsets of the records before it stored and
+//! none after: data and offsets never disagree, so after a crash the sink
+//! resumes exactly where Redis is (exactly-once effect). A large batch is
+//! sent as several scripts, the next built while Redis runs the previous.
+//! Durability is Redis's own (AOF/RDB).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +39,28 @@ pub struct RedisSinkConfig {
     pub url: String,
     /// Prepended to every key.
     pub prefix: String,
+    /// Key template (see the module documentation).
+    pub key: String,
+    /// How a row is stored.
+    pub format: RowFormat,
+    /// Expire written keys after this many seconds.
+    pub ttl_seconds: Option<u64>,
+    /// Publish each changed key to this channel.
+    pub publish: Option<String>,
 }
+
+/// How a row is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowFormat {
+    /// A hash, a field per column.
+    #[default]
+    Hash,
+    /// A string holding a JSON object.
+    Json,
+}
+
+/// The default key template.
+pub const DEFAULT_KEY: &str = "{schema}.{table}:{key}";
 
 /// The sink.
 pub struct RedisSink {
@@ -64,12 +94,48 @@ impl RedisSink {
         format!("{}tributary:offsets:{}", self.cfg.prefix, self.cfg.name)
     }
 
+    /// The script applying `chunk`, or the index of a record the cache
+    /// cannot hold and why.
+    fn script(&self, chunk: &[SinkRecord]) -> Result<redis::Cmd, (usize, String)> {
+        let mut cmd = redis::cmd("EVAL");
+        // EVAL, not EVALSHA: the script is small, and this needs no
+        // script cache on the server.
+        cmd.arg(APPLY_SCRIPT).arg(1).arg(self.offsets_key());
+        let mut tp_text = String::new();
+        let mut last_tp: Option<(&Arc<str>, u32)> = None;
+        for (i, r) in chunk.iter().enumerate() {
+            let ops = commands(&self.cfg, r).map_err(|e| (i, e))?;
+            if last_tp.is_none_or(|(t, p)| p != r.partition || !Arc::ptr_eq(t, &r.topic)) {
+                tp_text = format!("{}/{}", r.topic, r.partition);
+                last_tp = Some((&r.topic, r.partition));
+            }
+            cmd.arg(&tp_text).arg(r.offset + 1).arg(ops.len());
+            for op in ops {
+                cmd.arg(op.len() - 1);
+                for a in op {
+                    cmd.arg(a);
+                }
+            }
+        }
+        Ok(cmd)
+    }
+
     /// Runs `f` on the connection in a blocking thread, connecting first
     /// if needed; a failed connection is dropped for the next call.
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T> + Send + 'static,
     ) -> Result<T, SinkError> {
+        self.start(f)
+            .await
+            .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))?
+    }
+
+    /// [`Self::with_conn`], started now; await the handle for its result.
+    fn start<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T, SinkError>> {
         let (client, conn) = (self.client.clone(), Arc::clone(&self.conn));
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,36 +164,72 @@ impl RedisSink {
                 }
             })
         })
-        .await
-        .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))?
     }
 }
 
+/// A script started: how many records it applied, and the error that
+/// stopped it ("" if none).
+type Running = tokio::task::JoinHandle<Result<(usize, String), SinkError>>;
+
+/// Records per script: large enough to amortise a round trip, small
+/// enough that building the next overlaps Redis running this one.
+const CHUNK: usize = 250;
+
 /// Applies a batch: `ARGV` holds, per record, `topic/partition`, the
 /// offset after it, its command count, then each command as an argument
-/// count, a name and arguments. Returns the records applied and the error
-/// that stopped it ("" if none).
+/// count, a name and arguments. A command Redis refuses ends it there.
+/// Then it stores, for each partition, the offset after its last applied
+/// record (atomically with the data: a script runs whole). Returns the
+/// records applied and the error that stopped it ("" if none).
 const APPLY_SCRIPT: &str = r#"
 local i = 1
 local done = 0
+local err = ''
+local offs = {}
 while i <= #ARGV do
   local tp, off, nops = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
   for _ = 1, nops do
     local n = tonumber(ARGV[i])
-    local cmd = ARGV[i + 1]
-    local args = {}
-    for j = 1, n do args[j] = ARGV[i + 1 + j] end
+    local name = ARGV[i + 1]
+    local r
+    if name == '__SET' or name == '__MERGE' then
+      local k, doc, ttl = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+      if name == '__MERGE' then
+        local cur = redis.pcall('GET', k)
+        if type(cur) == 'string' then
+          local ok, o = pcall(cjson.decode, cur)
+          if ok and type(o) == 'table' then
+            for f, v in pairs(cjson.decode(doc)) do o[f] = v end
+            doc = cjson.encode(o)
+          end
+        end
+      end
+      if ttl > 0 then
+        r = redis.pcall('SET', k, doc, 'EX', ttl)
+      else
+        r = redis.pcall('SET', k, doc)
+      end
+    else
+      r = redis.pcall(name, unpack(ARGV, i + 2, i + 1 + n))
+    end
     i = i + 2 + n
-    local r = redis.pcall(cmd, unpack(args))
     if type(r) == 'table' and r.err then
-      return {done, r.err}
+      err = r.err
+      break
     end
   end
-  redis.call('HSET', KEYS[1], tp, off)
+  if err ~= '' then break end
+  offs[tp] = off
   done = done + 1
 end
-return {done, ''}
+local kv = {}
+for tp, off in pairs(offs) do
+  kv[#kv + 1] = tp
+  kv[#kv + 1] = off
+end
+if #kv > 0 then redis.call('HSET', KEYS[1], unpack(kv)) end
+return {done, err}
 "#;
 
 /// `s` with Redis glob characters escaped.
@@ -142,29 +244,186 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// The hash key of a row.
-fn row_key(prefix: &str, r: &SinkRecord) -> Option<String> {
-    let key = r.key.as_ref()?;
-    // `%` and `:` escaped, so parts cannot run into each other.
-    let parts: Vec<String> = r
-        .table
+/// `%` and `:` escaped, so key parts cannot run into each other.
+fn key_part(s: &str) -> String {
+    s.replace('%', "%25").replace(':', "%3A")
+}
+
+/// The key of the row whose key column values are `key`; an error names
+/// a key column the template leaves out (rows would share a key).
+fn row_key(
+    cfg: &RedisSinkConfig,
+    table: &tributary_core::TableSchema,
+    key: &[tributary_core::Datum],
+) -> Result<String, String> {
+    let mut out = cfg
         .key
-        .iter()
-        .zip(key)
-        .map(|(&i, d)| {
-            let ty = r.table.columns.get(i).map(|c| &c.ty);
-            ty.and_then(|t| render::text(t, d))
-                .unwrap_or_default()
-                .replace('%', "%25")
-                .replace(':', "%3A")
-        })
-        .collect();
-    Some(format!(
-        "{prefix}{}.{}:{}",
-        r.table.schema,
-        r.table.table,
-        parts.join(":")
-    ))
+        .replace("{database}", &table.database)
+        .replace("{schema}", &table.schema)
+        .replace("{table}", &table.table);
+    let whole = out.contains("{key}");
+    let mut parts = Vec::with_capacity(key.len());
+    for (&i, d) in table.key.iter().zip(key) {
+        let Some(col) = table.columns.get(i) else {
+            continue;
+        };
+        let part = key_part(&render::text(&col.ty, d).unwrap_or_default());
+        let slot = format!("{{{}}}", col.name);
+        if out.contains(&slot) {
+            out = out.replace(&slot, &part);
+        } else if !whole {
+            return Err(format!(
+                "key template {:?} leaves out key column {} of table {}: rows would share keys",
+                cfg.key,
+                col.name,
+                table.qualified_name()
+            ));
+        }
+        parts.push(part);
+    }
+    if whole {
+        out = out.replace("{key}", &parts.join(":"));
+    }
+    Ok(format!("{}{out}", cfg.prefix))
+}
+
+/// The SCAN pattern of every key of `table`.
+fn table_pattern(cfg: &RedisSinkConfig, table: &tributary_core::TableSchema) -> String {
+    let t = cfg
+        .key
+        .replace("{database}", &table.database)
+        .replace("{schema}", &table.schema)
+        .replace("{table}", &table.table);
+    // Literal text escaped, placeholders (key values) matching anything.
+    let mut out = glob_escape(&cfg.prefix);
+    let mut rest = t.as_str();
+    while let Some(open) = rest.find('{') {
+        out.push_str(&glob_escape(&rest[..open]));
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push('*');
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                out.push_str(&glob_escape(&rest[open..]));
+                rest = "";
+            }
+        }
+    }
+    out.push_str(&glob_escape(rest));
+    out
+}
+
+/// JSON text of a string.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The commands that apply `r` (names first), or why the cache cannot.
+fn commands(cfg: &RedisSinkConfig, r: &SinkRecord) -> Result<Vec<Vec<String>>, String> {
+    use tributary_core::Datum;
+    let mut ops: Vec<Vec<String>> = Vec::new();
+    let ev = &r.event;
+    let Some(key) = r.key.as_deref() else {
+        return Ok(ops);
+    };
+    let k = row_key(cfg, &r.table, key)?;
+    match ev.op {
+        Op::Truncate => return Ok(ops),
+        Op::Delete => ops.push(vec!["DEL".into(), k.clone()]),
+        Op::Create | Op::Update | Op::Read => {
+            let Some(after) = ev.after.as_ref() else {
+                return Ok(ops);
+            };
+            // A changed key: the old row goes.
+            if let Some(before) = &ev.before {
+                let old: Option<Vec<Datum>> = r
+                    .table
+                    .key
+                    .iter()
+                    .map(|&i| match before.get(i) {
+                        Some(Datum::Unavailable) | None => None,
+                        Some(d) => Some(d.clone()),
+                    })
+                    .collect();
+                if let Some(old) = old {
+                    let ok = row_key(cfg, &r.table, &old)?;
+                    if ok != k {
+                        ops.push(vec!["DEL".into(), ok.clone()]);
+                        if let Some(ch) = &cfg.publish {
+                            ops.push(vec!["PUBLISH".into(), ch.clone(), ok]);
+                        }
+                    }
+                }
+            }
+            match cfg.format {
+                RowFormat::Hash => {
+                    let mut set = vec!["HSET".to_string(), k.clone()];
+                    let mut unset = vec!["HDEL".to_string(), k.clone()];
+                    for (c, d) in r.table.columns.iter().zip(after) {
+                        match d {
+                            Datum::Unavailable => {}
+                            Datum::Null => unset.push(c.name.clone()),
+                            d => {
+                                set.push(c.name.clone());
+                                set.push(render::text(&c.ty, d).unwrap_or_default());
+                            }
+                        }
+                    }
+                    if set.len() > 2 {
+                        ops.push(set);
+                    }
+                    if unset.len() > 2 {
+                        ops.push(unset);
+                    }
+                    if let Some(ttl) = cfg.ttl_seconds {
+                        ops.push(vec!["EXPIRE".into(), k.clone(), ttl.to_string()]);
+                    }
+                }
+                RowFormat::Json => {
+                    let mut doc = String::from("{");
+                    let mut partial = false;
+                    for (c, d) in r.table.columns.iter().zip(after) {
+                        if matches!(d, Datum::Unavailable) {
+                            partial = true;
+                            continue;
+                        }
+                        if doc.len() > 1 {
+                            doc.push(',');
+                        }
+                        json_string(&mut doc, &c.name);
+                        doc.push(':');
+                        match render::text(&c.ty, d) {
+                            None => doc.push_str("null"),
+                            Some(t) => json_string(&mut doc, &t),
+                        }
+                    }
+                    doc.push('}');
+                    let ttl = cfg.ttl_seconds.map_or("0".to_string(), |t| t.to_string());
+                    // A row with values the source could not see is
+                    // merged into the stored object by the script.
+                    let name = if partial { "__MERGE" } else { "__SET" };
+                    ops.push(vec![name.into(), k.clone(), doc, ttl]);
+                }
+            }
+        }
+    }
+    if let Some(ch) = &cfg.publish {
+        ops.push(vec!["PUBLISH".into(), ch.clone(), k]);
+    }
+    Ok(ops)
 }
 
 impl Sink for RedisSink {
@@ -190,7 +449,6 @@ impl Sink for RedisSink {
 
     fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let prefix = self.cfg.prefix.clone();
             // Records the cache cannot hold come first: a keyless row.
             if let Some(i) = batch
                 .iter()
@@ -214,10 +472,7 @@ impl Sink for RedisSink {
                     self.apply(&batch[..t]).await?;
                 }
                 let r = &batch[t];
-                let pattern = format!(
-                    "{}:*",
-                    glob_escape(&format!("{prefix}{}.{}", r.table.schema, r.table.table))
-                );
+                let pattern = table_pattern(&self.cfg, &r.table);
                 let (offsets_key, tp, next) = (
                     self.offsets_key(),
                     format!("{}/{}", r.topic, r.partition),
@@ -247,93 +502,56 @@ impl Sink for RedisSink {
                     Ok(())
                 };
             }
-            // One script for the batch: per record, its commands, then its
-            // offset. A command Redis refuses ends the script there, with
-            // the offsets of the records before it stored and none after:
-            // data and offsets never disagree.
-            let mut args: Vec<String> = Vec::new();
-            for r in batch {
-                let mut ops: Vec<Vec<String>> = Vec::new();
-                let ev = &r.event;
-                match ev.op {
-                    Op::Truncate => {}
-                    Op::Delete => {
-                        if let Some(k) = row_key(&prefix, r) {
-                            ops.push(vec!["DEL".into(), k]);
-                        }
-                    }
-                    Op::Create | Op::Update | Op::Read => {
-                        if let (Some(k), Some(after)) = (row_key(&prefix, r), ev.after.as_ref()) {
-                            // A changed key: the old row goes.
-                            if let Some(before) = &ev.before {
-                                let mut old = r.clone();
-                                old.key = r
-                                    .table
-                                    .key
-                                    .iter()
-                                    .map(|&i| before.get(i).cloned())
-                                    .collect::<Option<Vec<_>>>();
-                                if let Some(ok) = row_key(&prefix, &old)
-                                    && ok != k
-                                    && !r.table.key.iter().any(|&i| {
-                                        matches!(
-                                            before.get(i),
-                                            Some(tributary_core::Datum::Unavailable)
-                                        )
-                                    })
-                                {
-                                    ops.push(vec!["DEL".into(), ok]);
-                                }
-                            }
-                            let mut set = vec!["HSET".to_string(), k.clone()];
-                            let mut unset = vec!["HDEL".to_string(), k];
-                            for (c, d) in r.table.columns.iter().zip(after) {
-                                match d {
-                                    tributary_core::Datum::Unavailable => {}
-                                    tributary_core::Datum::Null => unset.push(c.name.clone()),
-                                    d => {
-                                        set.push(c.name.clone());
-                                        set.push(render::text(&c.ty, d).unwrap_or_default());
-                                    }
-                                }
-                            }
-                            if set.len() > 2 {
-                                ops.push(set);
-                            }
-                            if unset.len() > 2 {
-                                ops.push(unset);
-                            }
-                        }
+            // Scripts of up to CHUNK records; the next is built while
+            // Redis runs the previous one.
+            let mut inflight: Option<(usize, Running)> = None;
+            let mut start = 0;
+            while start < batch.len() || inflight.is_some() {
+                let next = if start < batch.len() {
+                    let end = (start + CHUNK).min(batch.len());
+                    let built = self.script(&batch[start..end]);
+                    Some((start, end, built))
+                } else {
+                    None
+                };
+                if let Some((at, handle)) = inflight.take() {
+                    let (done, err) = handle
+                        .await
+                        .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))??;
+                    if !err.is_empty() {
+                        return Err(SinkError::Record {
+                            index: at + done,
+                            reason: format!("Redis refused: {err}"),
+                        });
                     }
                 }
-                args.push(format!("{}/{}", r.topic, r.partition));
-                args.push((r.offset + 1).to_string());
-                args.push(ops.len().to_string());
-                for op in ops {
-                    args.push((op.len() - 1).to_string());
-                    args.extend(op);
+                if let Some((at, end, built)) = next {
+                    match built {
+                        Ok(cmd) => {
+                            inflight = Some((at, self.start(move |c| cmd.query(c))));
+                            start = end;
+                        }
+                        // A record the cache cannot hold: what is before
+                        // it goes first.
+                        Err((i, reason)) => {
+                            if i > 0 {
+                                self.apply(&batch[at..at + i]).await.map_err(|e| match e {
+                                    SinkError::Record { index, reason } => SinkError::Record {
+                                        index: at + index,
+                                        reason,
+                                    },
+                                    other => other,
+                                })?;
+                            }
+                            return Err(SinkError::Record {
+                                index: at + i,
+                                reason,
+                            });
+                        }
+                    }
                 }
             }
-            let offsets_key = self.offsets_key();
             let n = batch.len();
-            let (done, err): (usize, String) = self
-                .with_conn(move |c| {
-                    // EVAL, not EVALSHA: the script is small, and this
-                    // needs no script cache on the server.
-                    redis::cmd("EVAL")
-                        .arg(APPLY_SCRIPT)
-                        .arg(1)
-                        .arg(offsets_key)
-                        .arg(args)
-                        .query(c)
-                })
-                .await?;
-            if !err.is_empty() {
-                return Err(SinkError::Record {
-                    index: done,
-                    reason: format!("Redis refused: {err}"),
-                });
-            }
             tracing::debug!(records = n, "applied to Redis");
             Ok(())
         })
