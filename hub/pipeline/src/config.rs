@@ -411,8 +411,22 @@ pub struct SinkSection {
     /// Records it cannot apply.
     #[serde(default)]
     pub on_error: OnError,
+    /// An attempt to write a batch that takes longer is abandoned and
+    /// retried.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Batches written at once across the sink's workers (default: its
+    /// parallelism).
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    /// At most this many batches per second per worker.
+    #[serde(default)]
+    pub max_batches_per_second: Option<u32>,
 }
 
+fn default_timeout_ms() -> u64 {
+    60_000
+}
 fn default_true() -> bool {
     true
 }

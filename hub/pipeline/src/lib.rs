@@ -11,5 +11,6 @@ pub mod config;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+mod stack;
 
 pub use config::{ConfigError, Pipeline, load, parse};

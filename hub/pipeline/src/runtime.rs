@@ -149,6 +149,9 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
     );
     let decoder = tributary_schemas::RecordDecoder::new(registry.clone());
     for s in &p.sinks {
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            s.max_in_flight.unwrap_or(s.parallelism).max(1) as usize,
+        ));
         for w in 0..s.parallelism.max(1) {
             let label = if s.parallelism > 1 {
                 format!("{}#{w}", s.name.value)
@@ -163,6 +166,7 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
                 log: log.clone(),
                 decoder: decoder.clone(),
                 offsets: Arc::clone(&offsets),
+                permits: Arc::clone(&permits),
                 status: Arc::clone(&status),
                 stop: stop_rx.clone(),
                 initial: opts.restart_initial,
@@ -349,6 +353,7 @@ struct SupervisedSink {
     log: Log,
     decoder: tributary_schemas::RecordDecoder,
     offsets: Arc<tributary_log::SledOffsetStore>,
+    permits: Arc<tokio::sync::Semaphore>,
     status: Status,
     stop: watch::Receiver<bool>,
     initial: Duration,
@@ -373,7 +378,8 @@ impl SupervisedSink {
                         decoder: self.decoder.clone(),
                         offsets: Arc::clone(&self.offsets),
                         stop: self.stop.clone(),
-                        sink,
+                        sink: Some(sink),
+                        permits: Arc::clone(&self.permits),
                         committed: BTreeMap::new(),
                         sink_stores_offsets: false,
                     }

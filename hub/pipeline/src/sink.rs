@@ -25,7 +25,9 @@ pub(crate) struct Worker {
     pub decoder: RecordDecoder,
     pub offsets: Arc<SledOffsetStore>,
     pub stop: watch::Receiver<bool>,
-    pub sink: Box<dyn Sink>,
+    pub sink: Option<Box<dyn Sink>>,
+    /// In-flight batches allowed, shared by the sink's workers.
+    pub permits: Arc<tokio::sync::Semaphore>,
     /// The group offsets committed so far.
     pub committed: BTreeMap<TopicPartition, u64>,
     /// Whether the sink stores its offsets with its data.
@@ -75,11 +77,21 @@ impl Worker {
 
     pub(crate) async fn run(mut self) -> Result<Ended, String> {
         let group = self.group();
-        let stored_offsets = self
-            .sink
-            .stored_offsets()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut sink = self.sink.take().ok_or("the sink is gone")?;
+        let stored_offsets = sink.stored_offsets().await.map_err(|e| e.to_string())?;
+        let stack_cfg = crate::stack::StackConfig {
+            name: self.section.name.value.clone(),
+            timeout: Duration::from_millis(self.section.timeout_ms.max(1)),
+            max_batches_per_second: self.section.max_batches_per_second,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+        };
+        let mut stack = crate::stack::build(
+            sink,
+            &stack_cfg,
+            Arc::clone(&self.permits),
+            self.stop.clone(),
+        );
         let stored_any = stored_offsets.is_some();
         self.sink_stores_offsets = stored_any;
         let stored: BTreeMap<TopicPartition, u64> =
@@ -162,10 +174,24 @@ impl Worker {
                     tokio::task::spawn_blocking(move || read_from(&log, &decoder, limit, &from)),
                 ));
             }
+            let batch: Arc<[SinkRecord]> = batch.into();
             let mut from = 0;
             while from < batch.len() {
                 let t0 = std::time::Instant::now();
-                let result = self.sink.apply(&batch[from..]).await;
+                let result = match tower::ServiceExt::ready(&mut stack).await {
+                    Ok(svc) => {
+                        tower::Service::call(
+                            svc,
+                            crate::stack::Apply {
+                                batch: Arc::clone(&batch),
+                                from,
+                            },
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| crate::stack::sink_error(e, stack_cfg.timeout));
                 apply_time += t0.elapsed();
                 match result {
                     Ok(()) => {

@@ -270,3 +270,67 @@ async fn truncates_new_columns_and_refused_rows() {
     src.drop_db().await;
     dst.drop_db().await;
 }
+
+/// A write that hangs (a lock held on the target table) is abandoned
+/// after `timeout_ms` and tried again on a new connection; once the lock
+/// goes, the rows arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_write_times_out_and_is_retried() {
+    let src = TestDb::new("pgsink_timeout_src").await;
+    let dst = TestDb::new("pgsink_timeout_dst").await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;",
+        )
+        .await
+        .expect("source");
+    dst.client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .expect("target");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, pipeline(&src, &dst, "    timeout_ms: 300\n")).expect("pipeline file");
+    let child = start(&file);
+    wait_equal(&src, &dst, &["t"]).await;
+    // Hold a lock that blocks every write to the target table (taken once
+    // the source streams: creating its slot waits for open transactions).
+    let locker = tributary_tests::pg::connect(&dst.name).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    src.client
+        .batch_execute("INSERT INTO t SELECT g, 'later' FROM generate_series(11, 20) g")
+        .await
+        .expect("more rows");
+    // Each abandoned attempt leaves a backend waiting on the lock.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = src
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1
+                   AND application_name = 'tributary-sink-replica' AND wait_event_type = 'Lock'",
+                &[&dst.name],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the write was never tried again ({waiting} waiting)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    wait_equal(&src, &dst, &["t"]).await;
+    terminate(child);
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}
