@@ -4,6 +4,7 @@
 //! the schema registry, connectors and sinks depend on it; it depends on
 //! nothing of ours.
 
+pub mod changes;
 pub mod event;
 pub mod offsets;
 pub mod render;

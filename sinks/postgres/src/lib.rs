@@ -29,7 +29,8 @@ use bytes::Bytes;
 use futures_util::SinkExt as _;
 use tokio_postgres::Client;
 use tributary_connector_postgres::replication::ConnectConfig;
-use tributary_core::event::{Datum, Op, TableSchema};
+use tributary_core::changes::{Pending, TableChanges};
+use tributary_core::event::{Op, TableSchema};
 use tributary_core::sink::{BoxFuture, StoredOffsets};
 use tributary_core::{Sink, SinkError, SinkRecord, TopicPartition};
 
@@ -101,16 +102,6 @@ fn classify(what: &str, e: &tokio_postgres::Error) -> Fail {
     }
 }
 
-/// A key's last state in the batch: the values borrowed from the batch's
-/// records (an unavailable one is [`Datum::Unavailable`]).
-#[derive(Debug)]
-enum Action<'a> {
-    /// The row, and whether it was last inserted (created or read) rather
-    /// than updated.
-    Upsert(Vec<&'a Datum>, bool),
-    Delete,
-}
-
 /// A target table as mapped for one source shape.
 #[derive(Debug)]
 struct Target {
@@ -135,13 +126,6 @@ struct Target {
     key: Vec<String>,
     /// Their types.
     key_types: Vec<String>,
-}
-
-/// What a batch does to one table.
-#[derive(Debug, Default)]
-struct Pending<'a> {
-    order: Vec<Vec<Option<String>>>,
-    rows: fxhash::FxHashMap<Vec<Option<String>>, Action<'a>>,
 }
 
 /// The sink.
@@ -478,7 +462,7 @@ impl PostgresSink {
             .await
             .map_err(|e| classify("BEGIN", &e))?;
         // Per table (few in a batch), in order of appearance.
-        let mut pending: Vec<((String, String), Pending<'_>)> = Vec::new();
+        let mut pending: Pending<'_, (String, String)> = Pending::default();
         let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
         // The previous record's table: most records share it.
         let mut cur: Option<(Arc<TableSchema>, (String, String))> = None;
@@ -503,9 +487,8 @@ impl PostgresSink {
                     .get(src)
                     .is_some_and(|t| !(Arc::ptr_eq(&t.shape, &r.table) || *t.shape == *r.table));
             if r.event.op == Op::Truncate || shape_changed {
-                if let Some(i) = pending.iter().position(|(s, _)| s == src) {
-                    let (s, p) = pending.remove(i);
-                    self.flush(c, &s, p).await?;
+                if let Some(p) = pending.take(src) {
+                    self.flush(c, src, p).await?;
                 }
                 if shape_changed {
                     self.ensure(c, &r.table).await?;
@@ -523,39 +506,10 @@ impl PostgresSink {
                         .await
                         .map_err(|e| classify(&target.shown, &e))?;
                 }
-                Op::Delete => {
-                    if let Some(k) = render_key(r) {
-                        slot(&mut pending, src).put(k, Action::Delete);
-                    }
-                }
-                Op::Create | Op::Update | Op::Read => {
-                    let (Some(k), Some(after)) = (render_key(r), r.event.after.as_ref()) else {
-                        continue;
-                    };
-                    let p = slot(&mut pending, src);
-                    // A changed key: the old row goes.
-                    if let Some(before) = &r.event.before {
-                        let old: Option<Vec<Option<String>>> = r
-                            .table
-                            .key
-                            .iter()
-                            .map(|&i| match (before.get(i), r.table.columns.get(i)) {
-                                (Some(Datum::Unavailable) | None, _) | (_, None) => None,
-                                (Some(d), Some(col)) => Some(text::value(&col.ty, d)),
-                            })
-                            .collect();
-                        if let Some(old) = old
-                            && old != k
-                        {
-                            p.put(old, Action::Delete);
-                        }
-                    }
-                    let row: Vec<&Datum> = after.iter().collect();
-                    p.put(k, Action::Upsert(row, r.event.op != Op::Update));
-                }
+                _ => pending.table(src).record(r, text::value),
             }
         }
-        for (src, p) in pending {
+        for (src, p) in pending.into_tables() {
             self.flush(c, &src, p).await?;
         }
         let mut topics = Vec::new();
@@ -593,31 +547,20 @@ impl PostgresSink {
         &mut self,
         c: &Client,
         src: &(String, String),
-        p: Pending<'_>,
+        p: TableChanges<'_>,
     ) -> Result<(), Fail> {
         let Some(t) = self.targets.get_mut(src) else {
             return Ok(());
         };
+        let writes = p.writes();
+        // Deletes as one array per key column.
         let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); t.key.len()];
-        let mut groups: BTreeMap<(Vec<bool>, bool), Vec<Vec<&Datum>>> = BTreeMap::new();
-        let mut rows = p.rows;
-        for k in p.order {
-            match rows.remove(&k) {
-                Some(Action::Delete) => {
-                    for (col, v) in deletes.iter_mut().zip(k) {
-                        col.push(v);
-                    }
-                }
-                Some(Action::Upsert(row, inserted)) => {
-                    let mask: Vec<bool> = row
-                        .iter()
-                        .map(|v| matches!(v, Datum::Unavailable))
-                        .collect();
-                    groups.entry((mask, inserted)).or_default().push(row);
-                }
-                None => {}
+        for k in writes.deletes {
+            for (col, v) in deletes.iter_mut().zip(k) {
+                col.push(v);
             }
         }
+        let groups = writes.upserts;
         if deletes.first().is_some_and(|d| !d.is_empty()) {
             let keys = t.key.join(", ");
             let n = t.key.len();
@@ -728,62 +671,9 @@ impl PostgresSink {
     }
 }
 
-impl<'a> Pending<'a> {
-    fn put(&mut self, key: Vec<Option<String>>, action: Action<'a>) {
-        match self.rows.get_mut(&key) {
-            None => {
-                self.order.push(key.clone());
-                self.rows.insert(key, action);
-            }
-            Some(slot) => {
-                *slot = match (std::mem::replace(slot, Action::Delete), action) {
-                    // An update after an upsert keeps what it could not see.
-                    (Action::Upsert(old, _), Action::Upsert(mut new, inserted)) => {
-                        for (n, o) in new.iter_mut().zip(old) {
-                            if matches!(n, Datum::Unavailable) {
-                                *n = o;
-                            }
-                        }
-                        Action::Upsert(new, inserted)
-                    }
-                    (_, a) => a,
-                };
-            }
-        }
-    }
-}
-
-/// The pending rows of table `src`.
-fn slot<'p, 'a>(
-    pending: &'p mut Vec<((String, String), Pending<'a>)>,
-    src: &(String, String),
-) -> &'p mut Pending<'a> {
-    let i = match pending.iter().position(|(s, _)| s == src) {
-        Some(i) => i,
-        None => {
-            pending.push((src.clone(), Pending::default()));
-            pending.len() - 1
-        }
-    };
-    &mut pending[i].1
-}
-
 /// A source table's identity: database, schema and table.
 fn source_key(t: &TableSchema) -> (String, String) {
     (format!("{}\u{0}{}", t.database, t.schema), t.table.clone())
-}
-
-/// The record's key as target text.
-fn render_key(r: &SinkRecord) -> Option<Vec<Option<String>>> {
-    let key = r.key.as_ref()?;
-    Some(
-        r.table
-            .key
-            .iter()
-            .zip(key)
-            .map(|(&i, d)| r.table.columns.get(i).and_then(|c| text::value(&c.ty, d)))
-            .collect(),
-    )
 }
 
 /// `sql` prepared once per connection.

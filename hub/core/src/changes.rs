@@ -1,0 +1,164 @@
+//! A batch of change records reduced, per table, to each key's last
+//! state: what a table sink writes. Keys are compared by their text (the
+//! sink's own rendering of the key values, which is also what its
+//! statements use).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
+
+use fxhash::FxHasher;
+
+use crate::event::{ColumnType, Datum, Op};
+use crate::sink::SinkRecord;
+
+/// A row's key as text, one entry per key column (`None`: NULL).
+pub type Key = Vec<Option<String>>;
+
+/// A key's last state in the batch: the values borrowed from the batch's
+/// records (an unavailable one is [`Datum::Unavailable`]).
+#[derive(Debug)]
+pub enum Action<'a> {
+    /// The row, and whether it was last inserted (created or read) rather
+    /// than updated.
+    Upsert(Vec<&'a Datum>, bool),
+    /// The row is gone.
+    Delete,
+}
+
+/// What a batch does to one table.
+#[derive(Debug, Default)]
+pub struct TableChanges<'a> {
+    order: Vec<Key>,
+    rows: HashMap<Key, Action<'a>, BuildHasherDefault<FxHasher>>,
+}
+
+/// The rows to write, split as statements need them.
+#[derive(Debug, Default)]
+pub struct Writes<'a> {
+    /// Keys to delete.
+    pub deletes: Vec<Key>,
+    /// Rows to upsert, grouped by (which columns the source could not
+    /// see, whether every row was inserted rather than updated).
+    pub upserts: BTreeMap<(Vec<bool>, bool), Vec<Vec<&'a Datum>>>,
+}
+
+impl<'a> TableChanges<'a> {
+    /// Adds a create, read, update or delete (truncates are the caller's:
+    /// they clear the table). `render` gives a key value's text. A changed
+    /// key deletes the old one.
+    pub fn record(
+        &mut self,
+        r: &'a SinkRecord,
+        render: impl Fn(&ColumnType, &Datum) -> Option<String>,
+    ) {
+        let key_text = |row: &[Datum]| -> Option<Key> {
+            r.table
+                .key
+                .iter()
+                .map(|&i| match (row.get(i), r.table.columns.get(i)) {
+                    (Some(Datum::Unavailable) | None, _) | (_, None) => None,
+                    (Some(d), Some(col)) => Some(render(&col.ty, d)),
+                })
+                .collect()
+        };
+        let Some(key) = r.key.as_deref() else {
+            return;
+        };
+        let k: Key = r
+            .table
+            .key
+            .iter()
+            .zip(key)
+            .map(|(&i, d)| r.table.columns.get(i).and_then(|c| render(&c.ty, d)))
+            .collect();
+        match r.event.op {
+            Op::Truncate => {}
+            Op::Delete => self.put(k, Action::Delete),
+            Op::Create | Op::Update | Op::Read => {
+                let Some(after) = r.event.after.as_ref() else {
+                    return;
+                };
+                if let Some(old) = r.event.before.as_deref().and_then(key_text)
+                    && old != k
+                {
+                    self.put(old, Action::Delete);
+                }
+                let row: Vec<&Datum> = after.iter().collect();
+                self.put(k, Action::Upsert(row, r.event.op != Op::Update));
+            }
+        }
+    }
+
+    fn put(&mut self, key: Key, action: Action<'a>) {
+        match self.rows.get_mut(&key) {
+            None => {
+                self.order.push(key.clone());
+                self.rows.insert(key, action);
+            }
+            Some(slot) => {
+                *slot = match (std::mem::replace(slot, Action::Delete), action) {
+                    // An update after an upsert keeps what it could not see.
+                    (Action::Upsert(old, _), Action::Upsert(mut new, inserted)) => {
+                        for (n, o) in new.iter_mut().zip(old) {
+                            if matches!(n, Datum::Unavailable) {
+                                *n = o;
+                            }
+                        }
+                        Action::Upsert(new, inserted)
+                    }
+                    (_, a) => a,
+                };
+            }
+        }
+    }
+
+    /// The deletes and upserts, in the order keys first appeared.
+    pub fn writes(mut self) -> Writes<'a> {
+        let mut out = Writes::default();
+        for k in self.order {
+            match self.rows.remove(&k) {
+                Some(Action::Delete) => out.deletes.push(k),
+                Some(Action::Upsert(row, inserted)) => {
+                    let mask: Vec<bool> = row
+                        .iter()
+                        .map(|v| matches!(v, Datum::Unavailable))
+                        .collect();
+                    out.upserts.entry((mask, inserted)).or_default().push(row);
+                }
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+/// Per table (few in a batch), in order of first appearance.
+#[derive(Debug, Default)]
+pub struct Pending<'a, T> {
+    tables: Vec<(T, TableChanges<'a>)>,
+}
+
+impl<'a, T: PartialEq + Clone> Pending<'a, T> {
+    /// The changes of table `t`.
+    pub fn table(&mut self, t: &T) -> &mut TableChanges<'a> {
+        let i = match self.tables.iter().position(|(s, _)| s == t) {
+            Some(i) => i,
+            None => {
+                self.tables.push((t.clone(), TableChanges::default()));
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[i].1
+    }
+
+    /// Takes the changes of table `t`, if any.
+    pub fn take(&mut self, t: &T) -> Option<TableChanges<'a>> {
+        let i = self.tables.iter().position(|(s, _)| s == t)?;
+        Some(self.tables.remove(i).1)
+    }
+
+    /// Every table's changes.
+    pub fn into_tables(self) -> Vec<(T, TableChanges<'a>)> {
+        self.tables
+    }
+}
