@@ -9,7 +9,7 @@ use std::hash::BuildHasherDefault;
 use fxhash::FxHasher;
 
 use crate::event::{ColumnType, Datum, Op};
-use crate::sink::SinkRecord;
+use crate::sink::{SinkError, SinkRecord};
 
 /// A row's key as text, one entry per key column (`None`: NULL).
 pub type Key = Vec<Option<String>>;
@@ -161,4 +161,83 @@ impl<'a, T: PartialEq + Clone> Pending<'a, T> {
     pub fn into_tables(self) -> Vec<(T, TableChanges<'a>)> {
         self.tables
     }
+}
+
+/// Why a table sink's transaction failed, as [`apply_finding_refused`]
+/// needs it.
+#[derive(Debug)]
+pub enum TxError {
+    /// A value or constraint: some record's fault.
+    Data(String),
+    /// Anything else, as the sink contract says it.
+    Sink(SinkError),
+}
+
+/// A sink that writes a run of records in one transaction (with their
+/// offsets), or nothing of it.
+pub trait TransactionalWriter: Send {
+    /// Writes `records` in one transaction.
+    fn write<'a>(
+        &'a mut self,
+        records: &'a [SinkRecord],
+    ) -> crate::sink::BoxFuture<'a, Result<(), TxError>>;
+}
+
+/// Applies `batch` through `w`; when a record is refused, finds it by
+/// halving (each half its own transaction, so the records before it are
+/// applied) and reports it with the database's words. A record without a
+/// key is refused up front: rows cannot be matched in a table without
+/// one.
+pub fn apply_finding_refused<'a, W: TransactionalWriter>(
+    w: &'a mut W,
+    batch: &'a [SinkRecord],
+) -> crate::sink::BoxFuture<'a, Result<(), SinkError>> {
+    Box::pin(async move {
+        if let Some(i) = batch
+            .iter()
+            .position(|r| r.event.op != Op::Truncate && r.key.is_none())
+        {
+            if i > 0 {
+                apply_finding_refused(w, &batch[..i]).await?;
+            }
+            return Err(SinkError::Record {
+                index: i,
+                reason: format!(
+                    "table {} has no key: rows cannot be matched in the target",
+                    batch[i].table.qualified_name()
+                ),
+            });
+        }
+        match w.write(batch).await {
+            Ok(()) => return Ok(()),
+            // Which record: the single one the halving ends on says.
+            Err(TxError::Data(_)) => {}
+            Err(TxError::Sink(e)) => return Err(e),
+        }
+        // batch[..base] is applied, batch[base..hi] fails.
+        let (mut base, mut hi) = (0, batch.len());
+        while hi - base > 1 {
+            let mid = base + (hi - base) / 2;
+            match w.write(&batch[base..mid]).await {
+                Ok(()) => base = mid,
+                Err(TxError::Data(_)) => hi = mid,
+                Err(TxError::Sink(e)) => return Err(e),
+            }
+        }
+        match w.write(&batch[base..=base]).await {
+            Err(TxError::Data(r)) => Err(SinkError::Record {
+                index: base,
+                reason: r,
+            }),
+            Err(TxError::Sink(e)) => Err(e),
+            // It failed only with others: the rest goes on its own.
+            Ok(()) => match apply_finding_refused(w, &batch[base + 1..]).await {
+                Err(SinkError::Record { index, reason: r }) => Err(SinkError::Record {
+                    index: index + base + 1,
+                    reason: r,
+                }),
+                other => other,
+            },
+        }
+    })
 }

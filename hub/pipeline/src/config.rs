@@ -868,6 +868,16 @@ fn check(p: &Pipeline) -> Result<(), Located> {
         {
             return Err((Some(s.name.referenced), format!("sinks[{i}].url"), e));
         }
+        if s.kind == SinkKind::Mysql
+            && let Some(url) = &s.url
+            && !url.expose().starts_with("mysql://")
+        {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].url"),
+                "expected mysql://user:password@host:port/database".into(),
+            ));
+        }
         if let Some((field, why)) = needs {
             return Err((
                 Some(s.name.referenced),

@@ -102,12 +102,12 @@ pub fn supported(p: &Pipeline) -> Result<(), String> {
             t.name.value
         ));
     }
-    if let Some((i, s)) = p
-        .sinks
-        .iter()
-        .enumerate()
-        .find(|(_, s)| !matches!(s.kind, SinkKind::Redis | SinkKind::Postgres))
-    {
+    if let Some((i, s)) = p.sinks.iter().enumerate().find(|(_, s)| {
+        !matches!(
+            s.kind,
+            SinkKind::Redis | SinkKind::Postgres | SinkKind::Mysql
+        )
+    }) {
         return Err(format!(
             "sinks[{i}] ({}): kind {:?} is not available in this version",
             s.name.value, s.kind
@@ -339,6 +339,25 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                     create_tables: s.create_tables,
                 },
             )))
+        }
+        SinkKind::Mysql => {
+            let url = s
+                .url
+                .as_ref()
+                .ok_or("a mysql sink needs `url: mysql://user@host:port/database`")?;
+            let sink =
+                tributary_sink_mysql::MySqlSink::new(tributary_sink_mysql::MySqlSinkConfig {
+                    name: s.name.value.clone(),
+                    url: url.expose().to_string(),
+                    table: s
+                        .table
+                        .clone()
+                        .unwrap_or_else(|| tributary_sink_mysql::DEFAULT_TABLE.to_string()),
+                    columns: s.columns.clone(),
+                    create_tables: s.create_tables,
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(Box::new(sink))
         }
         other => Err(format!(
             "sink kind {other:?} is not available in this version"

@@ -29,7 +29,9 @@ use bytes::Bytes;
 use futures_util::SinkExt as _;
 use tokio_postgres::Client;
 use tributary_connector_postgres::replication::ConnectConfig;
-use tributary_core::changes::{Pending, TableChanges};
+use tributary_core::changes::{
+    Pending, TableChanges, TransactionalWriter, TxError, apply_finding_refused,
+};
 use tributary_core::event::{Op, TableSchema};
 use tributary_core::sink::{BoxFuture, StoredOffsets};
 use tributary_core::{Sink, SinkError, SinkRecord, TopicPartition};
@@ -753,55 +755,17 @@ impl Sink for PostgresSink {
     }
 
     fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
+        apply_finding_refused(self, batch)
+    }
+}
+
+impl TransactionalWriter for PostgresSink {
+    fn write<'a>(&'a mut self, records: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), TxError>> {
         Box::pin(async move {
-            // A keyless row first: a table needs a key to be kept in sync.
-            if let Some(i) = batch
-                .iter()
-                .position(|r| r.event.op != Op::Truncate && r.key.is_none())
-            {
-                if i > 0 {
-                    self.apply(&batch[..i]).await?;
-                }
-                return Err(SinkError::Record {
-                    index: i,
-                    reason: format!(
-                        "table {}.{} has no key: rows cannot be matched in the target",
-                        batch[i].table.schema, batch[i].table.table
-                    ),
-                });
-            }
-            let reason = match self.try_batch(batch).await {
-                Ok(()) => return Ok(()),
-                Err(Fail::Data(reason)) => reason,
-                Err(e) => return Err(e.into_sink()),
-            };
-            // Find the refused record: halves, each its own transaction;
-            // batch[..base] is applied, batch[base..hi] fails.
-            tracing::debug!(sink = %self.cfg.name, %reason, "a record is refused; finding it");
-            let (mut base, mut hi) = (0, batch.len());
-            while hi - base > 1 {
-                let mid = base + (hi - base) / 2;
-                match self.try_batch(&batch[base..mid]).await {
-                    Ok(()) => base = mid,
-                    Err(Fail::Data(_)) => hi = mid,
-                    Err(e) => return Err(e.into_sink()),
-                }
-            }
-            match self.try_batch(&batch[base..=base]).await {
-                Err(Fail::Data(r)) => Err(SinkError::Record {
-                    index: base,
-                    reason: r,
-                }),
-                Err(e) => Err(e.into_sink()),
-                // It failed only with others: the rest goes on its own.
-                Ok(()) => match self.apply(&batch[base + 1..]).await {
-                    Err(SinkError::Record { index, reason: r }) => Err(SinkError::Record {
-                        index: index + base + 1,
-                        reason: r,
-                    }),
-                    other => other,
-                },
-            }
+            self.try_batch(records).await.map_err(|e| match e {
+                Fail::Data(m) => TxError::Data(m),
+                other => TxError::Sink(other.into_sink()),
+            })
         })
     }
 }

@@ -1,0 +1,238 @@
+//! PostgreSQL -> log -> MariaDB with `tributary run`: a MariaDB database
+//! ends equal to the PostgreSQL one, row by row (values compared as text
+//! both sides print the same way), through a snapshot, inserts, updates
+//! (a key change, unchanged TOAST values), deletes, a truncate, a new
+//! column, a value MariaDB refuses (to the dead-letter topic) and a
+//! SIGKILL in the middle of sink batches.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable as _;
+use tributary_tests::pg::TestDb;
+
+mod common;
+
+use common::start;
+
+/// A MariaDB database for one test.
+struct MyDb {
+    name: String,
+    conn: mysql_async::Conn,
+}
+
+impl MyDb {
+    async fn new(name: &str) -> Self {
+        let mut conn = mysql_async::Conn::new(
+            mysql_async::Opts::from_url("mysql://root@127.0.0.1:3306/").expect("url"),
+        )
+        .await
+        .expect("connect to MariaDB");
+        conn.query_drop(format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))
+        .await
+        .expect("database");
+        conn.query_drop(format!("USE {name}")).await.expect("use");
+        Self {
+            name: name.to_string(),
+            conn,
+        }
+    }
+
+    async fn drop_db(mut self) {
+        let _ = self
+            .conn
+            .query_drop(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .await;
+    }
+}
+
+/// The source's rows as text, in id order.
+async fn pg_rows(db: &TestDb) -> Vec<String> {
+    db.client
+        .query(
+            "SELECT concat_ws('|', id, name, price::text,
+                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), day::text,
+                    uid::text, encode(raw, 'hex'), flag::int::text, array_to_json(tags)::text,
+                    meta::text, md5(big), extra)
+               FROM items ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The target's rows as the same text; empty while the table is missing.
+async fn my_rows(db: &mut MyDb) -> Vec<String> {
+    let extra: Vec<String> = db
+        .conn
+        .query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS
+              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'items' AND COLUMN_NAME = 'extra'",
+        )
+        .await
+        .unwrap_or_default();
+    let extra = if extra.is_empty() { "NULL" } else { "extra" };
+    db.conn
+        .query(format!(
+            "SELECT concat_ws('|', id, name, CAST(price AS CHAR),
+                    DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), CAST(day AS CHAR), uid,
+                    LOWER(HEX(raw)), CAST(flag AS CHAR), tags, meta, MD5(big), {extra})
+               FROM items ORDER BY id"
+        ))
+        .await
+        .unwrap_or_default()
+}
+
+async fn wait_equal(src: &TestDb, dst: &mut MyDb, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (want, got) = (pg_rows(src).await, my_rows(dst).await);
+        if want == got {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let diff: Vec<_> = want
+                .iter()
+                .zip(&got)
+                .filter(|(a, b)| a != b)
+                .take(3)
+                .collect();
+            panic!(
+                "{what}: MariaDB never matched: {} rows in PostgreSQL, {} in MariaDB; first differences {diff:?}",
+                want.len(),
+                got.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_mariadb_stays_equal() {
+    let src = TestDb::new("mysink").await;
+    let mut dst = MyDb::new(&src.name).await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE items (
+                 id int PRIMARY KEY, name varchar(20) NOT NULL, price numeric(12,3),
+                 at timestamptz, day date, uid uuid, raw bytea, flag boolean, tags text[],
+                 meta jsonb, big text);
+             INSERT INTO items SELECT g, 'item ''' || g, g * 1.125,
+                 '2024-02-29 12:00:00.000001+00'::timestamptz + g * interval '1 hour',
+                 DATE '2024-01-01' + g, md5(g::text)::uuid, decode(md5(g::text), 'hex'), g % 2 = 0,
+                 ARRAY['a,b', 'q\"' || g, NULL], jsonb_build_object('n', g),
+                 CASE WHEN g % 50 = 0 THEN (SELECT string_agg(md5((g * 1000 + i)::text), '')
+                                            FROM generate_series(1, 400) i) END
+               FROM generate_series(1, 300) g;
+             ALTER TABLE items ADD COLUMN extra text;",
+        )
+        .await
+        .expect("source table");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.items]\n\
+             sinks:\n  - name: maria\n    kind: mysql\n\
+             \x20   url: mysql://root@127.0.0.1:3306/{db}\n\
+             \x20   topics: [\"pg.public.*\"]\n    batch_size: 400\n    on_error: dlq\n",
+            db = src.name
+        ),
+    )
+    .expect("pipeline file");
+    let child = start(&file);
+    wait_equal(&src, &mut dst, "snapshot").await;
+    src.client
+        .batch_execute(
+            "UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;
+             UPDATE items SET flag = NOT flag WHERE id % 50 = 0; -- big is unchanged TOAST
+             UPDATE items SET id = 5000 WHERE id = 51;
+             DELETE FROM items WHERE id BETWEEN 2 AND 20;
+             INSERT INTO items (id, name) VALUES (1000, 'new');
+             ALTER TABLE items ADD COLUMN IF NOT EXISTS extra2 int;
+             UPDATE items SET extra = 'added' WHERE id = 1000;",
+        )
+        .await
+        .expect("changes");
+    wait_equal(&src, &mut dst, "changes").await;
+
+    // A value MariaDB cannot hold (a year past 9999) goes to the
+    // dead-letter topic; the rows around it are written.
+    src.client
+        .batch_execute(
+            "INSERT INTO items (id, name, at) VALUES (2000, 'before', now()), (2001, 'far', '12000-01-01'),
+                 (2002, 'after', now());",
+        )
+        .await
+        .expect("refused row");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n: Option<u64> = dst
+            .conn
+            .query_first("SELECT COUNT(*) FROM items WHERE id IN (2000, 2002)")
+            .await
+            .expect("count");
+        if n == Some(2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows around the refused one"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = common::dead_letters(&dir.path().join("data"), "maria");
+    assert_eq!(dead.len(), 1, "one dead letter");
+    let error = common::header(&dead[0], "tributary.error");
+    assert!(error.contains("items") && error.contains("9999"), "{error}");
+    src.client
+        .batch_execute("DELETE FROM items WHERE id = 2001")
+        .await
+        .expect("remove the refused row");
+
+    // SIGKILL mid-batches, changes while down, restart.
+    src.client
+        .batch_execute(
+            "INSERT INTO items (id, name) SELECT g, 'bulk' FROM generate_series(10000, 29999) g",
+        )
+        .await
+        .expect("bulk");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: Option<u64> = dst
+            .conn
+            .query_first("SELECT COUNT(*) FROM items WHERE id >= 10000")
+            .await
+            .expect("count");
+        if n.unwrap_or(0) > 0 {
+            assert!(n < Some(20_000), "killed too late to be mid-way");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bulk never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    common::kill(child);
+    src.client
+        .batch_execute(
+            "UPDATE items SET name = 'while down' WHERE id % 1000 = 7; TRUNCATE items;
+                        INSERT INTO items (id, name) VALUES (1, 'after truncate');",
+        )
+        .await
+        .expect("changes while down");
+    let child = start(&file);
+    wait_equal(&src, &mut dst, "after the kill and a truncate").await;
+    let (status, out) = common::terminate(child);
+    assert!(status.success(), "clean stop: {out}");
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}

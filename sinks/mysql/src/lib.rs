@@ -1,0 +1,563 @@
+//! The MySQL/MariaDB sink: each captured table kept as a table of a
+//! MySQL or MariaDB database.
+//!
+//! - The target table is `table` (a template of the source's `{database}`,
+//!   `{schema}` and `{table}`, default `{table}`, in the URL's database;
+//!   `db.table` names another database), created from the record's schema
+//!   when missing (types keep precision: see [`text::ddl_type`]; arrays
+//!   become JSON), or mapped onto an existing one by column name
+//!   (`columns` renames). A column the source gains is added. DDL commits
+//!   implicitly in MySQL, so it runs before the batch's transaction.
+//! - A batch is one InnoDB transaction: per table each key's last state
+//!   ([`tributary_core::changes`]); deletes as one `DELETE ... WHERE key IN
+//!   (...)`, upserts as multi-row `INSERT ... ON DUPLICATE KEY UPDATE`
+//!   (a column the source could not see, unchanged TOAST, is left out of
+//!   the update); a truncate is a `DELETE` of the table in its place
+//!   (`TRUNCATE` would commit). The session is strict
+//!   (`STRICT_ALL_TABLES`): a value that does not fit is an error, never
+//!   silently cut.
+//! - In the same transaction the offset after the batch is stored per
+//!   partition in `tributary_offsets`: a restart resumes exactly where the
+//!   tables are (exactly-once effect).
+//! - A refused record is found by halving the batch and reported with
+//!   the server's words.
+
+pub mod text;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable as _;
+use tributary_core::changes::{
+    Pending, TableChanges, TransactionalWriter, TxError, apply_finding_refused,
+};
+use tributary_core::event::{Op, TableSchema};
+use tributary_core::sink::{BoxFuture, StoredOffsets};
+use tributary_core::{Sink, SinkError, SinkRecord, TopicPartition};
+
+use crate::text::{ident, quoted};
+
+/// Settings.
+#[derive(Clone)]
+pub struct MySqlSinkConfig {
+    /// The sink's name (its rows in `tributary_offsets`).
+    pub name: String,
+    /// `mysql://user:password@host:port/database` (never logged).
+    pub url: String,
+    /// Target table template.
+    pub table: String,
+    /// Source column name to target column name.
+    pub columns: BTreeMap<String, String>,
+    /// Create missing tables and add missing columns.
+    pub create_tables: bool,
+}
+
+impl std::fmt::Debug for MySqlSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlSinkConfig")
+            .field("name", &self.name)
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+/// The default target table template.
+pub const DEFAULT_TABLE: &str = "{table}";
+
+const OFFSETS: &str = "tributary_offsets";
+
+/// Rows per INSERT statement.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Why a statement failed.
+#[derive(Debug)]
+enum Fail {
+    Data(String),
+    Transient(String),
+    Fatal(String),
+}
+
+impl Fail {
+    fn into_tx(self) -> TxError {
+        match self {
+            Fail::Data(m) => TxError::Data(m),
+            Fail::Transient(m) => TxError::Sink(SinkError::Transient(m)),
+            Fail::Fatal(m) => TxError::Sink(SinkError::Fatal(m)),
+        }
+    }
+}
+
+/// Classifies an error; `what` names the table.
+fn classify(what: &str, e: &mysql_async::Error) -> Fail {
+    let mysql_async::Error::Server(se) = e else {
+        // The connection, the driver: try again on a new connection.
+        return Fail::Transient(format!("{what}: {e}"));
+    };
+    let msg = format!(
+        "{what}: {} (error {}, SQLSTATE {})",
+        se.message, se.code, se.state
+    );
+    match se.code {
+        // Deadlock, lock wait timeout, read-only (a failover), too many
+        // connections, shutting down, connection killed.
+        1213 | 1205 | 1290 | 1836 | 1040 | 1053 | 1927 | 2006 | 2013 => Fail::Transient(msg),
+        // Access denied, unknown database or table.
+        1044 | 1045 | 1142 | 1143 | 1049 | 1146 => Fail::Fatal(msg),
+        _ if se.state.starts_with("22") || se.state.starts_with("23") => Fail::Data(msg),
+        // Out of range, bad value, too long, CHECK (MySQL, MariaDB).
+        1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1690 | 3819 | 4025 => Fail::Data(msg),
+        _ => Fail::Fatal(msg),
+    }
+}
+
+/// A target table.
+#[derive(Debug)]
+struct Target {
+    /// Quoted, qualified if the template names a database.
+    name: String,
+    /// For messages.
+    shown: String,
+    /// Its columns, as last read.
+    existing: Vec<String>,
+}
+
+/// The sink.
+pub struct MySqlSink {
+    cfg: MySqlSinkConfig,
+    conn: Option<mysql_async::Conn>,
+    targets: HashMap<(String, String), Target>,
+    done: HashMap<(Arc<str>, u32), u64>,
+}
+
+impl std::fmt::Debug for MySqlSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlSink")
+            .field("name", &self.cfg.name)
+            .finish()
+    }
+}
+
+/// A source table's identity: database, schema and table.
+fn source_key(t: &TableSchema) -> (String, String) {
+    (format!("{}\u{0}{}", t.database, t.schema), t.table.clone())
+}
+
+impl MySqlSink {
+    /// A sink for `cfg` (connects on first use); the URL is checked now.
+    pub fn new(cfg: MySqlSinkConfig) -> Result<Self, SinkError> {
+        mysql_async::Opts::from_url(&cfg.url)
+            .map_err(|e| SinkError::Fatal(format!("mysql URL: {e}")))?;
+        Ok(Self {
+            cfg,
+            conn: None,
+            targets: HashMap::new(),
+            done: HashMap::new(),
+        })
+    }
+
+    async fn connect(&mut self) -> Result<mysql_async::Conn, Fail> {
+        if let Some(c) = self.conn.take() {
+            return Ok(c);
+        }
+        let opts = mysql_async::Opts::from_url(&self.cfg.url)
+            .map_err(|e| Fail::Fatal(format!("mysql URL: {e}")))?;
+        let mut c = mysql_async::Conn::new(opts)
+            .await
+            .map_err(|e| classify("connecting", &e))?;
+        // Strict: a value that does not fit is an error. No backslash
+        // escapes: a literal's only special character is the quote.
+        c.query_drop(
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,NO_ENGINE_SUBSTITUTION',
+                 time_zone = '+00:00', NAMES utf8mb4",
+        )
+        .await
+        .map_err(|e| classify("session settings", &e))?;
+        c.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {OFFSETS} (
+                 sink VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT NULL,
+                 `partition` INT NOT NULL, next_offset BIGINT NOT NULL,
+                 updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+                 PRIMARY KEY (sink, topic, `partition`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ))
+        .await
+        .map_err(|e| classify(OFFSETS, &e))?;
+        Ok(c)
+    }
+
+    fn target_col<'a>(&'a self, name: &'a str) -> &'a str {
+        self.cfg.columns.get(name).map_or(name, String::as_str)
+    }
+
+    /// The target of `shape` exists with every mapped column (created or
+    /// extended as configured).
+    async fn ensure(&mut self, c: &mut mysql_async::Conn, shape: &TableSchema) -> Result<(), Fail> {
+        let src = source_key(shape);
+        if let Some(t) = self.targets.get(&src)
+            && shape.columns.iter().all(|col| {
+                !self.cfg.create_tables
+                    || t.existing.iter().any(|e| e == self.target_col(&col.name))
+            })
+        {
+            return Ok(());
+        }
+        let name = self
+            .cfg
+            .table
+            .replace("{database}", &shape.database)
+            .replace("{schema}", &shape.schema)
+            .replace("{table}", &shape.table);
+        let (db, table) = match name.split_once('.') {
+            Some((d, t)) => (Some(d.to_string()), t.to_string()),
+            None => (None, name.clone()),
+        };
+        let quoted_name = match &db {
+            Some(d) => format!("{}.{}", ident(d), ident(&table)),
+            None => ident(&table),
+        };
+        let mut db_lit = String::new();
+        match &db {
+            Some(d) => quoted(&mut db_lit, d),
+            None => db_lit.push_str("DATABASE()"),
+        }
+        let mut table_lit = String::new();
+        quoted(&mut table_lit, &table);
+        let columns_sql = format!(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS
+              WHERE TABLE_SCHEMA = {db_lit} AND TABLE_NAME = {table_lit} ORDER BY ORDINAL_POSITION"
+        );
+        let mut existing: Vec<String> = c
+            .query(&columns_sql)
+            .await
+            .map_err(|e| classify(&name, &e))?;
+        if existing.is_empty() {
+            if !self.cfg.create_tables {
+                return Err(Fail::Fatal(format!(
+                    "target table {name} does not exist (create_tables is off)"
+                )));
+            }
+            let mut defs: Vec<String> = shape
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, col)| {
+                    let key = shape.key.contains(&i);
+                    let null = if key { " NOT NULL" } else { "" };
+                    format!(
+                        "{} {}{null}",
+                        ident(self.target_col(&col.name)),
+                        text::ddl_type(col, key)
+                    )
+                })
+                .collect();
+            if !shape.key.is_empty() {
+                let keys: Vec<String> = shape
+                    .key
+                    .iter()
+                    .filter_map(|&i| shape.columns.get(i))
+                    .map(|col| ident(self.target_col(&col.name)))
+                    .collect();
+                defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+            }
+            if let Some(d) = &db {
+                c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {}", ident(d)))
+                    .await
+                    .map_err(|e| classify(&name, &e))?;
+            }
+            c.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {quoted_name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                defs.join(", ")
+            ))
+            .await
+            .map_err(|e| classify(&name, &e))?;
+            tracing::info!(sink = %self.cfg.name, table = %name, "target table created");
+        } else if self.cfg.create_tables {
+            for (i, col) in shape.columns.iter().enumerate() {
+                let t = self.target_col(&col.name).to_string();
+                if existing.contains(&t) {
+                    continue;
+                }
+                c.query_drop(format!(
+                    "ALTER TABLE {quoted_name} ADD COLUMN {} {}",
+                    ident(&t),
+                    text::ddl_type(col, shape.key.contains(&i))
+                ))
+                .await
+                .map_err(|e| classify(&name, &e))?;
+                tracing::info!(sink = %self.cfg.name, table = %name, column = %t, "target column added");
+            }
+        }
+        existing = c
+            .query(&columns_sql)
+            .await
+            .map_err(|e| classify(&name, &e))?;
+        self.targets.insert(
+            src,
+            Target {
+                name: quoted_name,
+                shown: name,
+                existing,
+            },
+        );
+        Ok(())
+    }
+
+    async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), Fail> {
+        let todo: Vec<&SinkRecord> = batch
+            .iter()
+            .filter(|r| {
+                self.done
+                    .get(&(Arc::clone(&r.topic), r.partition))
+                    .is_none_or(|&next| r.offset >= next)
+            })
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.connect().await?;
+        let result = self.transaction(&mut c, &todo).await;
+        match &result {
+            Ok(()) => {
+                for r in &todo {
+                    let next = self
+                        .done
+                        .entry((Arc::clone(&r.topic), r.partition))
+                        .or_insert(0);
+                    *next = (*next).max(r.offset + 1);
+                }
+                self.conn = Some(c);
+            }
+            Err(Fail::Transient(_)) => {
+                // The connection may be broken: a new one next time.
+                let _ = c.disconnect().await;
+            }
+            Err(_) => {
+                if c.query_drop("ROLLBACK").await.is_ok() {
+                    self.conn = Some(c);
+                }
+            }
+        }
+        result
+    }
+
+    async fn transaction(
+        &mut self,
+        c: &mut mysql_async::Conn,
+        todo: &[&SinkRecord],
+    ) -> Result<(), Fail> {
+        // Tables and columns first: DDL commits.
+        let mut last: Option<&Arc<TableSchema>> = None;
+        for r in todo {
+            if last.is_some_and(|t| Arc::ptr_eq(t, &r.table)) {
+                continue;
+            }
+            last = Some(&r.table);
+            self.ensure(c, &r.table).await.map_err(|e| match e {
+                // Another worker creating the same table.
+                Fail::Data(m) => Fail::Transient(m),
+                other => other,
+            })?;
+        }
+        c.query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| classify("START TRANSACTION", &e))?;
+        let mut pending: Pending<'_, (String, String)> = Pending::default();
+        let mut shapes: HashMap<(String, String), Arc<TableSchema>> = HashMap::new();
+        let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
+        for r in todo {
+            offsets.insert((Arc::clone(&r.topic), r.partition), r.offset + 1);
+            let src = source_key(&r.table);
+            // Another shape of a table with rows pending: those go first,
+            // written as they were.
+            let changed = shapes
+                .get(&src)
+                .is_some_and(|s| !(Arc::ptr_eq(s, &r.table) || **s == *r.table));
+            if (r.event.op == Op::Truncate || changed)
+                && let Some(p) = pending.take(&src)
+                && let Some(shape) = shapes.get(&src).cloned()
+            {
+                self.flush(c, &src, &shape, p).await?;
+            }
+            shapes.insert(src.clone(), Arc::clone(&r.table));
+            if r.event.op == Op::Truncate {
+                let t = self.target(&src)?;
+                let (name, shown) = (t.name.clone(), t.shown.clone());
+                c.query_drop(format!("DELETE FROM {name}"))
+                    .await
+                    .map_err(|e| classify(&shown, &e))?;
+                continue;
+            }
+            pending.table(&src).record(r, tributary_core::render::text);
+        }
+        for (src, p) in pending.into_tables() {
+            if let Some(shape) = shapes.get(&src).cloned() {
+                self.flush(c, &src, &shape, p).await?;
+            }
+        }
+        let mut sql =
+            format!("INSERT INTO {OFFSETS} (sink, topic, `partition`, next_offset) VALUES ");
+        for (i, ((t, p), next)) in offsets.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            quoted(&mut sql, &self.cfg.name);
+            sql.push(',');
+            quoted(&mut sql, t);
+            sql.push_str(&format!(",{p},{next})"));
+        }
+        sql.push_str(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)");
+        c.query_drop(sql).await.map_err(|e| classify(OFFSETS, &e))?;
+        c.query_drop("COMMIT")
+            .await
+            .map_err(|e| classify("COMMIT", &e))?;
+        Ok(())
+    }
+
+    fn target(&self, src: &(String, String)) -> Result<&Target, Fail> {
+        self.targets
+            .get(src)
+            .ok_or_else(|| Fail::Fatal(format!("no target for table {}", src.1)))
+    }
+
+    /// Writes one table's changes: deletes, then upserts grouped by which
+    /// columns the source could not see.
+    async fn flush(
+        &mut self,
+        c: &mut mysql_async::Conn,
+        src: &(String, String),
+        shape: &TableSchema,
+        changes: TableChanges<'_>,
+    ) -> Result<(), Fail> {
+        let t = self.target(src)?;
+        let (name, shown) = (t.name.clone(), t.shown.clone());
+        // Per source column: the quoted target column, if it has one.
+        let cols: Vec<Option<String>> = shape
+            .columns
+            .iter()
+            .map(|col| {
+                let n = self.target_col(&col.name);
+                t.existing.iter().any(|e| e == n).then(|| ident(n))
+            })
+            .collect();
+        let mut key_cols = Vec::new();
+        for &i in &shape.key {
+            match cols.get(i).cloned().flatten() {
+                Some(k) => key_cols.push(k),
+                None => {
+                    return Err(Fail::Fatal(format!(
+                        "target table {shown} has no column for key column {}",
+                        shape.columns.get(i).map_or("?", |c| c.name.as_str())
+                    )));
+                }
+            }
+        }
+        let writes = changes.writes();
+        for chunk in writes.deletes.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = format!("DELETE FROM {name} WHERE ({}) IN (", key_cols.join(", "));
+            for (i, k) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for (j, v) in k.iter().enumerate() {
+                    if j > 0 {
+                        sql.push(',');
+                    }
+                    match v {
+                        None => sql.push_str("NULL"),
+                        Some(v) => quoted(&mut sql, v),
+                    }
+                }
+                sql.push(')');
+            }
+            sql.push(')');
+            c.query_drop(sql).await.map_err(|e| classify(&shown, &e))?;
+        }
+        for ((mask, _), rows) in writes.upserts {
+            let written: Vec<usize> = (0..cols.len())
+                .filter(|&i| cols[i].is_some() && !mask.get(i).copied().unwrap_or(false))
+                .collect();
+            let list: Vec<&str> = written.iter().filter_map(|&i| cols[i].as_deref()).collect();
+            let updates: Vec<String> = list
+                .iter()
+                .filter(|n| !key_cols.iter().any(|k| k == *n))
+                .map(|n| format!("{n} = VALUES({n})"))
+                .collect();
+            let on_dup = if updates.is_empty() {
+                format!("{0} = {0}", key_cols.first().map_or("", String::as_str))
+            } else {
+                updates.join(", ")
+            };
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = format!("INSERT INTO {name} ({}) VALUES ", list.join(", "));
+                for (ri, row) in chunk.iter().enumerate() {
+                    if ri > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('(');
+                    for (j, &i) in written.iter().enumerate() {
+                        if j > 0 {
+                            sql.push(',');
+                        }
+                        let (Some(d), Some(col)) = (row.get(i), shape.columns.get(i)) else {
+                            sql.push_str("NULL");
+                            continue;
+                        };
+                        text::literal(&mut sql, &col.ty, d).map_err(|e| {
+                            Fail::Data(format!("{shown}: column {}: {e}", col.name))
+                        })?;
+                    }
+                    sql.push(')');
+                }
+                sql.push_str(" ON DUPLICATE KEY UPDATE ");
+                sql.push_str(&on_dup);
+                c.query_drop(sql).await.map_err(|e| classify(&shown, &e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TransactionalWriter for MySqlSink {
+    fn write<'a>(&'a mut self, records: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), TxError>> {
+        Box::pin(async move { self.try_batch(records).await.map_err(Fail::into_tx) })
+    }
+}
+
+impl Sink for MySqlSink {
+    fn stored_offsets(&mut self) -> BoxFuture<'_, Result<Option<StoredOffsets>, SinkError>> {
+        Box::pin(async move {
+            let mut c = self.connect().await.map_err(|e| match e.into_tx() {
+                TxError::Data(m) => SinkError::Transient(m),
+                TxError::Sink(e) => e,
+            })?;
+            let mut sql =
+                format!("SELECT topic, `partition`, next_offset FROM {OFFSETS} WHERE sink = ");
+            quoted(&mut sql, &self.cfg.name);
+            let rows: Result<Vec<(String, u32, u64)>, _> = c.query(sql).await;
+            let rows = match rows {
+                Ok(r) => {
+                    self.conn = Some(c);
+                    r
+                }
+                Err(e) => {
+                    return Err(match classify(OFFSETS, &e) {
+                        Fail::Fatal(m) => SinkError::Fatal(m),
+                        Fail::Data(m) | Fail::Transient(m) => SinkError::Transient(m),
+                    });
+                }
+            };
+            self.done.clear();
+            let mut out = Vec::new();
+            for (topic, partition, next) in rows {
+                self.done.insert((topic.as_str().into(), partition), next);
+                out.push((TopicPartition::new(topic, partition), next));
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
+        apply_finding_refused(self, batch)
+    }
+}

@@ -1,0 +1,269 @@
+//! Values as MySQL/MariaDB SQL literals (for a session in
+//! `NO_BACKSLASH_ESCAPES` mode: a quote is doubled, nothing else is
+//! special), column types as MySQL DDL. Pure functions, unit-tested.
+
+use std::fmt::Write as _;
+
+use tributary_core::event::{Column, ColumnType, Datum, NumericSpecial};
+use tributary_core::render;
+
+/// Appends `d` (of a column of type `ty`) as a SQL literal; an error
+/// names what MySQL cannot hold.
+pub fn literal(out: &mut String, ty: &ColumnType, d: &Datum) -> Result<(), String> {
+    match (ty, d) {
+        (_, Datum::Null | Datum::Unavailable) => out.push_str("NULL"),
+        (_, Datum::Bool(b)) => out.push(if *b { '1' } else { '0' }),
+        (ColumnType::Date, Datum::Int(v)) => quoted(out, &render::date(i64::from(*v))),
+        (_, Datum::Int(v)) => {
+            let _ = write!(out, "{v}");
+        }
+        (ColumnType::Time | ColumnType::Duration, Datum::Long(us)) => {
+            let sign = if *us < 0 { "-" } else { "" };
+            let m = us.unsigned_abs();
+            let (s, f) = (m / 1_000_000, m % 1_000_000);
+            let _ = write!(
+                out,
+                "'{sign}{}:{:02}:{:02}.{f:06}'",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+        }
+        (ColumnType::Timestamp | ColumnType::TimestampTz, Datum::Long(us)) => {
+            if !(-62_135_596_800_000_000..253_402_300_800_000_000).contains(us) {
+                return Err(format!(
+                    "timestamp {} is outside MySQL's years 1 to 9999",
+                    render::text(ty, d).unwrap_or_default()
+                ));
+            }
+            let days = us.div_euclid(86_400_000_000);
+            let rest = us.rem_euclid(86_400_000_000);
+            let (y, m, dd) = render::civil_from_days(days);
+            let s = rest / 1_000_000;
+            let _ = write!(
+                out,
+                "'{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}.{:06}'",
+                s / 3600,
+                s / 60 % 60,
+                s % 60,
+                rest % 1_000_000
+            );
+        }
+        (_, Datum::Long(v)) => {
+            let _ = write!(out, "{v}");
+        }
+        (_, Datum::Float(v)) => finite(out, f64::from(*v))?,
+        (_, Datum::Double(v)) => finite(out, *v)?,
+        (_, Datum::Decimal { .. }) => {
+            out.push_str(&render::text(ty, d).unwrap_or_default());
+        }
+        (_, Datum::NumericSpecial(s)) => {
+            let what = match s {
+                NumericSpecial::NaN => "NaN",
+                NumericSpecial::PositiveInfinity => "Infinity",
+                NumericSpecial::NegativeInfinity => "-Infinity",
+            };
+            return Err(format!("{what}: MySQL's DECIMAL cannot hold it"));
+        }
+        (ColumnType::Bits(n), Datum::Bytes(b)) if *n <= 64 => {
+            out.push_str("b'");
+            for i in (0..*n).rev() {
+                let byte = b.get((i / 8) as usize).copied().unwrap_or(0);
+                out.push(if byte >> (i % 8) & 1 == 1 { '1' } else { '0' });
+            }
+            out.push('\'');
+        }
+        (_, Datum::Bytes(b)) => {
+            if b.is_empty() {
+                out.push_str("''");
+            } else {
+                out.push_str("X'");
+                for byte in b {
+                    let _ = write!(out, "{byte:02x}");
+                }
+                out.push('\'');
+            }
+        }
+        (ColumnType::Array(elem), Datum::Array(items)) => {
+            // Arrays become JSON arrays of their values' texts.
+            let mut json = String::from("[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                match render::text(elem, item) {
+                    None => json.push_str("null"),
+                    Some(t) => json_string(&mut json, &t),
+                }
+            }
+            json.push(']');
+            quoted(out, &json);
+        }
+        (ty, d) => quoted(out, &render::text(ty, d).unwrap_or_default()),
+    }
+    Ok(())
+}
+
+fn finite(out: &mut String, v: f64) -> Result<(), String> {
+    if !v.is_finite() {
+        return Err(format!(
+            "{v}: MySQL's FLOAT and DOUBLE hold finite numbers only"
+        ));
+    }
+    out.push_str(ryu::Buffer::new().format_finite(v));
+    Ok(())
+}
+
+/// `s` as a quoted string literal.
+pub fn quoted(out: &mut String, s: &str) {
+    out.push('\'');
+    for ch in s.chars() {
+        if ch == '\'' {
+            out.push('\'');
+        }
+        out.push(ch);
+    }
+    out.push('\'');
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `name` as a quoted identifier.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The MySQL type a new target column gets for `c` (`key`: part of the
+/// primary key, which MySQL indexes only with a bounded length).
+pub fn ddl_type(c: &Column, key: bool) -> String {
+    let db = c.db_type.trim().to_ascii_lowercase();
+    match &c.ty {
+        ColumnType::Boolean => "BOOLEAN".into(),
+        ColumnType::Int => "INT".into(),
+        ColumnType::Long => "BIGINT".into(),
+        ColumnType::UnsignedLong => "BIGINT UNSIGNED".into(),
+        ColumnType::Float => "FLOAT".into(),
+        ColumnType::Double => "DOUBLE".into(),
+        ColumnType::Decimal {
+            precision, scale, ..
+        } if *precision >= 1 && *precision <= 65 && *scale <= 30 => {
+            format!("DECIMAL({precision},{scale})")
+        }
+        ColumnType::Decimal { .. } | ColumnType::VariableDecimal => "DECIMAL(65,30)".into(),
+        ColumnType::Money => "DECIMAL(19,2)".into(),
+        ColumnType::Text => {
+            for prefix in ["character varying(", "varchar("] {
+                if let Some(n) = db
+                    .strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| (1..=16_383).contains(n))
+                {
+                    return format!("VARCHAR({n})");
+                }
+            }
+            for prefix in ["character(", "char("] {
+                if let Some(n) = db
+                    .strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| (1..=255).contains(n))
+                {
+                    return format!("CHAR({n})");
+                }
+            }
+            if key { "VARCHAR(255)" } else { "LONGTEXT" }.into()
+        }
+        ColumnType::Json | ColumnType::Array(_) if !key => "JSON".into(),
+        ColumnType::Json
+        | ColumnType::Array(_)
+        | ColumnType::Enum(_)
+        | ColumnType::Set(_)
+        | ColumnType::TimeTz
+        | ColumnType::Interval
+        | ColumnType::Point => {
+            if key {
+                "VARCHAR(255)".into()
+            } else {
+                "TEXT".into()
+            }
+        }
+        ColumnType::Bytes | ColumnType::Geometry => {
+            if key { "VARBINARY(255)" } else { "LONGBLOB" }.into()
+        }
+        ColumnType::Bits(n) if *n <= 64 => format!("BIT({n})"),
+        ColumnType::Bits(n) => format!("VARBINARY({})", n.div_ceil(8)),
+        ColumnType::Date => "DATE".into(),
+        ColumnType::Time | ColumnType::Duration => "TIME(6)".into(),
+        ColumnType::Timestamp | ColumnType::TimestampTz => "DATETIME(6)".into(),
+        ColumnType::Uuid => "CHAR(36)".into(),
+        ColumnType::Year => "SMALLINT".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(ty: ColumnType, d: Datum) -> Result<String, String> {
+        let mut s = String::new();
+        literal(&mut s, &ty, &d)?;
+        Ok(s)
+    }
+
+    #[test]
+    fn literals_mysql_reads() {
+        assert_eq!(
+            lit(ColumnType::Text, Datum::Text("it's".into())),
+            Ok("'it''s'".into())
+        );
+        assert_eq!(
+            lit(ColumnType::TimestampTz, Datum::Long(1_709_208_000_000_001)),
+            Ok("'2024-02-29 12:00:00.000001'".into())
+        );
+        assert_eq!(
+            lit(ColumnType::Duration, Datum::Long(-(90_000_000_000 + 5))),
+            Ok("'-25:00:00.000005'".into())
+        );
+        assert_eq!(
+            lit(ColumnType::Bytes, Datum::Bytes(vec![0, 255])),
+            Ok("X'00ff'".into())
+        );
+        assert_eq!(
+            lit(ColumnType::Bits(10), Datum::Bytes(vec![0x01, 0x02])),
+            Ok("b'1000000001'".into())
+        );
+        assert_eq!(
+            lit(
+                ColumnType::Array(Box::new(ColumnType::Text)),
+                Datum::Array(vec![Datum::Text("a\"b".into()), Datum::Null])
+            ),
+            Ok(r#"'["a\"b",null]'"#.into())
+        );
+        assert!(lit(ColumnType::Double, Datum::Double(f64::NAN)).is_err());
+        assert!(
+            lit(
+                ColumnType::VariableDecimal,
+                Datum::NumericSpecial(NumericSpecial::NaN)
+            )
+            .is_err()
+        );
+        assert_eq!(ident("we`ird"), "`we``ird`");
+    }
+}
