@@ -7,8 +7,9 @@
 //! reads it) into a fresh log, untimed. Each sink is timed from its start
 //! until the offsets it stores with its data cover every record.
 //! References: PostgreSQL `COPY ... FROM STDIN` of the rows (text format)
-//! into a table with the same key; Redis `HSET` of the same fields,
-//! pipelined 1000 rows at a time.
+//! into a table with the same key; MySQL/MariaDB `LOAD DATA LOCAL` of the
+//! same text; Redis `HSET` of the same fields, pipelined 1000 rows at a
+//! time.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub struct SinksBenchArgs {
     /// Redis for the Redis sink and its reference.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
+    /// MySQL/MariaDB server (a scratch database is made there) for the
+    /// MySQL sink and its reference.
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306/")]
+    mysql: String,
     #[command(flatten)]
     pg: PgArgs,
 }
@@ -163,6 +168,10 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
         ratio(ours, copy)
     ));
 
+    // MySQL/MariaDB: the reference is LOAD DATA LOCAL of the same rows
+    // into a table with the same key.
+    lines.push(mysql(args, db, &data, &rows).await?);
+
     // Redis.
     let prefix = format!("tributary-bench-{}:", std::process::id());
     let redis = redis::Client::open(args.redis.as_str())?;
@@ -217,6 +226,73 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
         ratio(ours, hset)
     ));
     Ok(lines)
+}
+
+async fn mysql(
+    args: &SinksBenchArgs,
+    db: &str,
+    data: &std::path::Path,
+    rows: &[u8],
+) -> anyhow::Result<String> {
+    use mysql_async::prelude::Queryable as _;
+    let base = args.mysql.trim_end_matches('/');
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&format!("{base}/"))?)
+        .await
+        .context("connecting to MySQL/MariaDB")?;
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db};
+         SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES', time_zone = '+00:00';
+         CREATE TABLE copied (id BIGINT NOT NULL PRIMARY KEY, a INT NOT NULL, b LONGTEXT NOT NULL,
+             c DOUBLE, d DATETIME(6) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    ))
+    .await?;
+    // LOAD DATA LOCAL of the rows PostgreSQL's COPY printed (tab-separated
+    // text); the timestamp's zone suffix cut.
+    let data_bytes = Bytes::copy_from_slice(rows);
+    conn.set_infile_handler(async move {
+        let chunk: std::io::Result<Bytes> = Ok(data_bytes);
+        Ok(futures_util::StreamExt::boxed(futures_util::stream::once(
+            async move { chunk },
+        )))
+    });
+    let started = Instant::now();
+    conn.query_drop(
+        "LOAD DATA LOCAL INFILE 'rows' INTO TABLE copied FIELDS TERMINATED BY '\\t'
+         (id, a, b, c, @d) SET d = LEFT(@d, 26)",
+    )
+    .await
+    .context("LOAD DATA LOCAL (the server needs local_infile on)")?;
+    let load = rate(args.rows, started.elapsed().as_secs_f64());
+    eprintln!("load-data: {load} rows/s");
+    let sink = format!(
+        "  - name: bench-mysql\n    kind: mysql\n    url: {base}/{db}\n    table: \"sink_{{table}}\"\n"
+    );
+    let result = run_sink(args, data, &sink, async || {
+        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&format!("{base}/{db}"))?).await?;
+        let n: Option<Option<u64>> = c
+            .query_first("SELECT CAST(SUM(next_offset) AS UNSIGNED) FROM tributary_offsets WHERE sink = 'bench-mysql'")
+            .await
+            .unwrap_or(None);
+        let _ = c.disconnect().await;
+        Ok(n.flatten().unwrap_or(0))
+    })
+    .await;
+    let written: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM sink_bench")
+        .await
+        .unwrap_or(None);
+    conn.query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+        .await?;
+    let ours = result?;
+    anyhow::ensure!(
+        written == Some(args.rows),
+        "the sink wrote {written:?} rows"
+    );
+    eprintln!("sink-mysql: {ours} rows/s");
+    Ok(format!(
+        "sink-mysql: {ours} rows/s, load-data {load} rows/s, ratio {}",
+        ratio(ours, load)
+    ))
 }
 
 /// Runs a pipeline of the one sink `sink` (YAML) over the log in `data`
