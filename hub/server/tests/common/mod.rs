@@ -17,10 +17,16 @@ impl Drop for Running {
 
 /// `tributary run FILE`, its stdout captured.
 pub fn start(file: &std::path::Path) -> Running {
+    start_with_env(file, &[])
+}
+
+/// `tributary run FILE` with environment variables set.
+pub fn start_with_env(file: &std::path::Path, env: &[(&str, &str)]) -> Running {
     Running(Some(
         Command::new(env!("CARGO_BIN_EXE_tributary"))
             .arg("run")
             .arg(file)
+            .envs(env.iter().copied())
             .env("TRIBUTARY_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
