@@ -248,11 +248,14 @@ async fn mysql(
     .await?;
     // LOAD DATA LOCAL of the rows PostgreSQL's COPY printed (tab-separated
     // text); the timestamp's zone suffix cut.
-    let data_bytes = Bytes::copy_from_slice(rows);
+    // In packets well under max_allowed_packet.
+    let chunks: Vec<std::io::Result<Bytes>> = rows
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     conn.set_infile_handler(async move {
-        let chunk: std::io::Result<Bytes> = Ok(data_bytes);
-        Ok(futures_util::StreamExt::boxed(futures_util::stream::once(
-            async move { chunk },
+        Ok(futures_util::StreamExt::boxed(futures_util::stream::iter(
+            chunks,
         )))
     });
     let started = Instant::now();
