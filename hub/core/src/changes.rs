@@ -8,7 +8,7 @@ use std::hash::BuildHasherDefault;
 
 use fxhash::FxHasher;
 
-use crate::event::{ColumnType, Datum, Op};
+use crate::event::{Column, ColumnType, Datum, Op, TableSchema};
 use crate::sink::{SinkError, SinkRecord};
 
 /// A row's key as text, one entry per key column (`None`: NULL).
@@ -240,4 +240,86 @@ pub fn apply_finding_refused<'a, W: TransactionalWriter>(
             },
         }
     })
+}
+
+/// How source tables map onto a target database's tables: a name template
+/// of the source's `{database}`, `{schema}` and `{table}` (`ns.table` names
+/// a schema or database of the target), and column renames.
+#[derive(Debug, Clone, Default)]
+pub struct TableMap {
+    /// The name template.
+    pub template: String,
+    /// Source column name to target column name.
+    pub columns: BTreeMap<String, String>,
+}
+
+impl TableMap {
+    /// The target of `t`: its namespace if the template names one, and
+    /// its table.
+    pub fn name(&self, t: &TableSchema) -> (Option<String>, String) {
+        let name = self
+            .template
+            .replace("{database}", &t.database)
+            .replace("{schema}", &t.schema)
+            .replace("{table}", &t.table);
+        match name.split_once('.') {
+            Some((ns, table)) => (Some(ns.to_string()), table.to_string()),
+            None => (None, name),
+        }
+    }
+
+    /// The target column of source column `name`.
+    pub fn column<'a>(&'a self, name: &'a str) -> &'a str {
+        self.columns.get(name).map_or(name, String::as_str)
+    }
+
+    /// The column definitions and primary key of a new target table for
+    /// `shape`, in a dialect's quoting and types (`ddl(column, in_key)`).
+    pub fn create_defs(
+        &self,
+        shape: &TableSchema,
+        ident: impl Fn(&str) -> String,
+        ddl: impl Fn(&Column, bool) -> String,
+    ) -> Vec<String> {
+        let mut defs: Vec<String> = shape
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, col)| {
+                format!(
+                    "{} {}",
+                    ident(self.column(&col.name)),
+                    ddl(col, shape.key.contains(&i))
+                )
+            })
+            .collect();
+        let keys: Vec<String> = shape
+            .key
+            .iter()
+            .filter_map(|&i| shape.columns.get(i))
+            .map(|col| ident(self.column(&col.name)))
+            .collect();
+        if !keys.is_empty() {
+            defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+        }
+        defs
+    }
+
+    /// The columns of `shape` a target lacks (`has(target column)`): their
+    /// index, the column, and the target name.
+    pub fn missing<'s>(
+        &self,
+        shape: &'s TableSchema,
+        has: impl Fn(&str) -> bool,
+    ) -> Vec<(usize, &'s Column, String)> {
+        shape
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, col)| {
+                let t = self.column(&col.name);
+                (!has(t)).then(|| (i, col, t.to_string()))
+            })
+            .collect()
+    }
 }

@@ -65,6 +65,26 @@ pub fn text(ty: &ColumnType, d: &Datum) -> Option<String> {
     })
 }
 
+/// Appends `s` as a JSON string.
+pub fn json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// Days since 1970-01-01 as `YYYY-MM-DD` (proleptic Gregorian).
 pub fn date(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
@@ -213,5 +233,8 @@ mod tests {
             Some("P14M3DT14706.5S")
         );
         assert_eq!(civil_from_days(0), (1970, 1, 1));
+        let mut j = String::new();
+        json_string(&mut j, "a\"b\\c\n\u{1}");
+        assert_eq!(j, r#""a\"b\\c\n\u0001""#);
     }
 }

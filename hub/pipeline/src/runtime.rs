@@ -331,11 +331,13 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                 tributary_sink_postgres::PgSinkConfig {
                     name: s.name.value.clone(),
                     connect,
-                    table: s
-                        .table
-                        .clone()
-                        .unwrap_or_else(|| "{schema}.{table}".to_string()),
-                    columns: s.columns.clone(),
+                    map: tributary_core::changes::TableMap {
+                        template: s
+                            .table
+                            .clone()
+                            .unwrap_or_else(|| "{schema}.{table}".to_string()),
+                        columns: s.columns.clone(),
+                    },
                     create_tables: s.create_tables,
                 },
             )))
@@ -349,11 +351,13 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                 tributary_sink_mysql::MySqlSink::new(tributary_sink_mysql::MySqlSinkConfig {
                     name: s.name.value.clone(),
                     url: url.expose().to_string(),
-                    table: s
-                        .table
-                        .clone()
-                        .unwrap_or_else(|| tributary_sink_mysql::DEFAULT_TABLE.to_string()),
-                    columns: s.columns.clone(),
+                    map: tributary_core::changes::TableMap {
+                        template: s
+                            .table
+                            .clone()
+                            .unwrap_or_else(|| tributary_sink_mysql::DEFAULT_TABLE.to_string()),
+                        columns: s.columns.clone(),
+                    },
                     create_tables: s.create_tables,
                 })
                 .map_err(|e| e.to_string())?;

@@ -88,27 +88,12 @@ async fn my_rows(db: &mut MyDb) -> Vec<String> {
 }
 
 async fn wait_equal(src: &TestDb, dst: &mut MyDb, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (want, got) = (pg_rows(src).await, my_rows(dst).await);
-        if want == got {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let diff: Vec<_> = want
-                .iter()
-                .zip(&got)
-                .filter(|(a, b)| a != b)
-                .take(3)
-                .collect();
-            panic!(
-                "{what}: MariaDB never matched: {} rows in PostgreSQL, {} in MariaDB; first differences {diff:?}",
-                want.len(),
-                got.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_same_rows(
+        what,
+        async || pg_rows(src).await,
+        async || my_rows(dst).await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

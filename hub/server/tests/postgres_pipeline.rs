@@ -34,28 +34,8 @@ async fn rows(db: &TestDb, table: &str) -> Vec<String> {
 
 /// Waits until every table of `tables` is the same in both databases.
 async fn wait_equal(src: &TestDb, dst: &TestDb, tables: &[&str]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for t in tables {
-        loop {
-            let (want, got) = (rows(src, t).await, rows(dst, t).await);
-            if want == got {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let diff: Vec<_> = want
-                    .iter()
-                    .zip(&got)
-                    .filter(|(a, b)| a != b)
-                    .take(3)
-                    .collect();
-                panic!(
-                    "{t}: the target never matched: {} rows in the source, {} in the target; first differences {diff:?}",
-                    want.len(),
-                    got.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        common::wait_same_rows(t, async || rows(src, t).await, async || rows(dst, t).await).await;
     }
 }
 

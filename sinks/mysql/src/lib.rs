@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use mysql_async::prelude::Queryable as _;
 use tributary_core::changes::{
-    Pending, TableChanges, TransactionalWriter, TxError, apply_finding_refused,
+    Pending, TableChanges, TableMap, TransactionalWriter, TxError, apply_finding_refused,
 };
 use tributary_core::event::{Op, TableSchema};
 use tributary_core::sink::{BoxFuture, StoredOffsets};
@@ -44,10 +44,9 @@ pub struct MySqlSinkConfig {
     pub name: String,
     /// `mysql://user:password@host:port/database` (never logged).
     pub url: String,
-    /// Target table template.
-    pub table: String,
-    /// Source column name to target column name.
-    pub columns: BTreeMap<String, String>,
+    /// Target tables (`db.table` or `table` in the URL's database) and
+    /// columns.
+    pub map: TableMap,
     /// Create missing tables and add missing columns.
     pub create_tables: bool,
 }
@@ -56,7 +55,7 @@ impl std::fmt::Debug for MySqlSinkConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlSinkConfig")
             .field("name", &self.name)
-            .field("table", &self.table)
+            .field("table", &self.map.template)
             .finish()
     }
 }
@@ -184,31 +183,24 @@ impl MySqlSink {
         Ok(c)
     }
 
-    fn target_col<'a>(&'a self, name: &'a str) -> &'a str {
-        self.cfg.columns.get(name).map_or(name, String::as_str)
-    }
-
     /// The target of `shape` exists with every mapped column (created or
     /// extended as configured).
     async fn ensure(&mut self, c: &mut mysql_async::Conn, shape: &TableSchema) -> Result<(), Fail> {
         let src = source_key(shape);
         if let Some(t) = self.targets.get(&src)
-            && shape.columns.iter().all(|col| {
-                !self.cfg.create_tables
-                    || t.existing.iter().any(|e| e == self.target_col(&col.name))
-            })
+            && (!self.cfg.create_tables
+                || self
+                    .cfg
+                    .map
+                    .missing(shape, |n| t.existing.iter().any(|e| e == n))
+                    .is_empty())
         {
             return Ok(());
         }
-        let name = self
-            .cfg
-            .table
-            .replace("{database}", &shape.database)
-            .replace("{schema}", &shape.schema)
-            .replace("{table}", &shape.table);
-        let (db, table) = match name.split_once('.') {
-            Some((d, t)) => (Some(d.to_string()), t.to_string()),
-            None => (None, name.clone()),
+        let (db, table) = self.cfg.map.name(shape);
+        let name = match &db {
+            Some(d) => format!("{d}.{table}"),
+            None => table.clone(),
         };
         let quoted_name = match &db {
             Some(d) => format!("{}.{}", ident(d), ident(&table)),
@@ -235,29 +227,7 @@ impl MySqlSink {
                     "target table {name} does not exist (create_tables is off)"
                 )));
             }
-            let mut defs: Vec<String> = shape
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, col)| {
-                    let key = shape.key.contains(&i);
-                    let null = if key { " NOT NULL" } else { "" };
-                    format!(
-                        "{} {}{null}",
-                        ident(self.target_col(&col.name)),
-                        text::ddl_type(col, key)
-                    )
-                })
-                .collect();
-            if !shape.key.is_empty() {
-                let keys: Vec<String> = shape
-                    .key
-                    .iter()
-                    .filter_map(|&i| shape.columns.get(i))
-                    .map(|col| ident(self.target_col(&col.name)))
-                    .collect();
-                defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
-            }
+            let defs = self.cfg.map.create_defs(shape, ident, text::ddl_type);
             if let Some(d) = &db {
                 c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {}", ident(d)))
                     .await
@@ -271,11 +241,11 @@ impl MySqlSink {
             .map_err(|e| classify(&name, &e))?;
             tracing::info!(sink = %self.cfg.name, table = %name, "target table created");
         } else if self.cfg.create_tables {
-            for (i, col) in shape.columns.iter().enumerate() {
-                let t = self.target_col(&col.name).to_string();
-                if existing.contains(&t) {
-                    continue;
-                }
+            for (i, col, t) in self
+                .cfg
+                .map
+                .missing(shape, |n| existing.iter().any(|e| e == n))
+            {
                 c.query_drop(format!(
                     "ALTER TABLE {quoted_name} ADD COLUMN {} {}",
                     ident(&t),
@@ -435,7 +405,7 @@ impl MySqlSink {
             .columns
             .iter()
             .map(|col| {
-                let n = self.target_col(&col.name);
+                let n = self.cfg.map.column(&col.name);
                 t.existing.iter().any(|e| e == n).then(|| ident(n))
             })
             .collect();

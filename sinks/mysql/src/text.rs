@@ -93,7 +93,7 @@ pub fn literal(out: &mut String, ty: &ColumnType, d: &Datum) -> Result<(), Strin
                 }
                 match render::text(elem, item) {
                     None => json.push_str("null"),
-                    Some(t) => json_string(&mut json, &t),
+                    Some(t) => render::json_string(&mut json, &t),
                 }
             }
             json.push(']');
@@ -124,24 +124,6 @@ pub fn quoted(out: &mut String, s: &str) {
         out.push(ch);
     }
     out.push('\'');
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// `name` as a quoted identifier.

@@ -30,7 +30,7 @@ use futures_util::SinkExt as _;
 use tokio_postgres::Client;
 use tributary_connector_postgres::replication::ConnectConfig;
 use tributary_core::changes::{
-    Pending, TableChanges, TransactionalWriter, TxError, apply_finding_refused,
+    Pending, TableChanges, TableMap, TransactionalWriter, TxError, apply_finding_refused,
 };
 use tributary_core::event::{Op, TableSchema};
 use tributary_core::sink::{BoxFuture, StoredOffsets};
@@ -45,11 +45,9 @@ pub struct PgSinkConfig {
     pub name: String,
     /// The target database.
     pub connect: ConnectConfig,
-    /// Target table template: `{schema}`, `{table}` and `{database}` are
-    /// the source's; `schema.table` or `table` (schema `public`).
-    pub table: String,
-    /// Source column name to target column name.
-    pub columns: BTreeMap<String, String>,
+    /// Target tables (`schema.table` or `table`, schema `public`) and
+    /// columns.
+    pub map: TableMap,
     /// Create missing tables and add missing columns.
     pub create_tables: bool,
 }
@@ -147,7 +145,7 @@ impl std::fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresSink")
             .field("name", &self.cfg.name)
-            .field("table", &self.cfg.table)
+            .field("table", &self.cfg.map.template)
             .finish()
     }
 }
@@ -201,20 +199,6 @@ impl PostgresSink {
         Ok(c)
     }
 
-    /// The target of `table` in the template.
-    fn target_name(&self, t: &TableSchema) -> (String, String) {
-        let name = self
-            .cfg
-            .table
-            .replace("{schema}", &t.schema)
-            .replace("{table}", &t.table)
-            .replace("{database}", &t.database);
-        match name.split_once('.') {
-            Some((s, t)) => (s.to_string(), t.to_string()),
-            None => ("public".into(), name),
-        }
-    }
-
     /// The target for `shape`, created or extended as configured. A
     /// constraint error here is another worker creating the same table:
     /// retried, never blamed on a record.
@@ -232,10 +216,10 @@ impl PostgresSink {
         {
             return Ok(());
         }
-        let (schema, table) = self.target_name(shape);
+        let (schema, table) = self.cfg.map.name(shape);
+        let schema = schema.unwrap_or_else(|| "public".into());
         let shown = format!("{schema}.{table}");
         let name = format!("{}.{}", ident(&schema), ident(&table));
-        let target_col = |n: &str| self.cfg.columns.get(n).cloned().unwrap_or(n.to_string());
         let mut existing = target_columns(c, &schema, &table)
             .await
             .map_err(|e| classify(&shown, &e))?;
@@ -245,20 +229,10 @@ impl PostgresSink {
                     "target table {shown} does not exist (create_tables is off)"
                 )));
             }
-            let mut defs: Vec<String> = shape
-                .columns
-                .iter()
-                .map(|col| format!("{} {}", ident(&target_col(&col.name)), text::ddl_type(col)))
-                .collect();
-            if !shape.key.is_empty() {
-                let keys: Vec<String> = shape
-                    .key
-                    .iter()
-                    .filter_map(|&i| shape.columns.get(i))
-                    .map(|col| ident(&target_col(&col.name)))
-                    .collect();
-                defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
-            }
+            let defs = self
+                .cfg
+                .map
+                .create_defs(shape, ident, |c, _| text::ddl_type(c));
             let ddl = format!(
                 "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {name} ({})",
                 ident(&schema),
@@ -270,11 +244,11 @@ impl PostgresSink {
             tracing::info!(sink = %self.cfg.name, table = %shown, "target table created");
         } else {
             let mut added = false;
-            for col in &shape.columns {
-                let t = target_col(&col.name);
-                if existing.iter().any(|(n, _)| *n == t) {
-                    continue;
-                }
+            for (_, col, t) in self
+                .cfg
+                .map
+                .missing(shape, |t| existing.iter().any(|(n, _)| n == t))
+            {
                 if self.cfg.create_tables {
                     let ddl = format!(
                         "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
@@ -317,7 +291,7 @@ impl PostgresSink {
             .columns
             .iter()
             .map(|col| {
-                let t = self.cfg.columns.get(&col.name).unwrap_or(&col.name);
+                let t = self.cfg.map.column(&col.name);
                 existing
                     .iter()
                     .find(|(n, _)| n == t)

@@ -314,23 +314,6 @@ fn table_pattern(cfg: &RedisSinkConfig, table: &tributary_core::TableSchema) -> 
     out
 }
 
-/// JSON text of a string.
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 /// The commands that apply `r` (names first), or why the cache cannot.
 fn commands(cfg: &RedisSinkConfig, r: &SinkRecord) -> Result<Vec<Vec<String>>, String> {
     use tributary_core::Datum;
@@ -403,11 +386,11 @@ fn commands(cfg: &RedisSinkConfig, r: &SinkRecord) -> Result<Vec<Vec<String>>, S
                         if doc.len() > 1 {
                             doc.push(',');
                         }
-                        json_string(&mut doc, &c.name);
+                        render::json_string(&mut doc, &c.name);
                         doc.push(':');
                         match render::text(&c.ty, d) {
                             None => doc.push_str("null"),
-                            Some(t) => json_string(&mut doc, &t),
+                            Some(t) => render::json_string(&mut doc, &t),
                         }
                     }
                     doc.push('}');

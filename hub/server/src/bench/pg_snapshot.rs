@@ -50,13 +50,13 @@ pub fn run(args: PgSnapshotBenchArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u64)> {
-    let client = connect(&args.pg, db).await?;
+/// The 5-column table `bench` with `rows` rows, analyzed, in publication
+/// `bench_pub`.
+pub(super) async fn fill_table(client: &tokio_postgres::Client, rows: u64) -> anyhow::Result<()> {
     for stmt in [
         "CREATE TABLE bench (id bigint PRIMARY KEY, a integer NOT NULL, b text NOT NULL, c double precision, d timestamptz NOT NULL)".to_string(),
         format!(
-            "INSERT INTO bench SELECT g, g::int % 1000, 'row ' || g, g / 7.0, now() FROM generate_series(1, {}) g",
-            args.rows
+            "INSERT INTO bench SELECT g, g::int % 1000, 'row ' || g, g / 7.0, now() FROM generate_series(1, {rows}) g"
         ),
         "VACUUM ANALYZE bench".to_string(),
         "CREATE PUBLICATION bench_pub FOR TABLE bench".to_string(),
@@ -66,6 +66,12 @@ async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u
             .await
             .with_context(|| format!("running {stmt}"))?;
     }
+    Ok(())
+}
+
+async fn measure(args: &PgSnapshotBenchArgs, db: &str) -> anyhow::Result<(u64, u64)> {
+    let client = connect(&args.pg, db).await?;
+    fill_table(&client, args.rows).await?;
 
     // The reference: psql's \copy of the same columns to /dev/null.
     let started = Instant::now();

@@ -64,20 +64,7 @@ pub fn run(args: SinksBenchArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>> {
     let client = sql_connect(&args.pg.connect_config(db)).await?;
-    for stmt in [
-        "CREATE TABLE bench (id bigint PRIMARY KEY, a integer NOT NULL, b text NOT NULL, c double precision, d timestamptz NOT NULL)".to_string(),
-        format!(
-            "INSERT INTO bench SELECT g, g::int % 1000, 'row ' || g, g / 7.0, now() FROM generate_series(1, {}) g",
-            args.rows
-        ),
-        "VACUUM ANALYZE bench".to_string(),
-        "CREATE PUBLICATION bench_pub FOR TABLE bench".to_string(),
-    ] {
-        client
-            .batch_execute(&stmt)
-            .await
-            .with_context(|| format!("running {stmt}"))?;
-    }
+    super::pg_snapshot::fill_table(&client, args.rows).await?;
     let dir = tempfile::Builder::new()
         .prefix("tributary-bench-sinks")
         .tempdir()?;

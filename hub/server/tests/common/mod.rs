@@ -92,3 +92,28 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
 }
+
+/// Waits up to 60 s until the source's rows (`want`) and the target's
+/// (`got`) are the same; otherwise panics with the first differences.
+pub async fn wait_same_rows(
+    what: &str,
+    mut want: impl AsyncFnMut() -> Vec<String>,
+    mut got: impl AsyncFnMut() -> Vec<String>,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (w, g) = (want().await, got().await);
+        if w == g {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let diff: Vec<_> = w.iter().zip(&g).filter(|(a, b)| a != b).take(3).collect();
+            panic!(
+                "{what}: the target never matched: {} rows in the source, {} in the target; first differences {diff:?}",
+                w.len(),
+                g.len()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
