@@ -113,7 +113,13 @@ fn timestamp(micros: i64, zone: &str) -> String {
     }
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
-    format!("{}T{}{zone}", date(days), time(rest))
+    let d = date(days);
+    // The era goes last: `0044-03-15T12:00:00Z BC` (PostgreSQL misreads
+    // `0044-03-15 BCT12:00:00Z` without an error).
+    match d.strip_suffix(" BC") {
+        Some(d) => format!("{d}T{}{zone} BC", time(rest)),
+        None => format!("{d}T{}{zone}", time(rest)),
+    }
 }
 
 fn seconds(micros: i64) -> String {
@@ -233,6 +239,15 @@ mod tests {
             Some("P14M3DT14706.5S")
         );
         assert_eq!(civil_from_days(0), (1970, 1, 1));
+        // 44 BC (year -43), March 15, noon UTC.
+        assert_eq!(
+            text(
+                &ColumnType::TimestampTz,
+                &Datum::Long(-63_517_780_800_000_000)
+            )
+            .as_deref(),
+            Some("0044-03-15T12:00:00Z BC")
+        );
         let mut j = String::new();
         json_string(&mut j, "a\"b\\c\n\u{1}");
         assert_eq!(j, r#""a\"b\\c\n\u0001""#);

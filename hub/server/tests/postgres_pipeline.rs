@@ -314,3 +314,43 @@ async fn a_hanging_write_times_out_and_is_retried() {
     src.drop_db().await;
     dst.drop_db().await;
 }
+
+/// An existing target table without a unique index on the source's key:
+/// rows could not be matched (a replay would add them twice), so the
+/// sink stops at once and says what to add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_without_a_key_index_is_refused() {
+    let src = TestDb::new("pgsink_nokey_src").await;
+    let dst = TestDb::new("pgsink_nokey_dst").await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');",
+        )
+        .await
+        .expect("source");
+    dst.client
+        .batch_execute("CREATE TABLE t (id int, v text)")
+        .await
+        .expect("target");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, pipeline(&src, &dst, "")).expect("pipeline file");
+    let child = start(&file);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = terminate(child);
+    assert!(
+        out.contains("sink replica: paused")
+            && out.contains("no primary key or unique index on (id)"),
+        "{out}"
+    );
+    let n: i64 = dst
+        .client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 0, "nothing written");
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}

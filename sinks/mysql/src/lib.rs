@@ -65,8 +65,12 @@ pub const DEFAULT_TABLE: &str = "{table}";
 
 const OFFSETS: &str = "tributary_offsets";
 
-/// Rows per INSERT statement.
+/// Rows per INSERT statement, at most.
 const ROWS_PER_STATEMENT: usize = 1000;
+
+/// A statement is ended past this many bytes (max_allowed_packet is 16
+/// MiB by default on MariaDB, 64 MiB on MySQL 8).
+const STATEMENT_BYTES: usize = 4 << 20;
 
 /// Why a statement failed.
 #[derive(Debug)]
@@ -89,8 +93,14 @@ impl Fail {
 /// Classifies an error; `what` names the table.
 fn classify(what: &str, e: &mysql_async::Error) -> Fail {
     let mysql_async::Error::Server(se) = e else {
+        let msg = format!("{what}: {e}");
+        // The driver refuses a packet past max_allowed_packet: a row too
+        // large, not a connection problem.
+        if msg.contains("max_allowed_packet") {
+            return Fail::Data(msg);
+        }
         // The connection, the driver: try again on a new connection.
-        return Fail::Transient(format!("{what}: {e}"));
+        return Fail::Transient(msg);
     };
     let msg = format!(
         "{what}: {} (error {}, SQLSTATE {})",
@@ -99,7 +109,12 @@ fn classify(what: &str, e: &mysql_async::Error) -> Fail {
     match se.code {
         // Deadlock, lock wait timeout, read-only (a failover), too many
         // connections, shutting down, connection killed.
-        1213 | 1205 | 1290 | 1836 | 1040 | 1053 | 1927 | 2006 | 2013 => Fail::Transient(msg),
+        1213 | 1205 | 1290 | 1836 | 1040 | 1053 | 1927 | 2006 | 2013 | 1317 | 4031 => {
+            Fail::Transient(msg)
+        }
+        _ if se.state.starts_with("08") => Fail::Transient(msg),
+        // A statement past max_allowed_packet: some row is too large.
+        1153 => Fail::Data(msg),
         // Access denied, unknown database or table.
         1044 | 1045 | 1142 | 1143 | 1049 | 1146 => Fail::Fatal(msg),
         _ if se.state.starts_with("22") || se.state.starts_with("23") => Fail::Data(msg),
@@ -134,6 +149,14 @@ impl std::fmt::Debug for MySqlSink {
             .field("name", &self.cfg.name)
             .finish()
     }
+}
+
+/// A key value as its SQL literal (`None` for NULL or a value MySQL
+/// cannot hold, which matches no row).
+fn key_literal(ty: &tributary_core::ColumnType, d: &tributary_core::Datum) -> Option<String> {
+    let mut s = String::new();
+    text::literal(&mut s, ty, d).ok()?;
+    (s != "NULL").then_some(s)
 }
 
 /// A source table's identity: database, schema and table.
@@ -176,7 +199,7 @@ impl MySqlSink {
                  sink VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT NULL,
                  `partition` INT NOT NULL, next_offset BIGINT NOT NULL,
                  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-                 PRIMARY KEY (sink, topic, `partition`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+                 PRIMARY KEY (sink, topic, `partition`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         ))
         .await
         .map_err(|e| classify(OFFSETS, &e))?;
@@ -234,7 +257,7 @@ impl MySqlSink {
                     .map_err(|e| classify(&name, &e))?;
             }
             c.query_drop(format!(
-                "CREATE TABLE IF NOT EXISTS {quoted_name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                "CREATE TABLE IF NOT EXISTS {quoted_name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 defs.join(", ")
             ))
             .await
@@ -356,7 +379,8 @@ impl MySqlSink {
                     .map_err(|e| classify(&shown, &e))?;
                 continue;
             }
-            pending.table(&src).record(r, tributary_core::render::text);
+            // Keys as the literals the statements use.
+            pending.table(&src).record(r, key_literal);
         }
         for (src, p) in pending.into_tables() {
             if let Some(shape) = shapes.get(&src).cloned() {
@@ -433,10 +457,7 @@ impl MySqlSink {
                     if j > 0 {
                         sql.push(',');
                     }
-                    match v {
-                        None => sql.push_str("NULL"),
-                        Some(v) => quoted(&mut sql, v),
-                    }
+                    sql.push_str(v.as_deref().unwrap_or("NULL"));
                 }
                 sql.push(')');
             }
@@ -458,30 +479,39 @@ impl MySqlSink {
             } else {
                 updates.join(", ")
             };
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut sql = format!("INSERT INTO {name} ({}) VALUES ", list.join(", "));
-                for (ri, row) in chunk.iter().enumerate() {
-                    if ri > 0 {
+            let head = format!("INSERT INTO {name} ({}) VALUES ", list.join(", "));
+            let tail = format!(" ON DUPLICATE KEY UPDATE {on_dup}");
+            let mut sql = String::new();
+            let mut in_statement = 0;
+            for (ri, row) in rows.iter().enumerate() {
+                if in_statement == 0 {
+                    sql.clear();
+                    sql.push_str(&head);
+                } else {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for (j, &i) in written.iter().enumerate() {
+                    if j > 0 {
                         sql.push(',');
                     }
-                    sql.push('(');
-                    for (j, &i) in written.iter().enumerate() {
-                        if j > 0 {
-                            sql.push(',');
-                        }
-                        let (Some(d), Some(col)) = (row.get(i), shape.columns.get(i)) else {
-                            sql.push_str("NULL");
-                            continue;
-                        };
-                        text::literal(&mut sql, &col.ty, d).map_err(|e| {
-                            Fail::Data(format!("{shown}: column {}: {e}", col.name))
-                        })?;
-                    }
-                    sql.push(')');
+                    let (Some(d), Some(col)) = (row.get(i), shape.columns.get(i)) else {
+                        sql.push_str("NULL");
+                        continue;
+                    };
+                    text::literal(&mut sql, &col.ty, d)
+                        .map_err(|e| Fail::Data(format!("{shown}: column {}: {e}", col.name)))?;
                 }
-                sql.push_str(" ON DUPLICATE KEY UPDATE ");
-                sql.push_str(&on_dup);
-                c.query_drop(sql).await.map_err(|e| classify(&shown, &e))?;
+                sql.push(')');
+                in_statement += 1;
+                let last = ri + 1 == rows.len();
+                if last || in_statement >= ROWS_PER_STATEMENT || sql.len() >= STATEMENT_BYTES {
+                    sql.push_str(&tail);
+                    c.query_drop(std::mem::take(&mut sql))
+                        .await
+                        .map_err(|e| classify(&shown, &e))?;
+                    in_statement = 0;
+                }
             }
         }
         Ok(())

@@ -92,7 +92,9 @@ fn classify(what: &str, e: &tokio_postgres::Error) -> Fail {
     msg.push_str(&format!(" (SQLSTATE {code})"));
     let class = code.get(..2).unwrap_or("");
     match (class, code) {
-        ("22" | "23", _) => Fail::Data(msg),
+        // Values, constraints, two keys the target holds equal (21000),
+        // an index row too large (54000).
+        ("22" | "23", _) | (_, "21000" | "54000") => Fail::Data(msg),
         (_, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "57014")
         | ("08" | "53" | "58", _) => Fail::Transient(msg),
         (_, "42P10") => Fail::Fatal(format!(
@@ -178,12 +180,10 @@ impl PostgresSink {
         let c = tributary_connector_postgres::source::sql_connect(&self.cfg.connect)
             .await
             .map_err(|e| Fail::Transient(e.to_string()))?;
-        // Offsets commit with the data, so a commit PostgreSQL loses in a
-        // crash loses its offsets too and is applied again from the log:
-        // the sink need not wait for each commit's WAL flush.
-        c.batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(|e| classify("SET synchronous_commit", &e))?;
+        // Commits stay synchronous: the worker goes on from the offsets it
+        // saw committed, so a commit the server lost in a crash would never
+        // be applied again (with 10000-row batches the WAL flush per commit
+        // costs little).
         c.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {OFFSETS} (
                  sink text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
@@ -312,6 +312,37 @@ impl PostgresSink {
                         shape.columns.get(i).map_or("?", |c| c.name.as_str())
                     )));
                 }
+            }
+        }
+        // Rows are matched by key: the target must have a unique index on
+        // exactly those columns (else a replay would add rows twice).
+        let mut key_names: Vec<String> = shape
+            .key
+            .iter()
+            .filter_map(|&i| shape.columns.get(i))
+            .map(|col| self.cfg.map.column(&col.name).to_string())
+            .collect();
+        key_names.sort();
+        if !key_names.is_empty() {
+            let unique: Vec<Vec<String>> = c
+                .query(
+                    "SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                       FROM pg_index i
+                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                      WHERE i.indrelid = $1::text::regclass AND i.indisunique AND i.indpred IS NULL
+                      GROUP BY i.indexrelid",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| classify(&shown, &e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !unique.contains(&key_names) {
+                return Err(Fail::Fatal(format!(
+                    "target table {shown} has no primary key or unique index on ({}): rows cannot be matched; add one",
+                    key_names.join(", ")
+                )));
             }
         }
         // The staging table: the mapped columns with the target's types,

@@ -480,7 +480,13 @@ impl Sink for RedisSink {
                 })
                 .await?;
                 return if t + 1 < batch.len() {
-                    self.apply(&batch[t + 1..]).await
+                    self.apply(&batch[t + 1..]).await.map_err(|e| match e {
+                        SinkError::Record { index, reason } => SinkError::Record {
+                            index: index + t + 1,
+                            reason,
+                        },
+                        other => other,
+                    })
                 } else {
                     Ok(())
                 };
@@ -502,9 +508,26 @@ impl Sink for RedisSink {
                         .await
                         .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))??;
                     if !err.is_empty() {
-                        return Err(SinkError::Record {
-                            index: at + done,
-                            reason: format!("Redis refused: {err}"),
+                        // A server out of memory, busy, loading or read-only
+                        // takes the rest later (the records before are in,
+                        // with their offsets); anything else is the record's.
+                        let busy = [
+                            "OOM",
+                            "BUSY",
+                            "LOADING",
+                            "READONLY",
+                            "MASTERDOWN",
+                            "TRYAGAIN",
+                        ]
+                        .iter()
+                        .any(|p| err.starts_with(p));
+                        return Err(if busy {
+                            SinkError::Transient(format!("Redis: {err}"))
+                        } else {
+                            SinkError::Record {
+                                index: at + done,
+                                reason: format!("Redis refused: {err}"),
+                            }
                         });
                     }
                 }
