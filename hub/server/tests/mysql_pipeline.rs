@@ -126,7 +126,7 @@ async fn postgres_to_mariadb_stays_equal() {
              sources:\n  - name: pg\n    kind: postgres\n\
              \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
              \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.items]\n\
+             \x20   tables:\n      include: [public.items, public.words, public.events]\n\
              sinks:\n  - name: maria\n    kind: mysql\n\
              \x20   url: mysql://root@127.0.0.1:3306/{db}\n\
              \x20   topics: [\"pg.public.*\"]\n    batch_size: 400\n    on_error: dlq\n",
@@ -134,8 +134,64 @@ async fn postgres_to_mariadb_stays_equal() {
         ),
     )
     .expect("pipeline file");
+    // Keys that differ only in case or accents, and timestamp keys: rows
+    // stay apart, and deletes find them.
+    src.client
+        .batch_execute(
+            "CREATE TABLE words (w text PRIMARY KEY, n int);
+             INSERT INTO words VALUES ('abc', 1), ('ABC', 2), ('résumé', 3), ('resume', 4), ('x ', 5), ('x', 6);
+             CREATE TABLE events (at timestamptz PRIMARY KEY, v text);
+             INSERT INTO events SELECT '2024-01-01 00:00:00.000001+00'::timestamptz + g * interval '1 day', 'e' || g
+               FROM generate_series(1, 5) g;",
+        )
+        .await
+        .expect("key tables");
     let child = start(&file);
     wait_equal(&src, &mut dst, "snapshot").await;
+    let keyed = async |src: &TestDb, dst: &mut MyDb| {
+        let want: Vec<String> = src
+            .client
+            .query(
+                "SELECT w || '=' || n FROM words UNION ALL
+                 SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '=' || v FROM events",
+                &[],
+            )
+            .await
+            .expect("select")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // Compared in byte order, whatever each server's collation.
+        let mut want = want;
+        want.sort();
+        common::wait_same_rows(
+            "keys",
+            async || want.clone(),
+            async || {
+                let mut got: Vec<String> = dst
+                    .conn
+                    .query(
+                        "SELECT CONCAT(w, '=', n) FROM words UNION ALL
+                         SELECT CONCAT(DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), '=', v) FROM events",
+                    )
+                    .await
+                    .unwrap_or_default();
+                got.sort();
+                got
+            },
+        )
+        .await;
+    };
+    keyed(&src, &mut dst).await;
+    src.client
+        .batch_execute(
+            "DELETE FROM words WHERE w IN ('ABC', 'résumé', 'x ');
+             DELETE FROM events WHERE v = 'e3';
+             UPDATE events SET v = 'changed' WHERE v = 'e4';",
+        )
+        .await
+        .expect("key changes");
+    keyed(&src, &mut dst).await;
     src.client
         .batch_execute(
             "UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;

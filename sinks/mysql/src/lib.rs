@@ -141,6 +141,10 @@ pub struct MySqlSink {
     conn: Option<mysql_async::Conn>,
     targets: HashMap<(String, String), Target>,
     done: HashMap<(Arc<str>, u32), u64>,
+    /// Binary, no-pad collation for new text key columns: keys that
+    /// differ in case, accents or trailing spaces stay distinct rows, as in
+    /// the source. Other columns keep the database's default.
+    collation: String,
 }
 
 impl std::fmt::Debug for MySqlSink {
@@ -159,6 +163,15 @@ fn key_literal(ty: &tributary_core::ColumnType, d: &tributary_core::Datum) -> Op
     (s != "NULL").then_some(s)
 }
 
+/// A key column's type with the binary no-pad collation if it is text.
+fn key_collated(ty: String, key: bool, collation: &str) -> String {
+    if key && (ty.starts_with("VARCHAR") || ty.starts_with("CHAR") || ty.ends_with("TEXT")) {
+        format!("{ty} COLLATE {collation}")
+    } else {
+        ty
+    }
+}
+
 /// A source table's identity: database, schema and table.
 fn source_key(t: &TableSchema) -> (String, String) {
     (format!("{}\u{0}{}", t.database, t.schema), t.table.clone())
@@ -174,6 +187,7 @@ impl MySqlSink {
             conn: None,
             targets: HashMap::new(),
             done: HashMap::new(),
+            collation: "utf8mb4_bin".into(),
         })
     }
 
@@ -194,6 +208,19 @@ impl MySqlSink {
         )
         .await
         .map_err(|e| classify("session settings", &e))?;
+        // MariaDB's utf8mb4_bin pads (`'x'` = `'x '`); its no-pad twin, or
+        // MySQL 8's, does not.
+        let nopad: Option<String> = c
+            .query_first(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS
+                  WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')
+                  ORDER BY COLLATION_NAME DESC LIMIT 1",
+            )
+            .await
+            .map_err(|e| classify("collations", &e))?;
+        if let Some(n) = nopad {
+            self.collation = n;
+        }
         c.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {OFFSETS} (
                  sink VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT NULL,
@@ -250,14 +277,16 @@ impl MySqlSink {
                     "target table {name} does not exist (create_tables is off)"
                 )));
             }
-            let defs = self.cfg.map.create_defs(shape, ident, text::ddl_type);
+            let defs = self.cfg.map.create_defs(shape, ident, |col, key| {
+                key_collated(text::ddl_type(col, key), key, &self.collation)
+            });
             if let Some(d) = &db {
                 c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {}", ident(d)))
                     .await
                     .map_err(|e| classify(&name, &e))?;
             }
             c.query_drop(format!(
-                "CREATE TABLE IF NOT EXISTS {quoted_name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                "CREATE TABLE IF NOT EXISTS {quoted_name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
                 defs.join(", ")
             ))
             .await
@@ -272,7 +301,11 @@ impl MySqlSink {
                 c.query_drop(format!(
                     "ALTER TABLE {quoted_name} ADD COLUMN {} {}",
                     ident(&t),
-                    text::ddl_type(col, shape.key.contains(&i))
+                    key_collated(
+                        text::ddl_type(col, shape.key.contains(&i)),
+                        shape.key.contains(&i),
+                        &self.collation
+                    )
                 ))
                 .await
                 .map_err(|e| classify(&name, &e))?;
