@@ -68,3 +68,12 @@ fn run() -> anyhow::Result<()> {
         Command::Validate(args) => pipeline::validate(args),
     }
 }
+
+/// The async runtime every command runs on: two worker threads, one per
+/// core of the machines we size for.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}

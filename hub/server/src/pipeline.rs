@@ -32,10 +32,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     tributary_pipeline::runtime::supported(&p)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     if !args.offline {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let rt = crate::runtime()?;
         rt.block_on(async {
             for (i, s) in p.sources.iter().enumerate() {
                 let tables = tributary_pipeline::source::check_server(s)
@@ -70,10 +67,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let p = tributary_pipeline::load(&args.file, &env)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         // First SIGINT/SIGTERM: stop cleanly. Second: leave now.

@@ -23,10 +23,7 @@ pub fn registry_dir(data_dir: &std::path::Path) -> PathBuf {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async move {
         let log = tributary_log::Log::open(&args.data_dir)
             .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;

@@ -35,10 +35,7 @@ pub struct PgSnapshotBenchArgs {
 
 pub fn run(args: PgSnapshotBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rows > 0, "--rows must be positive");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async {
         let (ours, theirs) =
             in_scratch_db(&args.pg, async |db: &str| measure(&args, db).await).await?;

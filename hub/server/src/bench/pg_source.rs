@@ -120,10 +120,7 @@ pub fn run(args: PgSourceBenchArgs) -> anyhow::Result<()> {
         args.rows >= 1000 && args.rows.is_multiple_of(1000),
         "--rows must be a positive multiple of 1000"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(bench(args))
 }
 

@@ -49,10 +49,7 @@ const TOPIC: &str = "bench.public.bench";
 
 pub fn run(args: SinksBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rows > 0, "--rows must be positive");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async {
         let lines = in_scratch_db(&args.pg, async |db: &str| measure(&args, db).await).await?;
         for l in lines {
