@@ -203,6 +203,28 @@ async fn futures_join(tasks: &mut [tokio::task::JoinHandle<()>]) {
     }
 }
 
+/// A failed connector's wait before its restart: `error` in status, then
+/// `delay` (cut short by a stop); the next delay, doubled up to `max`.
+async fn restart_wait(
+    status: &Status,
+    name: &str,
+    error: String,
+    delay: Duration,
+    max: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Duration {
+    set(status, name, |c| {
+        c.state = State::Restarting;
+        c.restarts += 1;
+        c.last_error = Some(error);
+    });
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = stop.changed() => {}
+    }
+    (delay * 2).min(max)
+}
+
 fn set(status: &Status, name: &str, f: impl FnOnce(&mut ConnectorStatus)) {
     let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
     let entry = st.entry(name.to_string()).or_insert(ConnectorStatus {
@@ -244,16 +266,8 @@ impl Supervised {
                 }
                 Err(e) => {
                     tracing::error!(source = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting");
-                    set(&self.status, &name, |c| {
-                        c.state = State::Restarting;
-                        c.restarts += 1;
-                        c.last_error = Some(e.clone());
-                    });
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.stop.changed() => {}
-                    }
-                    delay = (delay * 2).min(self.max);
+                    delay =
+                        restart_wait(&self.status, &name, e, delay, self.max, &mut self.stop).await;
                 }
             }
         }
@@ -433,16 +447,15 @@ impl SupervisedSink {
                 }
                 Err(e) => {
                     tracing::error!(sink = %self.label, error = %e, retry_in_ms = delay.as_millis() as u64, "sink failed; restarting");
-                    set(&self.status, &self.label, |c| {
-                        c.state = State::Restarting;
-                        c.restarts += 1;
-                        c.last_error = Some(e.clone());
-                    });
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.stop.changed() => {}
-                    }
-                    delay = (delay * 2).min(self.max);
+                    delay = restart_wait(
+                        &self.status,
+                        &self.label,
+                        e,
+                        delay,
+                        self.max,
+                        &mut self.stop,
+                    )
+                    .await;
                 }
             }
         }
