@@ -6,6 +6,8 @@
 //! here are the only ones that arrive.
 
 use tributary_core::{ColumnType, Datum, NumericSpecial};
+pub use tributary_core::convert::days_from_civil;
+use tributary_core::convert::digits_to_twos;
 
 /// Session settings the text parsers rely on (startup `options`).
 pub const SESSION_OPTIONS: &str =
@@ -203,43 +205,6 @@ pub fn parse_text(ty: &ColumnType, text: &str) -> Result<Datum, TypeError> {
     })
 }
 
-/// Decimal digits (no sign, no point) to minimal big-endian two's
-/// complement bytes, negated when `negative`.
-fn digits_to_twos(digits: &str, negative: bool) -> Vec<u8> {
-    // Magnitude in base 256, big-endian, with a spare leading zero byte.
-    let mut mag: Vec<u8> = vec![0];
-    for d in digits.bytes() {
-        let mut carry = u32::from(d - b'0');
-        for b in mag.iter_mut().rev() {
-            let v = u32::from(*b) * 10 + carry;
-            *b = (v & 0xff) as u8;
-            carry = v >> 8;
-        }
-        if carry > 0 {
-            mag.insert(0, carry as u8);
-        }
-        if mag[0] != 0 {
-            mag.insert(0, 0);
-        }
-    }
-    if negative {
-        let mut carry = 1u16;
-        for b in mag.iter_mut().rev() {
-            let v = u16::from(!*b) + carry;
-            *b = (v & 0xff) as u8;
-            carry = v >> 8;
-        }
-        while mag.len() > 1 && mag[0] == 0xff && mag[1] & 0x80 != 0 {
-            mag.remove(0);
-        }
-    } else {
-        while mag.len() > 1 && mag[0] == 0 && mag[1] & 0x80 == 0 {
-            mag.remove(0);
-        }
-    }
-    mag
-}
-
 fn parse_numeric(text: &str, scale: Option<u32>) -> Result<Datum, TypeError> {
     match text {
         "NaN" => return Ok(Datum::NumericSpecial(NumericSpecial::NaN)),
@@ -323,17 +288,6 @@ fn parse_bits(text: &str) -> Result<Vec<u8>, TypeError> {
         }
     }
     Ok(out)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn num<T: std::str::FromStr>(s: &str, text: &str, ty: &'static str) -> Result<T, TypeError> {

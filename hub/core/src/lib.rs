@@ -5,8 +5,10 @@
 //! nothing of ours.
 
 pub mod changes;
+pub mod convert;
 pub mod event;
 pub mod offsets;
+pub mod pattern;
 pub mod render;
 pub mod sink;
 

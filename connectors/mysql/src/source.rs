@@ -1,0 +1,1474 @@
+//! The MySQL/MariaDB source: a consistent snapshot, then the row binlog
+//! into the log, storing the binlog position only for what the log holds
+//! durably.
+//!
+//! Per transaction (GTID event to XID, or to `COMMIT`, or a standalone
+//! DDL statement): rows are decoded with the shape the schema history
+//! gives the table at that point, appended in chunks (the binlog only
+//! holds committed transactions, so nothing appended is ever rolled
+//! back), and the position after the transaction waits in a queue until
+//! every partition it touched is durable past what it appended; only then
+//! is it stored. After a crash the binlog is read again from the stored
+//! position and every record carries its stream position (header
+//! `tributary.pos`: binlog file number, offset of the transaction's first
+//! event, the append within it, the record), so the writer skips what
+//! already reached the log: every change lands exactly once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{
+    Event, EventData, OptionalMetaExtractor, QueryEvent, RotateEvent, RowsEventData,
+    TableMapEvent,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
+use tokio::sync::watch;
+use tributary_core::{
+    ChangeEvent, Datum, Op, Position, SnapshotFlag, SourceInfo, TableSchema, TransactionInfo,
+};
+use tributary_log::{Log, Partition, TopicConfig};
+use tributary_schemas::writer::{EventWriter, WriteError};
+use tributary_schemas::{Connector, EventSchema};
+
+use crate::binrow::{self, BinColumn, Charset};
+use crate::ddl::{Change, DdlError, SchemaModel, TableDef, parse_create_table};
+use crate::history::{History, HistoryError};
+use crate::position::{self, BinlogPosition, GtidState, Stored};
+use crate::types::{self, Flavor, ShapeError};
+use crate::value;
+
+/// When the source reads the tables' current rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// When there is no stored position: the rows as of a consistent
+    /// point (`op: r`), then the binlog from that point.
+    Initial,
+    /// Never: the binlog from the server's current position.
+    Never,
+    /// Read the tables and stop.
+    InitialOnly,
+    /// As `Initial`, and again when the stored position was purged from
+    /// the server's binlogs.
+    WhenNeeded,
+}
+
+/// Exponential backoff between reconnections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// First wait.
+    pub initial: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether `db.table` is captured.
+pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// What the source needs.
+#[derive(Clone)]
+pub struct MysqlConfig {
+    /// Source name: topic prefix, Avro namespace, state directory.
+    pub name: String,
+    /// `mysql://user:password@host:port/` (the database part is unused:
+    /// tables are named `db.table`).
+    pub url: String,
+    /// Our replica server id: unique among the server's replicas.
+    pub server_id: u32,
+    /// Whether `db.table` is captured.
+    pub captured: TableFilter,
+    /// Topic names: `{source}`, `{schema}` (the database) and `{table}`.
+    pub topic_template: String,
+    /// Configuration of the topics the source creates.
+    pub topic_config: TopicConfig,
+    /// Snapshot mode.
+    pub snapshot: SnapshotMode,
+    /// Rows per snapshot query (keyset pagination on the primary key).
+    pub snapshot_chunk_rows: u64,
+    /// The server sends a heartbeat when the binlog is idle this long.
+    pub heartbeat: Duration,
+    /// How often durable positions are stored.
+    pub status_interval: Duration,
+    /// Waits between reconnections.
+    pub reconnect: Backoff,
+    /// How often snapshot progress is logged.
+    pub progress_interval: Duration,
+}
+
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("MysqlConfig")
+            .field("name", &self.name)
+            .field("server_id", &self.server_id)
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MysqlConfig {
+    /// The topic of `db.table`.
+    pub fn topic(&self, db: &str, table: &str) -> String {
+        self.topic_template
+            .replace("{source}", &self.name)
+            .replace("{schema}", db)
+            .replace("{database}", db)
+            .replace("{table}", table)
+    }
+}
+
+/// Why the source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The server or the connection failed.
+    #[error("MySQL {what}: {source}")]
+    Sql {
+        /// What we were doing.
+        what: String,
+        /// Cause.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The server is not set up for row-based change capture.
+    #[error("{0}")]
+    Setup(String),
+    /// The stored position is no longer in the server's binlogs.
+    #[error(
+        "source {source_name}: the stored binlog position {position} is no longer on the server ({reason}); changes since then are lost. Fix: set `snapshot: when_needed`, or remove {state} to take a new snapshot"
+    )]
+    PositionLost {
+        /// Source.
+        source_name: String,
+        /// Where we were.
+        position: String,
+        /// The server's words.
+        reason: String,
+        /// The position file.
+        state: String,
+    },
+    /// A DDL statement of a captured table could not be applied.
+    #[error("at {position}: {source}")]
+    Ddl {
+        /// Where.
+        position: String,
+        /// What.
+        #[source]
+        source: Box<DdlError>,
+    },
+    /// A table's shape is unusable.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// The binlog's table map disagrees with the schema history.
+    #[error("table {table} at {position}: {reason}")]
+    Mismatch {
+        /// `db.table`.
+        table: String,
+        /// Where.
+        position: String,
+        /// How.
+        reason: String,
+    },
+    /// A row does not decode.
+    #[error("table {table} at {position}: {reason}")]
+    Row {
+        /// `db.table`.
+        table: String,
+        /// Where.
+        position: String,
+        /// Why.
+        reason: String,
+    },
+    /// The binlog holds something we cannot read.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Writing to the log failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The schema history failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// Schema construction failed.
+    #[error("{0}")]
+    Schema(#[from] tributary_schemas::SchemaError),
+    /// Our own state files.
+    #[error("source state {path}: {source}")]
+    State {
+        /// File.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SourceError {
+    /// Whether reconnecting may help (connection lost, server restarting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Sql { source, .. } => match source {
+                mysql_async::Error::Io(_) => true,
+                mysql_async::Error::Driver(_) => true,
+                mysql_async::Error::Server(e) => matches!(
+                    e.code,
+                    // Shutdown in progress, server gone away, lost
+                    // connection, too many connections, killed.
+                    1053 | 2006 | 2013 | 1040 | 1927 | 1317 | 1205 | 1213
+                ),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+fn sql(what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> SourceError {
+    let what = what.into();
+    move |source| SourceError::Sql { what, source }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Snapshot rows written.
+    pub snapshot_rows: u64,
+    /// Transactions committed (with or without captured changes).
+    pub transactions: u64,
+    /// Change events written.
+    pub events: u64,
+    /// DDL statements applied to the schema history.
+    pub ddl: u64,
+    /// Binlog sessions started.
+    pub sessions: u64,
+    /// Reconnections.
+    pub reconnects: u64,
+}
+
+/// Records appended per chunk of a large transaction.
+const CHUNK: usize = 4096;
+
+/// MariaDB event types mysql_common does not know.
+mod mariadb {
+    pub const ANNOTATE_ROWS: u8 = 160;
+    pub const BINLOG_CHECKPOINT: u8 = 161;
+    pub const GTID: u8 = 162;
+    pub const GTID_LIST: u8 = 163;
+    pub const START_ENCRYPTION: u8 = 164;
+    /// `QUERY_COMPRESSED_EVENT` up to `DELETE_ROWS_COMPRESSED_EVENT`.
+    pub const COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
+    /// The transaction is one statement with no XID (DDL).
+    pub const FL_STANDALONE: u8 = 1;
+}
+
+/// A table as the stream decodes it.
+#[derive(Debug)]
+struct Table {
+    topic: Arc<str>,
+    schema: Arc<TableSchema>,
+    cols: Vec<BinColumn>,
+    source: SourceInfo,
+}
+
+/// The transaction being read.
+#[derive(Debug, Default)]
+struct OpenTx {
+    gtid: Option<String>,
+    /// `(domain, server, seq)` of a MariaDB GTID.
+    mariadb: Option<(u32, u32, u64)>,
+    standalone: bool,
+    /// File number and offset of its first event.
+    start: (u32, u64),
+    run: u32,
+    total: i64,
+    per_table: HashMap<Arc<str>, i64>,
+    events: Vec<(Arc<str>, ChangeEvent)>,
+    touched: Vec<Arc<str>>,
+}
+
+type Marks = Vec<(Arc<Partition>, u64)>;
+
+/// The MySQL/MariaDB source.
+pub struct MysqlSource {
+    cfg: MysqlConfig,
+    log: Log,
+    writer: Arc<EventWriter>,
+    flavor: Flavor,
+    model: SchemaModel,
+    history: Option<History>,
+    /// Topics registered, by `db.table`, with the shape registered.
+    registered: HashMap<String, Arc<TableSchema>>,
+    /// Decoding state by binlog table id.
+    tables: HashMap<u64, Arc<Table>>,
+    /// Tables whose last DDL could not be applied, with the error: their
+    /// rows stop the source rather than being decoded with a wrong shape.
+    broken: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for MysqlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlSource")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Connects with `url` (session in UTC, utf8mb4).
+pub async fn connect(url: &str) -> Result<Conn> {
+    let opts = Opts::from_url(url).map_err(|e| {
+        SourceError::Setup(format!("the source URL is not a mysql:// URL: {e}"))
+    })?;
+    let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    let mut conn = Conn::new(opts)
+        .await
+        .map_err(sql(format!("connecting to {host}")))?;
+    conn.query_drop("SET SESSION time_zone = '+00:00', NAMES utf8mb4")
+        .await
+        .map_err(sql("setting the session"))?;
+    Ok(conn)
+}
+
+/// The server's flavor and what it lacks for change capture: binlog on,
+/// row format, full row images, uncompressed events.
+pub async fn check_server(conn: &mut Conn) -> Result<Flavor> {
+    let version: String = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(sql("reading the version"))?
+        .unwrap_or_default();
+    let flavor = if version.contains("MariaDB") {
+        Flavor::MariaDb
+    } else {
+        Flavor::MySql
+    };
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
+        .query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image")
+        .await
+        .map_err(sql("reading binlog settings"))?;
+    let (log_bin, format, image) = row.unwrap_or_default();
+    let fix = match flavor {
+        Flavor::MariaDb => "in a my.cnf drop-in under [mariadbd], then restart",
+        Flavor::MySql => "in my.cnf under [mysqld], then restart",
+    };
+    if log_bin.as_deref() != Some("1") {
+        return Err(SourceError::Setup(format!(
+            "the binlog is off on this server. Fix: log_bin = <path>, server_id = <n>, binlog_format = ROW, binlog_row_image = FULL {fix}"
+        )));
+    }
+    if format.as_deref() != Some("ROW") {
+        return Err(SourceError::Setup(format!(
+            "binlog_format is {}, not ROW: row changes are not in the binlog. Fix: binlog_format = ROW {fix} (or SET GLOBAL binlog_format = 'ROW')",
+            format.unwrap_or_default()
+        )));
+    }
+    if image.as_deref() != Some("FULL") {
+        return Err(SourceError::Setup(format!(
+            "binlog_row_image is {}, not FULL: before-images would lack columns. Fix: binlog_row_image = FULL {fix}",
+            image.unwrap_or_default()
+        )));
+    }
+    if flavor == Flavor::MariaDb {
+        let compress: Option<String> = conn
+            .query_first("SELECT @@log_bin_compress")
+            .await
+            .map_err(sql("reading log_bin_compress"))?;
+        if compress.as_deref() == Some("1") {
+            return Err(SourceError::Setup(format!(
+                "log_bin_compress is ON: compressed binlog events are not supported. Fix: log_bin_compress = OFF {fix}"
+            )));
+        }
+    }
+    Ok(flavor)
+}
+
+/// The server's current binlog position and GTID state.
+pub async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPosition> {
+    let row: Option<Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(sql("SHOW MASTER STATUS"))?;
+    let mut row = row.ok_or_else(|| {
+        SourceError::Setup("SHOW MASTER STATUS returned nothing: is the binlog on?".into())
+    })?;
+    let file: String = row.take(0).unwrap_or_default();
+    let pos: u64 = row.take(1).unwrap_or_default();
+    let gtid: Option<String> = match flavor {
+        Flavor::MariaDb => conn.query_first("SELECT @@gtid_binlog_pos").await,
+        Flavor::MySql => conn.query_first("SELECT @@gtid_executed").await,
+    }
+    .map_err(sql("reading the GTID position"))?;
+    Ok(BinlogPosition {
+        file,
+        pos,
+        gtid: gtid.unwrap_or_default().replace('\n', ""),
+    })
+}
+
+fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The base tables of the server that `captured` selects, sorted.
+pub async fn list_tables(
+    conn: &mut Conn,
+    captured: &(dyn Fn(&str, &str) -> bool + Send + Sync),
+) -> Result<Vec<(String, String)>> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN \
+             ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
+        )
+        .await
+        .map_err(sql("listing tables"))?;
+    Ok(rows.into_iter().filter(|(d, t)| captured(d, t)).collect())
+}
+
+/// `db.table`'s definition from `SHOW CREATE TABLE`.
+pub async fn show_create(conn: &mut Conn, db: &str, table: &str) -> Result<TableDef> {
+    let q = format!("SHOW CREATE TABLE {}.{}", quote(db), quote(table));
+    let row: Option<(String, String)> = conn.query_first(&q).await.map_err(sql(q.clone()))?;
+    let (_, ddl) = row.ok_or_else(|| SourceError::Setup(format!("{q}: no result")))?;
+    parse_create_table(&ddl).map_err(|source| SourceError::Ddl {
+        position: "SHOW CREATE TABLE".into(),
+        source: Box::new(source),
+    })
+}
+
+impl MysqlSource {
+    /// A source writing through `writer` into `log`; it connects when run.
+    pub fn new(cfg: MysqlConfig, log: Log, writer: EventWriter) -> Self {
+        Self {
+            cfg,
+            log,
+            writer: Arc::new(writer),
+            flavor: Flavor::MariaDb,
+            model: SchemaModel::new(),
+            history: None,
+            registered: HashMap::new(),
+            tables: HashMap::new(),
+            broken: HashMap::new(),
+        }
+    }
+
+    fn state_path(&self) -> std::path::PathBuf {
+        position::path(self.log.dir(), &self.cfg.name)
+    }
+
+    fn state_err(&self) -> impl FnOnce(std::io::Error) -> SourceError {
+        let path = self.state_path().display().to_string();
+        move |source| SourceError::State { path, source }
+    }
+
+    fn history(&mut self) -> Result<&History> {
+        if self.history.is_none() {
+            self.history = Some(History::open(
+                &self.log,
+                &self.cfg.name,
+                &self.cfg.topic_config,
+            )?);
+        }
+        self.history
+            .as_ref()
+            .ok_or_else(|| SourceError::Unsupported("schema history unavailable".into()))
+    }
+
+    /// Registers `db.table`'s shape from the model (a new version when
+    /// it changed) and returns it.
+    fn register(&mut self, db: &str, table: &str) -> Result<Arc<TableSchema>> {
+        let def = self
+            .model
+            .table(db, table)
+            .ok_or_else(|| SourceError::Mismatch {
+                table: format!("{db}.{table}"),
+                position: String::new(),
+                reason: "not in the schema history".into(),
+            })?;
+        let shape = types::table_schema(db, def, self.flavor)?;
+        let key = format!("{db}.{table}");
+        if let Some(s) = self.registered.get(&key)
+            && **s == shape
+        {
+            return Ok(Arc::clone(s));
+        }
+        let topic = self.cfg.topic(db, table);
+        let schema = EventSchema::new(&self.cfg.name, Connector::Mysql, shape.clone())?;
+        self.writer
+            .register(&topic, schema, self.cfg.topic_config.clone())?;
+        let shape = Arc::new(shape);
+        self.registered.insert(key, Arc::clone(&shape));
+        Ok(shape)
+    }
+
+    fn source_block(&self, db: &str, table: &str, snapshot: SnapshotFlag) -> SourceInfo {
+        SourceInfo {
+            connector: "mysql".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            name: self.cfg.name.as_str().into(),
+            ts_ms: 0,
+            snapshot,
+            db: db.into(),
+            schema: None,
+            table: table.into(),
+            position: Position::Mysql {
+                file: String::new(),
+                pos: 0,
+                gtid: None,
+                server_id: 0,
+                row: 0,
+            },
+        }
+    }
+
+    /// Streams until `stop` turns true or a permanent error occurs; a
+    /// lost connection is retried with exponential backoff.
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
+        let mut stats = RunStats::default();
+        let mut delay = self.cfg.reconnect.initial;
+        loop {
+            let before = stats.sessions;
+            let err = match self.session(&mut stop, &mut stats).await {
+                Ok(()) => return Ok(stats),
+                Err(e) => e,
+            };
+            if let SourceError::PositionLost { .. } = err
+                && self.cfg.snapshot == SnapshotMode::WhenNeeded
+            {
+                tracing::warn!(source = %self.cfg.name, error = %err, "taking a new snapshot");
+                position::clear(&self.state_path()).map_err(self.state_err())?;
+                continue;
+            }
+            if !err.is_transient() || *stop.borrow() {
+                return Err(err);
+            }
+            if stats.sessions > before {
+                delay = self.cfg.reconnect.initial;
+            }
+            stats.reconnects += 1;
+            tracing::warn!(source = %self.cfg.name, error = %err, retry_in_ms = delay.as_millis() as u64, "MySQL connection lost; reconnecting");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return Ok(stats);
+            }
+            delay = (delay * 2).min(self.cfg.reconnect.max);
+        }
+    }
+
+    /// One connection's life: check, snapshot if needed, stream.
+    async fn session(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        stats: &mut RunStats,
+    ) -> Result<()> {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let mut conn = connect(&self.cfg.url).await?;
+        self.flavor = check_server(&mut conn).await?;
+        self.tables.clear();
+        let stored = position::load(&self.state_path()).map_err(self.state_err())?;
+        let start = match stored {
+            Some(s) if s.snapshot_done || self.cfg.snapshot == SnapshotMode::Never => {
+                self.model = self.history()?.load(&s.position)?;
+                s.position
+            }
+            _ => match self.cfg.snapshot {
+                SnapshotMode::Never => {
+                    let at = current_position(&mut conn, self.flavor).await?;
+                    self.seed_model(&mut conn, &at).await?;
+                    self.store(&at, true)?;
+                    at
+                }
+                mode => {
+                    let at = self.snapshot(&mut conn, stats).await?;
+                    if mode == SnapshotMode::InitialOnly {
+                        return Ok(());
+                    }
+                    at
+                }
+            },
+        };
+        for (db, t) in self
+            .model
+            .tables()
+            .map(|(d, t, _)| (d.to_string(), t.to_string()))
+            .collect::<Vec<_>>()
+        {
+            if (self.cfg.captured)(&db, &t) {
+                self.register(&db, &t)?;
+            }
+        }
+        drop(conn);
+        self.stream(start, stop, stats).await
+    }
+
+    fn store(&self, at: &BinlogPosition, snapshot_done: bool) -> Result<()> {
+        position::save(
+            &self.state_path(),
+            &Stored {
+                position: at.clone(),
+                snapshot_done,
+                server: String::new(),
+            },
+        )
+        .map_err(self.state_err())
+    }
+
+    /// Seeds the model with the captured tables' current definitions and
+    /// records them in the history at `at`.
+    async fn seed_model(&mut self, conn: &mut Conn, at: &BinlogPosition) -> Result<()> {
+        let tables = list_tables(conn, &*self.cfg.captured).await?;
+        self.model = SchemaModel::new();
+        for (db, t) in &tables {
+            let def = show_create(conn, db, t).await?;
+            self.history()?
+                .record(db, t, Some(&def), "SHOW CREATE TABLE", at)?;
+            self.model.insert(db, def);
+        }
+        Ok(())
+    }
+
+    /// The initial snapshot: a consistent read of every captured table
+    /// and the binlog position it is consistent with.
+    ///
+    /// MariaDB needs no lock: `START TRANSACTION WITH CONSISTENT
+    /// SNAPSHOT` makes `binlog_snapshot_file`/`binlog_snapshot_position`
+    /// the binlog position of the snapshot, and `BINLOG_GTID_POS` turns it
+    /// into a GTID state. MySQL has no such status: the position is read
+    /// under `FLUSH TABLES WITH READ LOCK`, held only while the
+    /// transaction starts.
+    async fn snapshot(&mut self, conn: &mut Conn, stats: &mut RunStats) -> Result<BinlogPosition> {
+        let begun = Instant::now();
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .map_err(sql("setting the isolation level"))?;
+        let at = match self.flavor {
+            Flavor::MariaDb => {
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(sql("starting the snapshot"))?;
+                let rows: Vec<(String, String)> = conn
+                    .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                    .await
+                    .map_err(sql("reading the snapshot's binlog position"))?;
+                let get = |n: &str| {
+                    rows.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let file = get("binlog_snapshot_file");
+                let pos: u64 = get("binlog_snapshot_position").parse().unwrap_or(0);
+                let gtid: Option<Option<String>> = conn
+                    .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
+                    .await
+                    .map_err(sql("BINLOG_GTID_POS"))?;
+                BinlogPosition {
+                    file,
+                    pos,
+                    gtid: gtid.flatten().unwrap_or_default(),
+                }
+            }
+            Flavor::MySql => {
+                conn.query_drop("FLUSH TABLES WITH READ LOCK")
+                    .await
+                    .map_err(sql("FLUSH TABLES WITH READ LOCK"))?;
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(sql("starting the snapshot"))?;
+                let at = current_position(conn, self.flavor).await;
+                conn.query_drop("UNLOCK TABLES")
+                    .await
+                    .map_err(sql("UNLOCK TABLES"))?;
+                at?
+            }
+        };
+        tracing::info!(source = %self.cfg.name, file = %at.file, pos = at.pos, gtid = %at.gtid, "snapshot started");
+        self.seed_model(conn, &at).await?;
+        let tables: Vec<(String, String)> = self
+            .model
+            .tables()
+            .map(|(d, t, _)| (d.to_string(), t.to_string()))
+            .collect();
+        let n_tables = tables.len();
+        for (ti, (db, t)) in tables.iter().enumerate() {
+            let rows = self
+                .snapshot_table(conn, db, t, ti + 1 == n_tables)
+                .await?;
+            stats.snapshot_rows += rows;
+        }
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(sql("ending the snapshot"))?;
+        self.log.flush().map_err(WriteError::from)?;
+        self.store(&at, true)?;
+        tracing::info!(source = %self.cfg.name, tables = n_tables, rows = stats.snapshot_rows, secs = begun.elapsed().as_secs_f64(), "snapshot finished");
+        Ok(at)
+    }
+
+    /// Reads `db.table` in primary-key order, `snapshot_chunk_rows` at a
+    /// time; returns the rows written.
+    async fn snapshot_table(
+        &mut self,
+        conn: &mut Conn,
+        db: &str,
+        table: &str,
+        last_table: bool,
+    ) -> Result<u64> {
+        let shape = self.register(db, table)?;
+        let topic = self.cfg.topic(db, table);
+        let cols: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
+        let key_cols: Vec<String> = shape
+            .key
+            .iter()
+            .map(|&i| quote(&shape.columns[i].name))
+            .collect();
+        let from = format!("{}.{}", quote(db), quote(table));
+        let order = key_cols.join(", ");
+        let limit = self.cfg.snapshot_chunk_rows.max(1);
+        let first = format!(
+            "SELECT {} FROM {from} ORDER BY {order} LIMIT {limit}",
+            cols.join(", ")
+        );
+        let placeholders = vec!["?"; key_cols.len()].join(", ");
+        let next = format!(
+            "SELECT {} FROM {from} WHERE ({order}) > ({placeholders}) ORDER BY {order} LIMIT {limit}",
+            cols.join(", ")
+        );
+        let mut template = self.source_block(db, table, SnapshotFlag::True);
+        template.ts_ms = now_ms();
+        let source = Arc::new(template);
+        let mut last_key: Option<Vec<Value>> = None;
+        let mut held: Option<ChangeEvent> = None;
+        let mut rows_done = 0u64;
+        let started = Instant::now();
+        let mut logged = Instant::now();
+        loop {
+            let rows: Vec<Row> = match &last_key {
+                None => conn.query(&first).await.map_err(sql(first.clone()))?,
+                Some(k) => conn
+                    .exec(&next, k.clone())
+                    .await
+                    .map_err(sql(next.clone()))?,
+            };
+            let n = rows.len() as u64;
+            let mut batch = Vec::with_capacity(rows.len() + 1);
+            batch.extend(held.take());
+            for row in rows {
+                let values = row.unwrap();
+                last_key = Some(
+                    shape
+                        .key
+                        .iter()
+                        .map(|&i| values.get(i).cloned().unwrap_or(Value::NULL))
+                        .collect(),
+                );
+                let mut after = Vec::with_capacity(values.len());
+                for (v, c) in values.into_iter().zip(&shape.columns) {
+                    after.push(value::datum(v, &c.ty, &c.name).map_err(|e| {
+                        SourceError::Row {
+                            table: format!("{db}.{table}"),
+                            position: "snapshot".into(),
+                            reason: e.to_string(),
+                        }
+                    })?);
+                }
+                if let Some(h) = held.replace(ChangeEvent {
+                    op: Op::Read,
+                    before: None,
+                    after: Some(after),
+                    source: Arc::clone(&source),
+                    ts_ms: now_ms(),
+                    transaction: None,
+                }) {
+                    batch.push(h);
+                }
+            }
+            rows_done += n;
+            let done = n < limit;
+            if done && let Some(mut h) = held.take() {
+                let mut s = (*h.source).clone();
+                s.snapshot = if last_table {
+                    SnapshotFlag::Last
+                } else {
+                    SnapshotFlag::LastInDataCollection
+                };
+                h.source = Arc::new(s);
+                batch.push(h);
+            }
+            if !batch.is_empty() {
+                self.writer.append(&topic, &batch)?;
+            }
+            if logged.elapsed() >= self.cfg.progress_interval {
+                logged = Instant::now();
+                let rate = rows_done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                tracing::info!(source = %self.cfg.name, table = %format!("{db}.{table}"), rows = rows_done, rows_per_s = rate as u64, "snapshot progress");
+            }
+            if done {
+                break;
+            }
+        }
+        tracing::info!(source = %self.cfg.name, table = %format!("{db}.{table}"), rows = rows_done, "table snapshot finished");
+        Ok(rows_done)
+    }
+
+    /// Reads the binlog from `start` until stopped.
+    async fn stream(
+        &mut self,
+        start: BinlogPosition,
+        stop: &mut watch::Receiver<bool>,
+        stats: &mut RunStats,
+    ) -> Result<()> {
+        let mut conn = connect(&self.cfg.url).await?;
+        let heartbeat_ns = self.cfg.heartbeat.as_nanos().min(u128::from(u32::MAX) * 1000) as u64;
+        conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
+            .await
+            .map_err(sql("setting the heartbeat period"))?;
+        let by_gtid = self.flavor == Flavor::MariaDb && !start.gtid.is_empty();
+        if self.flavor == Flavor::MariaDb {
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(sql("announcing MariaDB GTID capability"))?;
+            if by_gtid {
+                conn.exec_drop(
+                    "SET @slave_connect_state = ?, @slave_gtid_strict_mode = 1",
+                    (start.gtid.clone(),),
+                )
+                .await
+                .map_err(sql("setting the GTID to resume from"))?;
+            }
+        }
+        let file = if by_gtid { Vec::new() } else { start.file.clone().into_bytes() };
+        let request = BinlogStreamRequest::new(self.cfg.server_id)
+            .with_filename(&file)
+            .with_pos(if by_gtid { 4 } else { start.pos.max(4) });
+        let mut binlog = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(sql("requesting the binlog"))?;
+        stats.sessions += 1;
+        tracing::info!(source = %self.cfg.name, file = %start.file, pos = start.pos, gtid = %start.gtid, server_id = self.cfg.server_id, "streaming the binlog");
+        let mut cur = start.clone();
+        let mut gtid_state = GtidState::parse(&start.gtid).unwrap_or_default();
+        let mut tx: Option<OpenTx> = None;
+        let mut pending: VecDeque<(BinlogPosition, Marks)> = VecDeque::new();
+        let mut acked = start;
+        let mut ticker = tokio::time::interval(self.cfg.status_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let ev = tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+                _ = ticker.tick() => {
+                    self.ack(&mut pending, &mut acked)?;
+                    continue;
+                }
+                ev = binlog.next() => ev,
+            };
+            let Some(ev) = ev else {
+                return Err(SourceError::Sql {
+                    what: "reading the binlog".into(),
+                    source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server ended the binlog stream",
+                    ))),
+                });
+            };
+            let ev = ev.map_err(|e| self.explain_stream_error(e, &cur))?;
+            let header = ev.header();
+            let ty = header.event_type_raw();
+            let end = u64::from(header.log_pos());
+            let event_start = end.saturating_sub(u64::from(header.event_size()));
+            let done = self.event(&binlog, &ev, ty, event_start, &mut cur, &mut tx, stats)?;
+            if end > 0 && ty != 4 {
+                cur.pos = end;
+            }
+            if done && let Some(t) = tx.take() {
+                if let Some((d, s, n)) = t.mariadb {
+                    gtid_state.apply(d, s, n);
+                    cur.gtid = gtid_state.to_string();
+                } else if let Some(g) = &t.gtid {
+                    cur.gtid = g.clone();
+                }
+                let marks = self.commit(t, stats)?;
+                pending.push_back((cur.clone(), marks));
+            }
+        }
+        // Stopping: make what was written durable, then store it.
+        self.log.flush().map_err(WriteError::from)?;
+        self.ack(&mut pending, &mut acked)?;
+        let _ = binlog.close().await;
+        Ok(())
+    }
+
+    fn explain_stream_error(&self, e: mysql_async::Error, at: &BinlogPosition) -> SourceError {
+        if let mysql_async::Error::Server(s) = &e
+            && s.code == 1236
+        {
+            return SourceError::PositionLost {
+                source_name: self.cfg.name.clone(),
+                position: format!("{}:{} (GTID {})", at.file, at.pos, at.gtid),
+                reason: s.message.clone(),
+                state: self.state_path().display().to_string(),
+            };
+        }
+        SourceError::Sql {
+            what: format!("reading the binlog at {}:{}", at.file, at.pos),
+            source: e,
+        }
+    }
+
+    /// Stores the newest position whose records are all durable.
+    fn ack(
+        &self,
+        pending: &mut VecDeque<(BinlogPosition, Marks)>,
+        acked: &mut BinlogPosition,
+    ) -> Result<()> {
+        let mut newest = None;
+        while let Some((_, marks)) = pending.front() {
+            if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
+                newest = pending.pop_front().map(|(p, _)| p);
+            } else {
+                break;
+            }
+        }
+        if let Some(p) = newest
+            && p != *acked
+        {
+            self.store(&p, true)?;
+            *acked = p;
+        }
+        Ok(())
+    }
+
+    /// Handles one binlog event; returns whether it ends the open
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &mut self,
+        binlog: &mysql_async::BinlogStream,
+        ev: &Event,
+        ty: u8,
+        event_start: u64,
+        cur: &mut BinlogPosition,
+        tx: &mut Option<OpenTx>,
+        stats: &mut RunStats,
+    ) -> Result<bool> {
+        let file_seq = position::file_seq(&cur.file);
+        match ty {
+            4 => {
+                let r: RotateEvent<'_> = ev.read_event().map_err(io_err("rotate event"))?;
+                cur.file = r.name().into_owned();
+                cur.pos = r.position();
+                Ok(false)
+            }
+            mariadb::GTID => {
+                let d = ev.data();
+                if d.len() < 13 {
+                    return Err(SourceError::Unsupported(format!(
+                        "MariaDB GTID event of {} bytes at {}:{event_start}",
+                        d.len(),
+                        cur.file
+                    )));
+                }
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&d[0..8]);
+                let seq = u64::from_le_bytes(seq);
+                let domain = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
+                let server = ev.header().server_id();
+                *tx = Some(OpenTx {
+                    gtid: Some(format!("{domain}-{server}-{seq}")),
+                    mariadb: Some((domain, server, seq)),
+                    standalone: d[12] & mariadb::FL_STANDALONE != 0,
+                    start: (file_seq, event_start),
+                    ..OpenTx::default()
+                });
+                Ok(false)
+            }
+            t if mariadb::COMPRESSED.contains(&t) => Err(SourceError::Unsupported(format!(
+                "compressed binlog event (type {t}) at {}:{event_start}: set log_bin_compress = OFF on the server",
+                cur.file
+            ))),
+            mariadb::ANNOTATE_ROWS
+            | mariadb::BINLOG_CHECKPOINT
+            | mariadb::GTID_LIST
+            | mariadb::START_ENCRYPTION => Ok(false),
+            _ => {
+                let data = ev.read_data().map_err(io_err("binlog event"))?;
+                match data {
+                    Some(EventData::GtidEvent(g)) => {
+                        let sid = g.sid();
+                        let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+                        let uuid = format!(
+                            "{}-{}-{}-{}-{}",
+                            &hex[0..8],
+                            &hex[8..12],
+                            &hex[12..16],
+                            &hex[16..20],
+                            &hex[20..32]
+                        );
+                        *tx = Some(OpenTx {
+                            gtid: Some(format!("{uuid}:{}", g.gno())),
+                            start: (file_seq, event_start),
+                            ..OpenTx::default()
+                        });
+                        Ok(false)
+                    }
+                    Some(EventData::QueryEvent(q)) => self.query(q, ev, event_start, cur, tx, stats),
+                    Some(EventData::RowsEvent(rows)) => {
+                        let t = tx.get_or_insert_with(|| OpenTx {
+                            start: (file_seq, event_start),
+                            ..OpenTx::default()
+                        });
+                        self.rows(binlog, &rows, ev, event_start, cur, t)?;
+                        if t.events.len() >= CHUNK {
+                            self.write(t)?;
+                        }
+                        Ok(false)
+                    }
+                    Some(EventData::XidEvent(_)) => Ok(true),
+                    _ => Ok(false),
+                }
+            }
+        }
+    }
+
+    /// A Query event: BEGIN, COMMIT, or DDL for the schema history.
+    fn query(
+        &mut self,
+        q: QueryEvent<'_>,
+        ev: &Event,
+        event_start: u64,
+        cur: &BinlogPosition,
+        tx: &mut Option<OpenTx>,
+        stats: &mut RunStats,
+    ) -> Result<bool> {
+        let sql_text = q.query();
+        let trimmed = sql_text.trim();
+        if trimmed.eq_ignore_ascii_case("BEGIN") {
+            if tx.is_none() {
+                *tx = Some(OpenTx {
+                    start: (position::file_seq(&cur.file), event_start),
+                    ..OpenTx::default()
+                });
+            }
+            return Ok(false);
+        }
+        if trimmed.eq_ignore_ascii_case("COMMIT") || trimmed.eq_ignore_ascii_case("ROLLBACK") {
+            return Ok(true);
+        }
+        // DDL: what is pending is written with the shapes it had.
+        if let Some(t) = tx.as_mut()
+            && !t.events.is_empty()
+        {
+            self.write(t)?;
+        }
+        let at = BinlogPosition {
+            file: cur.file.clone(),
+            pos: u64::from(ev.header().log_pos()),
+            gtid: cur.gtid.clone(),
+        };
+        let where_ = format!("{}:{}", cur.file, event_start);
+        let default_db = q.schema().into_owned();
+        let changes = match self.model.apply(&default_db, trimmed) {
+            Ok(c) => c,
+            Err(e) => {
+                let (db, table) = match &e {
+                    DdlError::Unparseable { db, table, .. }
+                    | DdlError::Inconsistent { db, table, .. } => (db.clone(), table.clone()),
+                };
+                if (self.cfg.captured)(&db, &table) {
+                    tracing::error!(source = %self.cfg.name, table = %format!("{db}.{table}"), position = %where_, error = %e, "DDL not understood: the table's rows will stop the source");
+                    self.broken.insert(
+                        format!("{db}.{table}"),
+                        SourceError::Ddl {
+                            position: where_.clone(),
+                            source: Box::new(e),
+                        }
+                        .to_string(),
+                    );
+                }
+                return Ok(ddl_ends(tx));
+            }
+        };
+        for c in changes {
+            stats.ddl += 1;
+            match c {
+                Change::Created { db, table } | Change::Altered { db, table } => {
+                    self.table_changed(&db, &table, trimmed, &at)?;
+                }
+                Change::Dropped { db, table } => {
+                    self.forget(&db, &table);
+                    if (self.cfg.captured)(&db, &table) {
+                        self.history()?.record(&db, &table, None, trimmed, &at)?;
+                    }
+                }
+                Change::Renamed { from, to } => {
+                    self.forget(&from.0, &from.1);
+                    if (self.cfg.captured)(&from.0, &from.1) {
+                        self.history()?
+                            .record(&from.0, &from.1, None, trimmed, &at)?;
+                    }
+                    self.table_changed(&to.0, &to.1, trimmed, &at)?;
+                }
+                Change::Truncated { db, table } => {
+                    if !(self.cfg.captured)(&db, &table) {
+                        continue;
+                    }
+                    self.register(&db, &table)?;
+                    let topic: Arc<str> = self.cfg.topic(&db, &table).into();
+                    let mut source = self.source_block(&db, &table, SnapshotFlag::False);
+                    source.ts_ms = i64::from(ev.header().timestamp()) * 1000;
+                    source.position = Position::Mysql {
+                        file: cur.file.clone(),
+                        pos: event_start,
+                        gtid: tx.as_ref().and_then(|t| t.gtid.clone()),
+                        server_id: ev.header().server_id(),
+                        row: 0,
+                    };
+                    let t = tx.get_or_insert_with(|| OpenTx {
+                        start: (position::file_seq(&cur.file), event_start),
+                        ..OpenTx::default()
+                    });
+                    push(t, &topic, Arc::new(source), Op::Truncate, None, None);
+                }
+            }
+        }
+        Ok(ddl_ends(tx))
+    }
+
+    fn forget(&mut self, db: &str, table: &str) {
+        self.tables
+            .retain(|_, t| !(&*t.schema.database == db && t.schema.table == table));
+        self.broken.remove(&format!("{db}.{table}"));
+    }
+
+    /// `db.table` has a new definition in the model: recorded in the
+    /// history (durably, before any row decoded with it) and registered.
+    fn table_changed(
+        &mut self,
+        db: &str,
+        table: &str,
+        ddl: &str,
+        at: &BinlogPosition,
+    ) -> Result<()> {
+        self.forget(db, table);
+        if !(self.cfg.captured)(db, table) {
+            return Ok(());
+        }
+        let def = self.model.table(db, table).cloned();
+        self.history()?.record(db, table, def.as_ref(), ddl, at)?;
+        if def.is_some() {
+            match self.register(db, table) {
+                Ok(_) => {}
+                Err(SourceError::Shape(e)) => {
+                    // Registered when its rows need it; a table without a
+                    // key stops the source only if it has changes.
+                    self.broken.insert(format!("{db}.{table}"), e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The decoding state of binlog table `table_id`, or `None` when the
+    /// table is not captured.
+    fn table_for(
+        &mut self,
+        binlog: &mysql_async::BinlogStream,
+        table_id: u64,
+        where_: &str,
+    ) -> Result<Option<Arc<Table>>> {
+        if let Some(t) = self.tables.get(&table_id) {
+            return Ok(Some(Arc::clone(t)));
+        }
+        let tme = binlog.get_tme(table_id).ok_or_else(|| {
+            SourceError::Unsupported(format!(
+                "rows event for table id {table_id} without a table map at {where_}"
+            ))
+        })?;
+        let db = tme.database_name().into_owned();
+        let name = tme.table_name().into_owned();
+        if !(self.cfg.captured)(&db, &name) {
+            return Ok(None);
+        }
+        let qualified = format!("{db}.{name}");
+        if let Some(reason) = self.broken.get(&qualified) {
+            return Err(SourceError::Mismatch {
+                table: qualified,
+                position: where_.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        let def = self.model.table(&db, &name).cloned().ok_or_else(|| {
+            SourceError::Mismatch {
+                table: qualified.clone(),
+                position: where_.to_string(),
+                reason: "rows of a table the schema history does not know (created before the source started and not snapshotted?)".into(),
+            }
+        })?;
+        let cols = bin_columns(tme, &def, &qualified, where_, self.flavor)?;
+        let schema = self.register(&db, &name)?;
+        let table = Arc::new(Table {
+            topic: self.cfg.topic(&db, &name).into(),
+            schema,
+            cols,
+            source: self.source_block(&db, &name, SnapshotFlag::False),
+        });
+        self.tables.insert(table_id, Arc::clone(&table));
+        Ok(Some(table))
+    }
+
+    /// Decodes a rows event into `tx`.
+    fn rows(
+        &mut self,
+        binlog: &mysql_async::BinlogStream,
+        rows: &RowsEventData<'_>,
+        ev: &Event,
+        event_start: u64,
+        cur: &BinlogPosition,
+        tx: &mut OpenTx,
+    ) -> Result<()> {
+        let where_ = format!("{}:{event_start}", cur.file);
+        let Some(table) = self.table_for(binlog, rows.table_id(), &where_)? else {
+            return Ok(());
+        };
+        let n = table.cols.len();
+        let before_cols: Vec<bool> = rows
+            .columns_before_image()
+            .map(|b| b.iter().take(n).map(|x| *x).collect())
+            .unwrap_or_default();
+        let after_cols: Vec<bool> = rows
+            .columns_after_image()
+            .map(|b| b.iter().take(n).map(|x| *x).collect())
+            .unwrap_or_default();
+        let op = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
+            RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => Op::Update,
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(SourceError::Unsupported(format!(
+                    "partial JSON update rows event at {where_}: set binlog_row_value_options = '' on the server"
+                )));
+            }
+        };
+        let mut source = table.source.clone();
+        source.ts_ms = i64::from(ev.header().timestamp()) * 1000;
+        source.position = Position::Mysql {
+            file: cur.file.clone(),
+            pos: event_start,
+            gtid: tx.gtid.clone(),
+            server_id: ev.header().server_id(),
+            row: 0,
+        };
+        let source = Arc::new(source);
+        let data = rows.rows_data();
+        let mut at = 0usize;
+        let row_err = |e: binrow::RowError| SourceError::Row {
+            table: table.schema.qualified_name(),
+            position: where_.clone(),
+            reason: e.to_string(),
+        };
+        while at < data.len() {
+            let before = if op == Op::Create {
+                None
+            } else {
+                Some(binrow::decode_image(&table.cols, &before_cols, data, &mut at).map_err(row_err)?)
+            };
+            let after = if op == Op::Delete {
+                None
+            } else {
+                Some(binrow::decode_image(&table.cols, &after_cols, data, &mut at).map_err(row_err)?)
+            };
+            push(tx, &table.topic, Arc::clone(&source), op, before, after);
+        }
+        Ok(())
+    }
+
+    /// Appends the transaction's pending events, one append per run of
+    /// events of one topic.
+    fn write(&self, tx: &mut OpenTx) -> Result<()> {
+        let events = std::mem::take(&mut tx.events);
+        let mut it = events.into_iter().peekable();
+        while let Some((topic, ev)) = it.next() {
+            let mut batch = vec![ev];
+            while let Some((_, e)) = it.next_if(|(t, _)| *t == topic) {
+                batch.push(e);
+            }
+            let position = [
+                &tx.start.0.to_be_bytes()[..],
+                &tx.start.1.to_be_bytes()[..],
+                &tx.run.to_be_bytes()[..],
+            ]
+            .concat();
+            self.writer.append_at(&topic, &batch, Some(&position))?;
+            if !tx.touched.contains(&topic) {
+                tx.touched.push(topic);
+            }
+            tx.run += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends the rest of a finished transaction; returns the partitions
+    /// it touched with the high watermark each must be durable past.
+    fn commit(&self, mut tx: OpenTx, stats: &mut RunStats) -> Result<Marks> {
+        self.write(&mut tx)?;
+        stats.transactions += 1;
+        stats.events += tx.total as u64;
+        let mut marks = Vec::new();
+        for t in &tx.touched {
+            let topic = self.log.topic(t).map_err(WriteError::from)?;
+            for p in topic.partitions() {
+                marks.push((Arc::clone(p), p.high_watermark()));
+            }
+        }
+        Ok(marks)
+    }
+}
+
+fn push(
+    tx: &mut OpenTx,
+    topic: &Arc<str>,
+    source: Arc<SourceInfo>,
+    op: Op,
+    before: Option<Vec<Datum>>,
+    after: Option<Vec<Datum>>,
+) {
+    tx.total += 1;
+    let per = tx.per_table.entry(Arc::clone(topic)).or_insert(0);
+    *per += 1;
+    let transaction = tx.gtid.as_ref().map(|g| TransactionInfo {
+        id: g.as_str().into(),
+        total_order: tx.total,
+        data_collection_order: *per,
+    });
+    tx.events.push((
+        Arc::clone(topic),
+        ChangeEvent {
+            op,
+            before,
+            after,
+            source,
+            ts_ms: now_ms(),
+            transaction,
+        },
+    ));
+}
+
+/// Whether a DDL statement ends its transaction: it is one of its own
+/// (MariaDB flags its GTID standalone; MySQL's GTID and servers without
+/// GTIDs have no BEGIN for it), unless it ran inside an open MariaDB
+/// transaction (`CREATE TEMPORARY TABLE`).
+fn ddl_ends(tx: &Option<OpenTx>) -> bool {
+    tx.as_ref()
+        .is_none_or(|t| t.standalone || t.mariadb.is_none())
+}
+
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> SourceError {
+    move |e| SourceError::Unsupported(format!("{what}: {e}"))
+}
+
+/// The binlog layout of a table's columns, checked against the schema
+/// history's definition: the same number of columns, and (with
+/// `binlog_row_metadata=FULL`) the same names.
+fn bin_columns(
+    tme: &TableMapEvent<'_>,
+    def: &TableDef,
+    table: &str,
+    where_: &str,
+    flavor: Flavor,
+) -> Result<Vec<BinColumn>> {
+    let mismatch = |reason: String| SourceError::Mismatch {
+        table: table.to_string(),
+        position: where_.to_string(),
+        reason,
+    };
+    let n = tme.columns_count() as usize;
+    if n != def.columns.len() {
+        return Err(mismatch(format!(
+            "the binlog's table map has {n} columns, the schema history {} ({}): a DDL statement was missed or misread",
+            def.columns.len(),
+            def.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
+        .map_err(|e| mismatch(format!("table map metadata: {e}")))?;
+    let names: Vec<String> = meta
+        .iter_column_name()
+        .filter_map(|r| r.ok().map(|c| c.name().into_owned()))
+        .collect();
+    if !names.is_empty() {
+        for (i, (got, c)) in names.iter().zip(&def.columns).enumerate() {
+            if !got.eq_ignore_ascii_case(&c.name) {
+                return Err(mismatch(format!(
+                    "column {i} is {got} in the binlog, {} in the schema history",
+                    c.name
+                )));
+            }
+        }
+    }
+    let mut charsets = meta.iter_charset();
+    let mut enum_charsets = meta.iter_enum_and_set_charset();
+    let mut out = Vec::with_capacity(n);
+    for (i, c) in def.columns.iter().enumerate() {
+        let real = tme
+            .get_column_type(i)
+            .map_err(|e| mismatch(format!("column {}: {e}", c.name)))?
+            .ok_or_else(|| mismatch(format!("column {} has no type", c.name)))?;
+        let charset_id = if real.is_character_type() {
+            charsets.next().and_then(|r| r.ok())
+        } else if real.is_enum_or_set_type() {
+            enum_charsets.next().and_then(|r| r.ok())
+        } else {
+            None
+        };
+        let charset = match (charset_id, &c.charset) {
+            (Some(id), _) => Charset::from_collation(id),
+            (None, Some(name)) => Charset::from_name(name),
+            (None, None) => Charset::Utf8,
+        };
+        let ty = types::column_type(c, flavor).map_err(|e| mismatch(e.to_string()))?;
+        out.push(BinColumn {
+            code: real as u8,
+            meta: tme.get_column_metadata(i).unwrap_or_default().to_vec(),
+            ty,
+            charset,
+            pad_to: (c.base == "binary")
+                .then(|| c.args.first().and_then(|a| a.parse().ok()))
+                .flatten(),
+            unsigned: c.unsigned,
+            name: c.name.clone(),
+        });
+    }
+    Ok(out)
+}
