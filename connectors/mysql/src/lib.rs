@@ -11,7 +11,6 @@
 //! - [`position`]: binlog positions, GTID states, the stored position.
 
 pub mod binrow;
-#[path = "ddl_stub.rs"]
 pub mod ddl;
 pub mod history;
 pub mod position;
