@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests and the child processes they
 //! start. Real files, real processes: nothing here fakes a service.
 
+pub mod mysql;
 pub mod pg;
 
 /// A self-checking record value written by the `log-writer` child: run

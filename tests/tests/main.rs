@@ -3,6 +3,7 @@
 //! services, each with its own directory, database or key prefix.
 
 mod log;
+mod mysql;
 mod pipeline;
 mod postgres;
 mod schemas;

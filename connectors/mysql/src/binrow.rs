@@ -95,9 +95,9 @@ fn cp1252(c: u8) -> char {
     const HIGH: [char; 32] = [
         '\u{20AC}', '\u{81}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}',
         '\u{2021}', '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{8D}',
-        '\u{017D}', '\u{8F}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}',
-        '\u{2022}', '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}',
-        '\u{0153}', '\u{9D}', '\u{017E}', '\u{0178}',
+        '\u{017D}', '\u{8F}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}',
+        '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}',
+        '\u{9D}', '\u{017E}', '\u{0178}',
     ];
     match c {
         0x80..=0x9f => HIGH[usize::from(c - 0x80)],
@@ -223,16 +223,20 @@ fn meta(c: &BinColumn, i: usize) -> u8 {
 
 fn int_datum(ty: &ColumnType, v: i64, unsigned_value: u64, bits: u32) -> Result<Datum, String> {
     Ok(match ty {
-        ColumnType::Int | ColumnType::Year => Datum::Int(
-            i32::try_from(v).map_err(|_| format!("{v} does not fit a 32-bit integer"))?,
-        ),
+        ColumnType::Int | ColumnType::Year => {
+            Datum::Int(i32::try_from(v).map_err(|_| format!("{v} does not fit a 32-bit integer"))?)
+        }
         ColumnType::Long => Datum::Long(v),
         ColumnType::UnsignedLong => Datum::Decimal {
             unscaled: digits_to_twos(&unsigned_value.to_string(), false),
             scale: 0,
         },
         ColumnType::Boolean => Datum::Bool(v != 0),
-        other => return Err(format!("a {bits}-bit integer for a column of type {other:?}")),
+        other => {
+            return Err(format!(
+                "a {bits}-bit integer for a column of type {other:?}"
+            ));
+        }
     })
 }
 
@@ -336,7 +340,11 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, String> {
         TIME2 => Ok(Datum::Long(time2(r, meta(c, 0))?)),
         TIME => {
             let v = r.le(3)? as i64;
-            let v = if v & 0x80_0000 != 0 { v - 0x100_0000 } else { v };
+            let v = if v & 0x80_0000 != 0 {
+                v - 0x100_0000
+            } else {
+                v
+            };
             let (neg, v) = (v < 0, v.abs());
             let micros = ((v / 10000) * 3600 + (v / 100 % 100) * 60 + v % 100) * 1_000_000;
             Ok(Datum::Long(if neg { -micros } else { micros }))
@@ -439,9 +447,7 @@ fn json_text(b: &[u8]) -> Result<String, String> {
         return Ok("null".into());
     }
     let mut pb = mysql_common::io::ParseBuf(b);
-    let v: jsonb::Value<'_> = pb
-        .parse(())
-        .map_err(|e| format!("binary JSON: {e}"))?;
+    let v: jsonb::Value<'_> = pb.parse(()).map_err(|e| format!("binary JSON: {e}"))?;
     let j = serde_json::Value::try_from(v).map_err(|e| format!("binary JSON: {e}"))?;
     Ok(j.to_string())
 }
@@ -629,13 +635,22 @@ mod tests {
 
     #[test]
     fn integers_signed_and_unsigned() {
-        assert_eq!(one(&col(code::TINY, &[], ColumnType::Int), &[0xff]), Datum::Int(-1));
         assert_eq!(
-            one(&unsigned(code::LONG, ColumnType::Long), &[0xff, 0xff, 0xff, 0xff]),
+            one(&col(code::TINY, &[], ColumnType::Int), &[0xff]),
+            Datum::Int(-1)
+        );
+        assert_eq!(
+            one(
+                &unsigned(code::LONG, ColumnType::Long),
+                &[0xff, 0xff, 0xff, 0xff]
+            ),
             Datum::Long(4_294_967_295)
         );
         assert_eq!(
-            one(&unsigned(code::LONGLONG, ColumnType::UnsignedLong), &[0xff; 8]),
+            one(
+                &unsigned(code::LONGLONG, ColumnType::UnsignedLong),
+                &[0xff; 8]
+            ),
             Datum::Decimal {
                 unscaled: digits_to_twos("18446744073709551615", false),
                 scale: 0
@@ -682,7 +697,11 @@ mod tests {
             (90_000_000_000, 6),
         ] {
             let c = col(code::TIME2, &[fsp], ColumnType::Duration);
-            assert_eq!(one(&c, &enc(micros, fsp)), Datum::Long(micros), "{micros} fsp {fsp}");
+            assert_eq!(
+                one(&c, &enc(micros, fsp)),
+                Datum::Long(micros),
+                "{micros} fsp {fsp}"
+            );
         }
     }
 
@@ -702,7 +721,10 @@ mod tests {
         let zero = (0x80_0000_0000i64).to_be_bytes()[3..].to_vec();
         let c0 = col(code::DATETIME2, &[0], ColumnType::Timestamp);
         assert_eq!(one(&c0, &zero), Datum::Null);
-        assert_eq!(one(&col(code::NEWDATE, &[], ColumnType::Date), &[0, 0, 0]), Datum::Null);
+        assert_eq!(
+            one(&col(code::NEWDATE, &[], ColumnType::Date), &[0, 0, 0]),
+            Datum::Null
+        );
     }
 
     #[test]

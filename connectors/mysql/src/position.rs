@@ -96,7 +96,10 @@ pub struct Stored {
 
 /// The position file of source `name` under the log directory.
 pub fn path(log_dir: &Path, name: &str) -> PathBuf {
-    log_dir.join("sources").join(name).join("binlog-position.json")
+    log_dir
+        .join("sources")
+        .join(name)
+        .join("binlog-position.json")
 }
 
 /// Reads the stored position, if any.

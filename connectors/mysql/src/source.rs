@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{
-    Event, EventData, OptionalMetaExtractor, QueryEvent, RotateEvent, RowsEventData,
-    TableMapEvent,
+    Event, EventData, OptionalMetaExtractor, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
@@ -332,9 +331,8 @@ fn now_ms() -> i64 {
 
 /// Connects with `url` (session in UTC, utf8mb4).
 pub async fn connect(url: &str) -> Result<Conn> {
-    let opts = Opts::from_url(url).map_err(|e| {
-        SourceError::Setup(format!("the source URL is not a mysql:// URL: {e}"))
-    })?;
+    let opts = Opts::from_url(url)
+        .map_err(|e| SourceError::Setup(format!("the source URL is not a mysql:// URL: {e}")))?;
     let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let mut conn = Conn::new(opts)
         .await
@@ -712,9 +710,7 @@ impl MysqlSource {
             .collect();
         let n_tables = tables.len();
         for (ti, (db, t)) in tables.iter().enumerate() {
-            let rows = self
-                .snapshot_table(conn, db, t, ti + 1 == n_tables)
-                .await?;
+            let rows = self.snapshot_table(conn, db, t, ti + 1 == n_tables).await?;
             stats.snapshot_rows += rows;
         }
         conn.query_drop("COMMIT")
@@ -785,13 +781,13 @@ impl MysqlSource {
                 );
                 let mut after = Vec::with_capacity(values.len());
                 for (v, c) in values.into_iter().zip(&shape.columns) {
-                    after.push(value::datum(v, &c.ty, &c.name).map_err(|e| {
-                        SourceError::Row {
+                    after.push(
+                        value::datum(v, &c.ty, &c.name).map_err(|e| SourceError::Row {
                             table: format!("{db}.{table}"),
                             position: "snapshot".into(),
                             reason: e.to_string(),
-                        }
-                    })?);
+                        })?,
+                    );
                 }
                 if let Some(h) = held.replace(ChangeEvent {
                     op: Op::Read,
@@ -840,7 +836,11 @@ impl MysqlSource {
         stats: &mut RunStats,
     ) -> Result<()> {
         let mut conn = connect(&self.cfg.url).await?;
-        let heartbeat_ns = self.cfg.heartbeat.as_nanos().min(u128::from(u32::MAX) * 1000) as u64;
+        let heartbeat_ns = self
+            .cfg
+            .heartbeat
+            .as_nanos()
+            .min(u128::from(u32::MAX) * 1000) as u64;
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
             .map_err(sql("setting the heartbeat period"))?;
@@ -858,7 +858,11 @@ impl MysqlSource {
                 .map_err(sql("setting the GTID to resume from"))?;
             }
         }
-        let file = if by_gtid { Vec::new() } else { start.file.clone().into_bytes() };
+        let file = if by_gtid {
+            Vec::new()
+        } else {
+            start.file.clone().into_bytes()
+        };
         let request = BinlogStreamRequest::new(self.cfg.server_id)
             .with_filename(&file)
             .with_pos(if by_gtid { 4 } else { start.pos.max(4) });
@@ -903,6 +907,7 @@ impl MysqlSource {
             let ty = header.event_type_raw();
             let end = u64::from(header.log_pos());
             let event_start = end.saturating_sub(u64::from(header.event_size()));
+            tracing::trace!(source = %self.cfg.name, ty, file = %cur.file, end, "binlog event");
             let done = self.event(&binlog, &ev, ty, event_start, &mut cur, &mut tx, stats)?;
             if end > 0 && ty != 4 {
                 cur.pos = end;
@@ -982,7 +987,7 @@ impl MysqlSource {
         match ty {
             4 => {
                 let r: RotateEvent<'_> = ev.read_event().map_err(io_err("rotate event"))?;
-                cur.file = r.name().into_owned();
+                cur.file = binlog_file_name(&r.name());
                 cur.pos = r.position();
                 Ok(false)
             }
@@ -1038,7 +1043,9 @@ impl MysqlSource {
                         });
                         Ok(false)
                     }
-                    Some(EventData::QueryEvent(q)) => self.query(q, ev, event_start, cur, tx, stats),
+                    Some(EventData::QueryEvent(q)) => {
+                        self.query(q, ev, event_start, cur, tx, stats)
+                    }
                     Some(EventData::RowsEvent(rows)) => {
                         let t = tx.get_or_insert_with(|| OpenTx {
                             start: (file_seq, event_start),
@@ -1214,6 +1221,7 @@ impl MysqlSource {
         })?;
         let db = tme.database_name().into_owned();
         let name = tme.table_name().into_owned();
+        tracing::trace!(source = %self.cfg.name, table_id, db = %db, table = %name, "table map");
         if !(self.cfg.captured)(&db, &name) {
             return Ok(None);
         }
@@ -1298,12 +1306,18 @@ impl MysqlSource {
             let before = if op == Op::Create {
                 None
             } else {
-                Some(binrow::decode_image(&table.cols, &before_cols, data, &mut at).map_err(row_err)?)
+                Some(
+                    binrow::decode_image(&table.cols, &before_cols, data, &mut at)
+                        .map_err(row_err)?,
+                )
             };
             let after = if op == Op::Delete {
                 None
             } else {
-                Some(binrow::decode_image(&table.cols, &after_cols, data, &mut at).map_err(row_err)?)
+                Some(
+                    binrow::decode_image(&table.cols, &after_cols, data, &mut at)
+                        .map_err(row_err)?,
+                )
             };
             push(tx, &table.topic, Arc::clone(&source), op, before, after);
         }
@@ -1379,6 +1393,23 @@ fn push(
             transaction,
         },
     ));
+}
+
+/// The binlog file name of a Rotate event. The server sends the first
+/// (fake) Rotate before the format description, with a checksum the
+/// reader cannot know to strip yet: the name ends at the digits of its
+/// extension.
+fn binlog_file_name(raw: &str) -> String {
+    match raw.rfind('.') {
+        Some(dot) => {
+            let digits = raw[dot + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            raw[..dot + 1 + digits].to_string()
+        }
+        None => raw.to_string(),
+    }
 }
 
 /// Whether a DDL statement ends its transaction: it is one of its own

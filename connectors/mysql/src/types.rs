@@ -46,8 +46,17 @@ pub fn db_type(c: &ColumnDef) -> String {
     let mut s = c.base.clone();
     let keep_args = matches!(
         c.base.as_str(),
-        "decimal" | "float" | "double" | "char" | "varchar" | "binary" | "varbinary" | "bit"
-            | "datetime" | "timestamp" | "time"
+        "decimal"
+            | "float"
+            | "double"
+            | "char"
+            | "varchar"
+            | "binary"
+            | "varbinary"
+            | "bit"
+            | "datetime"
+            | "timestamp"
+            | "time"
     );
     if keep_args && !c.args.is_empty() {
         s.push('(');
@@ -243,12 +252,18 @@ mod tests {
 
     #[test]
     fn db_type_keeps_what_sinks_need() {
-        assert_eq!(db_type(&def("decimal", &["65", "30"], false)), "decimal(65,30)");
+        assert_eq!(
+            db_type(&def("decimal", &["65", "30"], false)),
+            "decimal(65,30)"
+        );
         assert_eq!(db_type(&def("int", &["11"], true)), "int unsigned");
         assert_eq!(db_type(&def("varchar", &["20"], false)), "varchar(20)");
         let mut b = def("varchar", &["4"], false);
         b.charset = Some("binary".into());
-        assert_eq!(column_type(&b, Flavor::MySql).expect("bin"), ColumnType::Bytes);
+        assert_eq!(
+            column_type(&b, Flavor::MySql).expect("bin"),
+            ColumnType::Bytes
+        );
         assert!(column_type(&def("vector", &[], false), Flavor::MySql).is_err());
     }
 }

@@ -53,9 +53,9 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
     };
     let int = |i: i64| -> Result<Datum, ValueError> {
         Ok(match ty {
-            ColumnType::Int | ColumnType::Year => Datum::Int(
-                i32::try_from(i).map_err(|_| bad(format!("{i} does not fit 32 bits")))?,
-            ),
+            ColumnType::Int | ColumnType::Year => {
+                Datum::Int(i32::try_from(i).map_err(|_| bad(format!("{i} does not fit 32 bits")))?)
+            }
             ColumnType::Long => Datum::Long(i),
             ColumnType::UnsignedLong => Datum::Decimal {
                 unscaled: digits_to_twos(&i.unsigned_abs().to_string(), i < 0),
@@ -99,17 +99,14 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
             }
         }
         Value::Time(neg, days, h, m, s, us) => {
-            let micros = ((i64::from(days) * 24 + i64::from(h)) * 3600
-                + i64::from(m) * 60
-                + i64::from(s))
-                * 1_000_000
-                + i64::from(us);
+            let micros =
+                ((i64::from(days) * 24 + i64::from(h)) * 3600 + i64::from(m) * 60 + i64::from(s))
+                    * 1_000_000
+                    + i64::from(us);
             Datum::Long(if neg { -micros } else { micros })
         }
         Value::Bytes(b) => match ty {
-            ColumnType::Decimal { scale, .. } => {
-                decimal_text(&text(b), *scale).map_err(bad)?
-            }
+            ColumnType::Decimal { scale, .. } => decimal_text(&text(b), *scale).map_err(bad)?,
             ColumnType::Text | ColumnType::Json | ColumnType::Enum(_) | ColumnType::Set(_) => {
                 Datum::Text(text(b))
             }
@@ -155,7 +152,12 @@ mod tests {
             }
         );
         assert_eq!(
-            datum(Value::Date(0, 0, 0, 0, 0, 0, 0), &ColumnType::Timestamp, "c").expect("ok"),
+            datum(
+                Value::Date(0, 0, 0, 0, 0, 0, 0),
+                &ColumnType::Timestamp,
+                "c"
+            )
+            .expect("ok"),
             Datum::Null
         );
         assert_eq!(

@@ -5,9 +5,9 @@
 //! `TimeZone=UTC` and `extra_float_digits=3`, so the text forms parsed
 //! here are the only ones that arrive.
 
-use tributary_core::{ColumnType, Datum, NumericSpecial};
 pub use tributary_core::convert::days_from_civil;
 use tributary_core::convert::digits_to_twos;
+use tributary_core::{ColumnType, Datum, NumericSpecial};
 
 /// Session settings the text parsers rely on (startup `options`).
 pub const SESSION_OPTIONS: &str =

@@ -229,9 +229,14 @@ pub struct SourceSection {
     /// Parallel snapshot connections.
     #[serde(default = "default_workers")]
     pub snapshot_workers: usize,
-    /// Rows per key range of a big table's snapshot.
+    /// Rows per key range of a big table's snapshot (mysql: rows per
+    /// query of the primary-key ordered read).
     #[serde(default = "default_chunk_rows")]
     pub snapshot_chunk_rows: u64,
+    /// mysql: our replica server id, unique among the server's replicas
+    /// (default: derived from the source name).
+    #[serde(default)]
+    pub server_id: Option<u32>,
 }
 
 fn default_topic() -> Spanned<String> {
@@ -772,14 +777,21 @@ fn check(p: &Pipeline) -> Result<(), Located> {
                 format!("pgoutput protocol {} : expected 1 or 2", s.protocol.value),
             ));
         }
-        if s.url.is_none() && s.database.is_none() {
+        if s.kind == SourceKind::Mysql {
+            if let Some(url) = &s.url
+                && let Err(e) = crate::mysql_source::parse_url(url.value.expose())
+            {
+                return Err((Some(url.referenced), at("url"), e));
+            }
+        } else if s.url.is_none() && s.database.is_none() {
             return Err((
                 Some(s.name.referenced),
                 format!("sources[{i}]"),
                 "needs `url` or `database` (with `host`, `port`, `user`)".into(),
             ));
         }
-        if let Some(url) = &s.url
+        if s.kind == SourceKind::Postgres
+            && let Some(url) = &s.url
             && let Err(e) = crate::source::parse_url(url.value.expose())
         {
             return Err((Some(url.referenced), at("url"), e));

@@ -8,6 +8,7 @@
 //!   backoff, stopped gracefully.
 
 pub mod config;
+pub mod mysql_source;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tributary_connector_mysql::source::MysqlSource;
 use tributary_connector_postgres::source::{StreamSource, prepare, sql_connect};
 use tributary_log::Log;
 use tributary_schemas::Registry;
@@ -85,17 +86,6 @@ pub struct RunOptions {
 
 /// Checks that this version can run everything `p` declares.
 pub fn supported(p: &Pipeline) -> Result<(), String> {
-    if let Some((i, s)) = p
-        .sources
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.kind != SourceKind::Postgres)
-    {
-        return Err(format!(
-            "sources[{i}] ({}): kind {:?} is not available in this version",
-            s.name.value, s.kind
-        ));
-    }
     if let Some(t) = p.transforms.first() {
         return Err(format!(
             "transforms[0] ({}): transforms are not available in this version",
@@ -276,6 +266,9 @@ impl Supervised {
 
     /// One life of the source: connect, resolve tables, prepare, stream.
     async fn once(&mut self) -> Result<u64, String> {
+        if self.section.kind == SourceKind::Mysql {
+            return self.once_mysql().await;
+        }
         let s = &self.section;
         let connect = crate::source::connect_config(s)?;
         let client = sql_connect(&connect).await.map_err(|e| e.to_string())?;
@@ -296,6 +289,22 @@ impl Supervised {
         drop(client);
         let writer = EventWriter::new(self.log.clone(), self.registry.clone());
         let mut source = StreamSource::new(cfg, self.log.clone(), writer);
+        set(&self.status, &s.name.value, |c| c.state = State::Running);
+        let stats = source
+            .run(self.stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stats.events + stats.snapshot_rows)
+    }
+}
+
+impl Supervised {
+    /// One life of a MySQL/MariaDB source.
+    async fn once_mysql(&mut self) -> Result<u64, String> {
+        let s = &self.section;
+        let cfg = crate::mysql_source::mysql_config(s, &self.pipeline.log)?;
+        let writer = EventWriter::new(self.log.clone(), self.registry.clone());
+        let mut source = MysqlSource::new(cfg, self.log.clone(), writer);
         set(&self.status, &s.name.value, |c| c.state = State::Running);
         let stats = source
             .run(self.stop.clone())

@@ -35,15 +35,21 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         let rt = crate::runtime()?;
         rt.block_on(async {
             for (i, s) in p.sources.iter().enumerate() {
-                let tables = tributary_pipeline::source::check_server(s)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "{}: sources[{i}] ({}): {e}",
-                            args.file.display(),
-                            s.name.value
-                        )
-                    })?;
+                let tables = match s.kind {
+                    tributary_pipeline::config::SourceKind::Postgres => {
+                        tributary_pipeline::source::check_server(s).await
+                    }
+                    tributary_pipeline::config::SourceKind::Mysql => {
+                        tributary_pipeline::mysql_source::check_server(s).await
+                    }
+                }
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: sources[{i}] ({}): {e}",
+                        args.file.display(),
+                        s.name.value
+                    )
+                })?;
                 let names: Vec<String> = tables.iter().map(|(s, t)| format!("{s}.{t}")).collect();
                 println!(
                     "sources[{i}] ({}): ok, {} tables: {}",

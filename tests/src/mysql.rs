@@ -1,0 +1,190 @@
+//! MariaDB helpers for the tests: a database of its own per test, the
+//! source's configuration, and reading a topic's events back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use tributary_connector_mysql::source::{Backoff, MysqlConfig, SnapshotMode};
+use tributary_core::{ChangeEvent, Datum, TableSchema};
+
+/// The local MariaDB as root over TCP.
+pub const URL: &str = "mysql://root@127.0.0.1:3306/";
+
+/// A database of one test, dropped by [`MyDb::drop_db`].
+#[derive(Debug)]
+pub struct MyDb {
+    /// Its name.
+    pub name: String,
+    /// A connection with it as the default database.
+    pub conn: mysql_async::Conn,
+}
+
+impl MyDb {
+    /// Creates `trib_<tag>_<pid>` afresh.
+    pub async fn new(tag: &str) -> Self {
+        let name = format!("trib_{tag}_{}", std::process::id());
+        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(URL).expect("url"))
+            .await
+            .expect("MariaDB at 127.0.0.1:3306 (run scripts/services.sh)");
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+            .await
+            .expect("drop");
+        conn.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            .await
+            .expect("create");
+        conn.query_drop(format!("USE `{name}`")).await.expect("use");
+        Self { name, conn }
+    }
+
+    /// Runs `sql` (several statements allowed).
+    pub async fn exec(&mut self, sql: &str) {
+        self.conn
+            .query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Drops the database.
+    pub async fn drop_db(mut self) {
+        let _ = self
+            .conn
+            .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .await;
+        let _ = self.conn.disconnect().await;
+    }
+}
+
+/// The source's configuration for the tests: source `my`, tables
+/// `db.*` selected by `tables` (names), topics of `partitions`
+/// partitions synced every 50 ms.
+pub fn config(db: &str, tables: &[&str], partitions: u32, snapshot: SnapshotMode) -> MysqlConfig {
+    let db = db.to_string();
+    let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    MysqlConfig {
+        name: "my".into(),
+        url: URL.into(),
+        server_id: 4000 + std::process::id() % 100_000,
+        captured: Arc::new(move |d: &str, t: &str| d == db && tables.iter().any(|x| x == t)),
+        topic_template: "{source}.{schema}.{table}".into(),
+        topic_config: tributary_log::TopicConfig {
+            partitions,
+            fsync: tributary_log::FsyncPolicy::interval(50),
+            ..tributary_log::TopicConfig::default()
+        },
+        snapshot,
+        snapshot_chunk_rows: 1000,
+        heartbeat: Duration::from_secs(1),
+        status_interval: Duration::from_millis(100),
+        reconnect: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        },
+        progress_interval: Duration::from_secs(1),
+    }
+}
+
+/// Every event of `topic` in `log`, partition by partition in offset
+/// order, decoded through the registry, with the shape it was written
+/// with. Tombstones are left out.
+pub fn events(
+    log: &tributary_log::Log,
+    registry: &tributary_schemas::Registry,
+    topic: &str,
+) -> Vec<(ChangeEvent, Arc<TableSchema>)> {
+    let decoder = tributary_schemas::RecordDecoder::new(registry.clone());
+    let Ok(t) = log.topic(topic) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let mut offset = p.earliest_offset();
+        while offset < p.high_watermark() {
+            let batches = p.read(offset, 1 << 20).expect("read");
+            if batches.is_empty() {
+                break;
+            }
+            for b in batches {
+                for r in b.records().expect("records").iter() {
+                    let r = r.expect("record");
+                    if r.offset < offset {
+                        continue;
+                    }
+                    offset = r.offset + 1;
+                    if let Some(v) = r.value {
+                        let (schema, ev) = decoder.value(v).expect("decodes");
+                        out.push((ev, schema.table_arc()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A row as its non-NULL columns by name: rows written before a column
+/// was added compare equal to the table's rows, which hold NULL there.
+pub type NamedRow = std::collections::BTreeMap<String, Datum>;
+
+/// `row` of `table` as a [`NamedRow`].
+pub fn named(row: &[Datum], table: &TableSchema) -> NamedRow {
+    table
+        .columns
+        .iter()
+        .zip(row)
+        .filter(|(_, d)| **d != Datum::Null)
+        .map(|(c, d)| (c.name.clone(), d.clone()))
+        .collect()
+}
+
+/// The key of `row` of `table`, as text.
+pub fn key_text(row: &[Datum], table: &TableSchema) -> String {
+    format!(
+        "{:?}",
+        table.key.iter().map(|&i| &row[i]).collect::<Vec<_>>()
+    )
+}
+
+/// The final state the events describe: key to row.
+pub fn replay(
+    events: &[(ChangeEvent, Arc<TableSchema>)],
+) -> std::collections::BTreeMap<String, NamedRow> {
+    let mut state = std::collections::BTreeMap::new();
+    for (ev, t) in events {
+        match ev.op {
+            tributary_core::Op::Truncate => state.clear(),
+            tributary_core::Op::Delete => {
+                if let Some(b) = &ev.before {
+                    state.remove(&key_text(b, t));
+                }
+            }
+            _ => {
+                if let Some(a) = &ev.after {
+                    state.insert(key_text(a, t), named(a, t));
+                }
+            }
+        }
+    }
+    state
+}
+
+/// Waits until `topic` holds at least `n` records (tombstones included).
+pub async fn wait_records(log: &tributary_log::Log, topic: &str, n: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(t) = log.topic(topic)
+            && t.partitions()
+                .iter()
+                .map(|p| p.high_watermark())
+                .sum::<u64>()
+                >= n
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: fewer than {n} records in {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
