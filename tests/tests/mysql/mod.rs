@@ -2,6 +2,7 @@
 //! works in a database of its own, created and dropped here.
 
 mod stream;
+mod types;
 
 pub use tributary_tests::mysql::*;
 
