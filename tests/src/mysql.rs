@@ -64,7 +64,13 @@ pub fn config(db: &str, tables: &[&str], partitions: u32, snapshot: SnapshotMode
     MysqlConfig {
         name: "my".into(),
         url: URL.into(),
-        server_id: 4000 + std::process::id() % 100_000,
+        // Distinct per source: the server refuses two replicas with one id.
+        server_id: {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            4_000_000
+                + (std::process::id() % 10_000) * 100
+                + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100
+        },
         captured: Arc::new(move |d: &str, t: &str| d == db && tables.iter().any(|x| x == t)),
         topic_template: "{source}.{schema}.{table}".into(),
         topic_config: tributary_log::TopicConfig {

@@ -221,8 +221,10 @@ impl SourceError {
                 mysql_async::Error::Server(e) => matches!(
                     e.code,
                     // Shutdown in progress, server gone away, lost
-                    // connection, too many connections, killed.
-                    1053 | 2006 | 2013 | 1040 | 1927 | 1317 | 1205 | 1213
+                    // connection, too many connections, killed, lock
+                    // waits; 4052: our previous binlog connection is
+                    // still registered (it goes away with its socket).
+                    1053 | 2006 | 2013 | 1040 | 1927 | 1317 | 1205 | 1213 | 4052
                 ),
                 _ => false,
             },

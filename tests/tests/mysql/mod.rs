@@ -1,6 +1,7 @@
 //! The MySQL/MariaDB source against the real local MariaDB. Each test
 //! works in a database of its own, created and dropped here.
 
+mod ddl;
 mod stream;
 mod types;
 

@@ -60,7 +60,8 @@ async fn every_type_round_trips_through_insert_update_delete() {
     // Let the source reach the binlog before the rows are written.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
-    db.exec("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'").await;
+    db.exec("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'")
+        .await;
     db.exec(ROW1).await;
     db.exec(ROW2).await;
     db.exec(ROW3).await;
@@ -134,7 +135,11 @@ async fn every_type_round_trips_through_insert_update_delete() {
     assert_eq!(v("f"), Datum::Float(1.5));
     assert_eq!(v("d"), Datum::Double(-2.25e-300));
     assert_eq!(v("b1"), Datum::Bool(true));
-    assert_eq!(v("b10"), Datum::Bytes(vec![0x01, 0x02]), "least significant byte first");
+    assert_eq!(
+        v("b10"),
+        Datum::Bytes(vec![0x01, 0x02]),
+        "least significant byte first"
+    );
     assert_eq!(v("b64"), Datum::Bytes(vec![0xff; 8]));
     assert_eq!(v("dt"), Datum::Int(days_from_civil(2024, 2, 29) as i32));
     let day_us = |y, m, d| days_from_civil(y, m, d) * 86_400_000_000;
@@ -143,15 +148,30 @@ async fn every_type_round_trips_through_insert_update_delete() {
         Datum::Long(day_us(1999, 12, 31) + (23 * 3600 + 59 * 60 + 59) * 1_000_000 + 999_999)
     );
     assert_eq!(v("dtm0"), Datum::Long(day_us(1000, 1, 1)));
-    assert_eq!(v("ts"), Datum::Long(2_147_483_647_500_000), "UTC microseconds");
-    assert_eq!(v("tm"), Datum::Long(-(838 * 3600 + 59 * 60 + 59) * 1_000_000));
+    assert_eq!(
+        v("ts"),
+        Datum::Long(2_147_483_647_500_000),
+        "UTC microseconds"
+    );
+    assert_eq!(
+        v("tm"),
+        Datum::Long(-(838 * 3600 + 59 * 60 + 59) * 1_000_000)
+    );
     assert_eq!(v("tm0"), Datum::Long(25 * 3_600_000_000));
     assert_eq!(v("y"), Datum::Int(2155));
     assert_eq!(v("c"), Datum::Text("ab".into()));
     assert_eq!(v("tx"), Datum::Text("héllo ✓ 😀".into()));
-    assert_eq!(v("lc"), Datum::Text("é€".into()), "latin1 (cp1252) to UTF-8");
+    assert_eq!(
+        v("lc"),
+        Datum::Text("é€".into()),
+        "latin1 (cp1252) to UTF-8"
+    );
     assert_eq!(v("lt"), Datum::Text("ÿ".into()));
-    assert_eq!(v("bin"), Datum::Bytes(vec![1, 2, 0, 0]), "BINARY(4) keeps its padding");
+    assert_eq!(
+        v("bin"),
+        Datum::Bytes(vec![1, 2, 0, 0]),
+        "BINARY(4) keeps its padding"
+    );
     assert_eq!(v("vbin"), Datum::Bytes(vec![0, 0xff]));
     assert_eq!(v("bl"), Datum::Bytes(vec![0xde, 0xad, 0xbe, 0xef]));
     assert_eq!(v("lbl"), Datum::Bytes(vec![0xab; 70_000]));
