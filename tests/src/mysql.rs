@@ -194,3 +194,41 @@ pub async fn wait_records(log: &tributary_log::Log, topic: &str, n: u64, what: &
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The server's binlog position now.
+pub async fn master_position(
+    conn: &mut mysql_async::Conn,
+) -> tributary_connector_mysql::position::BinlogPosition {
+    tributary_connector_mysql::source::current_position(
+        conn,
+        tributary_connector_mysql::types::Flavor::MariaDb,
+    )
+    .await
+    .expect("SHOW MASTER STATUS")
+}
+
+/// Waits until source `name`'s stored position under `log_dir` reaches
+/// `target` (everything before it is durable in the log), or `limit`.
+pub async fn wait_stored(
+    log_dir: &std::path::Path,
+    name: &str,
+    target: &tributary_connector_mysql::position::BinlogPosition,
+    limit: Duration,
+) {
+    let path = tributary_connector_mysql::position::path(log_dir, name);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = tributary_connector_mysql::position::load(&path)
+            && s.position.order_key() >= target.order_key()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stored position did not reach {}:{}",
+            target.file,
+            target.pos
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

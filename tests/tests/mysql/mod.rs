@@ -1,7 +1,9 @@
 //! The MySQL/MariaDB source against the real local MariaDB. Each test
 //! works in a database of its own, created and dropped here.
 
+mod bigtx;
 mod ddl;
+mod resume;
 mod stream;
 mod types;
 
