@@ -41,3 +41,155 @@ async fn postgres_restart_mid_stream_loses_and_repeats_nothing() {
     })
     .await;
 }
+
+/// Stops MariaDB cleanly and starts it again the way scripts/services.sh
+/// does, waiting until it answers.
+async fn restart_mariadb() {
+    let status = tokio::process::Command::new("mariadb-admin")
+        .args(["--protocol=socket", "-u", "root", "shutdown"])
+        .status()
+        .await
+        .expect("mariadb-admin");
+    assert!(status.success(), "stopping MariaDB failed");
+    for _ in 0..600 {
+        let running = std::process::Command::new("start-stop-daemon")
+            .args(["--status", "--exec", "/usr/sbin/mariadbd"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    std::fs::create_dir_all("/run/mysqld").expect("/run/mysqld");
+    let _ = std::process::Command::new("chown")
+        .args(["mysql:mysql", "/run/mysqld"])
+        .status();
+    let status = tokio::process::Command::new("start-stop-daemon")
+        .args([
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ])
+        .status()
+        .await
+        .expect("start-stop-daemon");
+    assert!(status.success(), "starting MariaDB failed");
+    for _ in 0..600 {
+        if mysql_async::Conn::new(
+            mysql_async::Opts::from_url(tributary_tests::mysql::URL).expect("url"),
+        )
+        .await
+        .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("MariaDB did not come back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
+    use mysql_async::prelude::Queryable;
+    use tributary_connector_mysql::source::{MysqlSource, SnapshotMode};
+    use tributary_tests::mysql::*;
+    const TXS: u32 = 300;
+    const ROWS_PER_TX: u32 = 10;
+    tributary_tests::init_tracing();
+    let mut db = MyDb::new("restart").await;
+    db.exec("CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = tributary_log::Log::open(dir.path().join("log")).expect("log");
+    let registry =
+        tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
+    let cfg = config(&db.name, &["items"], 2, SnapshotMode::Initial);
+    let writer = tributary_schemas::writer::EventWriter::new(log.clone(), registry);
+    let mut source = MysqlSource::new(cfg, log.clone(), writer);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let start = master_position(&mut db.conn).await;
+    wait_stored(
+        &dir.path().join("log"),
+        "my",
+        &start,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    let url = format!("{URL}{}", db.name);
+    let writes = tokio::spawn(async move {
+        let mut conn: Option<mysql_async::Conn> = None;
+        let mut tx = 0;
+        while tx < TXS {
+            if conn.is_none() {
+                conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url"))
+                    .await
+                    .ok();
+            }
+            let Some(c) = conn.as_mut() else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            let base = tx * ROWS_PER_TX;
+            let values: Vec<String> = (base..base + ROWS_PER_TX)
+                .map(|i| format!("({i}, 'v{i}')"))
+                .collect();
+            // A failed commit (the server went away) is retried; a
+            // duplicate key means it had landed after all.
+            match c
+                .query_drop(format!("INSERT INTO items VALUES {}", values.join(",")))
+                .await
+            {
+                Ok(()) => tx += 1,
+                Err(mysql_async::Error::Server(e)) if e.code == 1062 => tx += 1,
+                Err(_) => {
+                    conn = None;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+    });
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        restart_mariadb().await;
+    }
+    writes.await.expect("writes");
+    let mut db = MyDb {
+        conn: mysql_async::Conn::new(
+            mysql_async::Opts::from_url(&format!("{URL}{}", db.name)).expect("url"),
+        )
+        .await
+        .expect("reconnect"),
+        name: db.name.clone(),
+    };
+    let end = master_position(&mut db.conn).await;
+    wait_stored(
+        &dir.path().join("log"),
+        "my",
+        &end,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    stop_tx.send(true).expect("stop");
+    let stats = task
+        .await
+        .expect("join")
+        .expect("the source survives the restarts");
+    assert!(
+        stats.reconnects >= 2,
+        "{} reconnects for 2 restarts",
+        stats.reconnects
+    );
+    drop(log);
+    let (total, per_key) =
+        tributary_tests::pg::log_keys(dir.path(), &format!("my.{}.items", db.name));
+    let want = (TXS * ROWS_PER_TX) as usize;
+    assert_eq!(per_key.len(), want, "every committed row reached the log");
+    assert_eq!(total, want, "no row twice");
+    db.drop_db().await;
+}

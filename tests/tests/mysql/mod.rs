@@ -4,6 +4,7 @@
 mod bigtx;
 mod ddl;
 mod resume;
+mod snapshot;
 mod stream;
 mod types;
 
