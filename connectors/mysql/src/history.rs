@@ -21,6 +21,9 @@ use tributary_log::{Cleanup, Log, RecordIn, Route, Topic, TopicConfig};
 use crate::ddl::{ColumnDef, SchemaModel, TableDef};
 use crate::position::BinlogPosition;
 
+/// The history topic of source `s` is `s` followed by this.
+pub const TOPIC_SUFFIX: &str = ".schema-history";
+
 /// Errors of the history topic.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -93,7 +96,7 @@ fn def_from(j: &Json) -> Option<TableDef> {
 impl History {
     /// Opens (creating when missing) `<source>.schema-history` in `log`.
     pub fn open(log: &Log, source: &str, base: &TopicConfig) -> Result<Self, HistoryError> {
-        let name = format!("{source}.schema-history");
+        let name = format!("{source}{TOPIC_SUFFIX}");
         let err = |source| HistoryError::Log {
             topic: name.clone(),
             source,

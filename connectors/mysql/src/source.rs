@@ -763,7 +763,9 @@ impl MysqlSource {
         let mut logged = Instant::now();
         loop {
             let rows: Vec<Row> = match &last_key {
-                None => conn.query(&first).await.map_err(sql(first.clone()))?,
+                // The binary protocol: typed values (dates, times,
+                // integers), as `value::datum` reads them.
+                None => conn.exec(&first, ()).await.map_err(sql(first.clone()))?,
                 Some(k) => conn
                     .exec(&next, k.clone())
                     .await

@@ -33,7 +33,7 @@ pub fn connect_url(s: &SourceSection) -> Result<String, String> {
     if let Some(u) = &s.url {
         parse_url(u.value.expose())?;
         let mut url = url::Url::parse(u.value.expose()).map_err(|e| e.to_string())?;
-        if let Some(p) = &s.password {
+        if let Some(p) = s.password.as_ref().filter(|p| !p.expose().is_empty()) {
             url.set_password(Some(p.expose()))
                 .map_err(|()| "cannot set the password in the URL".to_string())?;
         }
@@ -41,7 +41,7 @@ pub fn connect_url(s: &SourceSection) -> Result<String, String> {
     }
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let user = s.user.clone().unwrap_or_else(|| "root".into());
-    let auth = match &s.password {
+    let auth = match s.password.as_ref().filter(|p| !p.expose().is_empty()) {
         Some(p) => format!("{}:{}", enc(&user), enc(p.expose())),
         None => enc(&user),
     };

@@ -55,12 +55,15 @@ impl Worker {
     /// The partitions of topics matching the sink's patterns that this
     /// worker owns: by a hash of topic and partition, so a new topic never
     /// moves a partition from one worker to another. Dead-letter topics
-    /// are never data.
+    /// and sources' schema histories are never data.
     fn assignment(&self) -> Vec<TopicPartition> {
         let mut mine = Vec::new();
         for t in self.log.topics() {
             let name = t.name();
-            if name.ends_with(".dlq") || !self.section.topics.iter().any(|p| matches(p, name)) {
+            if name.ends_with(".dlq")
+                || name.ends_with(tributary_connector_mysql::history::TOPIC_SUFFIX)
+                || !self.section.topics.iter().any(|p| matches(p, name))
+            {
                 continue;
             }
             for p in 0..t.partitions().len() as u32 {

@@ -4,6 +4,7 @@
 
 mod avro;
 mod log;
+mod mysql_source;
 mod pg_snapshot;
 mod pg_source;
 mod sinks;
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// Snapshot a table from PostgreSQL into the log; the same table
     /// through psql's \copy to /dev/null.
     PgSnapshot(pg_snapshot::PgSnapshotBenchArgs),
+    /// Stream inserted rows from the MySQL/MariaDB binlog into the log;
+    /// the same events through mariadb-binlog, rows decoded to text.
+    MysqlSource(mysql_source::MysqlSourceBenchArgs),
     /// Apply change events already in the log with each sink; the same
     /// rows through each target's raw bulk path (COPY, pipelined HSET).
     Sinks(sinks::SinksBenchArgs),
@@ -35,6 +39,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Avro(args) => avro::run(args),
         BenchCommand::PgSource(args) => pg_source::run(args),
         BenchCommand::PgSnapshot(args) => pg_snapshot::run(args),
+        BenchCommand::MysqlSource(args) => mysql_source::run(args),
         BenchCommand::Sinks(args) => sinks::run(args),
     }
 }
