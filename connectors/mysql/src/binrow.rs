@@ -752,6 +752,26 @@ mod tests {
     }
 
     #[test]
+    fn mysql8_binary_json() {
+        // MySQL 8's binary JSON of [1, "x"]: a small array of two
+        // entries, an inlined int16 and a string at offset 10.
+        let doc = [
+            0x02, 0x02, 0x00, 0x0c, 0x00, 0x05, 0x01, 0x00, 0x0c, 0x0a, 0x00, 0x01, b'x',
+        ];
+        let mut bytes = (doc.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&doc);
+        let c = col(code::JSON, &[4], ColumnType::Json);
+        assert_eq!(one(&c, &bytes), Datum::Text("[1,\"x\"]".into()));
+        // {"a": true}: a small object, key "a" at offset 11, literal true.
+        let obj = [
+            0x00, 0x01, 0x00, 0x0c, 0x00, 0x0b, 0x00, 0x01, 0x00, 0x04, 0x01, 0x00, b'a',
+        ];
+        let mut bytes = (obj.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&obj);
+        assert_eq!(one(&c, &bytes), Datum::Text("{\"a\":true}".into()));
+    }
+
+    #[test]
     fn short_data_is_an_error_not_a_panic() {
         let c = col(code::LONGLONG, &[], ColumnType::Long);
         let mut at = 0;

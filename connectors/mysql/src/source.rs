@@ -996,23 +996,18 @@ impl MysqlSource {
                 Ok(false)
             }
             mariadb::GTID => {
-                let d = ev.data();
-                if d.len() < 13 {
-                    return Err(SourceError::Unsupported(format!(
-                        "MariaDB GTID event of {} bytes at {}:{event_start}",
-                        d.len(),
-                        cur.file
-                    )));
-                }
-                let mut seq = [0u8; 8];
-                seq.copy_from_slice(&d[0..8]);
-                let seq = u64::from_le_bytes(seq);
-                let domain = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
-                let server = ev.header().server_id();
+                let (domain, server, seq, standalone) =
+                    mariadb_gtid(ev.data(), ev.header().server_id()).ok_or_else(|| {
+                        SourceError::Unsupported(format!(
+                            "MariaDB GTID event of {} bytes at {}:{event_start}",
+                            ev.data().len(),
+                            cur.file
+                        ))
+                    })?;
                 *tx = Some(OpenTx {
                     gtid: Some(format!("{domain}-{server}-{seq}")),
                     mariadb: Some((domain, server, seq)),
-                    standalone: d[12] & mariadb::FL_STANDALONE != 0,
+                    standalone,
                     start: (file_seq, event_start),
                     ..OpenTx::default()
                 });
@@ -1030,18 +1025,8 @@ impl MysqlSource {
                 let data = ev.read_data().map_err(io_err("binlog event"))?;
                 match data {
                     Some(EventData::GtidEvent(g)) => {
-                        let sid = g.sid();
-                        let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                        let uuid = format!(
-                            "{}-{}-{}-{}-{}",
-                            &hex[0..8],
-                            &hex[8..12],
-                            &hex[12..16],
-                            &hex[16..20],
-                            &hex[20..32]
-                        );
                         *tx = Some(OpenTx {
-                            gtid: Some(format!("{uuid}:{}", g.gno())),
+                            gtid: Some(mysql_gtid(g.sid(), g.gno())),
                             start: (file_seq, event_start),
                             ..OpenTx::default()
                         });
@@ -1399,6 +1384,30 @@ fn push(
     ));
 }
 
+/// A MariaDB GTID event's body: sequence number (u64 LE), domain (u32
+/// LE), flags; the server id is the event header's. Returns domain,
+/// server, sequence and whether the transaction is one standalone
+/// statement.
+pub fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<(u32, u32, u64, bool)> {
+    let seq = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+    let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
+    let flags = *data.get(12)?;
+    Some((domain, server_id, seq, flags & mariadb::FL_STANDALONE != 0))
+}
+
+/// A MySQL GTID as MySQL prints it: `uuid:transaction`.
+pub fn mysql_gtid(sid: [u8; 16], gno: u64) -> String {
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}:{gno}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// The binlog file name of a Rotate event. The server sends the first
 /// (fake) Rotate before the format description, with a checksum the
 /// reader cannot know to strip yet: the name ends at the digits of its
@@ -1506,4 +1515,38 @@ fn bin_columns(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtids_as_each_server_prints_them() {
+        // MariaDB GTID 0-1-11 of a DDL statement (FL_STANDALONE), as the
+        // server sends it: seq_no, domain_id, flags.
+        let body = [11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01];
+        assert_eq!(mariadb_gtid(&body, 1), Some((0, 1, 11, true)));
+        let dml = [0x2a, 1, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0x0c, 0, 0, 0, 0];
+        assert_eq!(mariadb_gtid(&dml, 7), Some((2, 7, 298, false)));
+        assert_eq!(mariadb_gtid(&body[..12], 1), None);
+        // MySQL 8: server uuid and transaction number.
+        let sid = [
+            0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
+            0x95, 0x62,
+        ];
+        assert_eq!(
+            mysql_gtid(sid, 23),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:23"
+        );
+    }
+
+    #[test]
+    fn first_rotate_name_loses_its_checksum() {
+        assert_eq!(
+            binlog_file_name("mariadb-bin.000001R<sT"),
+            "mariadb-bin.000001"
+        );
+        assert_eq!(binlog_file_name("binlog.000042"), "binlog.000042");
+    }
 }

@@ -40,10 +40,13 @@ async fn add_drop_change_rename_column_and_rename_table() {
          INSERT INTO a (id, w, yy, zz) VALUES (5, 1.25, 'five', 5);
          RENAME TABLE a TO b;
          INSERT INTO b (id, w, yy, zz) VALUES (6, 2.5, 'six', 6);
-         UPDATE b SET yy = 'ONE' WHERE id = 1;",
+         UPDATE b SET yy = 'ONE' WHERE id = 1;
+         TRUNCATE TABLE b;",
     )
     .await;
-    running.wait(&log, &tb, 2, "rows after the rename").await;
+    running
+        .wait(&log, &tb, 3, "rows after the rename, and the truncate")
+        .await;
     running.stop().await;
 
     let evs = events(&log, &registry, &ta);
@@ -77,7 +80,12 @@ async fn add_drop_change_rename_column_and_rename_table() {
     let versions = registry.versions(&format!("{ta}-value")).expect("versions");
     assert_eq!(versions.len(), 5, "a version per shape");
     let evs_b = events(&log, &registry, &tb);
-    assert_eq!(evs_b.len(), 2);
+    assert_eq!(evs_b.len(), 3);
+    assert_eq!(
+        evs_b[2].0.op,
+        tributary_core::Op::Truncate,
+        "TRUNCATE is an op t event"
+    );
     assert_eq!(
         named(evs_b[1].0.after.as_ref().expect("after"), &evs_b[1].1).get("yy"),
         Some(&Datum::Text("ONE".into())),
