@@ -6,7 +6,7 @@
 //! allocates a column description per value and returns temporal values
 //! as text, and we need typed values straight into [`Datum`]s.
 
-use tributary_core::convert::{days_from_civil, digits_to_twos};
+use tributary_core::convert::{days_from_civil, digits_to_twos, i128_to_twos};
 use tributary_core::{ColumnType, Datum};
 
 /// Binlog column type codes (`enum_field_types`).
@@ -228,7 +228,7 @@ fn int_datum(ty: &ColumnType, v: i64, unsigned_value: u64, bits: u32) -> Result<
         }
         ColumnType::Long => Datum::Long(v),
         ColumnType::UnsignedLong => Datum::Decimal {
-            unscaled: digits_to_twos(&unsigned_value.to_string(), false),
+            unscaled: i128_to_twos(i128::from(unsigned_value)),
             scale: 0,
         },
         ColumnType::Boolean => Datum::Bool(v != 0),
@@ -280,13 +280,7 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, String> {
                 _ => Datum::Double(v),
             })
         }
-        NEWDECIMAL => {
-            let (digits, negative, scale) = decimal(r, meta(c, 0), meta(c, 1))?;
-            Ok(Datum::Decimal {
-                unscaled: digits_to_twos(&digits, negative),
-                scale,
-            })
-        }
+        NEWDECIMAL => decimal(r, meta(c, 0), meta(c, 1)),
         YEAR => {
             let y = r.le(1)?;
             Ok(Datum::Int(if y == 0 { 0 } else { 1900 + y as i32 }))
@@ -518,10 +512,23 @@ fn datetime(y: i64, m: u32, d: u32, h: i64, mi: i64, s: i64, frac: i64) -> Datum
     Datum::Long(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + frac)
 }
 
-/// A binary DECIMAL(precision, scale): its digits (no sign, no point),
-/// sign, and scale.
-fn decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<(String, bool, u32), String> {
+/// A binary DECIMAL(precision, scale). Up to 38 digits (every common
+/// column) the unscaled value is built in an i128; wider ones go through
+/// their digits.
+fn decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<Datum, String> {
     const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    const POW10: [i128; 10] = [
+        1,
+        10,
+        100,
+        1000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+    ];
     let (precision, scale) = (usize::from(precision), usize::from(scale));
     if scale > precision || precision > 65 {
         return Err(format!("decimal({precision},{scale})"));
@@ -530,44 +537,50 @@ fn decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<(String, bool
     let (intg0, intg0x) = (intg / 9, intg % 9);
     let (frac0, frac0x) = (scale / 9, scale % 9);
     let size = intg0 * 4 + DIG2BYTES[intg0x] + frac0 * 4 + DIG2BYTES[frac0x];
-    let mut b = r.take(size)?.to_vec();
-    let negative = b.first().is_some_and(|x| x & 0x80 == 0);
-    if let Some(x) = b.first_mut() {
-        *x ^= 0x80;
+    let raw = r.take(size)?;
+    let negative = raw.first().is_some_and(|x| x & 0x80 == 0);
+    let mask = if negative { 0xff } else { 0 };
+    let byte = |i: usize| {
+        let x = raw[i] ^ mask;
+        if i == 0 { x ^ 0x80 } else { x }
+    };
+    // Groups in order: (bytes, digits).
+    let mut groups = Vec::with_capacity(intg0 + frac0 + 2);
+    if intg0x > 0 {
+        groups.push((DIG2BYTES[intg0x], intg0x));
     }
-    if negative {
-        for x in &mut b {
-            *x = !*x;
+    groups.extend(std::iter::repeat_n((4, 9), intg0 + frac0));
+    if frac0x > 0 {
+        groups.push((DIG2BYTES[frac0x], frac0x));
+    }
+    let mut at = 0usize;
+    let mut read = |n: usize| {
+        let v = (at..at + n).fold(0u64, |a, i| (a << 8) | u64::from(byte(i)));
+        at += n;
+        v
+    };
+    let scale = scale as u32;
+    if precision <= 38 {
+        let mut acc: i128 = 0;
+        for &(n, width) in &groups {
+            acc = acc * POW10[width] + i128::from(read(n));
         }
+        let v = if negative { -acc } else { acc };
+        return Ok(Datum::Decimal {
+            unscaled: i128_to_twos(v),
+            scale,
+        });
     }
     let mut digits = String::with_capacity(precision);
-    let mut at = 0usize;
-    let mut group = |n: usize, width: usize, digits: &mut String| {
-        let v = b[at..at + n]
-            .iter()
-            .fold(0u64, |a, &x| (a << 8) | u64::from(x));
-        at += n;
+    for &(n, width) in &groups {
+        let v = read(n);
         digits.push_str(&format!("{v:0width$}"));
-    };
-    if intg0x > 0 {
-        group(DIG2BYTES[intg0x], intg0x, &mut digits);
-    }
-    for _ in 0..intg0 {
-        group(4, 9, &mut digits);
-    }
-    for _ in 0..frac0 {
-        group(4, 9, &mut digits);
-    }
-    if frac0x > 0 {
-        group(DIG2BYTES[frac0x], frac0x, &mut digits);
     }
     let trimmed = digits.trim_start_matches('0');
-    let digits = if trimmed.is_empty() {
-        "0".to_string()
-    } else {
-        trimmed.to_string()
-    };
-    Ok((digits, negative, scale as u32))
+    Ok(Datum::Decimal {
+        unscaled: digits_to_twos(if trimmed.is_empty() { "0" } else { trimmed }, negative),
+        scale,
+    })
 }
 
 #[cfg(test)]

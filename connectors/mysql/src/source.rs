@@ -200,6 +200,9 @@ pub enum SourceError {
     /// Schema construction failed.
     #[error("{0}")]
     Schema(#[from] tributary_schemas::SchemaError),
+    /// The log-writer thread stopped (its own error is reported instead).
+    #[error("the log writer stopped")]
+    WriterStopped,
     /// Our own state files.
     #[error("source state {path}: {source}")]
     State {
@@ -300,6 +303,136 @@ struct OpenTx {
 
 type Marks = Vec<(Arc<Partition>, u64)>;
 
+/// Work for the log-writer thread, in binlog order. The reader decodes
+/// rows while the writer encodes and appends the previous ones, so the
+/// source uses two cores; everything that changes how a topic encodes
+/// (a new schema version, a history record) travels in the same queue,
+/// so it takes effect exactly between the rows before and after it.
+#[derive(Debug)]
+enum Job {
+    /// Register a topic's (new) shape.
+    Register {
+        topic: String,
+        schema: Box<EventSchema>,
+    },
+    /// Record a table's definition in the schema history.
+    History {
+        db: String,
+        table: String,
+        def: Option<TableDef>,
+        ddl: String,
+        at: BinlogPosition,
+    },
+    /// Append events of one topic.
+    Append {
+        topic: Arc<str>,
+        events: Vec<ChangeEvent>,
+        position: Vec<u8>,
+    },
+    /// A transaction ended: once what it appended to `topics` is durable,
+    /// `at` may be stored.
+    Commit {
+        at: BinlogPosition,
+        topics: Vec<Arc<str>>,
+    },
+    /// Store what has become durable.
+    Tick,
+}
+
+/// Jobs in flight between the reader and the writer thread.
+const JOBS: usize = 32;
+
+/// The log-writer thread's state.
+struct Flusher {
+    writer: Arc<EventWriter>,
+    log: Log,
+    history: History,
+    topic_config: TopicConfig,
+    state_path: std::path::PathBuf,
+    pending: VecDeque<(BinlogPosition, Marks)>,
+    acked: BinlogPosition,
+}
+
+impl Flusher {
+    fn run(mut self, mut jobs: tokio::sync::mpsc::Receiver<Job>) -> Result<()> {
+        while let Some(job) = jobs.blocking_recv() {
+            self.job(job)?;
+        }
+        // Stopping: make what was written durable, then store it.
+        self.log.flush().map_err(WriteError::from)?;
+        self.ack()
+    }
+
+    fn job(&mut self, job: Job) -> Result<()> {
+        match job {
+            Job::Register { topic, schema } => {
+                self.writer
+                    .register(&topic, *schema, self.topic_config.clone())?;
+            }
+            Job::History {
+                db,
+                table,
+                def,
+                ddl,
+                at,
+            } => self.history.record(&db, &table, def.as_ref(), &ddl, &at)?,
+            Job::Append {
+                topic,
+                events,
+                position,
+            } => {
+                self.writer.append_at(&topic, &events, Some(&position))?;
+            }
+            Job::Commit { at, topics } => {
+                let mut marks = Vec::new();
+                for t in &topics {
+                    let topic = self.log.topic(t).map_err(WriteError::from)?;
+                    for p in topic.partitions() {
+                        marks.push((Arc::clone(p), p.high_watermark()));
+                    }
+                }
+                self.pending.push_back((at, marks));
+            }
+            Job::Tick => self.ack()?,
+        }
+        Ok(())
+    }
+
+    /// Stores the newest position whose records are all durable.
+    fn ack(&mut self) -> Result<()> {
+        let mut newest = None;
+        while let Some((_, marks)) = self.pending.front() {
+            if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
+                newest = self.pending.pop_front().map(|(p, _)| p);
+            } else {
+                break;
+            }
+        }
+        if let Some(p) = newest
+            && p != self.acked
+        {
+            store(&self.state_path, &p, true)?;
+            self.acked = p;
+        }
+        Ok(())
+    }
+}
+
+fn store(path: &std::path::Path, at: &BinlogPosition, snapshot_done: bool) -> Result<()> {
+    position::save(
+        path,
+        &Stored {
+            position: at.clone(),
+            snapshot_done,
+            server: String::new(),
+        },
+    )
+    .map_err(|source| SourceError::State {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// The MySQL/MariaDB source.
 pub struct MysqlSource {
     cfg: MysqlConfig,
@@ -315,6 +448,9 @@ pub struct MysqlSource {
     /// Tables whose last DDL could not be applied, with the error: their
     /// rows stop the source rather than being decoded with a wrong shape.
     broken: HashMap<String, String>,
+    /// While streaming: the log-writer thread's queue. Otherwise writes
+    /// are made in place.
+    jobs: Option<tokio::sync::mpsc::Sender<Job>>,
 }
 
 impl std::fmt::Debug for MysqlSource {
@@ -465,6 +601,7 @@ impl MysqlSource {
             registered: HashMap::new(),
             tables: HashMap::new(),
             broken: HashMap::new(),
+            jobs: None,
         }
     }
 
@@ -490,9 +627,35 @@ impl MysqlSource {
             .ok_or_else(|| SourceError::Unsupported("schema history unavailable".into()))
     }
 
+    /// Hands `job` to the log writer, or does it now when not streaming.
+    async fn emit(&mut self, job: Job) -> Result<()> {
+        match &self.jobs {
+            Some(q) => q.send(job).await.map_err(|_| SourceError::WriterStopped),
+            None => match job {
+                Job::Register { topic, schema } => {
+                    self.writer
+                        .register(&topic, *schema, self.cfg.topic_config.clone())?;
+                    Ok(())
+                }
+                Job::History {
+                    db,
+                    table,
+                    def,
+                    ddl,
+                    at,
+                } => Ok(self
+                    .history()?
+                    .record(&db, &table, def.as_ref(), &ddl, &at)?),
+                other => Err(SourceError::Unsupported(format!(
+                    "{other:?} outside the stream"
+                ))),
+            },
+        }
+    }
+
     /// Registers `db.table`'s shape from the model (a new version when
     /// it changed) and returns it.
-    fn register(&mut self, db: &str, table: &str) -> Result<Arc<TableSchema>> {
+    async fn register(&mut self, db: &str, table: &str) -> Result<Arc<TableSchema>> {
         let def = self
             .model
             .table(db, table)
@@ -509,9 +672,12 @@ impl MysqlSource {
             return Ok(Arc::clone(s));
         }
         let topic = self.cfg.topic(db, table);
-        let schema = EventSchema::new(&self.cfg.name, Connector::Mysql, shape.clone())?;
-        self.writer
-            .register(&topic, schema, self.cfg.topic_config.clone())?;
+        let schema = Box::new(EventSchema::new(
+            &self.cfg.name,
+            Connector::Mysql,
+            shape.clone(),
+        )?);
+        self.emit(Job::Register { topic, schema }).await?;
         let shape = Arc::new(shape);
         self.registered.insert(key, Arc::clone(&shape));
         Ok(shape)
@@ -615,7 +781,7 @@ impl MysqlSource {
             .collect::<Vec<_>>()
         {
             if (self.cfg.captured)(&db, &t) {
-                self.register(&db, &t)?;
+                self.register(&db, &t).await?;
             }
         }
         drop(conn);
@@ -623,15 +789,7 @@ impl MysqlSource {
     }
 
     fn store(&self, at: &BinlogPosition, snapshot_done: bool) -> Result<()> {
-        position::save(
-            &self.state_path(),
-            &Stored {
-                position: at.clone(),
-                snapshot_done,
-                server: String::new(),
-            },
-        )
-        .map_err(self.state_err())
+        store(&self.state_path(), at, snapshot_done)
     }
 
     /// Seeds the model with the captured tables' current definitions and
@@ -733,7 +891,7 @@ impl MysqlSource {
         table: &str,
         last_table: bool,
     ) -> Result<u64> {
-        let shape = self.register(db, table)?;
+        let shape = self.register(db, table).await?;
         let topic = self.cfg.topic(db, table);
         let cols: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
         let key_cols: Vec<String> = shape
@@ -876,23 +1034,54 @@ impl MysqlSource {
             .map_err(sql("requesting the binlog"))?;
         stats.sessions += 1;
         tracing::info!(source = %self.cfg.name, file = %start.file, pos = start.pos, gtid = %start.gtid, server_id = self.cfg.server_id, "streaming the binlog");
+        let (jobs, queue) = tokio::sync::mpsc::channel(JOBS);
+        let flusher = Flusher {
+            writer: Arc::clone(&self.writer),
+            log: self.log.clone(),
+            history: self.history()?.clone(),
+            topic_config: self.cfg.topic_config.clone(),
+            state_path: self.state_path(),
+            pending: VecDeque::new(),
+            acked: start.clone(),
+        };
+        let thread = tokio::task::spawn_blocking(move || flusher.run(queue));
+        self.jobs = Some(jobs);
+        let read = self.read_binlog(&mut binlog, start, stop, stats).await;
+        // Closing the queue stops the writer once it has done the rest.
+        self.jobs = None;
+        let written = thread
+            .await
+            .map_err(|e| SourceError::Unsupported(format!("the log writer panicked: {e}")))?;
+        let _ = binlog.close().await;
+        match (read, written) {
+            (Err(SourceError::WriterStopped), Err(e)) | (Ok(()), Err(e)) => Err(e),
+            (r, _) => r,
+        }
+    }
+
+    /// The reading half of [`stream`](Self::stream): events to jobs.
+    async fn read_binlog(
+        &mut self,
+        binlog: &mut mysql_async::BinlogStream,
+        start: BinlogPosition,
+        stop: &mut watch::Receiver<bool>,
+        stats: &mut RunStats,
+    ) -> Result<()> {
         let mut cur = start.clone();
         let mut gtid_state = GtidState::parse(&start.gtid).unwrap_or_default();
         let mut tx: Option<OpenTx> = None;
-        let mut pending: VecDeque<(BinlogPosition, Marks)> = VecDeque::new();
-        let mut acked = start;
         let mut ticker = tokio::time::interval(self.cfg.status_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let ev = tokio::select! {
                 _ = stop.changed() => {
                     if *stop.borrow() {
-                        break;
+                        return Ok(());
                     }
                     continue;
                 }
                 _ = ticker.tick() => {
-                    self.ack(&mut pending, &mut acked)?;
+                    self.emit(Job::Tick).await?;
                     continue;
                 }
                 ev = binlog.next() => ev,
@@ -912,7 +1101,9 @@ impl MysqlSource {
             let end = u64::from(header.log_pos());
             let event_start = end.saturating_sub(u64::from(header.event_size()));
             tracing::trace!(source = %self.cfg.name, ty, file = %cur.file, end, "binlog event");
-            let done = self.event(&binlog, &ev, ty, event_start, &mut cur, &mut tx, stats)?;
+            let done = self
+                .event(binlog, &ev, ty, event_start, &mut cur, &mut tx, stats)
+                .await?;
             if end > 0 && ty != 4 {
                 cur.pos = end;
             }
@@ -923,15 +1114,9 @@ impl MysqlSource {
                 } else if let Some(g) = &t.gtid {
                     cur.gtid = g.clone();
                 }
-                let marks = self.commit(t, stats)?;
-                pending.push_back((cur.clone(), marks));
+                self.commit(t, cur.clone(), stats).await?;
             }
         }
-        // Stopping: make what was written durable, then store it.
-        self.log.flush().map_err(WriteError::from)?;
-        self.ack(&mut pending, &mut acked)?;
-        let _ = binlog.close().await;
-        Ok(())
     }
 
     fn explain_stream_error(&self, e: mysql_async::Error, at: &BinlogPosition) -> SourceError {
@@ -951,33 +1136,10 @@ impl MysqlSource {
         }
     }
 
-    /// Stores the newest position whose records are all durable.
-    fn ack(
-        &self,
-        pending: &mut VecDeque<(BinlogPosition, Marks)>,
-        acked: &mut BinlogPosition,
-    ) -> Result<()> {
-        let mut newest = None;
-        while let Some((_, marks)) = pending.front() {
-            if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
-                newest = pending.pop_front().map(|(p, _)| p);
-            } else {
-                break;
-            }
-        }
-        if let Some(p) = newest
-            && p != *acked
-        {
-            self.store(&p, true)?;
-            *acked = p;
-        }
-        Ok(())
-    }
-
     /// Handles one binlog event; returns whether it ends the open
     /// transaction.
     #[allow(clippy::too_many_arguments)]
-    fn event(
+    async fn event(
         &mut self,
         binlog: &mysql_async::BinlogStream,
         ev: &Event,
@@ -1033,16 +1195,16 @@ impl MysqlSource {
                         Ok(false)
                     }
                     Some(EventData::QueryEvent(q)) => {
-                        self.query(q, ev, event_start, cur, tx, stats)
+                        self.query(q, ev, event_start, cur, tx, stats).await
                     }
                     Some(EventData::RowsEvent(rows)) => {
                         let t = tx.get_or_insert_with(|| OpenTx {
                             start: (file_seq, event_start),
                             ..OpenTx::default()
                         });
-                        self.rows(binlog, &rows, ev, event_start, cur, t)?;
+                        self.rows(binlog, &rows, ev, event_start, cur, t).await?;
                         if t.events.len() >= CHUNK {
-                            self.write(t)?;
+                            self.write(t).await?;
                         }
                         Ok(false)
                     }
@@ -1054,7 +1216,7 @@ impl MysqlSource {
     }
 
     /// A Query event: BEGIN, COMMIT, or DDL for the schema history.
-    fn query(
+    async fn query(
         &mut self,
         q: QueryEvent<'_>,
         ev: &Event,
@@ -1081,7 +1243,7 @@ impl MysqlSource {
         if let Some(t) = tx.as_mut()
             && !t.events.is_empty()
         {
-            self.write(t)?;
+            self.write(t).await?;
         }
         let at = BinlogPosition {
             file: cur.file.clone(),
@@ -1115,27 +1277,27 @@ impl MysqlSource {
             stats.ddl += 1;
             match c {
                 Change::Created { db, table } | Change::Altered { db, table } => {
-                    self.table_changed(&db, &table, trimmed, &at)?;
+                    self.table_changed(&db, &table, trimmed, &at).await?;
                 }
                 Change::Dropped { db, table } => {
                     self.forget(&db, &table);
                     if (self.cfg.captured)(&db, &table) {
-                        self.history()?.record(&db, &table, None, trimmed, &at)?;
+                        self.history_job(&db, &table, None, trimmed, &at).await?;
                     }
                 }
                 Change::Renamed { from, to } => {
                     self.forget(&from.0, &from.1);
                     if (self.cfg.captured)(&from.0, &from.1) {
-                        self.history()?
-                            .record(&from.0, &from.1, None, trimmed, &at)?;
+                        self.history_job(&from.0, &from.1, None, trimmed, &at)
+                            .await?;
                     }
-                    self.table_changed(&to.0, &to.1, trimmed, &at)?;
+                    self.table_changed(&to.0, &to.1, trimmed, &at).await?;
                 }
                 Change::Truncated { db, table } => {
                     if !(self.cfg.captured)(&db, &table) {
                         continue;
                     }
-                    self.register(&db, &table)?;
+                    self.register(&db, &table).await?;
                     let topic: Arc<str> = self.cfg.topic(&db, &table).into();
                     let mut source = self.source_block(&db, &table, SnapshotFlag::False);
                     source.ts_ms = i64::from(ev.header().timestamp()) * 1000;
@@ -1165,7 +1327,25 @@ impl MysqlSource {
 
     /// `db.table` has a new definition in the model: recorded in the
     /// history (durably, before any row decoded with it) and registered.
-    fn table_changed(
+    async fn history_job(
+        &mut self,
+        db: &str,
+        table: &str,
+        def: Option<TableDef>,
+        ddl: &str,
+        at: &BinlogPosition,
+    ) -> Result<()> {
+        self.emit(Job::History {
+            db: db.to_string(),
+            table: table.to_string(),
+            def,
+            ddl: ddl.to_string(),
+            at: at.clone(),
+        })
+        .await
+    }
+
+    async fn table_changed(
         &mut self,
         db: &str,
         table: &str,
@@ -1177,9 +1357,10 @@ impl MysqlSource {
             return Ok(());
         }
         let def = self.model.table(db, table).cloned();
-        self.history()?.record(db, table, def.as_ref(), ddl, at)?;
-        if def.is_some() {
-            match self.register(db, table) {
+        let known = def.is_some();
+        self.history_job(db, table, def, ddl, at).await?;
+        if known {
+            match self.register(db, table).await {
                 Ok(_) => {}
                 Err(SourceError::Shape(e)) => {
                     // Registered when its rows need it; a table without a
@@ -1194,7 +1375,7 @@ impl MysqlSource {
 
     /// The decoding state of binlog table `table_id`, or `None` when the
     /// table is not captured.
-    fn table_for(
+    async fn table_for(
         &mut self,
         binlog: &mysql_async::BinlogStream,
         table_id: u64,
@@ -1230,7 +1411,7 @@ impl MysqlSource {
             }
         })?;
         let cols = bin_columns(tme, &def, &qualified, where_, self.flavor)?;
-        let schema = self.register(&db, &name)?;
+        let schema = self.register(&db, &name).await?;
         let table = Arc::new(Table {
             topic: self.cfg.topic(&db, &name).into(),
             schema,
@@ -1242,7 +1423,7 @@ impl MysqlSource {
     }
 
     /// Decodes a rows event into `tx`.
-    fn rows(
+    async fn rows(
         &mut self,
         binlog: &mysql_async::BinlogStream,
         rows: &RowsEventData<'_>,
@@ -1252,7 +1433,7 @@ impl MysqlSource {
         tx: &mut OpenTx,
     ) -> Result<()> {
         let where_ = format!("{}:{event_start}", cur.file);
-        let Some(table) = self.table_for(binlog, rows.table_id(), &where_)? else {
+        let Some(table) = self.table_for(binlog, rows.table_id(), &where_).await? else {
             return Ok(());
         };
         let n = table.cols.len();
@@ -1313,9 +1494,9 @@ impl MysqlSource {
         Ok(())
     }
 
-    /// Appends the transaction's pending events, one append per run of
-    /// events of one topic.
-    fn write(&self, tx: &mut OpenTx) -> Result<()> {
+    /// Hands the transaction's pending events to the writer, one append
+    /// per run of events of one topic.
+    async fn write(&mut self, tx: &mut OpenTx) -> Result<()> {
         let events = std::mem::take(&mut tx.events);
         let mut it = events.into_iter().peekable();
         while let Some((topic, ev)) = it.next() {
@@ -1329,29 +1510,36 @@ impl MysqlSource {
                 &tx.run.to_be_bytes()[..],
             ]
             .concat();
-            self.writer.append_at(&topic, &batch, Some(&position))?;
             if !tx.touched.contains(&topic) {
-                tx.touched.push(topic);
+                tx.touched.push(Arc::clone(&topic));
             }
+            self.emit(Job::Append {
+                topic,
+                events: batch,
+                position,
+            })
+            .await?;
             tx.run += 1;
         }
         Ok(())
     }
 
-    /// Appends the rest of a finished transaction; returns the partitions
-    /// it touched with the high watermark each must be durable past.
-    fn commit(&self, mut tx: OpenTx, stats: &mut RunStats) -> Result<Marks> {
-        self.write(&mut tx)?;
+    /// Hands the rest of a finished transaction to the writer, and the
+    /// position after it (stored once what it appended is durable).
+    async fn commit(
+        &mut self,
+        mut tx: OpenTx,
+        at: BinlogPosition,
+        stats: &mut RunStats,
+    ) -> Result<()> {
+        self.write(&mut tx).await?;
         stats.transactions += 1;
         stats.events += tx.total as u64;
-        let mut marks = Vec::new();
-        for t in &tx.touched {
-            let topic = self.log.topic(t).map_err(WriteError::from)?;
-            for p in topic.partitions() {
-                marks.push((Arc::clone(p), p.high_watermark()));
-            }
-        }
-        Ok(marks)
+        self.emit(Job::Commit {
+            at,
+            topics: tx.touched,
+        })
+        .await
     }
 }
 

@@ -38,6 +38,20 @@ pub fn digits_to_twos(digits: &str, negative: bool) -> Vec<u8> {
     mag
 }
 
+/// `v` as minimal big-endian two's complement bytes (Avro's decimal
+/// encoding of an unscaled value), without going through text.
+pub fn i128_to_twos(v: i128) -> Vec<u8> {
+    let b = v.to_be_bytes();
+    let mut start = 0;
+    while start < b.len() - 1
+        && ((b[start] == 0 && b[start + 1] & 0x80 == 0)
+            || (b[start] == 0xff && b[start + 1] & 0x80 != 0))
+    {
+        start += 1;
+    }
+    b[start..].to_vec()
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -57,8 +71,28 @@ mod tests {
     fn twos_complement_edges() {
         assert_eq!(digits_to_twos("0", false), vec![0]);
         assert_eq!(digits_to_twos("128", false), vec![0, 128]);
-        assert_eq!(digits_to_twos("128", true), vec![0xff, 0x80]);
+        assert_eq!(digits_to_twos("128", true), vec![0x80]);
+        assert_eq!(digits_to_twos("129", true), vec![0xff, 0x7f]);
         assert_eq!(digits_to_twos("1", true), vec![0xff]);
+        for v in [
+            0i128,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            255,
+            65_535,
+            i128::MAX,
+            i128::MIN + 1,
+        ] {
+            assert_eq!(
+                i128_to_twos(v),
+                digits_to_twos(&v.unsigned_abs().to_string(), v < 0),
+                "{v}"
+            );
+        }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11017);
     }
