@@ -81,6 +81,72 @@ impl std::fmt::Display for GtidState {
     }
 }
 
+/// MySQL's executed GTID set: per server uuid, the transaction number
+/// intervals (`uuid:1-100:105,uuid2:1-7`, as `@@gtid_executed` prints
+/// it), which MySQL resumes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GtidSet(BTreeMap<String, Vec<(u64, u64)>>);
+
+impl GtidSet {
+    /// Parses `@@gtid_executed` (empty: nothing executed).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut m = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut it = part.split(':');
+            let uuid = it.next()?.trim().to_ascii_lowercase();
+            let mut ivs = Vec::new();
+            for iv in it {
+                let (a, b) = match iv.split_once('-') {
+                    Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                    None => {
+                        let n = iv.parse().ok()?;
+                        (n, n)
+                    }
+                };
+                ivs.push((a, b));
+            }
+            m.insert(uuid, ivs);
+        }
+        Some(Self(m))
+    }
+
+    /// Adds transaction `gno` of server `uuid`.
+    pub fn add(&mut self, uuid: &str, gno: u64) {
+        let ivs = self.0.entry(uuid.to_ascii_lowercase()).or_default();
+        ivs.push((gno, gno));
+        ivs.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ivs.len());
+        for &(a, b) in ivs.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *ivs = merged;
+    }
+}
+
+impl std::fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (uuid, ivs) in &self.0 {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            f.write_str(uuid)?;
+            for (a, b) in ivs {
+                if a == b {
+                    write!(f, ":{a}")?;
+                } else {
+                    write!(f, ":{a}-{b}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the source keeps between runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
@@ -149,6 +215,22 @@ mod tests {
         assert_eq!(g.to_string(), "0-1-12,1-3-1,2-5-7");
         assert_eq!(GtidState::parse("").expect("empty").to_string(), "");
         assert!(GtidState::parse("0-x-1").is_none());
+    }
+
+    #[test]
+    fn mysql_gtid_sets_grow_and_merge() {
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let mut g = GtidSet::parse(&format!("{u}:1-5:7")).expect("parses");
+        g.add(u, 6);
+        assert_eq!(g.to_string(), format!("{u}:1-7"));
+        g.add(u, 9);
+        g.add("A1A1A1A1-0000-0000-0000-000000000001", 1);
+        assert_eq!(
+            g.to_string(),
+            format!("a1a1a1a1-0000-0000-0000-000000000001:1,{u}:1-7:9")
+        );
+        assert_eq!(GtidSet::parse("").expect("empty").to_string(), "");
+        assert!(GtidSet::parse("x:1-y").is_none());
     }
 
     #[test]

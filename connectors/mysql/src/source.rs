@@ -35,7 +35,7 @@ use tributary_schemas::{Connector, EventSchema};
 use crate::binrow::{self, BinColumn, Charset};
 use crate::ddl::{Change, DdlError, SchemaModel, TableDef, parse_create_table};
 use crate::history::{History, HistoryError};
-use crate::position::{self, BinlogPosition, GtidState, Stored};
+use crate::position::{self, BinlogPosition, GtidSet, GtidState, Stored};
 use crate::types::{self, Flavor, ShapeError};
 use crate::value;
 
@@ -288,16 +288,22 @@ struct Table {
 /// The transaction being read.
 #[derive(Debug, Default)]
 struct OpenTx {
-    gtid: Option<String>,
+    /// Shared by the transaction's events.
+    gtid: Option<Arc<str>>,
     /// `(domain, server, seq)` of a MariaDB GTID.
     mariadb: Option<(u32, u32, u64)>,
+    /// `(uuid, gno)` of a MySQL GTID.
+    mysql: Option<(String, u64)>,
     standalone: bool,
     /// File number and offset of its first event.
     start: (u32, u64),
     run: u32,
     total: i64,
     per_table: HashMap<Arc<str>, i64>,
-    events: Vec<(Arc<str>, ChangeEvent)>,
+    /// Pending events in runs of one topic: each run becomes one append.
+    events: Vec<(Arc<str>, Vec<ChangeEvent>)>,
+    /// Events in `events`.
+    pending: usize,
     touched: Vec<Arc<str>>,
 }
 
@@ -1025,9 +1031,20 @@ impl MysqlSource {
         } else {
             start.file.clone().into_bytes()
         };
-        let request = BinlogStreamRequest::new(self.cfg.server_id)
+        let mut request = BinlogStreamRequest::new(self.cfg.server_id)
             .with_filename(&file)
             .with_pos(if by_gtid { 4 } else { start.pos.max(4) });
+        // MySQL resumes by its executed GTID set when it has one: the
+        // server sends what is not in it, whatever the file names.
+        if self.flavor == Flavor::MySql && !start.gtid.is_empty() {
+            let sids = start
+                .gtid
+                .split(',')
+                .map(|p| p.trim().parse::<mysql_async::Sid<'static>>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| SourceError::Unsupported(format!("GTID set {:?}: {e}", start.gtid)))?;
+            request = request.with_gtid().with_gtid_set(sids);
+        }
         let mut binlog = conn
             .get_binlog_stream(request)
             .await
@@ -1069,6 +1086,10 @@ impl MysqlSource {
     ) -> Result<()> {
         let mut cur = start.clone();
         let mut gtid_state = GtidState::parse(&start.gtid).unwrap_or_default();
+        let mut gtid_set = match self.flavor {
+            Flavor::MySql => GtidSet::parse(&start.gtid).unwrap_or_default(),
+            Flavor::MariaDb => GtidSet::default(),
+        };
         let mut tx: Option<OpenTx> = None;
         let mut ticker = tokio::time::interval(self.cfg.status_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1111,8 +1132,9 @@ impl MysqlSource {
                 if let Some((d, s, n)) = t.mariadb {
                     gtid_state.apply(d, s, n);
                     cur.gtid = gtid_state.to_string();
-                } else if let Some(g) = &t.gtid {
-                    cur.gtid = g.clone();
+                } else if let Some((uuid, gno)) = &t.mysql {
+                    gtid_set.add(uuid, *gno);
+                    cur.gtid = gtid_set.to_string();
                 }
                 self.commit(t, cur.clone(), stats).await?;
             }
@@ -1167,7 +1189,7 @@ impl MysqlSource {
                         ))
                     })?;
                 *tx = Some(OpenTx {
-                    gtid: Some(format!("{domain}-{server}-{seq}")),
+                    gtid: Some(format!("{domain}-{server}-{seq}").into()),
                     mariadb: Some((domain, server, seq)),
                     standalone,
                     start: (file_seq, event_start),
@@ -1187,8 +1209,10 @@ impl MysqlSource {
                 let data = ev.read_data().map_err(io_err("binlog event"))?;
                 match data {
                     Some(EventData::GtidEvent(g)) => {
+                        let gtid = mysql_gtid(g.sid(), g.gno());
                         *tx = Some(OpenTx {
-                            gtid: Some(mysql_gtid(g.sid(), g.gno())),
+                            mysql: gtid.split_once(':').map(|(u, _)| (u.to_string(), g.gno())),
+                            gtid: Some(gtid.into()),
                             start: (file_seq, event_start),
                             ..OpenTx::default()
                         });
@@ -1203,7 +1227,7 @@ impl MysqlSource {
                             ..OpenTx::default()
                         });
                         self.rows(binlog, &rows, ev, event_start, cur, t).await?;
-                        if t.events.len() >= CHUNK {
+                        if t.pending >= CHUNK {
                             self.write(t).await?;
                         }
                         Ok(false)
@@ -1304,7 +1328,9 @@ impl MysqlSource {
                     source.position = Position::Mysql {
                         file: cur.file.clone(),
                         pos: event_start,
-                        gtid: tx.as_ref().and_then(|t| t.gtid.clone()),
+                        gtid: tx
+                            .as_ref()
+                            .and_then(|t| t.gtid.as_deref().map(str::to_string)),
                         server_id: ev.header().server_id(),
                         row: 0,
                     };
@@ -1312,7 +1338,15 @@ impl MysqlSource {
                         start: (position::file_seq(&cur.file), event_start),
                         ..OpenTx::default()
                     });
-                    push(t, &topic, Arc::new(source), Op::Truncate, None, None);
+                    push(
+                        t,
+                        &topic,
+                        Arc::new(source),
+                        Op::Truncate,
+                        None,
+                        None,
+                        now_ms(),
+                    );
                 }
             }
         }
@@ -1460,11 +1494,12 @@ impl MysqlSource {
         source.position = Position::Mysql {
             file: cur.file.clone(),
             pos: event_start,
-            gtid: tx.gtid.clone(),
+            gtid: tx.gtid.as_deref().map(str::to_string),
             server_id: ev.header().server_id(),
             row: 0,
         };
         let source = Arc::new(source);
+        let ts_ms = now_ms();
         let data = rows.rows_data();
         let mut at = 0usize;
         let row_err = |e: binrow::RowError| SourceError::Row {
@@ -1489,7 +1524,15 @@ impl MysqlSource {
                         .map_err(row_err)?,
                 )
             };
-            push(tx, &table.topic, Arc::clone(&source), op, before, after);
+            push(
+                tx,
+                &table.topic,
+                Arc::clone(&source),
+                op,
+                before,
+                after,
+                ts_ms,
+            );
         }
         Ok(())
     }
@@ -1497,13 +1540,8 @@ impl MysqlSource {
     /// Hands the transaction's pending events to the writer, one append
     /// per run of events of one topic.
     async fn write(&mut self, tx: &mut OpenTx) -> Result<()> {
-        let events = std::mem::take(&mut tx.events);
-        let mut it = events.into_iter().peekable();
-        while let Some((topic, ev)) = it.next() {
-            let mut batch = vec![ev];
-            while let Some((_, e)) = it.next_if(|(t, _)| *t == topic) {
-                batch.push(e);
-            }
+        tx.pending = 0;
+        for (topic, batch) in std::mem::take(&mut tx.events) {
             let position = [
                 &tx.start.0.to_be_bytes()[..],
                 &tx.start.1.to_be_bytes()[..],
@@ -1550,26 +1588,37 @@ fn push(
     op: Op,
     before: Option<Vec<Datum>>,
     after: Option<Vec<Datum>>,
+    ts_ms: i64,
 ) {
     tx.total += 1;
-    let per = tx.per_table.entry(Arc::clone(topic)).or_insert(0);
+    tx.pending += 1;
+    let per = match tx.per_table.get_mut(topic) {
+        Some(n) => n,
+        None => tx.per_table.entry(Arc::clone(topic)).or_insert(0),
+    };
     *per += 1;
     let transaction = tx.gtid.as_ref().map(|g| TransactionInfo {
-        id: g.as_str().into(),
+        id: Arc::clone(g),
         total_order: tx.total,
         data_collection_order: *per,
     });
-    tx.events.push((
-        Arc::clone(topic),
-        ChangeEvent {
-            op,
-            before,
-            after,
-            source,
-            ts_ms: now_ms(),
-            transaction,
-        },
-    ));
+    let ev = ChangeEvent {
+        op,
+        before,
+        after,
+        source,
+        ts_ms,
+        transaction,
+    };
+    match tx.events.last_mut() {
+        Some((t, run)) if t == topic => run.push(ev),
+        _ => {
+            // Sized for a typical transaction's run, so it rarely moves.
+            let mut run = Vec::with_capacity(256);
+            run.push(ev);
+            tx.events.push((Arc::clone(topic), run));
+        }
+    }
 }
 
 /// A MariaDB GTID event's body: sequence number (u64 LE), domain (u32

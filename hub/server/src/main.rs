@@ -5,6 +5,10 @@ mod pipeline;
 mod serve;
 mod topics;
 
+/// See the workspace Cargo.toml: why the binary does not use the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

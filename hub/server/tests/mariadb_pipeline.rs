@@ -4,7 +4,6 @@
 //! sides), through a snapshot, inserts, updates, a key change, deletes, a
 //! column added mid-stream, and a SIGKILL with changes made while down.
 
-
 use mysql_async::prelude::Queryable as _;
 use tributary_tests::mysql::MyDb;
 use tributary_tests::pg::TestDb;

@@ -3,8 +3,8 @@
 //! and a statement the schema history cannot follow stops the table's
 //! rows instead of decoding them with a wrong shape.
 
-use tributary_connector_mysql::source::SnapshotMode;
 use mysql_async::prelude::Queryable;
+use tributary_connector_mysql::source::SnapshotMode;
 use tributary_core::Datum;
 use tributary_log::Log;
 use tributary_schemas::Registry;

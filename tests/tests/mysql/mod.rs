@@ -3,6 +3,7 @@
 
 mod bigtx;
 mod ddl;
+mod lost;
 mod resume;
 mod snapshot;
 mod stream;

@@ -186,6 +186,9 @@ async fn measure(
         end.file
     );
 
+    // Let the server finish what the inserts left it doing (InnoDB
+    // flushing, binlog writeback) before anything is timed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     // Ours first: the reference then reads a binlog the server has just
     // had in its cache, which can only favour the reference.
     let ours = ours(args.rows, url, &start, &def).await?;
@@ -210,7 +213,8 @@ async fn ours(
     let registry = Registry::open(dir.path().join("registry"))?;
     let topic_config = TopicConfig {
         partitions: 4,
-        fsync: FsyncPolicy::interval(100),
+        // A pipeline's default (`fsync_interval_ms: 50`).
+        fsync: FsyncPolicy::interval(50),
         ..TopicConfig::default()
     };
     // The state a source stopped at `start` would have left: the table's
