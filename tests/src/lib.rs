@@ -81,6 +81,16 @@ pub fn pg_stream_config(
     }
 }
 
+/// Peak resident memory (VmHWM) of process `pid`, in kB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
 /// Sends the code under test's `tracing` output to the test's captured
 /// output (shown when a test fails), filtered by `RUST_LOG` (default
 /// `info`).

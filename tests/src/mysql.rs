@@ -174,27 +174,6 @@ pub fn replay(
     state
 }
 
-/// Waits until `topic` holds at least `n` records (tombstones included).
-pub async fn wait_records(log: &tributary_log::Log, topic: &str, n: u64, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(t) = log.topic(topic)
-            && t.partitions()
-                .iter()
-                .map(|p| p.high_watermark())
-                .sum::<u64>()
-                >= n
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: fewer than {n} records in {topic}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The server's binlog position now.
 pub async fn master_position(
     conn: &mut mysql_async::Conn,

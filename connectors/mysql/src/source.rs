@@ -371,17 +371,9 @@ impl Flusher {
 
     fn job(&mut self, job: Job) -> Result<()> {
         match job {
-            Job::Register { topic, schema } => {
-                self.writer
-                    .register(&topic, *schema, self.topic_config.clone())?;
+            job @ (Job::Register { .. } | Job::History { .. }) => {
+                shape_job(&self.writer, &self.history, &self.topic_config, job)?;
             }
-            Job::History {
-                db,
-                table,
-                def,
-                ddl,
-                at,
-            } => self.history.record(&db, &table, def.as_ref(), &ddl, &at)?,
             Job::Append {
                 topic,
                 events,
@@ -422,6 +414,35 @@ impl Flusher {
         }
         Ok(())
     }
+}
+
+/// Does a job that changes how topics encode (a schema version, a
+/// history record): on the writer thread while streaming, in place
+/// before.
+fn shape_job(
+    writer: &EventWriter,
+    history: &History,
+    topic_config: &TopicConfig,
+    job: Job,
+) -> Result<()> {
+    match job {
+        Job::Register { topic, schema } => {
+            writer.register(&topic, *schema, topic_config.clone())?;
+        }
+        Job::History {
+            db,
+            table,
+            def,
+            ddl,
+            at,
+        } => history.record(&db, &table, def.as_ref(), &ddl, &at)?,
+        other => {
+            return Err(SourceError::Unsupported(format!(
+                "{other:?} outside the stream"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn store(path: &std::path::Path, at: &BinlogPosition, snapshot_done: bool) -> Result<()> {

@@ -5,21 +5,12 @@
 
 use std::time::Duration;
 
-use super::resume::start_child;
+use super::resume::start_streaming;
 use super::*;
 
 const ROWS: u64 = 1_000_000;
 /// Holding 1,000,000 decoded events takes well over a gigabyte.
 const RSS_LIMIT_KB: u64 = 200 * 1024;
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn million_row_transaction_with_bounded_memory() {
@@ -27,15 +18,7 @@ async fn million_row_transaction_with_bounded_memory() {
     db.exec("CREATE TABLE big (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL, n BIGINT, amount DECIMAL(12,2), at DATETIME(6))")
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = start_child(dir.path(), &db.name, "big");
-    let start = master_position(&mut db.conn).await;
-    wait_stored(
-        &dir.path().join("log"),
-        "my",
-        &start,
-        Duration::from_secs(20),
-    )
-    .await;
+    let mut child = start_streaming(&mut db, dir.path(), "big").await;
     db.exec(&format!(
         "BEGIN; INSERT INTO big SELECT seq, CONCAT('row ', seq), seq * 2, seq / 7, NOW(6) FROM seq_1_to_{ROWS}; COMMIT;"
     ))
@@ -48,7 +31,7 @@ async fn million_row_transaction_with_bounded_memory() {
         Duration::from_secs(300),
     )
     .await;
-    let rss = peak_rss_kb(child.id());
+    let rss = tributary_tests::peak_rss_kb(child.id());
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     println!(

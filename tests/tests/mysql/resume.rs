@@ -34,23 +34,23 @@ pub fn start_child(dir: &std::path::Path, db: &str, table: &str) -> Child {
     child
 }
 
+/// Starts the child on `table` and waits until its (empty) snapshot is
+/// done and its position stored, so every row written after this comes
+/// from the binlog.
+pub async fn start_streaming(db: &mut MyDb, dir: &std::path::Path, table: &str) -> Child {
+    let child = start_child(dir, &db.name, table);
+    let start = master_position(&mut db.conn).await;
+    wait_stored(&dir.join("log"), "my", &start, Duration::from_secs(20)).await;
+    child
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_source_resumes_with_every_change_exactly_once() {
     let mut db = MyDb::new("resume").await;
     db.exec("CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = start_child(dir.path(), &db.name, "items");
-    // The (empty) snapshot is done and its position stored before any
-    // row is written, so every row comes from the binlog.
-    let start = master_position(&mut db.conn).await;
-    wait_stored(
-        &dir.path().join("log"),
-        "my",
-        &start,
-        Duration::from_secs(20),
-    )
-    .await;
+    let mut child = start_streaming(&mut db, dir.path(), "items").await;
 
     let mut conn = mysql_async::Conn::new(
         mysql_async::Opts::from_url(&format!("{URL}{}", db.name)).expect("url"),

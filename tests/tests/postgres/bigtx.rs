@@ -11,15 +11,6 @@ const ROWS: i64 = 1_000_000;
 /// Holding 1,000,000 decoded events takes well over a gigabyte.
 const RSS_LIMIT_KB: u64 = 200 * 1024;
 
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 async fn one_big_transaction(proto: &str) {
     let db = TestDb::new(&format!("bigtx{proto}")).await;
     db.client
@@ -39,7 +30,7 @@ async fn one_big_transaction(proto: &str) {
     let end = current_lsn(&db).await;
     let slot = format!("{}_slot", db.name);
     wait_confirmed_within(&db, &slot, end, std::time::Duration::from_secs(300)).await;
-    let rss = peak_rss_kb(child.id());
+    let rss = tributary_tests::peak_rss_kb(child.id());
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     let streamed: i64 = db
