@@ -8,6 +8,7 @@ mod resume;
 mod snapshot;
 mod stream;
 mod types;
+mod validate;
 
 pub use tributary_tests::mysql::*;
 
