@@ -227,7 +227,8 @@ mod tests {
         g.add("A1A1A1A1-0000-0000-0000-000000000001", 1);
         assert_eq!(
             g.to_string(),
-            format!("a1a1a1a1-0000-0000-0000-000000000001:1,{u}:1-7:9")
+            format!("{u}:1-7:9,a1a1a1a1-0000-0000-0000-000000000001:1"),
+            "servers in uuid order"
         );
         assert_eq!(GtidSet::parse("").expect("empty").to_string(), "");
         assert!(GtidSet::parse("x:1-y").is_none());

@@ -231,7 +231,7 @@ async fn postgres_to_mariadb_stays_equal() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let dead = common::dead_letters(&dir.path().join("data"), "maria");
+    let dead = common::wait_dead_letters(&dir.path().join("data"), "maria").await;
     assert_eq!(dead.len(), 1, "one dead letter");
     let error = common::header(&dead[0], "tributary.error");
     assert!(error.contains("items") && error.contains("9999"), "{error}");

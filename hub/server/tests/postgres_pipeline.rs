@@ -226,7 +226,7 @@ async fn truncates_new_columns_and_refused_rows() {
         .expect("row 7")
         .get(0);
     assert_eq!(stale, 7, "the stale row is overwritten");
-    let dead = common::dead_letters(&dir.path().join("data"), "replica");
+    let dead = common::wait_dead_letters(&dir.path().join("data"), "replica").await;
     assert_eq!(dead.len(), 1, "one dead letter");
     let error = common::header(&dead[0], "tributary.error");
     assert!(

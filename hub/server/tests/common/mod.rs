@@ -57,6 +57,19 @@ pub fn kill(mut running: Running) {
     let _ = child.wait();
 }
 
+/// [`dead_letters`] once there are any, or after 30 s: a sink commits
+/// the rows around a refused one before it writes the dead letter.
+pub async fn wait_dead_letters(data: &std::path::Path, sink: &str) -> Vec<Vec<(String, String)>> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let dead = dead_letters(data, sink);
+        if !dead.is_empty() || tokio::time::Instant::now() > deadline {
+            return dead;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The headers of each record of `<sink>.dlq` in the pipeline's data dir.
 pub fn dead_letters(data: &std::path::Path, sink: &str) -> Vec<Vec<(String, String)>> {
     let log = tributary_log::Log::open(data.join("log")).expect("log");
