@@ -373,9 +373,15 @@ pub struct SinkSection {
     /// The target, as a URL (may hold credentials).
     #[serde(default)]
     pub url: Option<Secret>,
-    /// tantivy: the index directory.
+    /// tantivy: the index directory (relative paths are relative to the
+    /// pipeline file; default `<log.dir>/search/<name>`).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// tantivy: how text is split into terms: `default` (words,
+    /// lowercased), `raw` (the whole value) or `en_stem` (words,
+    /// lowercased, English stems). Fixed when the index is created.
+    #[serde(default)]
+    pub analyzer: Option<String>,
     /// redis: prepended to every key.
     #[serde(default)]
     pub prefix: Option<String>,
@@ -499,10 +505,17 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipelin
         message: format!("cannot read: {e}"),
     })?;
     let mut pipeline = parse(path, &text, env)?;
-    if pipeline.log.dir.is_relative()
-        && let Some(parent) = path.parent()
-    {
-        pipeline.log.dir = parent.join(&pipeline.log.dir);
+    if let Some(parent) = path.parent() {
+        if pipeline.log.dir.is_relative() {
+            pipeline.log.dir = parent.join(&pipeline.log.dir);
+        }
+        for s in &mut pipeline.sinks {
+            if let Some(p) = &mut s.path
+                && p.is_relative()
+            {
+                *p = parent.join(&*p);
+            }
+        }
     }
     Ok(pipeline)
 }
@@ -564,6 +577,12 @@ pub fn parse(
             message,
         )
     })?;
+    let mut pipeline = pipeline;
+    for s in &mut pipeline.sinks {
+        if s.kind == SinkKind::Tantivy && s.path.is_none() {
+            s.path = Some(pipeline.log.dir.join("search").join(&s.name.value));
+        }
+    }
     Ok(pipeline)
 }
 
@@ -869,11 +888,17 @@ fn check(p: &Pipeline) -> Result<(), Located> {
                 "url",
                 "a mysql sink needs `url: mysql://user@host:port/database`",
             )),
-            SinkKind::Tantivy if s.path.is_none() => {
-                Some(("path", "a tantivy sink needs `path:` (the index directory)"))
-            }
             _ => None,
         };
+        if let Some(a) = &s.analyzer
+            && tributary_sink_tantivy::Analyzer::parse(a).is_none()
+        {
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].analyzer"),
+                format!("unknown analyzer {a:?}: expected default, raw or en_stem"),
+            ));
+        }
         if s.kind == SinkKind::Postgres
             && let Some(url) = &s.url
             && let Err(e) = crate::source::parse_url(url.expose())

@@ -95,7 +95,7 @@ pub fn supported(p: &Pipeline) -> Result<(), String> {
     if let Some((i, s)) = p.sinks.iter().enumerate().find(|(_, s)| {
         !matches!(
             s.kind,
-            SinkKind::Redis | SinkKind::Postgres | SinkKind::Mysql
+            SinkKind::Redis | SinkKind::Postgres | SinkKind::Mysql | SinkKind::Tantivy
         )
     }) {
         return Err(format!(
@@ -386,9 +386,25 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                 .map_err(|e| e.to_string())?;
             Ok(Box::new(sink))
         }
-        other => Err(format!(
-            "sink kind {other:?} is not available in this version"
-        )),
+        SinkKind::Tantivy => {
+            let path = s
+                .path
+                .clone()
+                .ok_or("a tantivy sink needs `path:` (the index directory)")?;
+            let analyzer = match s.analyzer.as_deref() {
+                None => tributary_sink_tantivy::Analyzer::default(),
+                Some(a) => tributary_sink_tantivy::Analyzer::parse(a).ok_or_else(|| {
+                    format!("unknown analyzer {a:?}: expected default, raw or en_stem")
+                })?,
+            };
+            Ok(Box::new(tributary_sink_tantivy::TantivySink::new(
+                tributary_sink_tantivy::TantivySinkConfig {
+                    name: s.name.value.clone(),
+                    path,
+                    analyzer,
+                },
+            )))
+        }
     }
 }
 

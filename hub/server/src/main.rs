@@ -2,6 +2,7 @@
 
 mod bench;
 mod pipeline;
+mod search;
 mod serve;
 mod topics;
 
@@ -35,8 +36,11 @@ enum Command {
     /// Check a pipeline file and, unless --offline, what it needs of its
     /// sources (wal_level, privileges, tables, keys).
     Validate(pipeline::ValidateArgs),
-    /// Run the hub: the log and the schema registry's HTTP API.
+    /// Run the hub: the log, the schema registry's HTTP API and search
+    /// over the sinks' indexes.
     Serve(serve::ServeArgs),
+    /// Query a tantivy sink's index: one JSON hit per line.
+    Search(search::SearchArgs),
     /// Inspect the topics of a data directory.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
@@ -68,6 +72,7 @@ fn run() -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Topics(cmd) => topics::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Search(args) => search::run(args),
         Command::Run(args) => pipeline::run(args),
         Command::Validate(args) => pipeline::validate(args),
     }

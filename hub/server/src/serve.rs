@@ -1,5 +1,6 @@
-//! `tributary serve`: the hub on its own — the log's data directory and
-//! the schema registry's HTTP API.
+//! `tributary serve`: the hub on its own — the log's data directory, the
+//! schema registry's HTTP API, and `GET /search/{index}` over the search
+//! indexes in the data directory's `search/`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ pub struct ServeArgs {
     /// The hub's data directory (log topics, registry, offsets).
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data_dir: PathBuf,
-    /// Address of the HTTP API (schema registry).
+    /// Address of the HTTP API (schema registry, search).
     #[arg(long, default_value = "127.0.0.1:8081")]
     http: SocketAddr,
 }
@@ -29,7 +30,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
         let registry = Registry::open(registry_dir(&args.data_dir))
             .with_context(|| format!("opening the registry in {}", args.data_dir.display()))?;
-        let app = tributary_schemas::registry::http::router(registry);
+        let app = tributary_schemas::registry::http::router(registry)
+            .merge(crate::search::router(args.data_dir.join("search")));
         let listener = tokio::net::TcpListener::bind(args.http)
             .await
             .with_context(|| format!("binding {}", args.http))?;

@@ -9,7 +9,8 @@
 //! References: PostgreSQL `COPY ... FROM STDIN` of the rows (text format)
 //! into a table with the same key; MySQL/MariaDB `LOAD DATA LOCAL` of the
 //! same text; Redis `HSET` of the same fields, pipelined 1000 rows at a
-//! time.
+//! time. The tantivy sink (a search index in the scratch directory) has
+//! no reference: its line is `sink-tantivy: <N> docs/s`.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,10 @@ pub struct SinksBenchArgs {
     /// MySQL sink and its reference.
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306/")]
     mysql: String,
+    /// Only this sink (and its reference): postgres, mysql, redis or
+    /// tantivy.
+    #[arg(long, value_parser = ["postgres", "mysql", "redis", "tantivy"])]
+    only: Option<String>,
     #[command(flatten)]
     pg: PgArgs,
 }
@@ -100,8 +105,55 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
         }
     }
     let mut lines = Vec::new();
+    let wanted = |kind: &str| args.only.as_deref().is_none_or(|o| o == kind);
 
-    // PostgreSQL.
+    if wanted("postgres") {
+        lines.push(postgres(args, db, &client, &data, &rows).await?);
+    }
+    // MySQL/MariaDB: the reference is LOAD DATA LOCAL of the same rows
+    // into a table with the same key.
+    if wanted("mysql") {
+        lines.push(mysql(args, db, &data, &rows).await?);
+    }
+    if wanted("redis") {
+        lines.push(redis(args, &data, rows).await?);
+    }
+    if wanted("tantivy") {
+        lines.push(tantivy(args, &data).await?);
+    }
+    Ok(lines)
+}
+
+/// The tantivy sink into a fresh index in the scratch directory, timed
+/// until its last commit's offsets cover every record.
+async fn tantivy(args: &SinksBenchArgs, data: &std::path::Path) -> anyhow::Result<String> {
+    let index = data.join("search").join("bench-tantivy");
+    let sink = format!(
+        "  - name: bench-tantivy\n    kind: tantivy\n    path: {}\n",
+        index.display()
+    );
+    let ours = run_sink(args, data, &sink, async || {
+        let index = index.clone();
+        let offsets =
+            tokio::task::spawn_blocking(move || tributary_sink_tantivy::committed_offsets(&index))
+                .await??;
+        Ok(offsets.values().sum())
+    })
+    .await?;
+    let n = tributary_sink_tantivy::num_docs(&index)?;
+    anyhow::ensure!(n == args.rows, "the index holds {n} documents");
+    eprintln!("sink-tantivy: {ours} docs/s");
+    Ok(format!("sink-tantivy: {ours} docs/s"))
+}
+
+/// The PostgreSQL sink against `COPY` of the same rows.
+async fn postgres(
+    args: &SinksBenchArgs,
+    db: &str,
+    client: &tokio_postgres::Client,
+    data: &std::path::Path,
+    rows: &[u8],
+) -> anyhow::Result<String> {
     client
         .batch_execute("CREATE SCHEMA sink; CREATE TABLE copied (LIKE bench INCLUDING ALL)")
         .await?;
@@ -130,7 +182,7 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
             .map(|p| format!("&sslrootcert={}", p.display()))
             .unwrap_or_default(),
     );
-    let ours = run_sink(args, &data, &sink, async || {
+    let ours = run_sink(args, data, &sink, async || {
         let n: Option<i64> = client
             .query_one(
                 "SELECT sum(next_offset)::bigint FROM tributary_offsets WHERE sink = 'bench-pg'",
@@ -147,16 +199,18 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
         .get(0);
     anyhow::ensure!(n as u64 == args.rows, "the sink wrote {n} rows");
     eprintln!("sink-postgres: {ours} rows/s");
-    lines.push(format!(
+    Ok(format!(
         "sink-postgres: {ours} rows/s, copy {copy} rows/s, ratio {}",
         ratio(ours, copy)
-    ));
+    ))
+}
 
-    // MySQL/MariaDB: the reference is LOAD DATA LOCAL of the same rows
-    // into a table with the same key.
-    lines.push(mysql(args, db, &data, &rows).await?);
-
-    // Redis.
+/// The Redis sink against pipelined `HSET` of the same fields.
+async fn redis(
+    args: &SinksBenchArgs,
+    data: &std::path::Path,
+    rows: Vec<u8>,
+) -> anyhow::Result<String> {
     let prefix = format!("tributary-bench-{}:", std::process::id());
     let redis = redis::Client::open(args.redis.as_str())?;
     let mut conn = redis.get_connection().context("connecting to Redis")?;
@@ -189,7 +243,7 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
         args.redis
     );
     let offsets_key = format!("{prefix}tributary:offsets:bench-redis");
-    let result = run_sink(args, &data, &sink, async || {
+    let result = run_sink(args, data, &sink, async || {
         let mut c = redis.get_connection()?;
         let all: std::collections::HashMap<String, u64> =
             redis::cmd("HGETALL").arg(&offsets_key).query(&mut c)?;
@@ -205,11 +259,10 @@ async fn measure(args: &SinksBenchArgs, db: &str) -> anyhow::Result<Vec<String>>
     }
     let ours = result?;
     eprintln!("sink-redis: {ours} rows/s");
-    lines.push(format!(
+    Ok(format!(
         "sink-redis: {ours} rows/s, pipelined-hset {hset} rows/s, ratio {}",
         ratio(ours, hset)
-    ));
-    Ok(lines)
+    ))
 }
 
 async fn mysql(
