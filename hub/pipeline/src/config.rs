@@ -966,6 +966,29 @@ mod tests {
     }
 
     #[test]
+    fn search_index_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p.yaml");
+        std::fs::write(
+            &file,
+            "log:\n  dir: data\nsinks:\n  - name: a\n    kind: tantivy\n    topics: [x]\n\
+             \x20 - name: b\n    kind: tantivy\n    path: idx/b\n    topics: [x]\n\
+             \x20 - name: c\n    kind: tantivy\n    path: /abs/c\n    topics: [x]\n",
+        )
+        .expect("write");
+        let p = load(&file, &|_| None).expect("load");
+        let paths: Vec<_> = p.sinks.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                Some(dir.path().join("data/search/a")),
+                Some(dir.path().join("idx/b")),
+                Some(PathBuf::from("/abs/c")),
+            ]
+        );
+    }
+
+    #[test]
     fn interpolation() {
         let env = |k: &str| (k == "PW").then(|| "s3cret".to_string());
         let (t, subs) = interpolate(
