@@ -1196,7 +1196,7 @@ impl MysqlSource {
         match ty {
             4 => {
                 let r: RotateEvent<'_> = ev.read_event().map_err(io_err("rotate event"))?;
-                cur.file = binlog_file_name(&r.name());
+                cur.file = rotate_file_name(&ev.header(), ev.data());
                 cur.pos = r.position();
                 Ok(false)
             }
@@ -1667,20 +1667,47 @@ pub fn mysql_gtid(sid: [u8; 16], gno: u64) -> String {
 }
 
 /// The binlog file name of a Rotate event. The server sends the first
-/// (fake) Rotate before the format description, with a checksum the
-/// reader cannot know to strip yet: the name ends at the digits of its
-/// extension.
-fn binlog_file_name(raw: &str) -> String {
-    match raw.rfind('.') {
-        Some(dot) => {
-            let digits = raw[dot + 1..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            raw[..dot + 1 + digits].to_string()
+/// (fake) Rotate before the format description, so the reader cannot know
+/// yet whether a checksum follows the name: the last four bytes are one
+/// when they are the CRC32 of the event before them (the header as sent,
+/// the position, the name). Anything else is part of the name. (Cutting
+/// the name at the digits of its extension, as an earlier version did,
+/// fails whenever the checksum's first byte is itself an ASCII digit:
+/// `mariadb-bin.0000362` for `mariadb-bin.000036`, and every later
+/// position then sorted before the ones already read.)
+fn rotate_file_name(
+    header: &mysql_async::binlog::events::BinlogEventHeader,
+    data: &[u8],
+) -> String {
+    let mut head = Vec::with_capacity(19);
+    head.extend_from_slice(&header.timestamp().to_le_bytes());
+    head.push(header.event_type_raw());
+    head.extend_from_slice(&header.server_id().to_le_bytes());
+    head.extend_from_slice(&header.event_size().to_le_bytes());
+    head.extend_from_slice(&header.log_pos().to_le_bytes());
+    head.extend_from_slice(&header.flags_raw().to_le_bytes());
+    rotate_name_from(&head, data)
+}
+
+/// [`rotate_file_name`] on the serialized header `head` and the event's
+/// data (8-byte position, then the name, maybe a checksum).
+fn rotate_name_from(head: &[u8], data: &[u8]) -> String {
+    let name = data.get(8..).unwrap_or_default();
+    let name = match name.len().checked_sub(4) {
+        Some(cut) => {
+            let (body, sum) = data.split_at(data.len() - 4);
+            let mut h = crc32fast::Hasher::new();
+            h.update(head);
+            h.update(body);
+            if h.finalize().to_le_bytes() == sum {
+                &name[..cut]
+            } else {
+                name
+            }
         }
-        None => raw.to_string(),
-    }
+        None => name,
+    };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 /// Whether a DDL statement ends its transaction: it is one of its own
@@ -1799,12 +1826,42 @@ mod tests {
         );
     }
 
+    /// A Rotate event as the server sends it: header, position, name and,
+    /// with checksums on, the CRC32 of all that.
+    fn rotate(pos: u64, name: &str, checksum: bool) -> (Vec<u8>, Vec<u8>) {
+        let size = 19 + 8 + name.len() + if checksum { 4 } else { 0 };
+        let mut head = Vec::new();
+        head.extend_from_slice(&0u32.to_le_bytes());
+        head.push(4);
+        head.extend_from_slice(&1u32.to_le_bytes());
+        head.extend_from_slice(&(size as u32).to_le_bytes());
+        head.extend_from_slice(&0u32.to_le_bytes());
+        head.extend_from_slice(&0x20u16.to_le_bytes());
+        let mut data = pos.to_le_bytes().to_vec();
+        data.extend_from_slice(name.as_bytes());
+        if checksum {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&head);
+            h.update(&data);
+            data.extend_from_slice(&h.finalize().to_le_bytes());
+        }
+        (head, data)
+    }
+
     #[test]
-    fn first_rotate_name_loses_its_checksum() {
-        assert_eq!(
-            binlog_file_name("mariadb-bin.000001R<sT"),
-            "mariadb-bin.000001"
-        );
-        assert_eq!(binlog_file_name("binlog.000042"), "binlog.000042");
+    fn first_rotate_name_loses_its_checksum_even_when_it_starts_with_a_digit() {
+        let (head, data) = rotate(4, "mariadb-bin.000001", true);
+        assert_eq!(rotate_name_from(&head, &data), "mariadb-bin.000001");
+        let (head, data) = rotate(4, "binlog.000042", false);
+        assert_eq!(rotate_name_from(&head, &data), "binlog.000042");
+        // The case that lost rows: a checksum whose first byte is a digit.
+        let (head, data) = (0..10_000u64)
+            .map(|pos| rotate(pos, "mariadb-bin.000036", true))
+            .find(|(_, d)| d[d.len() - 4].is_ascii_digit())
+            .expect("some position gives a checksum starting with a digit");
+        assert_eq!(rotate_name_from(&head, &data), "mariadb-bin.000036");
+        // Too short for a checksum: the name as it is.
+        let (head, data) = rotate(4, "a", false);
+        assert_eq!(rotate_name_from(&head, &data), "a");
     }
 }
