@@ -1248,7 +1248,7 @@ impl StreamSource {
         let reader = Reader {
             jobs,
             writer: Arc::clone(&self.writer),
-            ctx: TxContext::new(0, point, 0),
+            ctx: TxContext::snapshot(point),
             on_table_done: on_done,
             progress_interval: self.cfg.progress_interval,
         };
@@ -1300,7 +1300,7 @@ impl StreamSource {
                 }
             }
         }
-        let ctx = TxContext::new(0, point, 0);
+        let ctx = TxContext::snapshot(point);
         let template = ctx.shared_source(
             &events::table_source(&self.cfg.name, &self.cfg.connect.database, shape),
             true,
