@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use tributary_log::Log;
 
-use crate::telemetry::Telemetry;
+use crate::telemetry::{ConnectorView, Telemetry};
 
 /// A metric's type, as `# TYPE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +218,8 @@ fn number(v: f64) -> String {
 /// `/metrics`: the log's metrics, and with a pipeline its connectors'.
 pub fn render(log: &Log, telemetry: Option<&Telemetry>) -> String {
     let mut e = Exposition::default();
+    // Once per scrape: the sinks' lags read the log.
+    let views = telemetry.map(|t| (t, t.connectors()));
     for m in ALL {
         e.family(m);
         match m.name {
@@ -255,8 +257,8 @@ pub fn render(log: &Log, telemetry: Option<&Telemetry>) -> String {
                 e.sample(m, "_count", &[], &[], cumulative as f64);
             }
             _ => {
-                if let Some(t) = telemetry {
-                    connectors(&mut e, m, t);
+                if let Some((t, views)) = &views {
+                    connectors(&mut e, m, t, views);
                 }
             }
         }
@@ -265,8 +267,7 @@ pub fn render(log: &Log, telemetry: Option<&Telemetry>) -> String {
 }
 
 /// The samples of connector metric `m`.
-fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry) {
-    let views = t.connectors();
+fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry, views: &[ConnectorView]) {
     let view = |name: &str, role: &str| views.iter().find(|v| v.name == name && v.role == role);
     match m.name {
         n if n == SOURCE_RECORDS.name => {
@@ -311,7 +312,7 @@ fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry) {
             }
         }
         n if n == CONNECTOR_RESTARTS.name || n == CONNECTOR_UP.name => {
-            for v in &views {
+            for v in views {
                 let x = if n == CONNECTOR_RESTARTS.name {
                     f64::from(v.restarts)
                 } else if v.state == "running" {

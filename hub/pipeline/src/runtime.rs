@@ -38,6 +38,9 @@ pub enum RuntimeError {
     /// The pipeline asks for something this version cannot run.
     #[error("{0}")]
     Unsupported(String),
+    /// The task supervising the connectors panicked or was cancelled.
+    #[error("the pipeline's task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// A connector's state.
@@ -130,9 +133,7 @@ impl Running {
     /// Waits until the pipeline stopped (`opts.shutdown`, or every source
     /// stopped by itself) and the log is flushed; the final status.
     pub async fn wait(self) -> Result<Status, RuntimeError> {
-        self.done
-            .await
-            .map_err(|e| RuntimeError::Unsupported(format!("the pipeline's task failed: {e}")))?
+        self.done.await.map_err(RuntimeError::Task)?
     }
 }
 
