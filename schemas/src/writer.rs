@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use tributary_core::{ChangeEvent, Datum, Op};
@@ -73,6 +74,8 @@ pub struct EventWriter {
     floors: Mutex<HashMap<String, Vec<Option<Vec<u8>>>>>,
     /// Follow each delete with a tombstone (same key, no value).
     pub tombstones_on_delete: bool,
+    /// Counts the events written (not those skipped on resume).
+    written: Option<Arc<AtomicU64>>,
 }
 
 /// Where one event went.
@@ -93,7 +96,15 @@ impl EventWriter {
             topics: RwLock::new(HashMap::new()),
             floors: Mutex::new(HashMap::new()),
             tombstones_on_delete: true,
+            written: None,
         }
+    }
+
+    /// Adds the number of events each append writes to `written` (a
+    /// counter that outlives the writer, for the hub's metrics).
+    pub fn counting(mut self, written: Arc<AtomicU64>) -> Self {
+        self.written = Some(written);
+        self
     }
 
     /// Registers the table's key and value schemas under `<topic>-key` and
@@ -291,7 +302,7 @@ impl EventWriter {
                 }
             }
         }
-        let out = report
+        let out: Vec<Option<Written>> = report
             .into_iter()
             .map(|i| {
                 placed[i].map(|(partition, idx)| Written {
@@ -300,6 +311,9 @@ impl EventWriter {
                 })
             })
             .collect();
+        if let Some(c) = &self.written {
+            c.fetch_add(out.iter().flatten().count() as u64, Ordering::Relaxed);
+        }
         Ok(out)
     }
 

@@ -151,6 +151,16 @@ impl TxContext {
         }
     }
 
+    /// The context of a snapshot consistent at `point`, read now: its
+    /// rows' `source.ts_ms` (and so their records' timestamps, from which
+    /// a sink's lag in seconds is measured) is the time they were read,
+    /// as in Debezium, not the epoch.
+    pub fn snapshot(point: u64) -> Self {
+        let mut ctx = Self::new(0, point, 0);
+        ctx.commit_time = (ctx.now_ms - PG_EPOCH_UNIX_MS) * 1000;
+        ctx
+    }
+
     /// `template` (from [`table_source`]) with this transaction's time
     /// and position.
     pub fn source(&self, template: &SourceInfo) -> SourceInfo {
@@ -306,5 +316,18 @@ mod tests {
             ev.transaction.as_ref().map(|t| &*t.id),
             Some("700:94489280528")
         );
+    }
+
+    #[test]
+    fn snapshot_rows_carry_the_time_they_were_read() {
+        let before = tributary_log::now_ms();
+        let ctx = TxContext::snapshot(0x10);
+        let src = ctx.shared_source(&table_source("pg", "db", &table()), true);
+        assert!(
+            src.ts_ms >= before && src.ts_ms <= tributary_log::now_ms(),
+            "{}",
+            src.ts_ms
+        );
+        assert_eq!(src.snapshot, SnapshotFlag::True);
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_postgres::Client;
+use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{ChangeEvent, Op, TableSchema};
 use tributary_log::{Log, Partition, TopicConfig};
 use tributary_schemas::writer::{EventWriter, WriteError};
@@ -517,6 +518,7 @@ pub struct StreamSource {
     writer: Arc<EventWriter>,
     relations: HashMap<u32, Relation>,
     state: SnapshotState,
+    progress: Arc<SourceProgress>,
 }
 
 impl std::fmt::Debug for StreamSource {
@@ -602,7 +604,16 @@ impl StreamSource {
             writer: Arc::new(writer),
             relations: HashMap::new(),
             state: SnapshotState::default(),
+            progress: Arc::default(),
         }
+    }
+
+    /// Reports phase and lag (WAL bytes between the server's stream end
+    /// and the position confirmed to it) to `progress`, which outlives
+    /// this source (the runtime keeps one across restarts).
+    pub fn with_progress(mut self, progress: Arc<SourceProgress>) -> Self {
+        self.progress = progress;
+        self
     }
 
     fn client(&self) -> Result<&Client> {
@@ -887,6 +898,7 @@ impl StreamSource {
             return Ok(());
         }
         self.relations.clear();
+        self.progress.set_phase(Phase::Connecting);
         self.client = Some(sql_connect(&self.cfg.connect).await?);
         prepare(self.client()?, &self.cfg).await?;
         let mut conn = Connection::connect(&self.cfg.connect)
@@ -915,6 +927,7 @@ impl StreamSource {
             .await
             .map_err(|e| SourceError::explain(e, &self.cfg))?;
         stats.sessions += 1;
+        self.progress.set_phase(Phase::Streaming);
         tracing::info!(source = %self.cfg.name, slot = %self.cfg.slot, proto = self.cfg.proto_version, "streaming");
         let mut s = Session::default();
         let mut ticker = tokio::time::interval(self.cfg.status_interval);
@@ -949,6 +962,7 @@ impl StreamSource {
                     if s.acked > s.sent {
                         status.send_status(s.acked, s.acked, s.acked, false).await?;
                         s.sent = s.acked;
+                        self.progress.acknowledge(s.acked);
                     }
                 }
                 msg = reader.next() => {
@@ -958,6 +972,7 @@ impl StreamSource {
                     };
                     match msg {
                         StreamMessage::Keepalive { end, reply, .. } => {
+                            self.progress.observe_upstream(end);
                             // Nothing in flight: everything up to the server's
                             // position is either ours and durable, or not ours.
                             if s.open.is_none() && s.pending.is_empty() && s.streams.is_empty() {
@@ -966,9 +981,14 @@ impl StreamSource {
                             if reply {
                                 status.send_status(s.acked, s.acked, s.acked, false).await?;
                                 s.sent = s.acked;
+                                // Before anything is confirmed the position is 0: no lag known yet.
+                                if s.acked > 0 {
+                                    self.progress.acknowledge(s.acked);
+                                }
                             }
                         }
-                        StreamMessage::XLogData { data, .. } => {
+                        StreamMessage::XLogData { end, data, .. } => {
+                            self.progress.observe_upstream(end);
                             self.message(&mut s, data, stats).await?;
                         }
                     }
@@ -1141,6 +1161,7 @@ impl StreamSource {
         if todo.is_empty() {
             return Ok(streaming);
         }
+        self.progress.set_phase(Phase::Snapshot);
         if streaming && !slot_exists {
             // A new slot: the snapshot it exports is exactly where its
             // stream begins. The connection stays idle (keeping the
@@ -1248,7 +1269,7 @@ impl StreamSource {
         let reader = Reader {
             jobs,
             writer: Arc::clone(&self.writer),
-            ctx: TxContext::new(0, point, 0),
+            ctx: TxContext::snapshot(point),
             on_table_done: on_done,
             progress_interval: self.cfg.progress_interval,
         };
@@ -1300,7 +1321,7 @@ impl StreamSource {
                 }
             }
         }
-        let ctx = TxContext::new(0, point, 0);
+        let ctx = TxContext::snapshot(point);
         let template = ctx.shared_source(
             &events::table_source(&self.cfg.name, &self.cfg.connect.database, shape),
             true,

@@ -11,6 +11,7 @@ pub mod offsets;
 pub mod pattern;
 pub mod render;
 pub mod sink;
+pub mod telemetry;
 
 pub use event::{
     ChangeEvent, Column, ColumnType, Datum, NumericSpecial, Op, Position, SnapshotFlag, SourceInfo,

@@ -5,6 +5,7 @@
 //! only what the log holds durably), then flushes the log.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tributary_schemas::Registry;
 use tributary_schemas::writer::EventWriter;
 
 use crate::config::{Pipeline, SinkKind, SinkSection, SourceKind, SourceSection};
+use crate::telemetry::{SinkTelemetry, SourceTelemetry, Telemetry};
 
 /// Failures that stop the whole pipeline (a connector's own failures only
 /// restart it).
@@ -36,6 +38,9 @@ pub enum RuntimeError {
     /// The pipeline asks for something this version cannot run.
     #[error("{0}")]
     Unsupported(String),
+    /// The task supervising the connectors panicked or was cancelled.
+    #[error("the pipeline's task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// A connector's state.
@@ -108,18 +113,56 @@ pub fn supported(p: &Pipeline) -> Result<(), String> {
 
 /// Runs `p` until `opts.shutdown` turns true (or every source stopped by
 /// itself). Returns the final status.
-pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeError> {
+pub async fn run(p: Pipeline, opts: RunOptions) -> Result<Status, RuntimeError> {
+    start(p, opts)?.wait().await
+}
+
+/// A pipeline started by [`start`]: what the hub serves while it runs.
+#[derive(Debug)]
+pub struct Running {
+    /// The pipeline's log.
+    pub log: Log,
+    /// The pipeline's schema registry.
+    pub registry: Registry,
+    /// Its connectors' live telemetry.
+    pub telemetry: Arc<Telemetry>,
+    done: tokio::task::JoinHandle<Result<Status, RuntimeError>>,
+}
+
+impl Running {
+    /// Waits until the pipeline stopped (`opts.shutdown`, or every source
+    /// stopped by itself) and the log is flushed; the final status.
+    pub async fn wait(self) -> Result<Status, RuntimeError> {
+        self.done.await.map_err(RuntimeError::Task)?
+    }
+}
+
+/// The name a sink's worker has in [`Status`]: the sink's, with `#w`
+/// when it has several workers.
+pub(crate) fn worker_label(sink: &str, worker: u32, parallelism: u32) -> String {
+    if parallelism > 1 {
+        format!("{sink}#{worker}")
+    } else {
+        sink.to_string()
+    }
+}
+
+/// Opens the log and registry and starts every connector of `p` (needs a
+/// tokio runtime); [`Running::wait`] for the end.
+pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError> {
     supported(&p).map_err(RuntimeError::Unsupported)?;
-    let log_err = |source| RuntimeError::Log {
-        dir: p.log.dir.display().to_string(),
+    let dir = p.log.dir.display().to_string();
+    let log_err = move |source| RuntimeError::Log {
+        dir: dir.clone(),
         source,
     };
-    let log = Log::open(p.log.dir.join("log")).map_err(log_err)?;
+    let log = Log::open(p.log.dir.join("log")).map_err(&log_err)?;
     let registry = Registry::open(p.log.dir.join("registry"))?;
     let status: Status = Arc::new(Mutex::new(BTreeMap::new()));
+    let telemetry = Arc::new(Telemetry::new(&p, log.clone(), Arc::clone(&status)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for s in &p.sources {
+    for (s, t) in p.sources.iter().zip(&telemetry.sources) {
         set(&status, &s.name.value, |c| c.state = State::Starting);
         let sup = Supervised {
             section: s.clone(),
@@ -127,6 +170,7 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
             log: log.clone(),
             registry: registry.clone(),
             status: Arc::clone(&status),
+            telemetry: Arc::clone(t),
             stop: stop_rx.clone(),
             initial: opts.restart_initial,
             max: opts.restart_max,
@@ -138,16 +182,12 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
             .map_err(|e| RuntimeError::Unsupported(format!("consumer offsets: {e}")))?,
     );
     let decoder = tributary_schemas::RecordDecoder::new(registry.clone());
-    for s in &p.sinks {
+    for (s, t) in p.sinks.iter().zip(&telemetry.sinks) {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             s.max_in_flight.unwrap_or(s.parallelism).max(1) as usize,
         ));
         for w in 0..s.parallelism.max(1) {
-            let label = if s.parallelism > 1 {
-                format!("{}#{w}", s.name.value)
-            } else {
-                s.name.value.clone()
-            };
+            let label = worker_label(&s.name.value, w, s.parallelism);
             set(&status, &label, |c| c.role = "sink");
             let sup = SupervisedSink {
                 label,
@@ -158,6 +198,7 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
                 offsets: Arc::clone(&offsets),
                 permits: Arc::clone(&permits),
                 status: Arc::clone(&status),
+                telemetry: Arc::clone(t),
                 stop: stop_rx.clone(),
                 initial: opts.restart_initial,
                 max: opts.restart_max,
@@ -165,26 +206,51 @@ pub async fn run(p: Pipeline, mut opts: RunOptions) -> Result<Status, RuntimeErr
             tasks.push(tokio::spawn(sup.run()));
         }
     }
-    tracing::info!(sources = p.sources.len(), sinks = p.sinks.len(), dir = %p.log.dir.display(), "pipeline running");
-    let all_done = futures_join(&mut tasks);
-    tokio::pin!(all_done);
-    tokio::select! {
-        _ = &mut all_done => {}
-        _ = async {
-            while !*opts.shutdown.borrow() {
-                if opts.shutdown.changed().await.is_err() {
-                    break;
+    // Rates are measured from a sample a second.
+    {
+        let telemetry = Arc::clone(&telemetry);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while !*stop.borrow() {
+                tokio::select! {
+                    _ = tick.tick() => telemetry.sample(),
+                    _ = stop.changed() => {}
                 }
             }
-        } => {
-            tracing::info!("stopping: sources first, then the log");
-            let _ = stop_tx.send(true);
-            all_done.await;
-        }
+        });
     }
-    log.flush().map_err(log_err)?;
-    tracing::info!("stopped");
-    Ok(status)
+    tracing::info!(sources = p.sources.len(), sinks = p.sinks.len(), dir = %p.log.dir.display(), "pipeline running");
+    let flush_log = log.clone();
+    let done = tokio::spawn(async move {
+        let all_done = futures_join(&mut tasks);
+        tokio::pin!(all_done);
+        tokio::select! {
+            _ = &mut all_done => {}
+            _ = async {
+                while !*opts.shutdown.borrow() {
+                    if opts.shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+            } => {
+                tracing::info!("stopping: sources first, then the log");
+                let _ = stop_tx.send(true);
+                all_done.await;
+            }
+        }
+        // The rate sampler, if every connector stopped by itself.
+        let _ = stop_tx.send(true);
+        flush_log.flush().map_err(log_err)?;
+        tracing::info!("stopped");
+        Ok(status)
+    });
+    Ok(Running {
+        log,
+        registry,
+        telemetry,
+        done,
+    })
 }
 
 async fn futures_join(tasks: &mut [tokio::task::JoinHandle<()>]) {
@@ -233,6 +299,7 @@ struct Supervised {
     log: Log,
     registry: Registry,
     status: Status,
+    telemetry: Arc<SourceTelemetry>,
     stop: watch::Receiver<bool>,
     initial: Duration,
     max: Duration,
@@ -255,6 +322,7 @@ impl Supervised {
                     break;
                 }
                 Err(e) => {
+                    self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(source = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting");
                     delay =
                         restart_wait(&self.status, &name, e, delay, self.max, &mut self.stop).await;
@@ -287,8 +355,10 @@ impl Supervised {
             .map_err(|e| e.to_string())?;
         prepare(&client, &cfg).await.map_err(|e| e.to_string())?;
         drop(client);
-        let writer = EventWriter::new(self.log.clone(), self.registry.clone());
-        let mut source = StreamSource::new(cfg, self.log.clone(), writer);
+        let writer = EventWriter::new(self.log.clone(), self.registry.clone())
+            .counting(Arc::clone(&self.telemetry.written));
+        let mut source = StreamSource::new(cfg, self.log.clone(), writer)
+            .with_progress(Arc::clone(&self.telemetry.progress));
         set(&self.status, &s.name.value, |c| c.state = State::Running);
         let stats = source
             .run(self.stop.clone())
@@ -303,7 +373,8 @@ impl Supervised {
     async fn once_mysql(&mut self) -> Result<u64, String> {
         let s = &self.section;
         let cfg = crate::mysql_source::mysql_config(s, &self.pipeline.log)?;
-        let writer = EventWriter::new(self.log.clone(), self.registry.clone());
+        let writer = EventWriter::new(self.log.clone(), self.registry.clone())
+            .counting(Arc::clone(&self.telemetry.written));
         let mut source = MysqlSource::new(cfg, self.log.clone(), writer);
         set(&self.status, &s.name.value, |c| c.state = State::Running);
         let stats = source
@@ -417,6 +488,7 @@ struct SupervisedSink {
     offsets: Arc<tributary_log::SledOffsetStore>,
     permits: Arc<tokio::sync::Semaphore>,
     status: Status,
+    telemetry: Arc<SinkTelemetry>,
     stop: watch::Receiver<bool>,
     initial: Duration,
     max: Duration,
@@ -444,6 +516,7 @@ impl SupervisedSink {
                         permits: Arc::clone(&self.permits),
                         committed: BTreeMap::new(),
                         sink_stores_offsets: false,
+                        telemetry: Arc::clone(&self.telemetry),
                     }
                     .run()
                     .await
@@ -456,6 +529,7 @@ impl SupervisedSink {
                     break;
                 }
                 Ok(crate::sink::Ended::Paused { applied, error }) => {
+                    self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(sink = %self.label, %error, "sink paused at its committed offset");
                     set(&self.status, &self.label, |c| {
                         c.events += applied;
@@ -471,6 +545,7 @@ impl SupervisedSink {
                     return;
                 }
                 Err(e) => {
+                    self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(sink = %self.label, error = %e, retry_in_ms = delay.as_millis() as u64, "sink failed; restarting");
                     delay = restart_wait(
                         &self.status,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -15,6 +16,7 @@ use tributary_log::{BatchBuilder, Log, RecordIn, SledOffsetStore, TopicConfig};
 use tributary_schemas::RecordDecoder;
 
 use crate::config::{OnError, SinkSection, matches};
+use crate::telemetry::SinkTelemetry;
 
 /// What a worker needs.
 pub(crate) struct Worker {
@@ -32,6 +34,16 @@ pub(crate) struct Worker {
     pub committed: BTreeMap<TopicPartition, u64>,
     /// Whether the sink stores its offsets with its data.
     pub sink_stores_offsets: bool,
+    /// The sink's counters, shared by its workers.
+    pub telemetry: Arc<SinkTelemetry>,
+}
+
+/// Whether a sink reading `patterns` consumes `topic`: dead-letter topics
+/// and sources' schema histories are never data.
+pub(crate) fn consumes(patterns: &[String], topic: &str) -> bool {
+    !topic.ends_with(".dlq")
+        && !topic.ends_with(tributary_connector_mysql::history::TOPIC_SUFFIX)
+        && patterns.iter().any(|p| matches(p, topic))
 }
 
 /// How a worker's run ended.
@@ -60,10 +72,7 @@ impl Worker {
         let mut mine = Vec::new();
         for t in self.log.topics() {
             let name = t.name();
-            if name.ends_with(".dlq")
-                || name.ends_with(tributary_connector_mysql::history::TOPIC_SUFFIX)
-                || !self.section.topics.iter().any(|p| matches(p, name))
-            {
+            if !consumes(&self.section.topics, name) {
                 continue;
             }
             for p in 0..t.partitions().len() as u32 {
@@ -138,6 +147,7 @@ impl Worker {
                             }
                         }
                     };
+                    self.telemetry.committed(tp, start);
                     slot.insert(start);
                 }
             }
@@ -199,6 +209,9 @@ impl Worker {
                 match result {
                     Ok(()) => {
                         applied += (batch.len() - from) as u64;
+                        self.telemetry
+                            .applied
+                            .fetch_add((batch.len() - from) as u64, Ordering::Relaxed);
                         self.advance(&mut positions, &batch[from..]);
                         from = batch.len();
                         delay = Duration::from_millis(200);
@@ -216,6 +229,9 @@ impl Worker {
                             });
                         }
                         applied += index as u64;
+                        self.telemetry
+                            .applied
+                            .fetch_add(index as u64, Ordering::Relaxed);
                         self.advance(&mut positions, &batch[from..bad]);
                         let r = &batch[bad];
                         let at = format!("{}[{}]@{}", r.topic, r.partition, r.offset);
@@ -228,10 +244,12 @@ impl Worker {
                                 });
                             }
                             OnError::Skip => {
+                                self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record skipped");
                             }
                             OnError::Dlq => {
                                 self.dead_letter(r, &reason)?;
+                                self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record sent to the dead-letter topic");
                             }
                         }
@@ -279,6 +297,9 @@ impl Worker {
         self.offsets
             .commit_many(group, &moved, !self.sink_stores_offsets)
             .map_err(|e| e.to_string())?;
+        for (tp, off) in &moved {
+            self.telemetry.committed(tp, *off);
+        }
         self.committed.extend(moved);
         Ok(())
     }

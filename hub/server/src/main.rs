@@ -1,6 +1,7 @@
 //! `tributary`: the command-line entry point.
 
 mod bench;
+mod http;
 mod pipeline;
 mod search;
 mod serve;

@@ -1,4 +1,6 @@
-//! `tributary run FILE` and `tributary validate FILE`.
+//! `tributary run FILE` and `tributary validate FILE`. `run` serves the
+//! hub's HTTP API (see [`crate::http`]) at `server.http` while the
+//! pipeline runs, and stops it with the pipeline.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +14,9 @@ use tributary_pipeline::runtime::{RunOptions, State};
 pub struct RunArgs {
     /// The pipeline file (YAML).
     file: PathBuf,
+    /// Address of the HTTP API, instead of the file's `server.http`.
+    #[arg(long)]
+    http: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,8 +78,21 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let p = tributary_pipeline::load(&args.file, &env)?;
+    let http_addr = args.http.clone().unwrap_or_else(|| p.server.http.clone());
+    // The file's token, else the environment's: setting TRIBUTARY_TOKEN
+    // never leaves the API open by surprise.
+    let token = match &p.server.token {
+        Some(t) => Some(
+            crate::http::Token::new(t.expose())
+                .ok_or_else(|| anyhow::anyhow!("{}: server.token is empty", args.file.display()))?,
+        ),
+        None => env("TRIBUTARY_TOKEN").and_then(|t| crate::http::Token::new(&t)),
+    };
+    let search_root = p.log.dir.join("search");
     let rt = crate::runtime()?;
     rt.block_on(async {
+        // Bound before anything starts: a taken port stops here.
+        let listener = crate::http::bind(&http_addr).await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         // First SIGINT/SIGTERM: stop cleanly. Second: leave now.
         tokio::spawn(async move {
@@ -91,7 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             eprintln!("second signal: exiting without a clean stop");
             std::process::exit(130);
         });
-        let status = tributary_pipeline::runtime::run(
+        let running = tributary_pipeline::runtime::start(
             p,
             RunOptions {
                 shutdown: rx,
@@ -99,8 +117,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 restart_max: Duration::from_secs(60),
             },
         )
-        .await
         .with_context(|| format!("running {}", args.file.display()))?;
+        let app = crate::http::router(crate::http::Hub {
+            log: running.log.clone(),
+            registry: running.registry.clone(),
+            search_root,
+            telemetry: Some(std::sync::Arc::clone(&running.telemetry)),
+            token,
+        });
+        crate::http::announce(&listener)?;
+        // The API answers until the pipeline has stopped.
+        let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stopped.wait_for(|s| *s).await;
+                })
+                .into_future(),
+        );
+        let status = running.wait().await;
+        let _ = http_stop.send(true);
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP API failed"),
+            Err(e) => tracing::error!(error = %e, "the HTTP API's task failed"),
+        }
+        let status = status.with_context(|| format!("running {}", args.file.display()))?;
         let st = status.lock().unwrap_or_else(|e| e.into_inner());
         for (name, c) in st.iter() {
             let state = match c.state {

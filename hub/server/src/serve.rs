@@ -1,6 +1,7 @@
 //! `tributary serve`: the hub on its own — the log's data directory, the
-//! schema registry's HTTP API, and `GET /search/{index}` over the search
-//! indexes in the data directory's `search/`.
+//! schema registry's HTTP API, `GET /search/{index}` over the search
+//! indexes in the data directory's `search/`, and the hub's own routes
+//! (`/metrics`, `/health`, `/ready`, `/pipelines`: see [`crate::http`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,10 @@ pub struct ServeArgs {
     /// Address of the HTTP API (schema registry, search).
     #[arg(long, default_value = "127.0.0.1:8081")]
     http: SocketAddr,
+    /// Every HTTP request must carry `Authorization: Bearer <token>`
+    /// (prefer the environment: a command line is visible to `ps`).
+    #[arg(long, env = "TRIBUTARY_TOKEN", hide_env_values = true)]
+    token: Option<crate::http::Token>,
 }
 
 /// Where the registry keeps its data inside a data directory.
@@ -30,16 +35,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
         let registry = Registry::open(registry_dir(&args.data_dir))
             .with_context(|| format!("opening the registry in {}", args.data_dir.display()))?;
-        let app = tributary_schemas::registry::http::router(registry)
-            .merge(crate::search::router(args.data_dir.join("search")));
-        let listener = tokio::net::TcpListener::bind(args.http)
-            .await
-            .with_context(|| format!("binding {}", args.http))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "schema registry listening");
-        // The first line on stdout says where we listen (tests and
-        // scripts read it when they ask for port 0).
-        println!("http listening on {addr}");
+        let app = crate::http::router(crate::http::Hub {
+            log: log.clone(),
+            registry,
+            search_root: args.data_dir.join("search"),
+            telemetry: None,
+            token: args.token,
+        });
+        let listener = crate::http::bind(&args.http.to_string()).await?;
+        crate::http::announce(&listener)?;
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown())
             .await?;

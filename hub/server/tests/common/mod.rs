@@ -20,12 +20,14 @@ pub fn start(file: &std::path::Path) -> Running {
     start_with_env(file, &[])
 }
 
-/// `tributary run FILE` with environment variables set.
+/// `tributary run FILE` with environment variables set. Its HTTP API
+/// listens on a port of its own (tests run in parallel).
 pub fn start_with_env(file: &std::path::Path, env: &[(&str, &str)]) -> Running {
     Running(Some(
         Command::new(env!("CARGO_BIN_EXE_tributary"))
             .arg("run")
             .arg(file)
+            .args(["--http", "127.0.0.1:0"])
             .envs(env.iter().copied())
             .env("TRIBUTARY_LOG", "info")
             .stdout(Stdio::piped())
@@ -128,5 +130,89 @@ pub async fn wait_same_rows(
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A `tributary` process serving the HTTP API.
+pub struct Serving {
+    running: Running,
+    /// `http://<addr>` of its API.
+    pub base: String,
+    /// What it prints on stdout after the first line.
+    rest: Option<std::thread::JoinHandle<String>>,
+}
+
+/// `tributary ARGS` (a command that serves HTTP: `run FILE` or `serve`),
+/// with `env`, stderr to `stderr` if given; returns once it listens, at
+/// the address it printed first (`http listening on <addr>`).
+pub fn serving(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    stderr: Option<&std::path::Path>,
+) -> Serving {
+    use std::io::{BufRead, Read};
+    let err = match stderr {
+        Some(p) => Stdio::from(std::fs::File::create(p).expect("stderr file")),
+        None => Stdio::inherit(),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(args)
+        .env_remove("TRIBUTARY_TOKEN")
+        .env("TRIBUTARY_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(err)
+        .spawn()
+        .expect("spawn tributary");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first line");
+    let addr = first
+        .trim()
+        .strip_prefix("http listening on ")
+        .unwrap_or_else(|| panic!("first line {first:?}: the process did not start serving"))
+        .to_string();
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    Serving {
+        running: Running(Some(child)),
+        base: format!("http://{addr}"),
+        rest: Some(rest),
+    }
+}
+
+impl Serving {
+    /// The process's id.
+    pub fn id(&self) -> u32 {
+        self.running.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        self.running
+            .0
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then the exit status and what it printed after the first
+    /// line.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let mut child = self.running.0.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = child.wait().expect("wait");
+        let out = self
+            .rest
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status, out)
     }
 }

@@ -1,0 +1,417 @@
+//! A running pipeline's live telemetry: per connector, what it did
+//! (records written or applied, errors), where it is (phase, position)
+//! and how far behind it is (sink lag in records and seconds, a source's
+//! replication lag). Sources and sink workers count as they go; lags are
+//! computed from the log when asked, so they are never stale.
+//! [`crate::metrics`] renders this for `/metrics`; the server's
+//! `/pipelines` and `/ready` read [`Telemetry::connectors`] and
+//! [`Telemetry::ready`].
+//!
+//! Nothing here holds a connector's configuration beyond its name and
+//! kind: no URL, password or token can reach an output through it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tributary_core::TopicPartition;
+use tributary_core::telemetry::{Phase, SourceProgress};
+use tributary_log::Log;
+
+use crate::config::{Pipeline, SourceKind};
+use crate::runtime::{State, Status};
+
+/// The window rates are measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A source's counters.
+#[derive(Debug)]
+pub(crate) struct SourceTelemetry {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Change events written to the log.
+    pub written: Arc<AtomicU64>,
+    /// Failures (each restarts the source).
+    pub errors: AtomicU64,
+    /// Phase and lag, as the source reports them (PostgreSQL only: the
+    /// MySQL source does not report them yet).
+    pub progress: Arc<SourceProgress>,
+}
+
+/// A sink's counters, shared by its workers.
+#[derive(Debug)]
+pub(crate) struct SinkTelemetry {
+    pub name: String,
+    pub kind: String,
+    /// The topic patterns it reads.
+    pub topics: Vec<String>,
+    /// Its workers' names in [`Status`].
+    pub workers: Vec<String>,
+    /// Records the target applied.
+    pub applied: AtomicU64,
+    /// Failures (restarts, pauses) and records the target refused.
+    pub errors: AtomicU64,
+    /// Per partition, the offset its consumer group resumes from (the
+    /// workers own disjoint partitions).
+    pub committed: Mutex<BTreeMap<TopicPartition, u64>>,
+}
+
+impl SinkTelemetry {
+    /// The group now resumes `tp` from `offset`.
+    pub(crate) fn committed(&self, tp: &TopicPartition, offset: u64) {
+        let mut c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        c.insert(tp.clone(), offset);
+    }
+}
+
+/// Every connector of a running pipeline.
+#[derive(Debug)]
+pub struct Telemetry {
+    log: Log,
+    status: Status,
+    pub(crate) sources: Vec<Arc<SourceTelemetry>>,
+    pub(crate) sinks: Vec<Arc<SinkTelemetry>>,
+    /// Per connector, (when, records) samples of the last [`RATE_WINDOW`].
+    samples: Mutex<BTreeMap<String, VecDeque<(Instant, u64)>>>,
+}
+
+/// What `/pipelines` shows of a connector.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorView {
+    /// Its name in the pipeline.
+    pub name: String,
+    /// `source` or `sink`.
+    pub role: &'static str,
+    /// `postgres`, `mysql`, `redis`, ...
+    pub kind: String,
+    /// `starting`, `running`, `restarting`, `paused`, `stopped` (a sink
+    /// with several workers: the first of these any worker is in, in the
+    /// order `restarting`, `paused`, `starting`, `running`, `stopped`).
+    pub state: &'static str,
+    /// A source's phase, where it reports one: `connecting`, `snapshot`,
+    /// `streaming`.
+    pub phase: Option<&'static str>,
+    /// Restarts after failures (all workers).
+    pub restarts: u32,
+    /// The last failure (connection errors name host, port, database
+    /// and user only).
+    pub last_error: Option<String>,
+    /// Records written to the log (source) or applied (sink).
+    pub records: u64,
+    /// Records per second over the last 10 seconds.
+    pub records_per_second: f64,
+    /// Failures and refused records.
+    pub errors: u64,
+    /// A PostgreSQL source: the LSN confirmed to the server; a sink: per
+    /// topic, per partition, the offset its group resumes from.
+    pub position: Option<Position>,
+    /// A sink: records in the log it has not applied.
+    pub lag_records: Option<u64>,
+    /// A sink: age of the oldest record it has not applied.
+    pub lag_seconds: Option<f64>,
+    /// A PostgreSQL source: WAL bytes between the server's end and the
+    /// confirmed position.
+    pub replication_lag_bytes: Option<u64>,
+}
+
+/// Where a connector is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Position {
+    /// A PostgreSQL LSN, as PostgreSQL prints it.
+    Lsn(String),
+    /// Topic -> partition -> offset.
+    Offsets(BTreeMap<String, BTreeMap<u32, u64>>),
+}
+
+/// A sink's lag, computed from the log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lag {
+    /// Records between the committed offsets and the high watermarks.
+    pub records: u64,
+    /// Age of the oldest of them (0 with none).
+    pub seconds: f64,
+}
+
+pub(crate) fn state_name(s: &State) -> &'static str {
+    match s {
+        State::Starting => "starting",
+        State::Running => "running",
+        State::Restarting => "restarting",
+        State::Stopped => "stopped",
+        State::Paused => "paused",
+    }
+}
+
+impl Telemetry {
+    pub(crate) fn new(p: &Pipeline, log: Log, status: Status) -> Self {
+        let sources = p
+            .sources
+            .iter()
+            .map(|s| {
+                Arc::new(SourceTelemetry {
+                    name: s.name.value.clone(),
+                    kind: s.kind,
+                    written: Arc::default(),
+                    errors: AtomicU64::new(0),
+                    progress: Arc::default(),
+                })
+            })
+            .collect();
+        let sinks = p
+            .sinks
+            .iter()
+            .map(|s| {
+                let workers = (0..s.parallelism.max(1))
+                    .map(|w| crate::runtime::worker_label(&s.name.value, w, s.parallelism))
+                    .collect();
+                Arc::new(SinkTelemetry {
+                    name: s.name.value.clone(),
+                    kind: kind_name(&s.kind),
+                    topics: s.topics.clone(),
+                    workers,
+                    applied: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                    committed: Mutex::new(BTreeMap::new()),
+                })
+            })
+            .collect();
+        Self {
+            log,
+            status,
+            sources,
+            sinks,
+            samples: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The log the pipeline writes.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Takes a rate sample of every connector (the runtime calls this
+    /// every second).
+    pub(crate) fn sample(&self) {
+        let now = Instant::now();
+        let counts = self
+            .sources
+            .iter()
+            .map(|s| (&s.name, s.written.load(Ordering::Relaxed)))
+            .chain(
+                self.sinks
+                    .iter()
+                    .map(|s| (&s.name, s.applied.load(Ordering::Relaxed))),
+            );
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, n) in counts {
+            let q = samples.entry(name.clone()).or_default();
+            q.push_back((now, n));
+            while q
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            {
+                q.pop_front();
+            }
+        }
+    }
+
+    fn rate(&self, name: &str) -> f64 {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(q) = samples.get(name) else {
+            return 0.0;
+        };
+        match (q.front(), q.back()) {
+            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
+                n1.saturating_sub(*n0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Ready once every source is connected and capturing (reading its
+    /// snapshot or streaming) or has finished; otherwise why not.
+    pub fn ready(&self) -> Result<(), String> {
+        let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiting = Vec::new();
+        for s in &self.sources {
+            let Some(c) = st.get(&s.name) else {
+                waiting.push(format!("source {}: not started", s.name));
+                continue;
+            };
+            let why = match c.state {
+                State::Stopped => None,
+                State::Running
+                    if s.kind != SourceKind::Postgres
+                        || s.progress.phase() != Phase::Connecting =>
+                {
+                    None
+                }
+                State::Running => Some("connecting".to_string()),
+                State::Restarting => Some(match &c.last_error {
+                    Some(e) => format!("restarting after: {e}"),
+                    None => "restarting".to_string(),
+                }),
+                ref other => Some(state_name(other).to_string()),
+            };
+            if let Some(why) = why {
+                waiting.push(format!("source {}: {why}", s.name));
+            }
+        }
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(waiting.join("; "))
+        }
+    }
+
+    /// A sink's lag: over every partition of the topics it reads, the
+    /// high watermark minus the offset its group resumes from, and the
+    /// age of the oldest record in between.
+    pub(crate) fn sink_lag(&self, sink: &SinkTelemetry) -> Lag {
+        let committed = sink
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let now = tributary_log::now_ms();
+        let mut lag = Lag::default();
+        for t in self.log.topics() {
+            if !crate::sink::consumes(&sink.topics, t.name()) {
+                continue;
+            }
+            for p in t.partitions() {
+                let tp = TopicPartition::new(t.name(), p.id());
+                let from = committed
+                    .get(&tp)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(p.earliest_offset());
+                let behind = p.high_watermark().saturating_sub(from);
+                if behind == 0 {
+                    continue;
+                }
+                lag.records += behind;
+                if let Some(ts) = first_timestamp(p, from) {
+                    let age = (now - ts).max(0) as f64 / 1000.0;
+                    lag.seconds = lag.seconds.max(age);
+                }
+            }
+        }
+        lag
+    }
+
+    /// Every connector, sources first, in the pipeline's order.
+    pub fn connectors(&self) -> Vec<ConnectorView> {
+        let mut out = Vec::with_capacity(self.sources.len() + self.sinks.len());
+        for s in &self.sources {
+            let c = self
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&s.name)
+                .cloned();
+            let pg = s.kind == SourceKind::Postgres;
+            out.push(ConnectorView {
+                name: s.name.clone(),
+                role: "source",
+                kind: kind_name(&s.kind),
+                state: c.as_ref().map_or("starting", |c| state_name(&c.state)),
+                phase: pg.then(|| s.progress.phase().as_str()),
+                restarts: c.as_ref().map_or(0, |c| c.restarts),
+                last_error: c.and_then(|c| c.last_error),
+                records: s.written.load(Ordering::Relaxed),
+                records_per_second: self.rate(&s.name),
+                errors: s.errors.load(Ordering::Relaxed),
+                position: if pg {
+                    s.progress.acknowledged().map(|l| {
+                        Position::Lsn(tributary_connector_postgres::replication::format_lsn(l))
+                    })
+                } else {
+                    None
+                },
+                lag_records: None,
+                lag_seconds: None,
+                replication_lag_bytes: if pg { s.progress.lag() } else { None },
+            });
+        }
+        for s in &self.sinks {
+            let (state, restarts, last_error) = self.workers_status(s);
+            let lag = self.sink_lag(s);
+            let mut offsets: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+            for (tp, o) in s.committed.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                offsets
+                    .entry(tp.topic.clone())
+                    .or_default()
+                    .insert(tp.partition, *o);
+            }
+            out.push(ConnectorView {
+                name: s.name.clone(),
+                role: "sink",
+                kind: s.kind.clone(),
+                state,
+                phase: None,
+                restarts,
+                last_error,
+                records: s.applied.load(Ordering::Relaxed),
+                records_per_second: self.rate(&s.name),
+                errors: s.errors.load(Ordering::Relaxed),
+                position: Some(Position::Offsets(offsets)),
+                lag_records: Some(lag.records),
+                lag_seconds: Some(lag.seconds),
+                replication_lag_bytes: None,
+            });
+        }
+        out
+    }
+
+    /// A sink's state over its workers, their restarts, the last error
+    /// any of them had.
+    pub(crate) fn workers_status(&self, s: &SinkTelemetry) -> (&'static str, u32, Option<String>) {
+        let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let order = |s: &State| match s {
+            State::Restarting => 0,
+            State::Paused => 1,
+            State::Starting => 2,
+            State::Running => 3,
+            State::Stopped => 4,
+        };
+        let mut state = State::Stopped;
+        let mut restarts = 0;
+        let mut last_error = None;
+        for w in &s.workers {
+            let Some(c) = st.get(w) else {
+                state = State::Starting;
+                continue;
+            };
+            if order(&c.state) < order(&state) {
+                state = c.state.clone();
+            }
+            restarts += c.restarts;
+            if c.last_error.is_some() {
+                last_error.clone_from(&c.last_error);
+            }
+        }
+        (state_name(&state), restarts, last_error)
+    }
+}
+
+/// `Postgres` -> `postgres`, as the YAML spells kinds.
+fn kind_name(kind: &impl std::fmt::Debug) -> String {
+    format!("{kind:?}").to_ascii_lowercase()
+}
+
+/// The timestamp of the record at `offset` (or the first after it).
+fn first_timestamp(p: &tributary_log::Partition, offset: u64) -> Option<i64> {
+    for b in p.read(offset, 1).ok()? {
+        for r in b.records().ok()?.iter() {
+            let r = r.ok()?;
+            if r.offset >= offset {
+                return Some(r.timestamp);
+            }
+        }
+    }
+    None
+}

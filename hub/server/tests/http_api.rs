@@ -1,0 +1,664 @@
+//! The hub's HTTP API on `tributary run` and `tributary serve`, as real
+//! processes against the local PostgreSQL and Redis: metrics that count
+//! real rows, readiness, connector status without secrets, the bearer
+//! token, and malformed requests that get a 4xx and leave the server up.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use tributary_tests::pg::TestDb;
+
+mod common;
+
+use common::Serving;
+
+/// `tributary run FILE` (its `server:` section as written).
+fn run(file: &std::path::Path, env: &[(&str, &str)], stderr: Option<&std::path::Path>) -> Serving {
+    common::serving(&[OsStr::new("run"), file.as_os_str()], env, stderr)
+}
+
+fn stop(s: Serving) -> String {
+    let (status, out) = s.terminate();
+    assert!(status.success(), "clean stop: {status}\n{out}");
+    out
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn get(base: &str, path: &str) -> (u16, String) {
+    let r = client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("request");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+async fn json(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get(base, path).await;
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, v)
+}
+
+/// Every sample of a `/metrics` text, `name{labels}` -> value, after
+/// checking the text is well formed: each sample belongs to a family
+/// with `# HELP` and `# TYPE`, and its value is a number.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    let mut families = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            families.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample: series value");
+        let name = series.split('{').next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| families.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(families.contains_key(family), "no # TYPE for {line}");
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value of {line}")),
+        };
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+async fn metrics(base: &str) -> BTreeMap<String, f64> {
+    let (status, text) = get(base, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    samples(&text)
+}
+
+fn redis() -> redis::Connection {
+    redis::Client::open("redis://127.0.0.1:6379")
+        .expect("client")
+        .get_connection()
+        .expect("connect to Redis")
+}
+
+fn redis_keys(prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut redis())
+        .expect("keys")
+}
+
+fn redis_clean(prefix: &str) {
+    let keys = redis_keys(prefix);
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query(&mut redis())
+            .expect("clean up");
+    }
+}
+
+/// Polls `check` every 100 ms for up to 60 s; panics with `what` and the
+/// last value.
+async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = probe().await;
+        if check(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: last {v:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn connector<'a>(pipelines: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    pipelines
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no connector {name} in {pipelines}"))
+}
+
+const ROWS: i64 = 300;
+const MORE: i64 = 40;
+
+/// PostgreSQL -> log -> Redis: the metrics count the rows that flowed,
+/// the live sink's lag reaches 0 while a sink whose Redis is down lags by
+/// every record, and `/pipelines` says so; no password of the source's
+/// URL reaches any output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_status_follow_rows_from_postgres_to_redis() {
+    let db = TestDb::new("httpmetrics").await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL);
+             INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, {ROWS}) g;"
+        ))
+        .await
+        .expect("ddl");
+    let prefix = format!("{}:", db.name);
+    let password = "pg-Pa55word-in-the-url";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
+             server:\n  http: 127.0.0.1:0\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres:{password}@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   heartbeat_ms: 200\n    tables:\n      include: [public.items]\n\
+             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
+             \x20   topics: [\"pg.public.*\"]\n    batch_size: 100\n\
+             \x20 - name: down\n    kind: redis\n    url: redis://127.0.0.1:1\n\
+             \x20   prefix: \"{prefix}down:\"\n    topics: [\"pg.public.*\"]\n",
+            db = db.name
+        ),
+    )
+    .expect("pipeline file");
+    let stderr = dir.path().join("stderr");
+    let hub = run(&file, &[], Some(&stderr));
+    let base = hub.base.clone();
+
+    eventually(
+        "rows cached",
+        async || redis_keys(&prefix).len(),
+        |n| *n >= ROWS as usize,
+    )
+    .await;
+    let m = eventually(
+        "sink counted and caught up",
+        async || metrics(&base).await,
+        |m| {
+            m.get(r#"tributary_sink_records_total{connector="cache",kind="redis"}"#)
+                .is_some_and(|v| *v >= ROWS as f64)
+                && m.get(r#"tributary_sink_lag_records{connector="cache"}"#) == Some(&0.0)
+        },
+    )
+    .await;
+    assert!(
+        m[r#"tributary_source_records_total{connector="pg",kind="postgres"}"#] >= ROWS as f64,
+        "{m:?}"
+    );
+    assert_eq!(m[r#"tributary_sink_lag_seconds{connector="cache"}"#], 0.0);
+    // The sink that cannot reach its Redis has every record still to do,
+    // the oldest of them waiting since the snapshot.
+    assert_eq!(
+        m[r#"tributary_sink_lag_records{connector="down"}"#], ROWS as f64,
+        "{m:?}"
+    );
+    let age = m[r#"tributary_sink_lag_seconds{connector="down"}"#];
+    assert!(
+        age > 0.0 && age < 600.0,
+        "waiting since the snapshot: {age} s"
+    );
+    assert_eq!(
+        m[r#"tributary_sink_records_total{connector="down",kind="redis"}"#],
+        0.0
+    );
+    assert!(m[r#"tributary_log_bytes{topic="pg.public.items"}"#] > 0.0);
+    assert!(
+        m[r#"tributary_log_segments{topic="pg.public.items"}"#] >= 2.0,
+        "one per partition at least"
+    );
+    assert_eq!(
+        m[r#"tributary_log_end_offset{topic="pg.public.items"}"#],
+        ROWS as f64
+    );
+    assert!(
+        m[r#"tributary_log_fsync_seconds_count"#] > 0.0,
+        "the log synced"
+    );
+    assert_eq!(
+        m[r#"tributary_log_fsync_seconds_bucket{le="+Inf"}"#],
+        m["tributary_log_fsync_seconds_count"]
+    );
+    assert_eq!(
+        m[r#"tributary_connector_running{connector="cache",role="sink"}"#],
+        1.0
+    );
+
+    // More rows while streaming: the counters go on.
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO items SELECT g, 'more' || g FROM generate_series({}, {}) g;",
+            ROWS + 1,
+            ROWS + MORE
+        ))
+        .await
+        .expect("more rows");
+    let m = eventually(
+        "the new rows counted",
+        async || metrics(&base).await,
+        |m| {
+            m.get(r#"tributary_sink_records_total{connector="cache",kind="redis"}"#)
+                .is_some_and(|v| *v >= (ROWS + MORE) as f64)
+                && m.get(r#"tributary_sink_lag_records{connector="cache"}"#) == Some(&0.0)
+        },
+    )
+    .await;
+    assert!(
+        m[r#"tributary_source_records_total{connector="pg",kind="postgres"}"#]
+            >= (ROWS + MORE) as f64
+    );
+    assert_eq!(
+        redis_keys(&format!("{prefix}public.items:")).len(),
+        (ROWS + MORE) as usize
+    );
+    // Once the source has confirmed everything, its replication lag is
+    // small (heartbeats keep the stream moving).
+    let m = eventually(
+        "the source's replication lag known",
+        async || metrics(&base).await,
+        |m| m.contains_key(r#"tributary_source_replication_lag_bytes{connector="pg"}"#),
+    )
+    .await;
+    assert!(m[r#"tributary_source_replication_lag_bytes{connector="pg"}"#] >= 0.0);
+
+    let (status, p) = json(&base, "/pipelines").await;
+    assert_eq!(status, 200);
+    let pg = connector(&p, "pg");
+    assert_eq!(pg["role"], "source");
+    assert_eq!(pg["kind"], "postgres");
+    assert_eq!(pg["state"], "running");
+    assert_eq!(pg["phase"], "streaming");
+    assert!(pg["records"].as_u64() >= Some((ROWS + MORE) as u64), "{pg}");
+    assert!(
+        pg["position"].as_str().is_some_and(|l| l.contains('/')),
+        "an LSN: {pg}"
+    );
+    let cache = connector(&p, "cache");
+    assert_eq!(cache["role"], "sink");
+    assert_eq!(cache["kind"], "redis");
+    assert_eq!(cache["state"], "running");
+    assert_eq!(cache["lag_records"], 0);
+    assert!(
+        cache["records"].as_u64() >= Some((ROWS + MORE) as u64),
+        "{cache}"
+    );
+    assert!(cache["records_per_second"].as_f64().is_some(), "{cache}");
+    let committed: u64 = cache["position"]["pg.public.items"]
+        .as_object()
+        .map(|o| o.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(committed, (ROWS + MORE) as u64, "{cache}");
+    let down = connector(&p, "down");
+    assert_eq!(down["lag_records"], (ROWS + MORE) as u64, "{down}");
+    assert_eq!(down["records"], 0);
+
+    // The password is in no output: API, stdout, stderr.
+    let (_, metrics_text) = get(&base, "/metrics").await;
+    let (_, pipelines_text) = get(&base, "/pipelines").await;
+    let (_, ready_text) = get(&base, "/ready").await;
+    let out = stop(hub);
+    let err = std::fs::read_to_string(&stderr).expect("stderr");
+    for (what, text) in [
+        ("/metrics", &metrics_text),
+        ("/pipelines", &pipelines_text),
+        ("/ready", &ready_text),
+        ("stdout", &out),
+        ("stderr", &err),
+    ] {
+        assert!(
+            !text.contains(password),
+            "{what} shows the password: {text}"
+        );
+    }
+    assert!(out.contains("source pg: stopped"), "{out}");
+
+    redis_clean(&prefix);
+    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
+    db.drop_db().await;
+}
+
+/// `/health` answers at once; `/ready` is 503 with the reason while the
+/// source cannot start (its table does not exist yet), then 200 once it
+/// streams. A sink whose URL has a password shows its state and error in
+/// `/pipelines`, never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_200_once_the_source_streams() {
+    let db = TestDb::new("httpready").await;
+    let prefix = format!("{}:", db.name);
+    let pg_password = "pg-secret-7a1f";
+    let redis_password = "redis-secret-93bd";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
+             server:\n  http: 127.0.0.1:0\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   password: {pg_password}\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.later]\n\
+             sinks:\n  - name: locked\n    kind: redis\n\
+             \x20   url: redis://:{redis_password}@127.0.0.1:6379\n\
+             \x20   prefix: \"{prefix}\"\n    topics: [\"pg.public.*\"]\n",
+            db = db.name
+        ),
+    )
+    .expect("pipeline file");
+    let stderr = dir.path().join("stderr");
+    let hub = run(&file, &[], Some(&stderr));
+    let base = hub.base.clone();
+
+    let (status, health) = json(&base, "/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = eventually(
+        "not ready, with the source's error",
+        async || json(&base, "/ready").await,
+        |(_, r)| r["reason"].as_str().is_some_and(|r| r.contains("no table")),
+    )
+    .await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["ready"], false);
+    assert!(
+        ready["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("source pg")),
+        "{ready}"
+    );
+    let (_, p) = eventually(
+        "the source restarting and the sink refused",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| {
+            connector(p, "pg")["state"] == "restarting"
+                && connector(p, "locked")["last_error"].is_string()
+        },
+    )
+    .await;
+    let locked = connector(&p, "locked");
+    assert_ne!(locked["state"], "running", "{locked}");
+    let pipelines_before = p.to_string();
+
+    db.client
+        .batch_execute(
+            "CREATE TABLE later (id int PRIMARY KEY, v text);
+             INSERT INTO later VALUES (1, 'a'), (2, 'b');",
+        )
+        .await
+        .expect("ddl");
+    let (_, ready) = eventually(
+        "ready once the table exists",
+        async || json(&base, "/ready").await,
+        |(s, _)| *s == 200,
+    )
+    .await;
+    assert_eq!(ready["ready"], true, "{ready}");
+    let (_, p) = json(&base, "/pipelines").await;
+    assert_eq!(connector(&p, "pg")["state"], "running", "{p}");
+    assert!(connector(&p, "pg")["restarts"].as_u64() >= Some(1));
+    let m = metrics(&base).await;
+    assert!(m[r#"tributary_connector_errors_total{connector="pg",role="source"}"#] >= 1.0);
+    assert!(m[r#"tributary_connector_errors_total{connector="locked",role="sink"}"#] >= 1.0);
+
+    let (_, metrics_text) = get(&base, "/metrics").await;
+    let out = stop(hub);
+    let err = std::fs::read_to_string(&stderr).expect("stderr");
+    for (what, text) in [
+        ("/pipelines", &pipelines_before),
+        ("/pipelines", &p.to_string()),
+        ("/metrics", &metrics_text),
+        ("stdout", &out),
+        ("stderr", &err),
+    ] {
+        assert!(
+            !text.contains(pg_password),
+            "{what} shows the password: {text}"
+        );
+        assert!(
+            !text.contains(redis_password),
+            "{what} shows the password: {text}"
+        );
+    }
+
+    redis_clean(&prefix);
+    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
+    db.drop_db().await;
+}
+
+/// A pipeline with nothing to read but a sink that waits: what the API
+/// tests below need of `tributary run`.
+fn idle_pipeline(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n\
+             server:\n  http: 127.0.0.1:0\n{server}\
+             sinks:\n  - name: idle\n    kind: redis\n\
+             \x20   prefix: \"tributary-http-idle:\"\n    topics: [\"nothing.matches.this\"]\n"
+        ),
+    )
+    .expect("pipeline file");
+    file
+}
+
+async fn status_with(base: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut r = client().get(format!("{base}{path}"));
+    if let Some(a) = auth {
+        r = r.header("Authorization", a);
+    }
+    let r = r.send().await.expect("request");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// Every route of every kind (the hub's, the registry's, search, unknown
+/// ones) without the token or with a wrong one: 401 with a JSON error;
+/// with it: the route's answer. The token is in no output.
+async fn every_route_wants_the_token(base: &str, token: &str) {
+    let good = format!("Bearer {token}");
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/pipelines",
+        "/subjects",
+        "/config",
+        "/search/idle?q=*",
+        "/no/such/route",
+    ] {
+        for auth in [
+            None,
+            Some("Bearer wrong-token"),
+            Some(&format!("Bearer {token}x")[..]),
+            Some(&format!("Basic {token}")[..]),
+            Some(token),
+        ] {
+            let (status, body) = status_with(base, path, auth).await;
+            assert_eq!(status, 401, "{path} with {auth:?}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+            assert_eq!(v["error_code"], 401, "{body}");
+            assert!(v["message"].is_string(), "{body}");
+            assert!(!body.contains(token), "{body}");
+        }
+        let (status, body) = status_with(base, path, Some(&good)).await;
+        let want = match path {
+            "/search/idle?q=*" | "/no/such/route" => 404,
+            _ => 200,
+        };
+        assert_eq!(status, want, "{path} with the token: {body}");
+        let (status, _) = status_with(base, path, Some(&format!("bearer {token}"))).await;
+        assert_eq!(status, want, "{path}: the scheme is case-insensitive");
+    }
+}
+
+/// `server.token` on `tributary run`: every route refuses requests
+/// without it. The token (from the environment, `${VAR}`) is never
+/// printed or logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_requests_without_the_token() {
+    let token = "tok-6f1d2c9e8b";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = idle_pipeline(dir.path(), "  token: ${HTTP_TEST_TOKEN}\n");
+    let stderr = dir.path().join("stderr");
+    let hub = run(
+        &file,
+        &[("HTTP_TEST_TOKEN", token), ("TRIBUTARY_LOG", "debug")],
+        Some(&stderr),
+    );
+    every_route_wants_the_token(&hub.base, token).await;
+    let out = stop(hub);
+    let err = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(!out.contains(token), "stdout: {out}");
+    assert!(!err.contains(token), "stderr: {err}");
+}
+
+/// `tributary serve` takes its token from TRIBUTARY_TOKEN, and serves
+/// the hub's routes: healthy, ready once the log is open, no pipelines,
+/// the log's metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_serves_the_hub_routes_behind_its_token() {
+    let token = "serve-tok-41aa";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stderr = dir.path().join("stderr");
+    let hub = common::serving(
+        &[
+            OsStr::new("serve"),
+            OsStr::new("--http"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--data-dir"),
+            dir.path().join("data").as_os_str(),
+        ],
+        &[("TRIBUTARY_TOKEN", token), ("TRIBUTARY_LOG", "debug")],
+        Some(&stderr),
+    );
+    every_route_wants_the_token(&hub.base, token).await;
+    let auth = Some(format!("Bearer {token}"));
+    let (status, body) = status_with(&hub.base, "/ready", auth.as_deref()).await;
+    assert_eq!((status, &body[..]), (200, r#"{"ready":true}"#));
+    let (status, body) = status_with(&hub.base, "/pipelines", auth.as_deref()).await;
+    assert_eq!((status, &body[..]), (200, "[]"));
+    let (status, body) = status_with(&hub.base, "/metrics", auth.as_deref()).await;
+    assert_eq!(status, 200);
+    let m = samples(&body);
+    assert!(
+        m.contains_key(r#"tributary_log_fsync_seconds_bucket{le="+Inf"}"#),
+        "{body}"
+    );
+    let out = stop(hub);
+    let err = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(!out.contains(token), "stdout: {out}");
+    assert!(!err.contains(token), "stderr: {err}");
+
+    // `serve --help` does not show the environment's token either.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--help"])
+        .env("TRIBUTARY_TOKEN", token)
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--token"), "{help}");
+    assert!(!help.contains(token), "{help}");
+}
+
+/// Malformed requests get a 4xx, never a crash: the process answers
+/// afterwards and a valid request still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_4xx_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = idle_pipeline(dir.path(), "");
+    let mut hub = run(&file, &[], None);
+    let base = hub.base.clone();
+    let c = client();
+    let avro = "application/vnd.schemaregistry.v1+json";
+    let posts: &[(&str, &str, &str)] = &[
+        ("/subjects/s-value/versions", avro, "{not json"),
+        ("/subjects/s-value/versions", avro, ""),
+        ("/subjects/s-value/versions", avro, r#"{"schema": 42}"#),
+        (
+            "/subjects/s-value/versions",
+            avro,
+            r#"{"schema": "{\"type\": \"nope\"}"}"#,
+        ),
+        ("/subjects/s-value/versions", avro, r#"["an", "array"]"#),
+        ("/subjects/s-value", avro, "\u{0}\u{1}binary"),
+        ("/compatibility/subjects/s-value/versions/latest", avro, "{"),
+        (
+            "/compatibility/subjects/s-value/versions/notanumber",
+            avro,
+            r#"{"schema": "\"string\""}"#,
+        ),
+    ];
+    for (path, ctype, body) in posts {
+        let r = c
+            .post(format!("{base}{path}"))
+            .header("Content-Type", *ctype)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "POST {path} {body:?}: {status}"
+        );
+    }
+    let r = c
+        .put(format!("{base}/config"))
+        .header("Content-Type", avro)
+        .body(r#"{"compatibility": "SOMETIMES"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status().is_client_error(), "PUT /config: {}", r.status());
+    for path in [
+        "/search/idle",
+        "/search/idle?q=*&limit=many",
+        "/search/idle?q=*&limit=-1",
+        "/search/idle?q=(((",
+        "/search/..%2F..%2Fetc?q=*",
+        "/search/?q=*",
+        "/subjects/s-value/versions/notanumber",
+        "/schemas/ids/notanumber",
+        "/schemas/ids/99999999999999999999",
+        "/no/such/route",
+        "/metrics/extra",
+    ] {
+        let (status, body) = get(&base, path).await;
+        assert!((400..500).contains(&status), "GET {path}: {status} {body}");
+    }
+    let r = c
+        .delete(format!("{base}/health"))
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        r.status().is_client_error(),
+        "DELETE /health: {}",
+        r.status()
+    );
+
+    assert!(hub.alive(), "the process is still running");
+    let (status, _) = get(&base, "/health").await;
+    assert_eq!(status, 200);
+    let r = c
+        .post(format!("{base}/subjects/s-value/versions"))
+        .header("Content-Type", avro)
+        .body(r#"{"schema": "\"string\""}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200, "a valid registration still works");
+    stop(hub);
+}
