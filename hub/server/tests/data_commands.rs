@@ -382,6 +382,47 @@ async fn produce_then_consume_round_trips() {
         last[1]["partition"], r["partition"],
         "a key's records share a partition"
     );
+
+    // --follow prints what a produce appends meanwhile, until SIGINT.
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["consume", "pg.public.items", "--follow", "--data-dir"])
+        .arg(&c.data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn consume --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.expect("line")).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let one = r#"{"value":{"op":"c","after":{"id":6000,"name":"followed","price":null,"at":null,"tags":null,"raw":null,"day":null}}}"#;
+    ok(&tributary_with_stdin(
+        &["produce", "pg.public.items"],
+        &c.data,
+        Some(one),
+    ));
+    let seen: Json = serde_json::from_str(
+        &rx.recv_timeout(Duration::from_secs(30))
+            .expect("followed line"),
+    )
+    .expect("json");
+    assert_eq!(seen["value"]["after"]["name"], "followed");
+    let status = Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = follower.wait().expect("wait");
+    assert!(
+        exit.success(),
+        "consume --follow ends cleanly on SIGINT: {exit:?}"
+    );
     c.drop().await;
 }
 
