@@ -24,6 +24,12 @@
 //! 5. [`SinkError::Transient`]: nothing of the batch counts as applied;
 //!    the runtime retries it with backoff. [`SinkError::Fatal`]: the sink
 //!    stops, at its committed offset, with the error in status.
+//! 6. After `tributary offsets reset` of the sink's group, a sink that
+//!    stores offsets is told with [`Sink::reset_offsets`] at its next
+//!    start, before any `apply`: it stores the new offsets in its target
+//!    (durably, replacing what it had for those partitions), and the
+//!    runtime resumes from them. Storing the same reset twice (a crash
+//!    before the runtime cleared it) must give the same result.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -87,4 +93,22 @@ pub trait Sink: Send {
 
     /// Applies `batch`; returns once the target holds it durably.
     fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Stores `offsets` in the target as the offsets to resume from (an
+    /// offsets reset), durably. Only called on sinks whose
+    /// [`stored_offsets`](Self::stored_offsets) is `Some`; a sink that
+    /// stores offsets and cannot reset them refuses, so a reset is never
+    /// silently ignored.
+    fn reset_offsets<'a>(
+        &'a mut self,
+        offsets: &'a [(TopicPartition, u64)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        let n = offsets.len();
+        Box::pin(async move {
+            Err(SinkError::Fatal(format!(
+                "this sink cannot store an offsets reset ({n} partitions): \
+                 clear its target's stored offsets by hand"
+            )))
+        })
+    }
 }

@@ -3,6 +3,12 @@
 //! One tree, key `group \0 topic \0 partition(u32 BE)`, value the offset
 //! (u64 BE). `commit` calls `flush()` before returning: sled writes are
 //! durable only after a flush.
+//!
+//! A second tree, same keys, holds *pending resets* (`tributary offsets
+//! reset`): a sink that stores its offsets in its target resumes from
+//! those, not from the group's, so a reset of the group alone would not
+//! move it. The sink runtime, at a worker's next start, hands each pending
+//! reset to the sink (which stores it in its target), then clears it.
 
 use std::path::Path;
 
@@ -12,6 +18,7 @@ use tributary_core::{ConsumerOffset, OffsetStore, OffsetStoreError, TopicPartiti
 #[derive(Debug, Clone)]
 pub struct SledOffsetStore {
     tree: sled::Tree,
+    resets: sled::Tree,
     db: sled::Db,
 }
 
@@ -54,6 +61,25 @@ fn decode(k: &[u8], v: &[u8]) -> Result<ConsumerOffset, OffsetStoreError> {
     })
 }
 
+/// Every entry of `tree`, or those of `group`.
+fn scan(tree: &sled::Tree, group: Option<&str>) -> Result<Vec<ConsumerOffset>, OffsetStoreError> {
+    let prefix = group.map(|g| {
+        let mut p = g.as_bytes().to_vec();
+        p.push(0);
+        p
+    });
+    let iter = match &prefix {
+        Some(p) => tree.scan_prefix(p),
+        None => tree.iter(),
+    };
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item.map_err(storage("scan"))?;
+        out.push(decode(&k, &v)?);
+    }
+    Ok(out)
+}
+
 impl SledOffsetStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, OffsetStoreError> {
@@ -61,7 +87,62 @@ impl SledOffsetStore {
         let tree = db
             .open_tree("consumer_offsets")
             .map_err(storage("open tree"))?;
-        Ok(Self { tree, db })
+        let resets = db
+            .open_tree("pending_resets")
+            .map_err(storage("open tree"))?;
+        Ok(Self { tree, resets, db })
+    }
+
+    /// Sets `group`'s offsets to `offsets` and records each as a pending
+    /// reset, durably, in one sled transaction: either the group and its
+    /// pending resets both change or neither does.
+    pub fn reset(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<(), OffsetStoreError> {
+        use sled::Transactional as _;
+        (&self.tree, &self.resets)
+            .transaction(|(tree, resets)| {
+                for (tp, offset) in offsets {
+                    tree.insert(key(group, tp), &offset.to_be_bytes())?;
+                    resets.insert(key(group, tp), &offset.to_be_bytes())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| OffsetStoreError::Storage {
+                what: "reset",
+                source: Box::new(std::io::Error::other(format!("{e:?}"))),
+            })?;
+        self.db.flush().map_err(storage("flush"))?;
+        Ok(())
+    }
+
+    /// Pending resets (see [`reset`](Self::reset)), optionally of one group
+    /// only, sorted by group, topic and partition.
+    pub fn pending_resets(
+        &self,
+        group: Option<&str>,
+    ) -> Result<Vec<ConsumerOffset>, OffsetStoreError> {
+        scan(&self.resets, group)
+    }
+
+    /// Clears the pending resets of `group` on `tps`, durably: the sink
+    /// has stored them in its target.
+    pub fn clear_resets(
+        &self,
+        group: &str,
+        tps: &[TopicPartition],
+    ) -> Result<(), OffsetStoreError> {
+        for tp in tps {
+            self.resets
+                .remove(key(group, tp))
+                .map_err(storage("remove"))?;
+        }
+        if !tps.is_empty() {
+            self.db.flush().map_err(storage("flush"))?;
+        }
+        Ok(())
     }
 
     /// Commits offsets of several partitions of `group` together: one
@@ -108,21 +189,7 @@ impl OffsetStore for SledOffsetStore {
     }
 
     fn list(&self, group: Option<&str>) -> Result<Vec<ConsumerOffset>, OffsetStoreError> {
-        let prefix = group.map(|g| {
-            let mut p = g.as_bytes().to_vec();
-            p.push(0);
-            p
-        });
-        let iter = match &prefix {
-            Some(p) => self.tree.scan_prefix(p),
-            None => self.tree.iter(),
-        };
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item.map_err(storage("scan"))?;
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
+        scan(&self.tree, group)
     }
 
     fn delete(&self, group: &str, tp: &TopicPartition) -> Result<bool, OffsetStoreError> {
@@ -165,5 +232,39 @@ mod tests {
                 .expect("delete")
         );
         assert_eq!(s.list(None).expect("list").len(), 1);
+    }
+
+    #[test]
+    fn a_reset_moves_the_group_and_stays_pending_until_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p0, p1) = (
+            TopicPartition::new("orders", 0),
+            TopicPartition::new("orders", 1),
+        );
+        {
+            let s = SledOffsetStore::open(dir.path()).expect("open");
+            s.commit("sink", &p0, 40).expect("commit");
+            s.commit("other", &p0, 9).expect("commit");
+            s.reset("sink", &[(p0.clone(), 0), (p1.clone(), 5)])
+                .expect("reset");
+        }
+        let s = SledOffsetStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("sink", &p0).expect("get"), Some(0));
+        assert_eq!(s.get("sink", &p1).expect("get"), Some(5));
+        assert_eq!(s.get("other", &p0).expect("get"), Some(9));
+        let pending = s.pending_resets(Some("sink")).expect("pending");
+        assert_eq!(
+            pending
+                .iter()
+                .map(|c| (c.tp.clone(), c.offset))
+                .collect::<Vec<_>>(),
+            [(p0.clone(), 0), (p1.clone(), 5)]
+        );
+        assert!(s.pending_resets(Some("other")).expect("pending").is_empty());
+        s.clear_resets("sink", std::slice::from_ref(&p0))
+            .expect("clear");
+        assert_eq!(s.pending_resets(None).expect("pending").len(), 1);
+        // Clearing a reset leaves the group's offset as it is.
+        assert_eq!(s.get("sink", &p0).expect("get"), Some(0));
     }
 }

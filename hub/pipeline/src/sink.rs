@@ -90,7 +90,34 @@ impl Worker {
     pub(crate) async fn run(mut self) -> Result<Ended, String> {
         let group = self.group();
         let mut sink = self.sink.take().ok_or("the sink is gone")?;
-        let stored_offsets = sink.stored_offsets().await.map_err(|e| e.to_string())?;
+        let mut stored_offsets = sink.stored_offsets().await.map_err(|e| e.to_string())?;
+        // `tributary offsets reset` of the group, for this worker's
+        // partitions: the group's offsets already moved; a sink that
+        // resumes from its own offsets is told first. Cleared only once
+        // the sink stored them, before anything is applied, so a crash in
+        // between stores the same reset again.
+        let mine = self.assignment();
+        let pending: Vec<(TopicPartition, u64)> = self
+            .offsets
+            .pending_resets(Some(&group))
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|c| mine.contains(&c.tp))
+            .map(|c| (c.tp, c.offset))
+            .collect();
+        if !pending.is_empty() {
+            if stored_offsets.is_some() {
+                sink.reset_offsets(&pending)
+                    .await
+                    .map_err(|e| format!("storing the offsets reset in the sink: {e}"))?;
+                stored_offsets = sink.stored_offsets().await.map_err(|e| e.to_string())?;
+            }
+            let tps: Vec<TopicPartition> = pending.iter().map(|(tp, _)| tp.clone()).collect();
+            self.offsets
+                .clear_resets(&group, &tps)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(sink = %self.section.name.value, worker = self.worker, partitions = pending.len(), "offsets reset taken over");
+        }
         let stack_cfg = crate::stack::StackConfig {
             name: self.section.name.value.clone(),
             timeout: Duration::from_millis(self.section.timeout_ms.max(1)),

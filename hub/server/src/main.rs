@@ -1,8 +1,14 @@
 //! `tributary`: the command-line entry point.
 
 mod bench;
+mod consume;
+mod datadir;
 mod http;
+mod offsets;
 mod pipeline;
+mod produce;
+mod records;
+mod schemas;
 mod search;
 mod serve;
 mod topics;
@@ -45,6 +51,17 @@ enum Command {
     /// Inspect the topics of a data directory.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// Print a topic's records as JSON lines, decoded with the registry.
+    Consume(consume::ConsumeArgs),
+    /// Append JSON lines from stdin to a topic, each checked against its
+    /// registered schemas.
+    Produce(produce::ProduceArgs),
+    /// List or reset consumer groups' offsets.
+    #[command(subcommand)]
+    Offsets(offsets::OffsetsCommand),
+    /// The schema registry's subjects and versions.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
 }
 
 /// Where the log keeps its data unless told otherwise.
@@ -76,6 +93,10 @@ fn run() -> anyhow::Result<()> {
         Command::Search(args) => search::run(args),
         Command::Run(args) => pipeline::run(args),
         Command::Validate(args) => pipeline::validate(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Offsets(cmd) => offsets::run(cmd),
+        Command::Schemas(cmd) => schemas::run(cmd),
     }
 }
 

@@ -593,4 +593,43 @@ impl Sink for MySqlSink {
     fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
         apply_finding_refused(self, batch)
     }
+
+    fn reset_offsets<'a>(
+        &'a mut self,
+        offsets: &'a [(TopicPartition, u64)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            let sink_err = |f: Fail| match f {
+                Fail::Fatal(m) => SinkError::Fatal(m),
+                Fail::Data(m) | Fail::Transient(m) => SinkError::Transient(m),
+            };
+            let mut c = self.connect().await.map_err(sink_err)?;
+            let mut sql =
+                format!("INSERT INTO {OFFSETS} (sink, topic, `partition`, next_offset) VALUES ");
+            for (i, (tp, next)) in offsets.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                quoted(&mut sql, &self.cfg.name);
+                sql.push(',');
+                quoted(&mut sql, &tp.topic);
+                sql.push_str(&format!(",{},{next})", tp.partition));
+            }
+            sql.push_str(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)");
+            // Autocommit: one statement, durable when it returns.
+            c.query_drop(sql)
+                .await
+                .map_err(|e| sink_err(classify(OFFSETS, &e)))?;
+            self.conn = Some(c);
+            for (tp, next) in offsets {
+                self.done
+                    .insert((tp.topic.as_str().into(), tp.partition), *next);
+            }
+            Ok(())
+        })
+    }
 }

@@ -762,6 +762,37 @@ impl Sink for PostgresSink {
     fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
         apply_finding_refused(self, batch)
     }
+
+    fn reset_offsets<'a>(
+        &'a mut self,
+        offsets: &'a [(TopicPartition, u64)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let c = self.connect().await.map_err(Fail::into_sink)?;
+            let topics: Vec<&str> = offsets.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let parts: Vec<i32> = offsets.iter().map(|(tp, _)| tp.partition as i32).collect();
+            let nexts: Vec<i64> = offsets.iter().map(|(_, o)| *o as i64).collect();
+            let done = c
+                .execute(
+                    &format!(
+                        "INSERT INTO {OFFSETS} (sink, topic, partition, next_offset)
+                         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])
+                         ON CONFLICT (sink, topic, partition)
+                         DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+                    ),
+                    &[&self.cfg.name, &topics, &parts, &nexts],
+                )
+                .await
+                .map_err(|e| classify(OFFSETS, &e).into_sink());
+            self.keep(c);
+            done?;
+            for (tp, next) in offsets {
+                self.done
+                    .insert((tp.topic.as_str().into(), tp.partition), *next);
+            }
+            Ok(())
+        })
+    }
 }
 
 impl TransactionalWriter for PostgresSink {

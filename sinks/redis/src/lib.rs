@@ -430,6 +430,31 @@ impl Sink for RedisSink {
         })
     }
 
+    fn reset_offsets<'a>(
+        &'a mut self,
+        offsets: &'a [(TopicPartition, u64)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        let key = self.offsets_key();
+        let kv: Vec<(String, u64)> = offsets
+            .iter()
+            .map(|(tp, next)| (format!("{}/{}", tp.topic, tp.partition), *next))
+            .collect();
+        Box::pin(async move {
+            if kv.is_empty() {
+                return Ok(());
+            }
+            self.with_conn(move |c| {
+                let mut cmd = redis::cmd("HSET");
+                cmd.arg(&key);
+                for (tp, next) in &kv {
+                    cmd.arg(tp).arg(next);
+                }
+                cmd.query::<()>(c)
+            })
+            .await
+        })
+    }
+
     fn apply<'a>(&'a mut self, batch: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             // Records the cache cannot hold come first: a keyless row.

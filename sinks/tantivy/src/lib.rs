@@ -631,6 +631,34 @@ impl Shared {
     /// Applies `batch` and commits it with its offsets. A record the
     /// index cannot take ends the batch there: those before it are
     /// committed.
+    /// Commits `offsets` (an offsets reset) as the new payload, the
+    /// documents unchanged.
+    fn reset_offsets(&self, offsets: &[(TopicPartition, u64)]) -> Result<(), SinkError> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = &mut *guard;
+        let mut next = st.offsets.clone();
+        for (tp, o) in offsets {
+            next.insert(format!("{}/{}", tp.topic, tp.partition), *o);
+        }
+        let payload = serde_json::to_string(&next).map_err(|e| fatal(&self.path, e))?;
+        let committed = self.writer(st).and_then(|w| {
+            let mut prepared = w.prepare_commit().map_err(|e| transient(&self.path, e))?;
+            prepared.set_payload(&payload);
+            prepared.commit().map_err(|e| transient(&self.path, e))
+        });
+        match committed {
+            Ok(_) => {
+                st.offsets = next;
+                Ok(())
+            }
+            Err(e) => {
+                st.writer = None;
+                st.stale = true;
+                Err(e)
+            }
+        }
+    }
+
     fn apply(&self, batch: &[SinkRecord]) -> Result<(), SinkError> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = &mut *guard;
@@ -861,6 +889,19 @@ impl Sink for TantivySink {
             }
             tracing::debug!(records = batch.len(), "committed to the search index");
             Ok(())
+        })
+    }
+
+    fn reset_offsets<'a>(
+        &'a mut self,
+        offsets: &'a [(TopicPartition, u64)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let shared = self.shared().await?;
+            let offsets = offsets.to_vec();
+            tokio::task::spawn_blocking(move || shared.reset_offsets(&offsets))
+                .await
+                .map_err(|e| SinkError::Transient(format!("search index worker: {e}")))?
         })
     }
 }
