@@ -380,3 +380,33 @@ async fn try_connect(db: &str) -> Option<Client> {
     tokio::spawn(conn);
     Some(client)
 }
+
+/// Restarts the local PostgreSQL (the cluster on port 5432) with a fast
+/// shutdown, as `pg_ctlcluster` does, and waits for it.
+pub async fn restart_server() {
+    let out = std::process::Command::new("pg_lsclusters")
+        .arg("-h")
+        .output()
+        .expect("pg_lsclusters");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("5432"))
+        .expect("a cluster on port 5432");
+    let mut parts = line.split_whitespace();
+    let version = parts.next().expect("version");
+    let name = parts.next().expect("name");
+    let status = tokio::process::Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            version,
+            name,
+            "restart",
+            "-m",
+            "fast",
+        ])
+        .status()
+        .await
+        .expect("pg_ctlcluster");
+    assert!(status.success(), "restarting PostgreSQL failed");
+}

@@ -193,22 +193,6 @@ async fn redis_restarted_mid_stream_the_cache_ends_equal() {
     db.drop_db().await;
 }
 
-fn pg_cluster() -> (String, String) {
-    let out = std::process::Command::new("pg_lsclusters")
-        .arg("-h")
-        .output()
-        .expect("pg_lsclusters");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().nth(2) == Some("5432"))
-        .expect("a cluster on port 5432");
-    let mut parts = line.split_whitespace();
-    let version = parts.next().expect("version").to_string();
-    let name = parts.next().expect("name").to_string();
-    (version, name)
-}
-
 /// PostgreSQL, the source and the target of a replica pipeline, restarted
 /// twice mid-stream: the source resumes from its slot, the sink retries
 /// its batch on a new connection and resumes from the offsets stored in
@@ -216,7 +200,6 @@ fn pg_cluster() -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_target_restarted_mid_stream_ends_equal() {
     let _servers = SERVERS.lock().await;
-    let (version, cluster) = pg_cluster();
     let src = TestDb::new("pg_restart_src").await;
     let dst = TestDb::new("pg_restart_dst").await;
     src.client
@@ -254,19 +237,7 @@ async fn postgres_target_restarted_mid_stream_ends_equal() {
     let writes = tokio::spawn(keep_writing(src.name.clone(), 100));
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let status = tokio::process::Command::new("pg_ctlcluster")
-            .args([
-                "--skip-systemctl-redirect",
-                &version,
-                &cluster,
-                "restart",
-                "-m",
-                "fast",
-            ])
-            .status()
-            .await
-            .expect("pg_ctlcluster");
-        assert!(status.success(), "restarting PostgreSQL failed");
+        tributary_tests::pg::restart_server().await;
     }
     writes.await.expect("writes");
     // The test's own connections went away with the restarts.
