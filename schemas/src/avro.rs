@@ -143,6 +143,9 @@ pub struct EventSchema {
     key_json: Json,
     value_avro: apache_avro::Schema,
     key_avro: apache_avro::Schema,
+    /// Records hold the row state, not the envelope (see
+    /// [`EventSchema::unwrapped`]).
+    unwrapped: bool,
 }
 
 struct Names(HashSet<String>);
@@ -312,6 +315,59 @@ impl EventSchema {
         connector: Connector,
         table: TableSchema,
     ) -> Result<Self, SchemaError> {
+        Self::build(source_name, connector, table, false)
+    }
+
+    /// The schemas of a topic that a pipeline's `unwrap` transform writes:
+    /// the value is record `<ns>.Value` with the row's columns (the new
+    /// state; for a delete, the old one) and three fields after them, as
+    /// Debezium's `ExtractNewRecordState` with `add.fields=op,source.ts_ms`
+    /// and `delete.handling.mode=rewrite` writes them: `__op` (`c`, `u`,
+    /// `r`, `d`), `__source_ts_ms` and `__deleted`. A delete is followed
+    /// by a tombstone as in envelope topics; a truncate has no row and is
+    /// not written (see the writer). The key schema is the envelope's.
+    pub fn unwrapped(
+        source_name: &str,
+        connector: Connector,
+        table: TableSchema,
+    ) -> Result<Self, SchemaError> {
+        if let Some(c) = table
+            .columns
+            .iter()
+            .find(|c| matches!(c.name.as_str(), "__op" | "__source_ts_ms" | "__deleted"))
+        {
+            return Err(SchemaError {
+                table: table.qualified_name(),
+                source: apache_avro::Error::new(apache_avro::error::Details::GetField(format!(
+                    "column {:?} clashes with a field unwrap adds",
+                    c.name
+                ))),
+            });
+        }
+        Self::build(source_name, connector, table, true)
+    }
+
+    /// Whether records hold the row state, not the envelope.
+    pub fn is_unwrapped(&self) -> bool {
+        self.unwrapped
+    }
+
+    /// The configured name of the source the table comes from.
+    pub fn source_name(&self) -> &str {
+        &self.interned[2]
+    }
+
+    /// The kind of source the table comes from.
+    pub fn connector(&self) -> Connector {
+        self.connector
+    }
+
+    fn build(
+        source_name: &str,
+        connector: Connector,
+        table: TableSchema,
+        unwrapped: bool,
+    ) -> Result<Self, SchemaError> {
         let ns = format!(
             "{}.{}.{}",
             to_avro_name(source_name),
@@ -340,10 +396,24 @@ impl EventSchema {
         let mut names = Names(HashSet::new());
         let value_cols: Vec<(&Column, &Layout)> = table.columns.iter().zip(&columns).collect();
         let value_record = record_json("Value", &ns, &value_cols, &mut names);
-        let value_json = json!({
+        let mut described = crate::described::describe(source_name, connector, &table);
+        if unwrapped {
+            described["unwrapped"] = Json::Bool(true);
+        }
+        let value_json = if unwrapped {
+            let mut v = value_record.clone();
+            v[crate::described::TABLE_PROPERTY] = described;
+            if let Some(fields) = v["fields"].as_array_mut() {
+                fields.push(json!({"name": "__op", "type": "string"}));
+                fields.push(json!({"name": "__source_ts_ms", "type": "long"}));
+                fields.push(json!({"name": "__deleted", "type": "boolean"}));
+            }
+            v
+        } else {
+            json!({
             "type": "record", "name": "Envelope", "namespace": ns,
             "connect.name": format!("{ns}.Envelope"),
-            (crate::described::TABLE_PROPERTY): crate::described::describe(source_name, connector, &table),
+            (crate::described::TABLE_PROPERTY): described,
             "fields": [
                 {"name": "before", "type": ["null", value_record], "default": null},
                 {"name": "after", "type": ["null", format!("{ns}.Value")], "default": null},
@@ -358,7 +428,8 @@ impl EventSchema {
                         {"name": "data_collection_order", "type": "long"}
                     ]}], "default": null}
             ]
-        });
+            })
+        };
         let key_cols: Vec<(&Column, &Layout)> = table
             .key
             .iter()
@@ -394,6 +465,7 @@ impl EventSchema {
             key_json,
             value_avro,
             key_avro,
+            unwrapped,
         })
     }
 
@@ -438,6 +510,9 @@ impl EventSchema {
     /// Appends the Avro binary of `ev`'s envelope to `out`. On error `out`
     /// may hold a partial encoding: truncate it.
     pub fn encode_value(&self, ev: &ChangeEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        if self.unwrapped {
+            return self.encode_unwrapped(ev, out);
+        }
         let needs = |what: &str| EncodeError {
             field: what.into(),
             reason: format!("required for op {}", ev.op),
@@ -462,6 +537,31 @@ impl EventSchema {
                 put_long(out, t.data_collection_order);
             }
         }
+        Ok(())
+    }
+
+    fn encode_unwrapped(&self, ev: &ChangeEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let (row, deleted) = match ev.op {
+            Op::Delete => (ev.before.as_deref(), true),
+            Op::Truncate => {
+                return Err(EncodeError {
+                    field: "__op".into(),
+                    reason: "a truncate has no row to unwrap".into(),
+                });
+            }
+            _ => (ev.after.as_deref(), false),
+        };
+        let row = row.ok_or_else(|| EncodeError {
+            field: if deleted { "before" } else { "after" }.into(),
+            reason: format!("required for op {}", ev.op),
+        })?;
+        let start = out.len();
+        self.encode_row("row", Some(row), out)?;
+        // encode_row writes the ["null", Value] branch first: not here.
+        out.remove(start);
+        put_str(out, ev.op.code());
+        put_long(out, ev.source.ts_ms);
+        out.push(u8::from(deleted));
         Ok(())
     }
 
@@ -572,6 +672,9 @@ impl EventSchema {
 
     /// Decodes an envelope written by [`encode_value`](Self::encode_value).
     pub fn decode_value(&self, buf: &[u8]) -> Result<ChangeEvent, DecodeError> {
+        if self.unwrapped {
+            return self.decode_unwrapped(buf);
+        }
         let mut r = Reader { buf, pos: 0 };
         let before = self.decode_row(&mut r, "before")?;
         let after = self.decode_row(&mut r, "after")?;
@@ -601,6 +704,66 @@ impl EventSchema {
             source: std::sync::Arc::new(source),
             ts_ms,
             transaction,
+        })
+    }
+
+    /// An unwrapped record as the change it stands for: `before` holds
+    /// the row of a delete, `after` the row of anything else; the source
+    /// block has the table's names and the source's commit time, but no
+    /// position (unwrapped records do not carry one).
+    fn decode_unwrapped(&self, buf: &[u8]) -> Result<ChangeEvent, DecodeError> {
+        let mut r = Reader { buf, pos: 0 };
+        let mut row = Vec::with_capacity(self.columns.len());
+        for (l, c) in self.columns.iter().zip(&self.table.columns) {
+            row.push(decode_column(l, &mut r, &c.name)?);
+        }
+        let op_str = r.str_ref("__op")?;
+        let op =
+            Op::from_code(op_str).ok_or_else(|| r.err("__op", format!("unknown op {op_str:?}")))?;
+        let ts_ms = r.long("__source_ts_ms")?;
+        let deleted = r.take("__deleted", 1)?[0] != 0;
+        if r.pos != buf.len() {
+            return Err(r.err("row", format!("{} trailing bytes", buf.len() - r.pos)));
+        }
+        let (op, before, after) = if deleted || op == Op::Delete {
+            (Op::Delete, Some(row), None)
+        } else {
+            (op, None, Some(row))
+        };
+        let position = match self.connector {
+            Connector::Postgres => Position::Postgres {
+                lsn: 0,
+                tx_id: None,
+            },
+            Connector::Mysql => Position::Mysql {
+                file: String::new(),
+                pos: 0,
+                gtid: None,
+                server_id: 0,
+                row: 0,
+            },
+        };
+        let i = |k: usize| std::sync::Arc::clone(&self.interned[k]);
+        Ok(ChangeEvent {
+            op,
+            before,
+            after,
+            source: std::sync::Arc::new(SourceInfo {
+                connector: i(0),
+                version: i(1),
+                name: i(2),
+                ts_ms,
+                snapshot: SnapshotFlag::False,
+                db: i(3),
+                schema: match self.connector {
+                    Connector::Postgres => Some(i(4)),
+                    Connector::Mysql => None,
+                },
+                table: i(5),
+                position,
+            }),
+            ts_ms,
+            transaction: None,
         })
     }
 

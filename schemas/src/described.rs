@@ -167,7 +167,12 @@ pub fn event_schema(value_schema: &str) -> Result<EventSchema, SchemaError> {
         columns,
         key,
     };
-    EventSchema::new(&s("source").ok_or_else(|| bad("source"))?, connector, table)
+    let source = s("source").ok_or_else(|| bad("source"))?;
+    if d.get("unwrapped").and_then(Json::as_bool) == Some(true) {
+        EventSchema::unwrapped(&source, connector, table)
+    } else {
+        EventSchema::new(&source, connector, table)
+    }
 }
 
 /// Why a record could not be decoded.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+use tributary_core::transform::{TablePlan, Transforms};
 use tributary_core::{ChangeEvent, Datum, Op};
 use tributary_log::{BatchBuilder, Log, LogError, RecordIn, TopicConfig, partition_for_key};
 
@@ -26,6 +27,17 @@ use crate::wire;
 /// Errors of the write path.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The pipeline's transforms refuse the table (a key column dropped,
+    /// a mask on a non-text column); nothing was written.
+    #[error("topic {topic}, table {table}: {reason}")]
+    Transform {
+        /// Topic (before transforms).
+        topic: String,
+        /// `schema.table`.
+        table: String,
+        /// Which transform and why.
+        reason: String,
+    },
     /// An event does not fit its schema; nothing was written.
     #[error("topic {topic}, table {table}: {source}")]
     Invalid {
@@ -59,9 +71,15 @@ pub enum WriteError {
 
 #[derive(Debug)]
 struct Registered {
+    /// The records' schema (the transformed shape, when transforms apply).
     schema: Arc<EventSchema>,
     key_id: u32,
     value_id: u32,
+    /// The log topic the records go to.
+    topic: String,
+    /// What the pipeline's transforms do to the table's events, unless
+    /// nothing.
+    plan: Option<TablePlan>,
 }
 
 /// Writes change events of registered tables to their topics.
@@ -76,6 +94,8 @@ pub struct EventWriter {
     pub tombstones_on_delete: bool,
     /// Counts the events written (not those skipped on resume).
     written: Option<Arc<AtomicU64>>,
+    /// The pipeline's transforms.
+    transforms: Option<Arc<Transforms>>,
 }
 
 /// Where one event went.
@@ -97,7 +117,28 @@ impl EventWriter {
             floors: Mutex::new(HashMap::new()),
             tombstones_on_delete: true,
             written: None,
+            transforms: None,
         }
+    }
+
+    /// Applies `transforms` to every table registered from now on: its
+    /// events are filtered and reshaped, and go to the topic the
+    /// transforms route them to, with the shape they give registered as
+    /// that topic's schema (see `tributary_core::transform`).
+    pub fn with_transforms(mut self, transforms: Arc<Transforms>) -> Self {
+        if !transforms.is_empty() {
+            self.transforms = Some(transforms);
+        }
+        self
+    }
+
+    /// The log topic that events appended for `topic` go to (another one
+    /// when a transform routes them), once the topic is registered.
+    pub fn log_topic(&self, topic: &str) -> String {
+        self.topics
+            .read()
+            .get(topic)
+            .map_or_else(|| topic.to_string(), |r| r.topic.clone())
     }
 
     /// Adds the number of events each append writes to `written` (a
@@ -110,12 +151,39 @@ impl EventWriter {
     /// Registers the table's key and value schemas under `<topic>-key` and
     /// `<topic>-value` (a changed shape becomes a new version, subject to
     /// the subject's compatibility level) and creates the topic if needed.
+    /// With transforms, `topic` and the schema are the transformed ones.
     pub fn register(
         &self,
         topic: &str,
         schema: EventSchema,
         config: TopicConfig,
     ) -> Result<(), WriteError> {
+        let source_topic = topic;
+        let (topic, schema, plan) = match &self.transforms {
+            None => (topic.to_string(), schema, None),
+            Some(t) => {
+                let refused = |reason: String| WriteError::Transform {
+                    topic: source_topic.to_string(),
+                    table: schema.table().qualified_name(),
+                    reason,
+                };
+                let plan = t.plan(topic, schema.table()).map_err(refused)?;
+                if plan.is_identity(topic, schema.table()) {
+                    (topic.to_string(), schema, None)
+                } else {
+                    let build = if plan.unwrap {
+                        EventSchema::unwrapped
+                    } else {
+                        EventSchema::new
+                    };
+                    let shaped =
+                        build(schema.source_name(), schema.connector(), plan.table.clone())
+                            .map_err(|e| refused(e.to_string()))?;
+                    (plan.topic.clone(), shaped, Some(plan))
+                }
+            }
+        };
+        let topic = topic.as_str();
         let reg = |e| WriteError::Registry {
             topic: topic.to_string(),
             source: e,
@@ -135,17 +203,20 @@ impl EventWriter {
             self.log.create_topic(topic, config)?;
         }
         self.topics.write().insert(
-            topic.to_string(),
+            source_topic.to_string(),
             Arc::new(Registered {
                 schema: Arc::new(schema),
                 key_id,
                 value_id,
+                topic: topic.to_string(),
+                plan,
             }),
         );
         Ok(())
     }
 
-    /// The schema registered for `topic`.
+    /// The schema registered for `topic`: that of the records in its log
+    /// topic ([`log_topic`](Self::log_topic)).
     pub fn schema(&self, topic: &str) -> Option<Arc<EventSchema>> {
         self.topics.read().get(topic).map(|r| Arc::clone(&r.schema))
     }
@@ -177,6 +248,22 @@ impl EventWriter {
             .get(topic)
             .cloned()
             .ok_or_else(|| WriteError::UnknownTopic(topic.to_string()))?;
+        // The transformed events: `None` for those a filter drops (and
+        // truncates, which an unwrapped topic cannot hold).
+        let shaped: Option<Vec<Option<ChangeEvent>>> = reg.plan.as_ref().map(|plan| {
+            events
+                .iter()
+                .map(|ev| {
+                    let keep = plan.keeps(ev) && !(plan.unwrap && ev.op == Op::Truncate);
+                    keep.then(|| plan.reshape(ev))
+                })
+                .collect()
+        });
+        let events: Vec<Option<&ChangeEvent>> = match &shaped {
+            None => events.iter().map(Some).collect(),
+            Some(s) => s.iter().map(Option::as_ref).collect(),
+        };
+        let topic = reg.topic.as_str();
         let invalid = |source| WriteError::Invalid {
             topic: topic.to_string(),
             table: reg.schema.table().qualified_name(),
@@ -202,6 +289,10 @@ impl EventWriter {
             Ok((start, buf.len()))
         };
         for ev in events {
+            let Some(ev) = ev else {
+                report.push(None);
+                continue;
+            };
             let ts = ev.source.ts_ms;
             // An update that changes the key becomes, as in Debezium, a
             // delete of the old key (with its tombstone) and a create of
@@ -228,12 +319,12 @@ impl EventWriter {
                         spans.push((Some(old_key), None, ts));
                     }
                     let v = encode_value(&mut buf, &create)?;
-                    report.push(spans.len());
+                    report.push(Some(spans.len()));
                     spans.push((Some(new_key), Some(v), ts));
                     continue;
                 }
                 let v = encode_value(&mut buf, ev)?;
-                report.push(spans.len());
+                report.push(Some(spans.len()));
                 spans.push((Some(new_key), Some(v), ts));
                 continue;
             }
@@ -243,7 +334,7 @@ impl EventWriter {
                 _ => None,
             };
             let v = encode_value(&mut buf, ev)?;
-            report.push(spans.len());
+            report.push(Some(spans.len()));
             spans.push((key, Some(v), ts));
             // Without a key there is nothing for a tombstone to remove.
             if ev.op == Op::Delete && self.tombstones_on_delete && key.is_some() {
@@ -305,7 +396,7 @@ impl EventWriter {
         let out: Vec<Option<Written>> = report
             .into_iter()
             .map(|i| {
-                placed[i].map(|(partition, idx)| Written {
+                i.and_then(|i| placed[i]).map(|(partition, idx)| Written {
                     partition,
                     offset: bases[partition as usize] + u64::from(idx),
                 })

@@ -384,7 +384,10 @@ impl Flusher {
             Job::Commit { at, topics } => {
                 let mut marks = Vec::new();
                 for t in &topics {
-                    let topic = self.log.topic(t).map_err(WriteError::from)?;
+                    let topic = self
+                        .log
+                        .topic(&self.writer.log_topic(t))
+                        .map_err(WriteError::from)?;
                     for p in topic.partitions() {
                         marks.push((Arc::clone(p), p.high_watermark()));
                     }

@@ -833,7 +833,10 @@ impl StreamSource {
         stats.events += tx.total as u64;
         let mut marks = Vec::new();
         for t in &tx.touched {
-            let topic = self.log.topic(t).map_err(WriteError::from)?;
+            let topic = self
+                .log
+                .topic(&self.writer.log_topic(t))
+                .map_err(WriteError::from)?;
             for p in topic.partitions() {
                 marks.push((Arc::clone(p), p.high_watermark()));
             }
@@ -1295,7 +1298,7 @@ impl StreamSource {
     /// would otherwise live on in consumers. Each key's delete precedes
     /// its new `op: r` in the key's partition. Returns the keys deleted.
     fn retract(&self, topic: &str, shape: &TableSchema, point: u64) -> Result<u64> {
-        let Ok(t) = self.log.topic(topic) else {
+        let Ok(t) = self.log.topic(&self.writer.log_topic(topic)) else {
             return Ok(0);
         };
         let Some(schema) = self.writer.schema(topic) else {

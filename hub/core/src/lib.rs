@@ -12,6 +12,7 @@ pub mod pattern;
 pub mod render;
 pub mod sink;
 pub mod telemetry;
+pub mod transform;
 
 pub use event::{
     ChangeEvent, Column, ColumnType, Datum, NumericSpecial, Op, Position, SnapshotFlag, SourceInfo,

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+use tributary_core::Op;
+use tributary_core::transform::{Predicate, Step, Transform, Transforms};
 
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -293,6 +295,20 @@ pub enum TransformKind {
     Unwrap,
 }
 
+impl TransformKind {
+    /// The name YAML gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransformKind::Filter => "filter",
+            TransformKind::DropColumns => "drop_columns",
+            TransformKind::RenameColumns => "rename_columns",
+            TransformKind::MaskColumns => "mask_columns",
+            TransformKind::Route => "route",
+            TransformKind::Unwrap => "unwrap",
+        }
+    }
+}
+
 /// `transforms[i]:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +334,111 @@ pub struct TransformSection {
     /// route: the target topic.
     #[serde(default)]
     pub to: Option<String>,
+}
+
+impl TransformSection {
+    /// The transform this section declares, or the field that is wrong
+    /// and why.
+    pub fn compile(&self) -> Result<Transform, (&'static str, String)> {
+        use TransformKind as K;
+        let name = self.name.value.clone();
+        if self.topics.is_empty() {
+            return Err(("topics", "give at least one topic or pattern".into()));
+        }
+        // Fields that belong to other kinds are mistakes, not options.
+        let unused: [(&'static str, bool, &[K]); 5] = [
+            ("ops", !self.ops.is_empty(), &[K::Filter]),
+            ("where", self.predicate.is_some(), &[K::Filter]),
+            (
+                "columns",
+                !self.columns.is_empty(),
+                &[K::DropColumns, K::MaskColumns],
+            ),
+            ("rename", !self.rename.is_empty(), &[K::RenameColumns]),
+            ("to", self.to.is_some(), &[K::Route]),
+        ];
+        if let Some((field, _, _)) = unused
+            .iter()
+            .find(|(_, given, kinds)| *given && !kinds.contains(&self.kind))
+        {
+            return Err((field, format!("not a field of kind {}", self.kind.as_str())));
+        }
+        let columns = |what: &str| {
+            if self.columns.is_empty() {
+                Err(("columns", format!("name the columns to {what}")))
+            } else {
+                Ok(self.columns.clone())
+            }
+        };
+        let step = match self.kind {
+            K::Filter => {
+                let ops = if self.ops.is_empty() {
+                    None
+                } else {
+                    Some(
+                        self.ops
+                            .iter()
+                            .map(|o| {
+                                Op::from_code(o).ok_or_else(|| {
+                                    ("ops", format!("{o:?}: expected c, u, d, r or t"))
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )
+                };
+                let predicate = match &self.predicate {
+                    None => None,
+                    Some(w) => Some(Predicate::parse(w).map_err(|e| ("where", e))?),
+                };
+                if ops.is_none() && predicate.is_none() {
+                    return Err(("ops", "a filter needs `ops`, `where` or both".into()));
+                }
+                Step::Filter { ops, predicate }
+            }
+            K::DropColumns => Step::DropColumns(columns("drop")?),
+            K::MaskColumns => Step::MaskColumns(columns("mask")?),
+            K::RenameColumns => {
+                if self.rename.is_empty() {
+                    return Err(("rename", "map old column names to new ones".into()));
+                }
+                Step::RenameColumns(
+                    self.rename
+                        .iter()
+                        .map(|(a, b)| (a.clone(), b.clone()))
+                        .collect(),
+                )
+            }
+            K::Route => match &self.to {
+                Some(to) if !to.trim().is_empty() => Step::Route(to.clone()),
+                _ => {
+                    return Err((
+                        "to",
+                        "a route needs `to`: the topic to send records to".into(),
+                    ));
+                }
+            },
+            K::Unwrap => Step::Unwrap,
+        };
+        Ok(Transform {
+            name,
+            topics: self.topics.clone(),
+            step,
+        })
+    }
+}
+
+/// The pipeline's transforms, compiled (they were checked when the
+/// pipeline was parsed).
+pub fn transforms(p: &Pipeline) -> Result<Transforms, String> {
+    p.transforms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.compile()
+                .map_err(|(field, e)| format!("transforms[{i}].{field}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Transforms)
 }
 
 /// Sink kinds.
@@ -854,6 +975,13 @@ fn check(p: &Pipeline) -> Result<(), Located> {
                 Some(t.name.referenced),
                 format!("transforms[{i}].name"),
                 format!("{:?} is used twice", t.name.value),
+            ));
+        }
+        if let Err((field, e)) = t.compile() {
+            return Err((
+                Some(t.name.referenced),
+                format!("transforms[{i}].{field}"),
+                e,
             ));
         }
     }

@@ -91,12 +91,7 @@ pub struct RunOptions {
 
 /// Checks that this version can run everything `p` declares.
 pub fn supported(p: &Pipeline) -> Result<(), String> {
-    if let Some(t) = p.transforms.first() {
-        return Err(format!(
-            "transforms[0] ({}): transforms are not available in this version",
-            t.name.value
-        ));
-    }
+    crate::config::transforms(p)?;
     if let Some((i, s)) = p.sinks.iter().enumerate().find(|(_, s)| {
         !matches!(
             s.kind,
@@ -162,6 +157,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
     let telemetry = Arc::new(Telemetry::new(&p, log.clone(), Arc::clone(&status)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let transforms = Arc::new(crate::config::transforms(&p).map_err(RuntimeError::Unsupported)?);
     for (s, t) in p.sources.iter().zip(&telemetry.sources) {
         set(&status, &s.name.value, |c| c.state = State::Starting);
         let sup = Supervised {
@@ -169,6 +165,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
             pipeline: p.clone(),
             log: log.clone(),
             registry: registry.clone(),
+            transforms: Arc::clone(&transforms),
             status: Arc::clone(&status),
             telemetry: Arc::clone(t),
             stop: stop_rx.clone(),
@@ -298,6 +295,7 @@ struct Supervised {
     pipeline: Pipeline,
     log: Log,
     registry: Registry,
+    transforms: Arc<tributary_core::transform::Transforms>,
     status: Status,
     telemetry: Arc<SourceTelemetry>,
     stop: watch::Receiver<bool>,
@@ -356,7 +354,8 @@ impl Supervised {
         prepare(&client, &cfg).await.map_err(|e| e.to_string())?;
         drop(client);
         let writer = EventWriter::new(self.log.clone(), self.registry.clone())
-            .counting(Arc::clone(&self.telemetry.written));
+            .counting(Arc::clone(&self.telemetry.written))
+            .with_transforms(Arc::clone(&self.transforms));
         let mut source = StreamSource::new(cfg, self.log.clone(), writer)
             .with_progress(Arc::clone(&self.telemetry.progress));
         set(&self.status, &s.name.value, |c| c.state = State::Running);
@@ -374,7 +373,8 @@ impl Supervised {
         let s = &self.section;
         let cfg = crate::mysql_source::mysql_config(s, &self.pipeline.log)?;
         let writer = EventWriter::new(self.log.clone(), self.registry.clone())
-            .counting(Arc::clone(&self.telemetry.written));
+            .counting(Arc::clone(&self.telemetry.written))
+            .with_transforms(Arc::clone(&self.transforms));
         let mut source = MysqlSource::new(cfg, self.log.clone(), writer);
         set(&self.status, &s.name.value, |c| c.state = State::Running);
         let stats = source
