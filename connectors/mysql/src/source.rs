@@ -25,6 +25,7 @@ use mysql_async::binlog::events::{
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
 use tokio::sync::watch;
+use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{
     ChangeEvent, Datum, Op, Position, SnapshotFlag, SourceInfo, TableSchema, TransactionInfo,
 };
@@ -357,6 +358,7 @@ struct Flusher {
     state_path: std::path::PathBuf,
     pending: VecDeque<(BinlogPosition, Marks)>,
     acked: BinlogPosition,
+    progress: Arc<SourceProgress>,
 }
 
 impl Flusher {
@@ -413,6 +415,9 @@ impl Flusher {
             && p != self.acked
         {
             store(&self.state_path, &p, true)?;
+            if let Some(at) = progress_position(&p.file, p.pos) {
+                self.progress.acknowledge(at);
+            }
             self.acked = p;
         }
         Ok(())
@@ -481,6 +486,9 @@ pub struct MysqlSource {
     /// While streaming: the log-writer thread's queue. Otherwise writes
     /// are made in place.
     jobs: Option<tokio::sync::mpsc::Sender<Job>>,
+    /// Phase and positions, for the hub's status (see
+    /// [`progress_position`]).
+    progress: Arc<SourceProgress>,
 }
 
 impl std::fmt::Debug for MysqlSource {
@@ -495,6 +503,20 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A binlog position as one number for [`SourceProgress`]: the file's
+/// sequence number (its digits after the last `.`) in the high 32 bits,
+/// the offset in the low ones (binlog files stay far below 4 GiB). `None`
+/// for a file name without a sequence number.
+pub fn progress_position(file: &str, pos: u64) -> Option<u64> {
+    let seq: u64 = file.rsplit_once('.')?.1.parse().ok()?;
+    Some((seq << 32) | (pos & 0xffff_ffff))
+}
+
+/// [`progress_position`] back to `(sequence, offset)`.
+pub fn split_progress_position(at: u64) -> (u64, u64) {
+    (at >> 32, at & 0xffff_ffff)
 }
 
 /// Connects with `url` (session in UTC, utf8mb4).
@@ -632,7 +654,16 @@ impl MysqlSource {
             tables: HashMap::new(),
             broken: HashMap::new(),
             jobs: None,
+            progress: Arc::default(),
         }
+    }
+
+    /// Reports the source's phase and positions (the binlog position
+    /// read and the one stored as durable, as [`progress_position`]
+    /// encodes them) to `progress`, which outlives the source.
+    pub fn with_progress(mut self, progress: Arc<SourceProgress>) -> Self {
+        self.progress = progress;
+        self
     }
 
     fn state_path(&self) -> std::path::PathBuf {
@@ -779,6 +810,7 @@ impl MysqlSource {
         if *stop.borrow() {
             return Ok(());
         }
+        self.progress.set_phase(Phase::Connecting);
         let mut conn = connect(&self.cfg.url).await?;
         self.flavor = check_server(&mut conn).await?;
         self.tables.clear();
@@ -796,6 +828,7 @@ impl MysqlSource {
                     at
                 }
                 mode => {
+                    self.progress.set_phase(Phase::Snapshot);
                     let at = self.snapshot(&mut conn, stats).await?;
                     if mode == SnapshotMode::InitialOnly {
                         return Ok(());
@@ -1074,6 +1107,11 @@ impl MysqlSource {
             .await
             .map_err(sql("requesting the binlog"))?;
         stats.sessions += 1;
+        self.progress.set_phase(Phase::Streaming);
+        if let Some(at) = progress_position(&start.file, start.pos) {
+            self.progress.acknowledge(at);
+            self.progress.observe_upstream(at);
+        }
         tracing::info!(source = %self.cfg.name, file = %start.file, pos = start.pos, gtid = %start.gtid, server_id = self.cfg.server_id, "streaming the binlog");
         let (jobs, queue) = tokio::sync::mpsc::channel(JOBS);
         let flusher = Flusher {
@@ -1084,6 +1122,7 @@ impl MysqlSource {
             state_path: self.state_path(),
             pending: VecDeque::new(),
             acked: start.clone(),
+            progress: Arc::clone(&self.progress),
         };
         let thread = tokio::task::spawn_blocking(move || flusher.run(queue));
         self.jobs = Some(jobs);
@@ -1151,6 +1190,9 @@ impl MysqlSource {
                 .await?;
             if end > 0 && ty != 4 {
                 cur.pos = end;
+                if let Some(at) = progress_position(&cur.file, end) {
+                    self.progress.observe_upstream(at);
+                }
             }
             if done && let Some(t) = tx.take() {
                 if let Some((d, s, n)) = t.mariadb {

@@ -296,7 +296,7 @@ fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry, views: &[ConnectorV
         }
         n if n == SOURCE_LAG_BYTES.name => {
             for s in &t.sources {
-                if let Some(lag) = s.progress.lag() {
+                if let Some(lag) = s.lag_bytes() {
                     e.sample(m, "", &[&s.name], &[], lag as f64);
                 }
             }

@@ -375,7 +375,8 @@ impl Supervised {
         let writer = EventWriter::new(self.log.clone(), self.registry.clone())
             .counting(Arc::clone(&self.telemetry.written))
             .with_transforms(Arc::clone(&self.transforms));
-        let mut source = MysqlSource::new(cfg, self.log.clone(), writer);
+        let mut source = MysqlSource::new(cfg, self.log.clone(), writer)
+            .with_progress(Arc::clone(&self.telemetry.progress));
         set(&self.status, &s.name.value, |c| c.state = State::Running);
         let stats = source
             .run(self.stop.clone())

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tributary_connector_mysql::source::split_progress_position;
 use tributary_core::TopicPartition;
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_log::Log;
@@ -35,9 +36,22 @@ pub(crate) struct SourceTelemetry {
     pub written: Arc<AtomicU64>,
     /// Failures (each restarts the source).
     pub errors: AtomicU64,
-    /// Phase and lag, as the source reports them (PostgreSQL only: the
-    /// MySQL source does not report them yet).
+    /// Phase and lag, as the source reports them (PostgreSQL: LSNs;
+    /// MySQL: binlog positions as `progress_position` encodes them).
     pub progress: Arc<SourceProgress>,
+}
+
+impl SourceTelemetry {
+    /// How many bytes of the server's change stream the source has not
+    /// yet made durable and acknowledged. For MySQL/MariaDB only within
+    /// one binlog file (positions in different files do not subtract).
+    pub(crate) fn lag_bytes(&self) -> Option<u64> {
+        let lag = self.progress.lag()?;
+        match self.kind {
+            SourceKind::Postgres => Some(lag),
+            _ => (lag < 1 << 32).then_some(lag),
+        }
+    }
 }
 
 /// A sink's counters, shared by its workers.
@@ -122,6 +136,9 @@ pub struct ConnectorView {
 pub enum Position {
     /// A PostgreSQL LSN, as PostgreSQL prints it.
     Lsn(String),
+    /// A MySQL/MariaDB binlog position: the file's sequence number and
+    /// the offset in it (`000036:1234`).
+    Binlog(String),
     /// Topic -> partition -> offset.
     Offsets(BTreeMap<String, BTreeMap<u32, u64>>),
 }
@@ -243,12 +260,7 @@ impl Telemetry {
             };
             let why = match c.state {
                 State::Stopped => None,
-                State::Running
-                    if s.kind != SourceKind::Postgres
-                        || s.progress.phase() != Phase::Connecting =>
-                {
-                    None
-                }
+                State::Running if s.progress.phase() != Phase::Connecting => None,
                 State::Running => Some("connecting".to_string()),
                 State::Restarting => Some(match &c.last_error {
                     Some(e) => format!("restarting after: {e}"),
@@ -314,27 +326,29 @@ impl Telemetry {
                 .get(&s.name)
                 .cloned();
             let pg = s.kind == SourceKind::Postgres;
+            let acked = s.progress.acknowledged();
             out.push(ConnectorView {
                 name: s.name.clone(),
                 role: "source",
                 kind: kind_name(&s.kind),
                 state: c.as_ref().map_or("starting", |c| state_name(&c.state)),
-                phase: pg.then(|| s.progress.phase().as_str()),
+                phase: Some(s.progress.phase().as_str()),
                 restarts: c.as_ref().map_or(0, |c| c.restarts),
                 last_error: c.and_then(|c| c.last_error),
                 records: s.written.load(Ordering::Relaxed),
                 records_per_second: self.rate(&s.name),
                 errors: s.errors.load(Ordering::Relaxed),
-                position: if pg {
-                    s.progress.acknowledged().map(|l| {
-                        Position::Lsn(tributary_connector_postgres::replication::format_lsn(l))
-                    })
-                } else {
-                    None
-                },
+                position: acked.map(|at| {
+                    if pg {
+                        Position::Lsn(tributary_connector_postgres::replication::format_lsn(at))
+                    } else {
+                        let (file, pos) = split_progress_position(at);
+                        Position::Binlog(format!("{file:06}:{pos}"))
+                    }
+                }),
                 lag_records: None,
                 lag_seconds: None,
-                replication_lag_bytes: if pg { s.progress.lag() } else { None },
+                replication_lag_bytes: s.lag_bytes(),
             });
         }
         for s in &self.sinks {

@@ -662,3 +662,72 @@ async fn malformed_requests_get_4xx_and_the_server_goes_on() {
     assert_eq!(r.status().as_u16(), 200, "a valid registration still works");
     stop(hub);
 }
+
+/// A MariaDB source reports its phase, its binlog position and its lag
+/// in `/pipelines` and `/metrics`, and `/ready` waits until it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_source_reports_phase_position_and_readiness() {
+    let mut db = tributary_tests::mysql::MyDb::new("httpmy").await;
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(20));
+         INSERT INTO items VALUES (1, 'a'), (2, 'b');",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: my\n    kind: mysql\n\
+             \x20   url: mysql://root@127.0.0.1:3306/\n\
+             \x20   server_id: {}\n\
+             \x20   tables:\n      include: [\"{}.*\"]\n\
+             sinks:\n  - name: index\n    kind: tantivy\n    topics: [\"my.*\"]\n\
+             server:\n  http: 127.0.0.1:0\n",
+            41000 + std::process::id() % 10000,
+            db.name
+        ),
+    )
+    .expect("pipeline file");
+    let hub = run(&file, &[], None);
+    let base = hub.base.clone();
+    let (status, ready) = eventually(
+        "ready once the binlog streams",
+        async || json(&base, "/ready").await,
+        |(s, _)| *s == 200,
+    )
+    .await;
+    assert_eq!(ready["ready"], true, "{status} {ready}");
+    db.exec("INSERT INTO items VALUES (3, 'c'); UPDATE items SET name = 'z' WHERE id = 1;")
+        .await;
+    let (_, p) = eventually(
+        "the source streaming with a stored binlog position",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| {
+            let my = connector(p, "my");
+            my["phase"] == "streaming"
+                && my["records"].as_u64() >= Some(4)
+                && my["position"].is_string()
+        },
+    )
+    .await;
+    let my = connector(&p, "my");
+    assert_eq!(my["kind"], "mysql");
+    let position = my["position"].as_str().unwrap_or_default();
+    let (file_seq, offset) = position.split_once(':').expect("file:offset");
+    assert!(
+        file_seq.len() == 6 && file_seq.bytes().all(|b| b.is_ascii_digit()),
+        "{position}"
+    );
+    assert!(offset.parse::<u64>().is_ok_and(|o| o > 4), "{position}");
+    let m = eventually(
+        "the source's lag known",
+        async || metrics(&base).await,
+        |m| m.contains_key(r#"tributary_source_replication_lag_bytes{connector="my"}"#),
+    )
+    .await;
+    assert!(m[r#"tributary_source_replication_lag_bytes{connector="my"}"#] >= 0.0);
+    stop(hub);
+    db.drop_db().await;
+}
