@@ -1,0 +1,196 @@
+//! `tributary offsets reset` on the sinks that keep their offsets in
+//! their target (MariaDB's `tributary_offsets`, a Redis hash, a tantivy
+//! commit's payload): after the targets lost their data, a reset to
+//! earliest makes each replay the log and end equal to the source again;
+//! without the reset they would resume where their stored offsets say.
+
+use std::path::Path;
+use std::process::Command;
+
+use mysql_async::prelude::Queryable as _;
+use tributary_tests::mysql::MyDb;
+use tributary_tests::pg::TestDb;
+
+mod common;
+
+fn redis() -> redis::Connection {
+    redis::Client::open("redis://127.0.0.1:6379")
+        .and_then(|c| c.get_connection())
+        .expect("Redis at 127.0.0.1:6379 (run scripts/services.sh)")
+}
+
+/// The ids of the rows cached under `prefix`.
+fn cached_ids(prefix: &str) -> Vec<String> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}public.items:*"))
+        .query(&mut redis())
+        .expect("KEYS");
+    let mut ids: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.rsplit(':').next().map(str::to_string))
+        .collect();
+    ids.sort_by_key(|i| i.parse::<i64>().unwrap_or(i64::MAX));
+    ids
+}
+
+async fn maria_ids(db: &mut MyDb) -> Vec<String> {
+    db.conn
+        .query::<i64, _>("SELECT id FROM items ORDER BY id")
+        .await
+        .map(|v| v.iter().map(i64::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The ids the tantivy index holds (every hit of `*`).
+fn indexed_ids(index: &Path) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("search")
+        .arg(index)
+        .args(["--all", "--limit", "100000"])
+        .output()
+        .expect("tributary search");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|h| h["key"].as_str().map(str::to_string))
+        .collect();
+    ids.sort_by_key(|i| i.parse::<i64>().unwrap_or(i64::MAX));
+    ids
+}
+
+async fn source_ids(db: &TestDb) -> Vec<String> {
+    db.client
+        .query("SELECT id::text FROM items ORDER BY items.id", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn wait_all_equal(src: &TestDb, maria: &mut MyDb, prefix: &str, index: &Path) {
+    let want = source_ids(src).await;
+    common::wait_same_rows(
+        "mariadb",
+        async || want.clone(),
+        async || maria_ids(maria).await,
+    )
+    .await;
+    common::wait_same_rows("redis", async || want.clone(), async || cached_ids(prefix)).await;
+    common::wait_same_rows(
+        "tantivy",
+        async || want.clone(),
+        async || indexed_ids(index),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
+    let src = TestDb::new("reset_src").await;
+    let mut maria = MyDb::new("reset_dst").await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 120) g;",
+        )
+        .await
+        .expect("source");
+    let prefix = format!("{}:", src.name);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let index = data.join("search/index");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{src}?sslmode=disable\n\
+             \x20   slot: {src}_slot\n    publication: {src}_pub\n\
+             \x20   tables:\n      include: [public.items]\n\
+             sinks:\n\
+             \x20 - name: maria\n    kind: mysql\n    url: mysql://root@127.0.0.1:3306/{maria}\n\
+             \x20   topics: [pg.public.items]\n\
+             \x20 - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n    topics: [pg.public.items]\n\
+             \x20 - name: index\n    kind: tantivy\n    topics: [pg.public.items]\n",
+            src = src.name,
+            maria = maria.name,
+        ),
+    )
+    .expect("pipeline file");
+    let running = common::start(&file);
+    wait_all_equal(&src, &mut maria, &prefix, &index).await;
+    src.client
+        .batch_execute("DELETE FROM items WHERE id > 100; UPDATE items SET name = 'x' WHERE id = 1")
+        .await
+        .expect("changes");
+    wait_all_equal(&src, &mut maria, &prefix, &index).await;
+    let (status, out) = common::terminate(running);
+    assert!(status.success(), "clean stop: {out}");
+
+    // The targets lose their rows; their stored offsets stay.
+    maria.exec("DELETE FROM items").await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}public.items:*"))
+        .query(&mut redis())
+        .expect("KEYS");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query(&mut redis())
+        .expect("DEL");
+    std::fs::remove_dir_all(&index).expect("remove the index");
+
+    // Without a reset, a restart resumes past everything: nothing comes back.
+    let running = common::start(&file);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        maria_ids(&mut maria).await.is_empty(),
+        "mariadb resumed from its stored offsets"
+    );
+    assert!(
+        cached_ids(&prefix).is_empty(),
+        "redis resumed from its stored offsets"
+    );
+    let (status, out) = common::terminate(running);
+    assert!(status.success(), "clean stop: {out}");
+
+    for group in ["maria", "cache", "index"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args([
+                "offsets",
+                "reset",
+                "--group",
+                group,
+                "--topic",
+                "pg.public.items",
+            ])
+            .args(["--to", "earliest", "--data-dir"])
+            .arg(&data)
+            .output()
+            .expect("offsets reset");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{group}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text.lines().count(), 2, "one line per partition: {text}");
+        assert!(text.lines().all(|l| l.ends_with(" -> 0")), "{text}");
+    }
+    let running = common::start(&file);
+    wait_all_equal(&src, &mut maria, &prefix, &index).await;
+    let (status, out) = common::terminate(running);
+    assert!(status.success(), "clean stop: {out}");
+
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}tributary:offsets:cache"))
+        .query(&mut redis())
+        .expect("DEL");
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    maria.drop_db().await;
+}
