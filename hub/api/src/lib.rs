@@ -7,7 +7,12 @@
 //! <token>` metadata: see [`bearer`].
 
 /// `tributary.v1`, generated.
-#[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
 pub mod v1 {
     tonic::include_proto!("tributary.v1");
 }

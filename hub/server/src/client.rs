@@ -63,7 +63,7 @@ pub enum Access {
     /// No hub runs there: the command opens the directory itself.
     Local(DataDir),
     /// A hub: over gRPC (the tokio runtime the calls run on).
-    Remote(Hub, tokio::runtime::Runtime),
+    Remote(Box<Hub>, Box<tokio::runtime::Runtime>),
 }
 
 impl HubArgs {
@@ -82,7 +82,7 @@ impl HubArgs {
         };
         let rt = crate::runtime()?;
         let hub = rt.block_on(self.connect_to(&addr))?;
-        Ok(Access::Remote(hub, rt))
+        Ok(Access::Remote(Box::new(hub), Box::new(rt)))
     }
 
     /// A client of the hub at `--hub` (or the default address).

@@ -240,7 +240,13 @@ fn start_positions(
             (Some(g), Some(s)) => s.get(g, &tp)?,
             _ => None,
         };
-        let start = start_of(args, &tp, p.earliest_offset(), p.high_watermark(), committed)?;
+        let start = start_of(
+            args,
+            &tp,
+            p.earliest_offset(),
+            p.high_watermark(),
+            committed,
+        )?;
         out.insert(tp, start);
     }
     Ok(out)
@@ -348,7 +354,7 @@ async fn stopped() {
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     match args.hub.access(&args.data_dir)? {
         Access::Local(dd) => run_local(&args, &dd),
-        Access::Remote(hub, rt) => rt.block_on(remote(&args, hub)),
+        Access::Remote(hub, rt) => rt.block_on(remote(&args, *hub)),
     }
 }
 
@@ -550,7 +556,7 @@ async fn remote(args: &ConsumeArgs, hub: Hub) -> anyhow::Result<()> {
 }
 
 fn run_local(args: &ConsumeArgs, dd: &DataDir) -> anyhow::Result<()> {
-    let mut held = Held::open(&dd)?;
+    let mut held = Held::open(dd)?;
     let mut positions = start_positions(args, dd, &held.log)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -163,7 +163,11 @@ fn record_message(
         key,
         value,
         key_raw: if raw { r.key.map(<[u8]>::to_vec) } else { None },
-        value_raw: if raw { r.value.map(<[u8]>::to_vec) } else { None },
+        value_raw: if raw {
+            r.value.map(<[u8]>::to_vec)
+        } else {
+            None
+        },
         headers,
     })
 }
@@ -191,7 +195,13 @@ fn read(
                 if r.offset >= end || out.len() >= max {
                     return Ok(out);
                 }
-                out.push(record_message(decoding, part.topic(), part.id(), &r, format)?);
+                out.push(record_message(
+                    decoding,
+                    part.topic(),
+                    part.id(),
+                    &r,
+                    format,
+                )?);
                 pos = r.offset + 1;
             }
         }
@@ -339,8 +349,10 @@ async fn follow(
     tx: mpsc::Sender<Result<v1::Record, Status>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut watches: Vec<watch::Receiver<u64>> =
-        parts.iter().map(|(p, _)| p.watch_high_watermark()).collect();
+    let mut watches: Vec<watch::Receiver<u64>> = parts
+        .iter()
+        .map(|(p, _)| p.watch_high_watermark())
+        .collect();
     let mut positions: Vec<u64> = parts.iter().map(|(_, o)| *o).collect();
     if watches.is_empty() {
         return;
@@ -628,14 +640,16 @@ pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 /// Prints where `listener` listens, as [`crate::http::announce`] does:
-/// `grpc listening on <addr>` (the line after the HTTP one).
+/// `grpc listening on <addr>` (the line after the HTTP one). A reader
+/// that took the first line and closed our stdout does not stop the hub.
 pub fn announce(listener: &tokio::net::TcpListener) -> anyhow::Result<SocketAddr> {
     use std::io::Write as _;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "grpc listening");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "grpc listening on {addr}")?;
-    out.flush()?;
+    if let Err(e) = writeln!(out, "grpc listening on {addr}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "cannot print the gRPC address on stdout");
+    }
     Ok(addr)
 }
 

@@ -136,15 +136,16 @@ pub fn run(cmd: OffsetsCommand) -> anyhow::Result<()> {
                         None => Vec::new(),
                     }
                 }
-                Access::Remote(hub, rt) => rt
-                    .block_on(
+                Access::Remote(hub, rt) => {
+                    rt.block_on(
                         hub.client
                             .clone()
                             .list_offsets(v1::ListOffsetsRequest { group }),
                     )
                     .map_err(|s| crate::client::failed(&hub, s))?
                     .into_inner()
-                    .offsets,
+                    .offsets
+                }
             };
             for c in listed {
                 let tp = TopicPartition::new(c.topic, c.partition);

@@ -142,7 +142,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             token: token.clone(),
         });
         crate::http::announce(&listener)?;
-        dd.publish_grpc(crate::grpc::announce(&grpc)?)?;
+        // Published before it is announced: whoever reads the line finds
+        // the file.
+        dd.publish_grpc(grpc.local_addr()?)?;
+        crate::grpc::announce(&grpc)?;
         let grpc_server = tokio::spawn(crate::grpc::serve(grpc, api, token, http_stopped.clone()));
         let server = tokio::spawn(
             axum::serve(listener, app)

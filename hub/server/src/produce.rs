@@ -329,7 +329,7 @@ fn rejected(line_no: u64, e: &Invalid, written: u64) -> anyhow::Error {
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     match args.hub.access(&args.data_dir)? {
         Access::Local(dd) => run_local(&args, &dd),
-        Access::Remote(hub, rt) => rt.block_on(remote(&args, hub)),
+        Access::Remote(hub, rt) => rt.block_on(remote(&args, *hub)),
     }
 }
 

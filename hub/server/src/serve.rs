@@ -43,13 +43,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let http = crate::http::bind(&args.http.to_string()).await?;
         let grpc = crate::grpc::bind(&args.grpc).await?;
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let api = crate::grpc::Api::new(
-            log.clone(),
-            registry.clone(),
-            offsets,
-            None,
-            stop.clone(),
-        );
+        let api = crate::grpc::Api::new(log.clone(), registry.clone(), offsets, None, stop.clone());
         let app = crate::http::router(crate::http::Hub {
             log: log.clone(),
             registry,
@@ -58,7 +52,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             token: args.token.clone(),
         });
         crate::http::announce(&http)?;
-        dd.publish_grpc(crate::grpc::announce(&grpc)?)?;
+        // Published before it is announced: whoever reads the line finds
+        // the file.
+        dd.publish_grpc(grpc.local_addr()?)?;
+        crate::grpc::announce(&grpc)?;
         let grpc_server = tokio::spawn(crate::grpc::serve(grpc, api, args.token, stop));
         let served = axum::serve(http, app)
             .with_graceful_shutdown(shutdown())

@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("NAME        ROLE    STATE       POSITION"));
         assert!(lines[1].starts_with("pg          source  running     0/16B3748"));
-        assert!(lines[1].ends_with("12.3/s       0         -"), "{text}");
+        assert!(lines[1].ends_with("12.3/s  0         -"), "{text}");
         assert!(lines[2].contains("t/1=9"), "{text}");
         assert!(lines[2].ends_with("3         connection refused"), "{text}");
     }

@@ -157,7 +157,14 @@ fn serve_and_topics_share_the_pipeline_layout() {
     // And an explicit --hub, without a data directory at all.
     let addr = hub.grpc.trim_start_matches("http://").to_string();
     let out = tributary()
-        .args(["topics", "list", "--hub", &addr, "--data-dir", "/nonexistent"])
+        .args([
+            "topics",
+            "list",
+            "--hub",
+            &addr,
+            "--data-dir",
+            "/nonexistent",
+        ])
         .output()
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), list);
@@ -167,7 +174,10 @@ fn serve_and_topics_share_the_pipeline_layout() {
         !dir.path().join("topics").exists(),
         "serve made a log at the data directory's root"
     );
-    assert!(!dir.path().join("grpc.addr").exists(), "left grpc.addr behind");
+    assert!(
+        !dir.path().join("grpc.addr").exists(),
+        "left grpc.addr behind"
+    );
     // Stopped: the directory is opened again, same answer.
     assert_eq!(stdout_of(&["topics", "list"], dir.path()), list);
 }
@@ -180,7 +190,14 @@ fn serve_keeps_registered_schemas_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let start = || {
         let mut child = tributary()
-            .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stdout(std::process::Stdio::piped())
             .spawn()

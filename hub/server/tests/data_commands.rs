@@ -194,7 +194,10 @@ async fn consume_prints_exactly_what_the_pipeline_wrote() {
         &["consume", "pg.public.items", "--from-beginning"],
         &c.data,
     ));
-    assert_eq!(c.through_hub, local, "consume over gRPC and on the directory");
+    assert_eq!(
+        c.through_hub, local,
+        "consume over gRPC and on the directory"
+    );
 
     // Every offset of every partition, once, in order.
     let log = tributary_log::Log::open(c.data.join("log")).expect("log");

@@ -75,9 +75,11 @@ impl PgHub {
             hub: Some(hub),
         };
         let mut c = me.client().await;
-        eventually("the snapshot in the log", async || records_in(&mut c).await, |n| {
-            *n == ROWS
-        })
+        eventually(
+            "the snapshot in the log",
+            async || records_in(&mut c).await,
+            |n| *n == ROWS,
+        )
         .await;
         me
     }
@@ -252,7 +254,11 @@ async fn produce_then_fetch_round_trips_and_the_topic_numbers_match() {
         assert_eq!(value["after"]["id"], id);
         assert_eq!(
             value["after"]["name"],
-            if id == 100 { "from grpc" } else { "and another" }
+            if id == 100 {
+                "from grpc"
+            } else {
+                "and another"
+            }
         );
         // Confluent's wire format: magic byte 0, then the schema id.
         let raw = r.value_raw.as_deref().expect("raw value");
@@ -437,7 +443,10 @@ async fn commit_offset_then_offsets_list_shows_it() {
         .into_inner()
         .offsets;
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].offset, listed[0].end), (1, Some(p1.high_watermark)));
+    assert_eq!(
+        (listed[0].offset, listed[0].end),
+        (1, Some(p1.high_watermark))
+    );
     let mut stream = c
         .subscribe(v1::SubscribeRequest {
             topic: TOPIC.into(),
@@ -482,16 +491,20 @@ async fn pipeline_status_shows_the_source_and_the_sink() {
         |cs| {
             cs.iter()
                 .any(|c| c.name == "cache" && c.lag_records == Some(0) && c.records >= ROWS)
-                && cs
-                    .iter()
-                    .any(|c| c.name == "pg" && matches!(c.position, Some(v1::connector::Position::Lsn(_))))
+                && cs.iter().any(|c| {
+                    c.name == "pg" && matches!(c.position, Some(v1::connector::Position::Lsn(_)))
+                })
         },
     )
     .await;
     assert_eq!(connectors.len(), 2, "{connectors:?}");
     let source = &connectors[0];
     assert_eq!(
-        (source.name.as_str(), source.role.as_str(), source.kind.as_str()),
+        (
+            source.name.as_str(),
+            source.role.as_str(),
+            source.kind.as_str()
+        ),
         ("pg", "source", "postgres")
     );
     assert_eq!(source.state, "running");
@@ -542,7 +555,13 @@ async fn pipeline_status_shows_the_source_and_the_sink() {
     assert_eq!(&snk[4..6], ["0", "0.0"], "{table}");
     assert!(snk[6].ends_with("/s"), "{table}");
     let out = ok(&tributary(
-        &["status", "--format", "json", "--data-dir", data_arg(&h.data)],
+        &[
+            "status",
+            "--format",
+            "json",
+            "--data-dir",
+            data_arg(&h.data),
+        ],
         None,
         &[],
     ));
@@ -628,7 +647,10 @@ async fn calls_need_the_token() {
         .pipeline_status(with_token(v1::PipelineStatusRequest {}, token))
         .await
         .expect("with the token");
-    assert!(status.into_inner().connectors.is_empty(), "serve runs no pipeline");
+    assert!(
+        status.into_inner().connectors.is_empty(),
+        "serve runs no pipeline"
+    );
 
     // The CLI: refused without the token, fine with it.
     let addr = hub.grpc.trim_start_matches("http://").to_string();
@@ -659,13 +681,22 @@ async fn malformed_calls_get_the_right_codes_and_the_server_goes_on() {
         max_records: 10,
         format: v1::RecordFormat::Json.into(),
     };
-    let s = c.fetch(fetch("pg.public.nope", 0, 0)).await.expect_err("unknown topic");
+    let s = c
+        .fetch(fetch("pg.public.nope", 0, 0))
+        .await
+        .expect_err("unknown topic");
     assert_eq!(s.code(), Code::NotFound, "{s}");
     assert!(s.message().contains("pg.public.nope"), "{s}");
-    let s = c.fetch(fetch(TOPIC, 2, 0)).await.expect_err("partition 2 of 2");
+    let s = c
+        .fetch(fetch(TOPIC, 2, 0))
+        .await
+        .expect_err("partition 2 of 2");
     assert_eq!(s.code(), Code::InvalidArgument, "{s}");
     assert!(s.message().starts_with("partition: "), "{s}");
-    let s = c.fetch(fetch(TOPIC, 0, 1_000_000)).await.expect_err("offset");
+    let s = c
+        .fetch(fetch(TOPIC, 0, 1_000_000))
+        .await
+        .expect_err("offset");
     assert_eq!(s.code(), Code::InvalidArgument, "{s}");
     assert!(s.message().starts_with("offset: "), "{s}");
     let s = c.fetch(fetch("", 0, 0)).await.expect_err("no topic");
@@ -709,8 +740,15 @@ async fn malformed_calls_get_the_right_codes_and_the_server_goes_on() {
         .expect_err("not the schema");
     assert_eq!(s.code(), Code::InvalidArgument, "{s}");
     let why = rejection(&s);
-    assert_eq!((why.index, why.field.as_str()), (1, "value.after.id"), "{s}");
-    assert!(s.message().starts_with("records[1]: value.after.id: "), "{s}");
+    assert_eq!(
+        (why.index, why.field.as_str()),
+        (1, "value.after.id"),
+        "{s}"
+    );
+    assert!(
+        s.message().starts_with("records[1]: value.after.id: "),
+        "{s}"
+    );
     let s = c
         .produce(produce(vec![
             r#"{"value":{"op":"c","after":{"id":401,"nam":"x"}}}"#.into(),
@@ -767,8 +805,7 @@ async fn malformed_calls_get_the_right_codes_and_the_server_goes_on() {
             format: 0,
         })
         .await
-        .err()
-        .expect("an offset needs a partition");
+        .expect_err("an offset needs a partition");
     assert_eq!(s.code(), Code::InvalidArgument, "{s}");
     assert!(s.message().starts_with("partition: "), "{s}");
 
@@ -808,7 +845,11 @@ async fn cli_produce_through_the_hub_reports_like_on_the_directory() {
          (the 2 records of lines 1 to 2 were written, nothing from line 3 on)\n"
     );
     assert_eq!(records_in(&mut c).await, ROWS + 4);
-    let out = tributary(&["produce", "pg.public.nope", "--data-dir", &data], Some(""), &[]);
+    let out = tributary(
+        &["produce", "pg.public.nope", "--data-dir", &data],
+        Some(""),
+        &[],
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "error: unknown topic \"pg.public.nope\": produce writes to an existing topic (one a source created)\n"
