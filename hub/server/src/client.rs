@@ -70,19 +70,28 @@ impl HubArgs {
     /// The rule: `--hub` given, or a hub holds `data_dir` (at the address
     /// it published): gRPC; otherwise the directory itself.
     pub fn access(&self, data_dir: &Path) -> anyhow::Result<Access> {
-        let addr = match &self.hub {
-            Some(a) => a.clone(),
+        let rt = crate::runtime()?;
+        let (addr, dd) = match &self.hub {
+            Some(a) => (a.clone(), None),
             None => {
                 let dd = DataDir::existing(data_dir)?;
                 match dd.running_hub()? {
-                    Some(a) => a,
+                    Some(a) => (a, Some(dd)),
                     None => return Ok(Access::Local(dd)),
                 }
             }
         };
-        let rt = crate::runtime()?;
-        let hub = rt.block_on(self.connect_to(&addr))?;
-        Ok(Access::Remote(Box::new(hub), Box::new(rt)))
+        match (rt.block_on(self.connect_to(&addr)), dd) {
+            (Ok(hub), _) => Ok(Access::Remote(Box::new(hub), Box::new(rt))),
+            // The address a crashed hub left behind, while another
+            // command holds the directory for a moment: the directory
+            // itself (which waits for that command, or says who holds it).
+            (Err(e), Some(dd)) => {
+                tracing::debug!(error = %e, "the published hub does not answer");
+                Ok(Access::Local(dd))
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// A client of the hub at `--hub` (or the default address).

@@ -866,3 +866,82 @@ async fn cli_produce_through_the_hub_reports_like_on_the_directory() {
     assert_eq!(ok(&tributary(&consume, None, &[])), through_hub);
     h.clean().await;
 }
+
+/// `consume --follow` through the hub prints what is appended after it
+/// started (over Subscribe) and ends cleanly on SIGINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_consume_follow_through_the_hub_prints_new_records() {
+    use std::io::BufRead as _;
+    let h = PgHub::start("grpcfollow").await;
+    let mut c = h.client().await;
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args([
+            "consume",
+            TOPIC,
+            "--follow",
+            "--data-dir",
+            data_arg(&h.data),
+        ])
+        .env_remove("TRIBUTARY_HUB")
+        .env_remove("TRIBUTARY_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn consume --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower subscribes from the end: produce until it has printed
+    // a record (it may not be subscribed yet when the first lands).
+    let mut first = None;
+    for i in 0..100 {
+        c.produce(v1::ProduceRequest {
+            topic: TOPIC.into(),
+            records: vec![item(600 + i, "followed")],
+        })
+        .await
+        .expect("Produce");
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            first = Some(line);
+            break;
+        }
+    }
+    let first = json(&first.expect("consume --follow printed a record"));
+    assert_eq!(first["topic"], TOPIC);
+    assert_eq!(first["value"]["after"]["name"], "followed");
+    let id = first["key"]["id"].as_i64().expect("id");
+    // And the next one.
+    c.produce(v1::ProduceRequest {
+        topic: TOPIC.into(),
+        records: vec![item(700, "next")],
+    })
+    .await
+    .expect("Produce");
+    let mut ids = vec![id];
+    while !ids.contains(&700) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the next record");
+        ids.push(json(&line)["key"]["id"].as_i64().expect("id"));
+    }
+    assert!(ids.iter().all(|i| *i >= 600), "only new records: {ids:?}");
+    let status = Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = follower.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.stop().await;
+}
