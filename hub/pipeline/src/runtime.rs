@@ -121,6 +121,9 @@ pub struct Running {
     pub registry: Registry,
     /// Its connectors' live telemetry.
     pub telemetry: Arc<Telemetry>,
+    /// The consumer groups' offsets (its sinks' and any other reader's):
+    /// the process holds the store's lock, so the hub's APIs share this.
+    pub offsets: Arc<tributary_log::SledOffsetStore>,
     done: tokio::task::JoinHandle<Result<Status, RuntimeError>>,
 }
 
@@ -246,6 +249,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
         log,
         registry,
         telemetry,
+        offsets,
         done,
     })
 }

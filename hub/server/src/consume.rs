@@ -12,6 +12,9 @@ use tributary_log::Log;
 use tributary_schemas::registry::VersionSel;
 use tributary_schemas::{EventSchema, RecordDecoder, Registry};
 
+use tributary_api::v1;
+
+use crate::client::{Access, Hub, failed};
 use crate::datadir::DataDir;
 use crate::records::{self, Out};
 
@@ -63,28 +66,29 @@ pub struct ConsumeArgs {
     /// The data directory (a pipeline's log.dir).
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data_dir: PathBuf,
+    #[command(flatten)]
+    hub: crate::client::HubArgs,
 }
 
-/// What is open while the data directory is held.
-struct Held {
+/// Decodes records with the registry, to the JSON `consume` prints of
+/// their key and value (the hub's Fetch and Subscribe send the same).
+#[derive(Debug)]
+pub struct Decoding {
     registry: Registry,
-    log: Log,
     decoder: RecordDecoder,
     /// Event schemas by key schema id (for tombstones, which have no
     /// value to name their table).
     by_key_id: HashMap<u32, Arc<EventSchema>>,
 }
 
-impl Held {
-    fn open(dd: &DataDir) -> anyhow::Result<Self> {
-        let registry = dd.registry()?;
-        let log = dd.log(&registry)?;
-        Ok(Self {
-            decoder: RecordDecoder::new(registry.clone()),
+impl Decoding {
+    /// With `decoder` (which caches schemas) over `registry`.
+    pub fn new(registry: Registry, decoder: RecordDecoder) -> Self {
+        Self {
             registry,
-            log,
+            decoder,
             by_key_id: HashMap::new(),
-        })
+        }
     }
 
     /// The event schema whose key schema has id `key_id`: the topic's
@@ -106,6 +110,82 @@ impl Held {
         }
         bail!("key schema {key_id} is the key of no version of {subject}")
     }
+
+    /// The key and the value of `r` (of `topic`, `partition`) as JSON
+    /// text; `null` for a missing key and a tombstone's value.
+    pub fn json(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        r: &tributary_log::RecordView<'_>,
+    ) -> anyhow::Result<(String, String)> {
+        let at = || format!("{topic}[{partition}]@{}", r.offset);
+        let null = || Out::Leaf(serde_json::Value::Null);
+        let (key, value) = match r.value {
+            Some(v) => {
+                let (schema, ev) = self
+                    .decoder
+                    .value(v)
+                    .with_context(|| format!("{}: value (try --format avro-raw)", at()))?;
+                let key = match r.key {
+                    Some(k) => {
+                        let key = self
+                            .decoder
+                            .key(&schema, k)
+                            .with_context(|| format!("{}: key", at()))?;
+                        records::key_json(schema.table(), &key)
+                    }
+                    None => null(),
+                };
+                (key, records::event_json(schema.table(), &ev))
+            }
+            None => {
+                let key = match r.key {
+                    Some(k) => {
+                        let (id, _) = tributary_schemas::wire::split(k).with_context(|| {
+                            format!("{}: key is not in the registry's wire format", at())
+                        })?;
+                        let schema = self
+                            .schema_for_key(topic, id)
+                            .with_context(|| format!("{}: key", at()))?;
+                        let key = self
+                            .decoder
+                            .key(&schema, k)
+                            .with_context(|| format!("{}: key", at()))?;
+                        records::key_json(schema.table(), &key)
+                    }
+                    None => null(),
+                };
+                (key, null())
+            }
+        };
+        Ok((key.to_line(), value.to_line()))
+    }
+}
+
+/// Stored bytes as `--format avro-raw` prints them: base64, or null.
+fn raw_json(b: Option<&[u8]>) -> String {
+    b.map_or(Out::Leaf(serde_json::Value::Null), |b| {
+        Out::Leaf(records::base64(b).into())
+    })
+    .to_line()
+}
+
+/// What is open while the data directory is held.
+struct Held {
+    log: Log,
+    decoding: Decoding,
+}
+
+impl Held {
+    fn open(dd: &DataDir) -> anyhow::Result<Self> {
+        let registry = dd.registry()?;
+        let log = dd.log(&registry)?;
+        Ok(Self {
+            decoding: Decoding::new(registry.clone(), RecordDecoder::new(registry)),
+            log,
+        })
+    }
 }
 
 /// One record as a JSON line.
@@ -115,80 +195,23 @@ fn line(
     tp: &TopicPartition,
     r: &tributary_log::RecordView<'_>,
 ) -> anyhow::Result<String> {
-    let mut fields = vec![
-        ("topic", Out::Leaf(tp.topic.clone().into())),
-        ("partition", Out::Leaf(tp.partition.into())),
-        ("offset", Out::Leaf(r.offset.into())),
-        ("timestamp", Out::Leaf(r.timestamp.into())),
-    ];
-    match format {
-        Format::AvroRaw => {
-            let b64 = |b: Option<&[u8]>| {
-                b.map_or(Out::Leaf(serde_json::Value::Null), |b| {
-                    Out::Leaf(records::base64(b).into())
-                })
-            };
-            fields.push(("key", b64(r.key)));
-            fields.push(("value", b64(r.value)));
-        }
-        Format::Json => {
-            let at = || format!("{}[{}]@{}", tp.topic, tp.partition, r.offset);
-            let (key, value) = match r.value {
-                Some(v) => {
-                    let (schema, ev) = held
-                        .decoder
-                        .value(v)
-                        .with_context(|| format!("{}: value (try --format avro-raw)", at()))?;
-                    let key = match r.key {
-                        Some(k) => {
-                            let key = held
-                                .decoder
-                                .key(&schema, k)
-                                .with_context(|| format!("{}: key", at()))?;
-                            records::key_json(schema.table(), &key)
-                        }
-                        None => Out::Leaf(serde_json::Value::Null),
-                    };
-                    (key, records::event_json(schema.table(), &ev))
-                }
-                None => {
-                    let key = match r.key {
-                        Some(k) => {
-                            let (id, _) = tributary_schemas::wire::split(k).with_context(|| {
-                                format!("{}: key is not in the registry's wire format", at())
-                            })?;
-                            let schema = held
-                                .schema_for_key(&tp.topic, id)
-                                .with_context(|| format!("{}: key", at()))?;
-                            let key = held
-                                .decoder
-                                .key(&schema, k)
-                                .with_context(|| format!("{}: key", at()))?;
-                            records::key_json(schema.table(), &key)
-                        }
-                        None => Out::Leaf(serde_json::Value::Null),
-                    };
-                    (key, Out::Leaf(serde_json::Value::Null))
-                }
-            };
-            fields.push(("key", key));
-            fields.push(("value", value));
-        }
-    }
+    let (key, value) = match format {
+        Format::AvroRaw => (raw_json(r.key), raw_json(r.value)),
+        Format::Json => held.decoding.json(&tp.topic, tp.partition, r)?,
+    };
     let headers: Vec<(&str, Option<&[u8]>)> =
         r.headers().collect::<Result<_, _>>().map_err(|e| {
             anyhow::anyhow!("{}[{}]@{}: headers: {e}", tp.topic, tp.partition, r.offset)
         })?;
-    if !headers.is_empty() {
-        fields.push(("headers", records::headers_json(headers.into_iter())));
-    }
-    Ok(Out::Obj(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
-    .to_line())
+    Ok(records::record_line(
+        &tp.topic,
+        tp.partition,
+        r.offset,
+        r.timestamp,
+        &key,
+        &value,
+        &headers,
+    ))
 }
 
 /// Where each partition starts.
@@ -213,31 +236,48 @@ fn start_positions(
     for id in ids {
         let p = topic.partition(id)?;
         let tp = TopicPartition::new(&args.topic, id);
-        let (earliest, hw) = (p.earliest_offset(), p.high_watermark());
-        let start = if args.from_beginning {
-            earliest
-        } else if let Some(o) = args.offset {
-            if o < earliest || o > hw {
-                bail!(
-                    "offset {o} is not in {tp}: it holds offsets {earliest} to {} (the next is {hw})",
-                    hw.saturating_sub(1)
-                );
-            }
-            o
-        } else if let Some(g) = &args.group {
-            let committed = match &offsets {
-                Some(s) => s.get(g, &tp)?,
-                None => None,
-            };
-            // Below the earliest: retention removed what the group had
-            // not read.
-            committed.unwrap_or(earliest).clamp(earliest, hw)
-        } else {
-            hw
+        let committed = match (&args.group, &offsets) {
+            (Some(g), Some(s)) => s.get(g, &tp)?,
+            _ => None,
         };
+        let start = start_of(
+            args,
+            &tp,
+            p.earliest_offset(),
+            p.high_watermark(),
+            committed,
+        )?;
         out.insert(tp, start);
     }
     Ok(out)
+}
+
+/// Where `tp` (holding `earliest` up to the high watermark `hw`) starts;
+/// `committed`: the group's offset there, with --group.
+fn start_of(
+    args: &ConsumeArgs,
+    tp: &TopicPartition,
+    earliest: u64,
+    hw: u64,
+    committed: Option<u64>,
+) -> anyhow::Result<u64> {
+    Ok(if args.from_beginning {
+        earliest
+    } else if let Some(o) = args.offset {
+        if o < earliest || o > hw {
+            bail!(
+                "offset {o} is not in {tp}: it holds offsets {earliest} to {} (the next is {hw})",
+                hw.saturating_sub(1)
+            );
+        }
+        o
+    } else if args.group.is_some() {
+        // Below the earliest: retention removed what the group had not
+        // read.
+        committed.unwrap_or(earliest).clamp(earliest, hw)
+    } else {
+        hw
+    })
 }
 
 /// Reads from `positions` to each partition's end, printing; returns
@@ -312,13 +352,216 @@ async fn stopped() {
 }
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let dd = DataDir::existing(&args.data_dir)?;
-    let mut held = Held::open(&dd)?;
-    let mut positions = start_positions(&args, &dd, &held.log)?;
+    match args.hub.access(&args.data_dir)? {
+        Access::Local(dd) => run_local(&args, &dd),
+        Access::Remote(hub, rt) => rt.block_on(remote(&args, *hub)),
+    }
+}
+
+/// Writes `line`; whether to stop (stdout closed).
+fn emit(out: &mut impl std::io::Write, line: &str) -> anyhow::Result<bool> {
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Flushes; whether to stop (stdout closed).
+fn flush(out: &mut impl std::io::Write) -> anyhow::Result<bool> {
+    match out.flush() {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A record from the hub as a JSON line (as [`line`] prints it).
+fn remote_line(format: Format, r: &v1::Record) -> String {
+    let (key, value) = match format {
+        Format::AvroRaw => (
+            raw_json(r.key_raw.as_deref()),
+            raw_json(r.value_raw.as_deref()),
+        ),
+        Format::Json => (r.key.clone(), r.value.clone()),
+    };
+    let headers: Vec<(&str, Option<&[u8]>)> = r
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_deref()))
+        .collect();
+    records::record_line(
+        &r.topic,
+        r.partition,
+        r.offset,
+        r.timestamp,
+        &key,
+        &value,
+        &headers,
+    )
+}
+
+/// `consume` through a running hub: Fetch to each partition's end, then
+/// (--follow) one Subscribe per partition.
+async fn remote(args: &ConsumeArgs, hub: Hub) -> anyhow::Result<()> {
+    let mut c = hub.client.clone();
+    let desc = c
+        .describe_topic(v1::DescribeTopicRequest {
+            topic: args.topic.clone(),
+        })
+        .await
+        .map_err(|s| failed(&hub, s))?
+        .into_inner();
+    let parts: BTreeMap<u32, &v1::PartitionInfo> =
+        desc.partitions.iter().map(|p| (p.partition, p)).collect();
+    let ids: Vec<u32> = match args.partition {
+        Some(p) if !parts.contains_key(&p) => bail!(
+            "{}",
+            tributary_log::LogError::UnknownPartition {
+                topic: args.topic.clone(),
+                partition: p,
+                partitions: parts.len() as u32,
+            }
+        ),
+        Some(p) => vec![p],
+        None => parts.keys().copied().collect(),
+    };
+    let committed: HashMap<u32, u64> = match &args.group {
+        Some(g) => c
+            .list_offsets(v1::ListOffsetsRequest {
+                group: Some(g.clone()),
+            })
+            .await
+            .map_err(|s| failed(&hub, s))?
+            .into_inner()
+            .offsets
+            .into_iter()
+            .filter(|o| o.topic == args.topic)
+            .map(|o| (o.partition, o.offset))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let mut positions = BTreeMap::new();
+    for id in ids {
+        let tp = TopicPartition::new(&args.topic, id);
+        let p = parts[&id];
+        let start = start_of(
+            args,
+            &tp,
+            p.earliest_offset,
+            p.high_watermark,
+            committed.get(&id).copied(),
+        )?;
+        positions.insert(tp, (start, p.earliest_offset, p.high_watermark));
+    }
+    let format = match args.format {
+        Format::Json => v1::RecordFormat::Json,
+        Format::AvroRaw => v1::RecordFormat::Raw,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
-    let mut done = drain(&mut held, &args, &mut positions, &mut printed, &mut out)?;
+    let reached = |printed: u64| args.max.is_some_and(|m| printed >= m);
+    let mut done = false;
+    'drain: for (tp, (pos, earliest, end)) in positions.iter_mut() {
+        *pos = (*pos).max(*earliest);
+        while *pos < *end {
+            let got = c
+                .fetch(v1::FetchRequest {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: *pos,
+                    max_records: 0,
+                    format: format.into(),
+                })
+                .await
+                .map_err(|s| failed(&hub, s))?
+                .into_inner();
+            if got.records.is_empty() {
+                break;
+            }
+            for r in &got.records {
+                if r.offset >= *end {
+                    break;
+                }
+                if reached(printed) || emit(&mut out, &remote_line(args.format, r))? {
+                    done = true;
+                    break 'drain;
+                }
+                *pos = r.offset + 1;
+                printed += 1;
+            }
+        }
+    }
+    done = flush(&mut out)? || done || reached(printed);
+    if args.follow && !done {
+        let mut streams = Vec::new();
+        for (tp, (pos, _, _)) in &positions {
+            let s = c
+                .subscribe(v1::SubscribeRequest {
+                    topic: tp.topic.clone(),
+                    partition: Some(tp.partition),
+                    start: Some(v1::subscribe_request::Start::Offset(*pos)),
+                    format: format.into(),
+                })
+                .await
+                .map_err(|s| failed(&hub, s))?
+                .into_inner();
+            streams.push(s);
+        }
+        let mut all = futures_util::stream::select_all(streams);
+        let stop = stopped();
+        tokio::pin!(stop);
+        loop {
+            let r = tokio::select! {
+                _ = &mut stop => break,
+                r = futures_util::StreamExt::next(&mut all) => r,
+            };
+            let Some(r) = r else { break };
+            let r = r.map_err(|s| failed(&hub, s))?;
+            if reached(printed)
+                || emit(&mut out, &remote_line(args.format, &r))?
+                || flush(&mut out)?
+            {
+                break;
+            }
+            if let Some(p) = positions.get_mut(&TopicPartition::new(&r.topic, r.partition)) {
+                p.0 = r.offset + 1;
+            }
+            printed += 1;
+            if reached(printed) {
+                break;
+            }
+        }
+    }
+    drop(out);
+    if args.commit
+        && let Some(g) = &args.group
+    {
+        for (tp, (o, _, _)) in &positions {
+            c.commit_offset(v1::CommitOffsetRequest {
+                group: g.clone(),
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: *o,
+            })
+            .await
+            .map_err(|s| failed(&hub, s))?;
+        }
+        for (tp, (o, _, _)) in &positions {
+            eprintln!("committed {g} {tp} at {o}");
+        }
+    }
+    Ok(())
+}
+
+fn run_local(args: &ConsumeArgs, dd: &DataDir) -> anyhow::Result<()> {
+    let mut held = Held::open(dd)?;
+    let mut positions = start_positions(args, dd, &held.log)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut printed = 0u64;
+    let mut done = drain(&mut held, args, &mut positions, &mut printed, &mut out)?;
     if args.follow && !done {
         let rt = crate::runtime()?;
         rt.block_on(async {
@@ -337,13 +580,13 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 if dd.busy()? {
                     continue;
                 }
-                let mut h = match Held::open(&dd) {
+                let mut h = match Held::open(dd) {
                     Ok(h) => h,
                     // Taken between the look and the open.
                     Err(_) if dd.busy()? => continue,
                     Err(e) => return Err(e),
                 };
-                done = drain(&mut h, &args, &mut positions, &mut printed, &mut out)?;
+                done = drain(&mut h, args, &mut positions, &mut printed, &mut out)?;
                 idle = Some(h);
                 if done {
                     break;

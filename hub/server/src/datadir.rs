@@ -8,6 +8,10 @@
 //! run`, `serve`, `produce`) holds the registry's sled lock for as long as
 //! it runs: a command takes that lock first, and refuses with a clear
 //! error when a running hub holds it.
+//!
+//! A hub also writes the address its gRPC API listens on to `grpc.addr`
+//! while it runs: the commands that can talk to it (`topics`, `consume`,
+//! `produce`, `offsets list`) find it there when the directory is held.
 
 use std::fs::TryLockError;
 use std::path::{Path, PathBuf};
@@ -60,6 +64,62 @@ impl DataDir {
             );
         }
         Ok(d)
+    }
+
+    /// `root` for a hub (`serve`, `run`): created when missing.
+    pub fn create(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the data directory {}", root.display()))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    fn address_file(&self) -> PathBuf {
+        self.root.join("grpc.addr")
+    }
+
+    /// Records where the hub holding the directory serves gRPC.
+    pub fn publish_grpc(&self, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let file = self.address_file();
+        let tmp = self.root.join("grpc.addr.tmp");
+        std::fs::write(&tmp, format!("{addr}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &file))
+            .with_context(|| format!("writing {}", file.display()))
+    }
+
+    /// Removes what [`publish_grpc`](Self::publish_grpc) wrote (the hub
+    /// stops).
+    pub fn withdraw_grpc(&self) {
+        let file = self.address_file();
+        if let Err(e) = std::fs::remove_file(&file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %file.display(), error = %e, "cannot remove the gRPC address file");
+        }
+    }
+
+    /// The gRPC address of the hub that holds the directory now, if one
+    /// does and published it (a file left by a hub that crashed is not
+    /// believed: no one holds the lock then).
+    pub fn running_hub(&self) -> anyhow::Result<Option<String>> {
+        if !self.busy()? {
+            return Ok(None);
+        }
+        match std::fs::read_to_string(self.address_file()) {
+            Ok(text) => Ok(Some(text.trim().to_string()).filter(|a| !a.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.address_file().display())),
+        }
     }
 
     fn registry_dir(&self) -> PathBuf {
@@ -121,12 +181,30 @@ impl DataDir {
     /// The log, without background threads. Open it only while holding
     /// [`registry`](Self::registry).
     pub fn log(&self, _held: &Registry) -> anyhow::Result<Log> {
-        let dir = self.root.join("log");
+        let dir = self.log_dir();
         let opts = LogOptions {
             background: false,
             ..LogOptions::default()
         };
         Log::open_with(&dir, opts).with_context(|| format!("opening the log in {}", dir.display()))
+    }
+
+    /// The log for a hub that runs on (`serve`): with its background
+    /// thread (interval fsyncs, retention, compaction).
+    pub fn hub_log(&self, _held: &Registry) -> anyhow::Result<Log> {
+        let dir = self.log_dir();
+        // Before `serve` kept its log in `log/` as pipelines do, it wrote
+        // topics at the root: say so rather than serve an empty log.
+        let old = self.root.join("topics");
+        if old.is_dir() && !dir.exists() {
+            bail!(
+                "{} holds topics at its root, where `serve` once kept them: move {} to {}",
+                self.root.display(),
+                old.display(),
+                dir.join("topics").display()
+            );
+        }
+        Log::open(&dir).with_context(|| format!("opening the log in {}", dir.display()))
     }
 
     /// The consumer offsets, if any group ever committed (`None`: no

@@ -34,6 +34,24 @@ impl Token {
         (!value.is_empty()).then(|| Self(value.into()))
     }
 
+    /// The token itself, to send to a hub (never to print).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an `Authorization` value is `Bearer <this token>`.
+    pub fn admits(&self, authorization: Option<&str>) -> Admission {
+        let presented = authorization.and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+        match presented {
+            Some(p) if self.matches(p.as_bytes()) => Admission::Admitted,
+            Some(_) => Admission::WrongToken,
+            None => Admission::NoToken,
+        }
+    }
+
     /// Whether `presented` is the token; the time taken depends on the
     /// lengths only, not on where the first difference is.
     fn matches(&self, presented: &[u8]) -> bool {
@@ -45,6 +63,28 @@ impl Token {
             diff |= std::hint::black_box(a ^ b);
         }
         diff == 0
+    }
+}
+
+/// What [`Token::admits`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The right token.
+    Admitted,
+    /// A bearer token, not this one.
+    WrongToken,
+    /// No bearer token at all.
+    NoToken,
+}
+
+impl Admission {
+    /// Why a request was refused (`None`: it was not).
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            Admission::Admitted => None,
+            Admission::WrongToken => Some("the bearer token is not valid"),
+            Admission::NoToken => Some("this server requires Authorization: Bearer <token>"),
+        }
     }
 }
 
@@ -106,22 +146,13 @@ pub fn router(hub: Hub) -> axum::Router {
 
 /// Lets a request through only with the token.
 async fn authorize(State(token): State<Token>, request: Request, next: Next) -> Response {
-    let presented = request
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        });
-    match presented {
-        Some(p) if token.matches(p.as_bytes()) => next.run(request).await,
-        other => {
-            let message = if other.is_some() {
-                "the bearer token is not valid"
-            } else {
-                "this server requires Authorization: Bearer <token>"
-            };
+        .and_then(|v| v.to_str().ok());
+    match token.admits(authorization).refusal() {
+        None => next.run(request).await,
+        Some(message) => {
             // Confluent's error shape, which registry clients parse.
             (
                 StatusCode::UNAUTHORIZED,

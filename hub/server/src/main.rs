@@ -1,8 +1,10 @@
 //! `tributary`: the command-line entry point.
 
 mod bench;
+mod client;
 mod consume;
 mod datadir;
+mod grpc;
 mod http;
 mod offsets;
 mod pipeline;
@@ -11,6 +13,7 @@ mod records;
 mod schemas;
 mod search;
 mod serve;
+mod status;
 mod topics;
 
 /// See the workspace Cargo.toml: why the binary does not use the system allocator.
@@ -43,8 +46,8 @@ enum Command {
     /// Check a pipeline file and, unless --offline, what it needs of its
     /// sources (wal_level, privileges, tables, keys).
     Validate(pipeline::ValidateArgs),
-    /// Run the hub: the log, the schema registry's HTTP API and search
-    /// over the sinks' indexes.
+    /// Run the hub: the log, the schema registry's HTTP API, search over
+    /// the sinks' indexes, and the gRPC API.
     Serve(serve::ServeArgs),
     /// Query a tantivy sink's index: one JSON hit per line.
     Search(search::SearchArgs),
@@ -62,6 +65,9 @@ enum Command {
     /// The schema registry's subjects and versions.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
+    /// Every connector of the running hub's pipeline: state, position,
+    /// lag, rate, restarts, last error.
+    Status(status::StatusArgs),
 }
 
 /// Where the log keeps its data unless told otherwise.
@@ -97,6 +103,7 @@ fn run() -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args),
         Command::Offsets(cmd) => offsets::run(cmd),
         Command::Schemas(cmd) => schemas::run(cmd),
+        Command::Status(args) => status::run(args),
     }
 }
 

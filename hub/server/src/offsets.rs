@@ -12,8 +12,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use tributary_api::v1;
 use tributary_core::{OffsetStore as _, TopicPartition};
+use tributary_log::SledOffsetStore;
 
+use crate::client::Access;
 use crate::datadir::DataDir;
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +31,8 @@ pub enum OffsetsCommand {
         /// The data directory (a pipeline's log.dir).
         #[arg(long, default_value_os_t = crate::default_data_dir())]
         data_dir: PathBuf,
+        #[command(flatten)]
+        hub: crate::client::HubArgs,
     },
     /// Moves a group's offsets on a topic; prints what changed per
     /// partition. Stop the pipeline first: its sinks take the reset over
@@ -84,31 +89,76 @@ fn parse_to(s: &str) -> anyhow::Result<To> {
     })
 }
 
+/// The committed offsets (of `group`, or all), sorted by group, topic
+/// and partition, with each partition's end and any pending reset: what
+/// `offsets list` prints and the hub's ListOffsets answers.
+pub fn committed(
+    store: &SledOffsetStore,
+    log: &tributary_log::Log,
+    group: Option<&str>,
+) -> anyhow::Result<Vec<v1::CommittedOffset>> {
+    let pending = store.pending_resets(group)?;
+    let mut out = Vec::new();
+    for c in store.list(group)? {
+        let end = log
+            .topic(&c.tp.topic)
+            .and_then(|t| t.partition(c.tp.partition).map(|p| p.high_watermark()))
+            .ok();
+        let reset_pending = pending
+            .iter()
+            .find(|r| r.group == c.group && r.tp == c.tp)
+            .map(|r| r.offset);
+        out.push(v1::CommittedOffset {
+            group: c.group,
+            topic: c.tp.topic,
+            partition: c.tp.partition,
+            offset: c.offset,
+            end,
+            reset_pending,
+        });
+    }
+    Ok(out)
+}
+
 pub fn run(cmd: OffsetsCommand) -> anyhow::Result<()> {
     match cmd {
-        OffsetsCommand::List { group, data_dir } => {
-            let dd = DataDir::existing(&data_dir)?;
-            let registry = dd.registry()?;
-            let log = dd.log(&registry)?;
-            let Some(store) = dd.offsets_if_any()? else {
-                return Ok(());
+        OffsetsCommand::List {
+            group,
+            data_dir,
+            hub,
+        } => {
+            let listed = match hub.access(&data_dir)? {
+                Access::Local(dd) => {
+                    let registry = dd.registry()?;
+                    let log = dd.log(&registry)?;
+                    match dd.offsets_if_any()? {
+                        Some(store) => committed(&store, &log, group.as_deref())?,
+                        None => Vec::new(),
+                    }
+                }
+                Access::Remote(hub, rt) => {
+                    rt.block_on(
+                        hub.client
+                            .clone()
+                            .list_offsets(v1::ListOffsetsRequest { group }),
+                    )
+                    .map_err(|s| crate::client::failed(&hub, s))?
+                    .into_inner()
+                    .offsets
+                }
             };
-            let pending = store.pending_resets(group.as_deref())?;
-            for c in store.list(group.as_deref())? {
-                let end = log
-                    .topic(&c.tp.topic)
-                    .and_then(|t| t.partition(c.tp.partition).map(|p| p.high_watermark()))
-                    .ok();
-                let mut line = format!("{}\t{}\toffset={}", c.group, c.tp, c.offset);
-                match end {
+            for c in listed {
+                let tp = TopicPartition::new(c.topic, c.partition);
+                let mut line = format!("{}\t{tp}\toffset={}", c.group, c.offset);
+                match c.end {
                     Some(end) => line.push_str(&format!(
                         "\tend={end}\tlag={}",
                         end.saturating_sub(c.offset)
                     )),
                     None => line.push_str("\tend=-\tlag=-"),
                 }
-                if let Some(r) = pending.iter().find(|r| r.group == c.group && r.tp == c.tp) {
-                    line.push_str(&format!("\treset_pending={}", r.offset));
+                if let Some(r) = c.reset_pending {
+                    line.push_str(&format!("\treset_pending={r}"));
                 }
                 crate::records::stdout_line(format_args!("{line}"));
             }

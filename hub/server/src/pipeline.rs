@@ -1,6 +1,7 @@
 //! `tributary run FILE` and `tributary validate FILE`. `run` serves the
-//! hub's HTTP API (see [`crate::http`]) at `server.http` while the
-//! pipeline runs, and stops it with the pipeline.
+//! hub's HTTP API (see [`crate::http`]) at `server.http` and its gRPC API
+//! ([`crate::grpc`]) at `server.grpc` while the pipeline runs, and stops
+//! them with the pipeline.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,9 @@ pub struct RunArgs {
     /// Address of the HTTP API, instead of the file's `server.http`.
     #[arg(long)]
     http: Option<String>,
+    /// Address of the gRPC API, instead of the file's `server.grpc`.
+    #[arg(long)]
+    grpc: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +83,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let p = tributary_pipeline::load(&args.file, &env)?;
     let http_addr = args.http.clone().unwrap_or_else(|| p.server.http.clone());
+    let grpc_addr = args.grpc.clone().unwrap_or_else(|| p.server.grpc.clone());
     // The file's token, else the environment's: setting TRIBUTARY_TOKEN
     // never leaves the API open by surprise.
     let token = match &p.server.token {
@@ -89,10 +94,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => env("TRIBUTARY_TOKEN").and_then(|t| crate::http::Token::new(&t)),
     };
     let search_root = p.log.dir.join("search");
+    let dd = crate::datadir::DataDir::create(&p.log.dir)?;
     let rt = crate::runtime()?;
     rt.block_on(async {
         // Bound before anything starts: a taken port stops here.
         let listener = crate::http::bind(&http_addr).await?;
+        let grpc = crate::grpc::bind(&grpc_addr).await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         // First SIGINT/SIGTERM: stop cleanly. Second: leave now.
         tokio::spawn(async move {
@@ -118,16 +125,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         )
         .with_context(|| format!("running {}", args.file.display()))?;
+        // The APIs answer until the pipeline has stopped.
+        let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
+        let api = crate::grpc::Api::new(
+            running.log.clone(),
+            running.registry.clone(),
+            std::sync::Arc::clone(&running.offsets),
+            Some(std::sync::Arc::clone(&running.telemetry)),
+            http_stopped.clone(),
+        );
         let app = crate::http::router(crate::http::Hub {
             log: running.log.clone(),
             registry: running.registry.clone(),
             search_root,
             telemetry: Some(std::sync::Arc::clone(&running.telemetry)),
-            token,
+            token: token.clone(),
         });
         crate::http::announce(&listener)?;
-        // The API answers until the pipeline has stopped.
-        let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
+        // Published before it is announced: whoever reads the line finds
+        // the file.
+        dd.publish_grpc(grpc.local_addr()?)?;
+        crate::grpc::announce(&grpc)?;
+        let grpc_server = tokio::spawn(crate::grpc::serve(grpc, api, token, http_stopped.clone()));
         let server = tokio::spawn(
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -142,6 +161,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(Err(e)) => tracing::error!(error = %e, "the HTTP API failed"),
             Err(e) => tracing::error!(error = %e, "the HTTP API's task failed"),
         }
+        match grpc_server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the gRPC API failed"),
+            Err(e) => tracing::error!(error = %e, "the gRPC API's task failed"),
+        }
+        dd.withdraw_grpc();
         let status = status.with_context(|| format!("running {}", args.file.display()))?;
         let st = status.lock().unwrap_or_else(|e| e.into_inner());
         for (name, c) in st.iter() {

@@ -11,6 +11,9 @@ use tributary_log::{BatchBuilder, RecordIn, Topic, partition_for_key};
 use tributary_schemas::registry::VersionSel;
 use tributary_schemas::{EventSchema, wire};
 
+use tributary_api::v1;
+
+use crate::client::{Access, Hub, failed};
 use crate::datadir::DataDir;
 use crate::records::{self, Invalid, SourceDefaults};
 
@@ -30,10 +33,13 @@ pub struct ProduceArgs {
     /// The data directory (a pipeline's log.dir).
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data_dir: PathBuf,
+    #[command(flatten)]
+    hub: crate::client::HubArgs,
 }
 
 /// One checked record, encoded.
-struct Encoded {
+#[derive(Debug)]
+pub struct Encoded {
     partition: u32,
     timestamp: i64,
     key: Option<Vec<u8>>,
@@ -41,8 +47,10 @@ struct Encoded {
     headers: Vec<records::OwnedHeader>,
 }
 
-/// What a line is checked against.
-struct Target {
+/// What a line is checked against: a topic's schemas, from the
+/// registry. The hub's Produce checks each record with it too.
+#[derive(Debug)]
+pub struct Target {
     schema: EventSchema,
     value_id: u32,
     key_id: Option<u32>,
@@ -59,7 +67,9 @@ fn bad(field: &str, reason: impl Into<String>) -> Invalid {
 }
 
 impl Target {
-    fn load(registry: &tributary_schemas::Registry, topic: &Topic) -> anyhow::Result<Self> {
+    /// The latest schemas of `topic` (its key's must be the one derived
+    /// from its value's).
+    pub fn load(registry: &tributary_schemas::Registry, topic: &Topic) -> anyhow::Result<Self> {
         let name = topic.name();
         let subject = format!("{name}-value");
         let value = registry
@@ -132,7 +142,7 @@ impl Target {
     }
 
     /// A line checked and encoded.
-    fn line(&self, text: &str, now_ms: i64) -> Result<Encoded, Invalid> {
+    pub fn line(&self, text: &str, now_ms: i64) -> Result<Encoded, Invalid> {
         let v: Json = serde_json::from_str(text).map_err(|e| bad("", format!("not JSON: {e}")))?;
         let o = v
             .as_object()
@@ -250,10 +260,11 @@ impl Target {
     }
 }
 
-/// Appends `pending` (in order within each partition) and syncs.
-fn write(topic: &Topic, pending: &mut Vec<Encoded>) -> anyhow::Result<()> {
+/// Appends `pending` (in order within each partition) and syncs; the
+/// partition and offset each record got, in `pending`'s order.
+pub fn write(topic: &Topic, pending: &mut Vec<Encoded>) -> anyhow::Result<Vec<(u32, u64)>> {
     if pending.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     type Header<'a> = (&'a str, Option<&'a [u8]>);
     let headers: Vec<Vec<Header<'_>>> = pending
@@ -277,24 +288,138 @@ fn write(topic: &Topic, pending: &mut Vec<Encoded>) -> anyhow::Result<()> {
             headers: h,
         });
     }
+    let mut next = vec![0u64; builders.len()];
     for (p, b) in builders.into_iter().enumerate() {
         if let Some(b) = b {
             let part = topic.partition(p as u32)?;
-            part.append(b)?;
+            next[p] = part.append(b)?.base_offset;
             part.flush()?;
         }
     }
+    // Each partition's records got consecutive offsets, in order.
+    let mut positions = Vec::with_capacity(pending.len());
+    for e in pending.iter() {
+        let slot = &mut next[e.partition as usize];
+        positions.push((e.partition, *slot));
+        *slot += 1;
+    }
     pending.clear();
-    Ok(())
+    Ok(positions)
+}
+
+/// Why a topic takes no records from `produce`.
+fn no_topic(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}: produce writes to an existing topic (one a source created)")
+}
+
+/// The error for line `line_no` that does not fit, `written` records
+/// having been written before it.
+fn rejected(line_no: u64, e: &Invalid, written: u64) -> anyhow::Error {
+    let what = if written == 0 {
+        "nothing was written".to_string()
+    } else {
+        format!(
+            "the {written} records of lines 1 to {} were written, nothing from line {line_no} on",
+            line_no - 1
+        )
+    };
+    anyhow::anyhow!("line {line_no}: {e} ({what})")
 }
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let dd = DataDir::existing(&args.data_dir)?;
+    match args.hub.access(&args.data_dir)? {
+        Access::Local(dd) => run_local(&args, &dd),
+        Access::Remote(hub, rt) => rt.block_on(remote(&args, *hub)),
+    }
+}
+
+/// `produce` through a running hub: the same chunks, each one Produce
+/// call (all or nothing); a chunk refused at a record is sent again up
+/// to that record, so what lands is what a local run writes.
+async fn remote(args: &ProduceArgs, hub: Hub) -> anyhow::Result<()> {
+    let call = |records: Vec<String>| {
+        let mut c = hub.client.clone();
+        let topic = args.topic.clone();
+        async move { c.produce(v1::ProduceRequest { topic, records }).await }
+    };
+    // No records: the hub checks the topic and its schemas.
+    call(Vec::new()).await.map_err(|s| match s.code() {
+        tonic::Code::NotFound => no_topic(s.message()),
+        _ => failed(&hub, s),
+    })?;
+    // Read on a thread of its own: stdin blocks.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<(u64, String)>>>(4);
+    std::thread::spawn(move || {
+        let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+        let (mut line_no, mut text, mut chunk) = (0u64, String::new(), Vec::new());
+        loop {
+            text.clear();
+            let n = match input.read_line(&mut text).context("reading stdin") {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            if n > 0 {
+                line_no += 1;
+                let trimmed = text.trim();
+                if !trimmed.is_empty() {
+                    chunk.push((line_no, trimmed.to_string()));
+                }
+            }
+            // As a local run writes: when the next line would wait for
+            // input, or in chunks.
+            if n == 0 || chunk.len() >= 1000 || input.buffer().is_empty() {
+                if !chunk.is_empty() && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+                if n == 0 {
+                    return;
+                }
+            }
+        }
+    });
+    let mut written = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk?;
+        let records: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+        match call(records.clone()).await {
+            Ok(r) => written += r.into_inner().positions.len() as u64,
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                let Ok(why) = <v1::ProduceRejection as prost::Message>::decode(s.details()) else {
+                    return Err(failed(&hub, s));
+                };
+                let at = why.index as usize;
+                let Some(&(line_no, _)) = chunk.get(at) else {
+                    return Err(failed(&hub, s));
+                };
+                if at > 0 {
+                    let before = records[..at].to_vec();
+                    written += call(before)
+                        .await
+                        .map_err(|s| failed(&hub, s))?
+                        .into_inner()
+                        .positions
+                        .len() as u64;
+                }
+                let e = Invalid {
+                    field: why.field,
+                    reason: why.reason,
+                };
+                return Err(rejected(line_no, &e, written));
+            }
+            Err(s) => return Err(failed(&hub, s)),
+        }
+    }
+    records::stdout_line(format_args!("{written} records appended to {}", args.topic));
+    Ok(())
+}
+
+fn run_local(args: &ProduceArgs, dd: &DataDir) -> anyhow::Result<()> {
     let registry = dd.registry()?;
     let log = dd.log(&registry)?;
-    let topic = log.topic(&args.topic).map_err(|e| {
-        anyhow::anyhow!("{e}: produce writes to an existing topic (one a source created)")
-    })?;
+    let topic = log.topic(&args.topic).map_err(no_topic)?;
     let target = Target::load(&registry, &topic)?;
     let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
     let mut pending = Vec::new();
@@ -316,15 +441,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 let before = pending.len() as u64;
                 write(&topic, &mut pending)?;
                 written += before;
-                let what = if written == 0 {
-                    "nothing was written".to_string()
-                } else {
-                    format!(
-                        "the {written} records of lines 1 to {} were written, nothing from line {line_no} on",
-                        line_no - 1
-                    )
-                };
-                bail!("line {line_no}: {e} ({what})");
+                return Err(rejected(line_no, &e, written));
             }
         }
         // Written when the next line would wait for input (interactive

@@ -207,6 +207,32 @@ pub fn event_json(table: &TableSchema, ev: &ChangeEvent) -> Out {
     ])
 }
 
+/// One record as `consume` prints it: `{"topic", "partition", "offset",
+/// "timestamp", "key", "value"}` and `"headers"` when there are any;
+/// `key` and `value` are JSON text already (compact, as [`Out::to_line`]
+/// writes it), spliced in as they are so that their objects keep their
+/// column order.
+pub fn record_line(
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    timestamp: i64,
+    key: &str,
+    value: &str,
+    headers: &[(&str, Option<&[u8]>)],
+) -> String {
+    let mut line = format!(
+        "{{\"topic\":{},\"partition\":{partition},\"offset\":{offset},\"timestamp\":{timestamp},\"key\":{key},\"value\":{value}",
+        Out::str(topic).to_line()
+    );
+    if !headers.is_empty() {
+        line.push_str(",\"headers\":");
+        line.push_str(&headers_json(headers.iter().copied()).to_line());
+    }
+    line.push('}');
+    line
+}
+
 /// A line on stdout (a record, or another command's line); a closed
 /// stdout (`| head`) ends the output quietly instead of panicking.
 pub fn stdout_line(line: std::fmt::Arguments<'_>) {
@@ -1098,6 +1124,37 @@ mod tests {
         );
         assert_eq!(parse_time("24:00:00"), Some(86_400_000_000));
         assert_eq!(parse_time("24:00:01"), None);
+    }
+
+    #[test]
+    fn a_record_line_is_what_an_ordered_object_prints() {
+        let key = Out::obj(vec![("z", Out::num(1)), ("a", Out::str("x\"y"))]);
+        let value = Out::Leaf(Json::Null);
+        let headers: Vec<(&str, Option<&[u8]>)> = vec![("h", Some(b"v")), ("n", None)];
+        let want = Out::obj(vec![
+            ("topic", Out::str("t.\"q")),
+            ("partition", Out::num(2)),
+            ("offset", Out::num(7u64)),
+            ("timestamp", Out::num(-5i64)),
+            ("key", key.clone()),
+            ("value", value.clone()),
+            ("headers", headers_json(headers.iter().copied())),
+        ]);
+        let got = record_line(
+            "t.\"q",
+            2,
+            7,
+            -5,
+            &key.to_line(),
+            &value.to_line(),
+            &headers,
+        );
+        assert_eq!(got, want.to_line());
+        let bare = record_line("t", 0, 0, 0, "null", "null", &[]);
+        assert_eq!(
+            bare,
+            r#"{"topic":"t","partition":0,"offset":0,"timestamp":0,"key":null,"value":null}"#
+        );
     }
 
     #[test]

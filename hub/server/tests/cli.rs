@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn tributary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tributary"))
 }
@@ -59,43 +61,57 @@ fn bench_log_prints_the_summary_line() {
     }
 }
 
-#[test]
-fn topics_describe_shows_what_the_log_holds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let log = tributary_log::Log::open(dir.path()).expect("open");
-        let t = log
-            .create_topic(
-                "orders",
-                tributary_log::TopicConfig {
-                    partitions: 3,
-                    ..Default::default()
-                },
-            )
-            .expect("create");
-        let mut b = tributary_log::BatchBuilder::new();
-        b.push(tributary_log::RecordIn {
-            timestamp: 1,
-            key: Some(b"a"),
-            value: Some(b"b"),
-            headers: &[],
-        });
-        t.partition(2).expect("p2").append(b).expect("append");
-    }
+/// A data directory as a pipeline lays it out (`log/`, `registry/`),
+/// holding topic `orders` (3 partitions, one record in partition 2).
+fn pipeline_layout(dir: &std::path::Path) {
+    let _registry = tributary_schemas::Registry::open(dir.join("registry")).expect("registry");
+    let log = tributary_log::Log::open(dir.join("log")).expect("open");
+    let t = log
+        .create_topic(
+            "orders",
+            tributary_log::TopicConfig {
+                partitions: 3,
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    let mut b = tributary_log::BatchBuilder::new();
+    b.push(tributary_log::RecordIn {
+        timestamp: 1,
+        key: Some(b"a"),
+        value: Some(b"b"),
+        headers: &[],
+    });
+    t.partition(2).expect("p2").append(b).expect("append");
+    log.flush().expect("flush");
+}
+
+fn stdout_of(args: &[&str], dir: &std::path::Path) -> String {
     let out = tributary()
-        .args(["topics", "describe", "orders", "--data-dir"])
-        .arg(dir.path())
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("TRIBUTARY_HUB")
         .output()
         .expect("run");
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn topics_describe_shows_what_the_log_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pipeline_layout(dir.path());
+    let out = stdout_of(&["topics", "describe", "orders"], dir.path());
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["partitions"].as_array().map(Vec::len), Some(3));
     assert_eq!(v["partitions"][2]["high_watermark"], 1);
     assert_eq!(v["partitions"][0]["high_watermark"], 0);
+    assert_eq!(v["config"]["partitions"], 3);
     let out = tributary()
         .args(["topics", "describe", "nope", "--data-dir"])
         .arg(dir.path())
@@ -103,6 +119,67 @@ fn topics_describe_shows_what_the_log_holds() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic \"nope\""));
+}
+
+/// `serve --data-dir DIR` and `topics` read the log where a pipeline
+/// keeps it (DIR/log, not DIR); with `serve` running, `topics` goes
+/// through its gRPC API (found in the directory) and prints the same.
+#[test]
+fn serve_and_topics_share_the_pipeline_layout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pipeline_layout(dir.path());
+    let list = stdout_of(&["topics", "list"], dir.path());
+    assert!(
+        list.starts_with("orders\tpartitions=3\toffsets=1\tbytes="),
+        "{list}"
+    );
+    let describe = stdout_of(&["topics", "describe", "orders"], dir.path());
+
+    let hub = common::serving(
+        &[
+            std::ffi::OsStr::new("serve"),
+            std::ffi::OsStr::new("--http"),
+            std::ffi::OsStr::new("127.0.0.1:0"),
+            std::ffi::OsStr::new("--data-dir"),
+            dir.path().as_os_str(),
+        ],
+        &[],
+        None,
+    );
+    let published = std::fs::read_to_string(dir.path().join("grpc.addr")).expect("grpc.addr");
+    assert_eq!(format!("http://{}", published.trim()), hub.grpc);
+    // The hub holds the directory: these are answered over gRPC.
+    assert_eq!(stdout_of(&["topics", "list"], dir.path()), list);
+    assert_eq!(
+        stdout_of(&["topics", "describe", "orders"], dir.path()),
+        describe
+    );
+    // And an explicit --hub, without a data directory at all.
+    let addr = hub.grpc.trim_start_matches("http://").to_string();
+    let out = tributary()
+        .args([
+            "topics",
+            "list",
+            "--hub",
+            &addr,
+            "--data-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), list);
+    let (status, _) = hub.terminate();
+    assert!(status.success(), "{status}");
+    assert!(
+        !dir.path().join("topics").exists(),
+        "serve made a log at the data directory's root"
+    );
+    assert!(
+        !dir.path().join("grpc.addr").exists(),
+        "left grpc.addr behind"
+    );
+    // Stopped: the directory is opened again, same answer.
+    assert_eq!(stdout_of(&["topics", "list"], dir.path()), list);
 }
 
 /// `tributary serve` answers the registry API, and what it registered is
@@ -113,7 +190,14 @@ fn serve_keeps_registered_schemas_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let start = || {
         let mut child = tributary()
-            .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stdout(std::process::Stdio::piped())
             .spawn()

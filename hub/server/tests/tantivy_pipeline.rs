@@ -237,7 +237,14 @@ async fn http_search(data: &Path) {
     }
     let mut serving = Serving(
         Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

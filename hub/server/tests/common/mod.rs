@@ -27,7 +27,7 @@ pub fn start_with_env(file: &std::path::Path, env: &[(&str, &str)]) -> Running {
         Command::new(env!("CARGO_BIN_EXE_tributary"))
             .arg("run")
             .arg(file)
-            .args(["--http", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
             .envs(env.iter().copied())
             .env("TRIBUTARY_LOG", "info")
             .stdout(Stdio::piped())
@@ -133,18 +133,22 @@ pub async fn wait_same_rows(
     }
 }
 
-/// A `tributary` process serving the HTTP API.
+/// A `tributary` process serving the HTTP and gRPC APIs.
 pub struct Serving {
     running: Running,
-    /// `http://<addr>` of its API.
+    /// `http://<addr>` of its HTTP API.
     pub base: String,
+    /// `http://<addr>` of its gRPC API.
+    pub grpc: String,
     /// What it prints on stdout after the first line.
     rest: Option<std::thread::JoinHandle<String>>,
 }
 
-/// `tributary ARGS` (a command that serves HTTP: `run FILE` or `serve`),
-/// with `env`, stderr to `stderr` if given; returns once it listens, at
-/// the address it printed first (`http listening on <addr>`).
+/// `tributary ARGS` (a command that serves: `run FILE` or `serve`; gRPC
+/// on a port of its own unless ARGS say `--grpc`), with `env`, stderr to
+/// `stderr` if given; returns once it listens, at the addresses it
+/// printed first (`http listening on <addr>`, `grpc listening on
+/// <addr>`).
 pub fn serving(
     args: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
@@ -155,8 +159,14 @@ pub fn serving(
         Some(p) => Stdio::from(std::fs::File::create(p).expect("stderr file")),
         None => Stdio::inherit(),
     };
+    let grpc_given = args.iter().any(|a| *a == "--grpc");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(args)
+        .args(if grpc_given {
+            &[][..]
+        } else {
+            &["--grpc", "127.0.0.1:0"][..]
+        })
         .env_remove("TRIBUTARY_TOKEN")
         .env("TRIBUTARY_LOG", "info")
         .envs(env.iter().copied())
@@ -172,6 +182,13 @@ pub fn serving(
         .strip_prefix("http listening on ")
         .unwrap_or_else(|| panic!("first line {first:?}: the process did not start serving"))
         .to_string();
+    let mut second = String::new();
+    out.read_line(&mut second).expect("second line");
+    let grpc = second
+        .trim()
+        .strip_prefix("grpc listening on ")
+        .unwrap_or_else(|| panic!("second line {second:?}: the process did not serve gRPC"))
+        .to_string();
     let rest = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
@@ -180,6 +197,7 @@ pub fn serving(
     Serving {
         running: Running(Some(child)),
         base: format!("http://{addr}"),
+        grpc: format!("http://{grpc}"),
         rest: Some(rest),
     }
 }
