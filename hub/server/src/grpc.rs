@@ -294,6 +294,7 @@ pub fn config_of(m: Option<&v1::TopicConfig>) -> anyhow::Result<TopicConfig> {
 fn connector_message(c: ConnectorView) -> v1::Connector {
     let position = c.position.map(|p| match p {
         Position::Lsn(l) => v1::connector::Position::Lsn(l),
+        Position::Binlog(b) => v1::connector::Position::Binlog(b),
         Position::Offsets(by_topic) => v1::connector::Position::Offsets(v1::SinkOffsets {
             offsets: by_topic
                 .into_iter()

@@ -35,7 +35,7 @@ pub struct StatusArgs {
 
 fn position_text(c: &v1::Connector) -> String {
     match &c.position {
-        Some(v1::connector::Position::Lsn(l)) => l.clone(),
+        Some(v1::connector::Position::Lsn(l) | v1::connector::Position::Binlog(l)) => l.clone(),
         Some(v1::connector::Position::Offsets(o)) if !o.offsets.is_empty() => o
             .offsets
             .iter()
@@ -48,7 +48,9 @@ fn position_text(c: &v1::Connector) -> String {
 
 fn json(c: &v1::Connector) -> serde_json::Value {
     let position = match &c.position {
-        Some(v1::connector::Position::Lsn(l)) => serde_json::Value::String(l.clone()),
+        Some(v1::connector::Position::Lsn(l) | v1::connector::Position::Binlog(l)) => {
+            serde_json::Value::String(l.clone())
+        }
         Some(v1::connector::Position::Offsets(o)) => {
             let mut by_topic = serde_json::Map::new();
             for p in &o.offsets {
