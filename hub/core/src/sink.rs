@@ -83,6 +83,12 @@ pub enum SinkError {
     /// Retrying will not help (configuration, privileges).
     #[error("{0}")]
     Fatal(String),
+    /// The target no longer holds what the sink applied (its stored
+    /// offsets are gone: a cache restarted without persistence, a
+    /// `FLUSHALL`): the worker starts again from the offsets the target
+    /// now reports, replaying what it lost.
+    #[error("{0}")]
+    Rewind(String),
 }
 
 /// A sink: see the module documentation for the contract.

@@ -299,6 +299,12 @@ impl Worker {
                         self.commit_positions(&group, &positions)?;
                         return Ok(Ended::Paused { applied, error: e });
                     }
+                    // Restarted by the supervisor, the worker resumes from
+                    // what the target stores now.
+                    Err(SinkError::Rewind(e)) => {
+                        tracing::warn!(sink = %self.section.name.value, error = %e, "the target lost its data; replaying from its stored offsets");
+                        return Err(format!("{e}; replaying from the target's stored offsets"));
+                    }
                 }
             }
             self.commit_positions(&group, &positions)?;

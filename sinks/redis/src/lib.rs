@@ -67,6 +67,9 @@ pub struct RedisSink {
     cfg: RedisSinkConfig,
     client: redis::Client,
     conn: Arc<Mutex<Option<redis::Connection>>>,
+    /// Whether Redis has held this sink's offsets hash (so its absence
+    /// now means Redis lost the data).
+    stored: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -87,6 +90,7 @@ impl RedisSink {
             cfg,
             client,
             conn: Arc::new(Mutex::new(None)),
+            stored: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -101,6 +105,13 @@ impl RedisSink {
         // EVAL, not EVALSHA: the script is small, and this needs no
         // script cache on the server.
         cmd.arg(APPLY_SCRIPT).arg(1).arg(self.offsets_key());
+        // Once offsets were stored, a missing offsets hash means Redis
+        // lost the data (restarted without persistence, flushed).
+        cmd.arg(if self.stored.load(std::sync::atomic::Ordering::Relaxed) {
+            "1"
+        } else {
+            "0"
+        });
         let mut tp_text = String::new();
         let mut last_tp: Option<(&Arc<str>, u32)> = None;
         for (i, r) in chunk.iter().enumerate() {
@@ -182,7 +193,10 @@ const CHUNK: usize = 250;
 /// record (atomically with the data: a script runs whole). Returns the
 /// records applied and the error that stopped it ("" if none).
 const APPLY_SCRIPT: &str = r#"
-local i = 1
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, 'TRIBUTARY_LOST'}
+end
+local i = 2
 local done = 0
 local err = ''
 local offs = {}
@@ -419,6 +433,8 @@ impl Sink for RedisSink {
                 .with_conn(move |c| redis::cmd("HGETALL").arg(&key).query(c))
                 .await?;
             let mut out = Vec::new();
+            self.stored
+                .store(!all.is_empty(), std::sync::atomic::Ordering::Relaxed);
             for (tp, off) in all {
                 if let Some((topic, p)) = tp.rsplit_once('/')
                     && let Ok(p) = p.parse()
@@ -451,7 +467,10 @@ impl Sink for RedisSink {
                 }
                 cmd.query::<()>(c)
             })
-            .await
+            .await?;
+            self.stored
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
         })
     }
 
@@ -504,6 +523,8 @@ impl Sink for RedisSink {
                     pipe.query::<()>(c)
                 })
                 .await?;
+                self.stored
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 return if t + 1 < batch.len() {
                     self.apply(&batch[t + 1..]).await.map_err(|e| match e {
                         SinkError::Record { index, reason } => SinkError::Record {
@@ -532,6 +553,16 @@ impl Sink for RedisSink {
                     let (done, err) = handle
                         .await
                         .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))??;
+                    if err == "TRIBUTARY_LOST" {
+                        return Err(SinkError::Rewind(format!(
+                            "Redis no longer holds the sink's offsets ({}): it lost its data (restarted without persistence, or flushed)",
+                            self.offsets_key()
+                        )));
+                    }
+                    if done > 0 {
+                        self.stored
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if !err.is_empty() {
                         // A server out of memory, busy, loading or read-only
                         // takes the rest later (the records before are in,
