@@ -280,17 +280,43 @@ async fn settle_at(prefix: &str, n: usize) {
     }
 }
 
-/// `on_error: stop` pauses the sink at the refused row (rows after it
-/// wait); once the cause is fixed, a restart applies it and the rest.
+/// `on_error: stop` pauses the sink at the refused row: its stored
+/// offset stops there (rows after it in the same transaction may be in
+/// the cache already: applied again later, to the same effect); once the
+/// cause is fixed, a restart applies it and the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_pauses_at_the_refused_row_and_loses_nothing() {
     let (db, prefix, dir) = refused_row_setup("redisstop", "stop").await;
     let file = dir.path().join("pipeline.yaml");
     let child = start(&file);
-    settle_at(&prefix, 6).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let next: Option<u64> = redis::cmd("HGET")
+            .arg(format!("{prefix}tributary:offsets:cache"))
+            .arg("pg.public.customers/0")
+            .query(&mut redis())
+            .expect("HGET");
+        if next.is_some() && cached(&prefix).len() >= 6 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break next;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing cached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let out = terminate(child);
     assert!(out.contains("sink cache: paused"), "{out}");
     assert!(out.contains("WRONGTYPE"), "the error is in status: {out}");
+    let now: Option<u64> = redis::cmd("HGET")
+        .arg(format!("{prefix}tributary:offsets:cache"))
+        .arg("pg.public.customers/0")
+        .query(&mut redis())
+        .expect("HGET");
+    assert_eq!(now, stored, "the offset did not move while paused");
+    assert!(
+        now.is_some_and(|n| n < 50),
+        "the stored offset stops at the refused row: {now:?}"
+    );
+    assert!(!cached(&prefix).contains_key(&7), "row 7 is not cached");
     let _: () = redis::cmd("DEL")
         .arg(format!("{prefix}public.customers:7"))
         .query(&mut redis())

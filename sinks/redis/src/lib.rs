@@ -13,13 +13,19 @@
 //! a TTL on every written key, and the key published to a channel after
 //! each change (cache invalidation).
 //!
-//! A batch runs as Lua scripts (atomic each): per record its commands,
-//! then, per partition, the offset after its last record into the hash
-//! `<prefix>tributary:offsets:<sink>`. A command Redis refuses ends the
-//! script there, with the offsets of the records before it stored and
-//! none after: data and offsets never disagree, so after a crash the sink
-//! resumes exactly where Redis is (exactly-once effect). A large batch is
-//! sent as several scripts, the next built while Redis runs the previous.
+//! A batch runs in chunks, each one `MULTI`/`EXEC` of native commands:
+//! per record its commands, then, per partition, the offset after its
+//! last record into the hash `<prefix>tributary:offsets:<sink>`, so the
+//! offsets move with the data and after a crash the sink resumes where
+//! Redis is (exactly-once effect). A command Redis refuses at run time
+//! (`WRONGTYPE`) does not stop a transaction: the offsets are set back to
+//! just before its record at once (a crash in between those two steps
+//! would leave them past it: the one window where a refused record could
+//! be missed). Chunks with a JSON row to merge (values the source could
+//! not see) run as a Lua script instead, which stops at a refused command.
+//! The next chunk is built while Redis runs the previous. Once Redis held
+//! a partition's offset, finding it gone means Redis lost its data: the
+//! sink rewinds to what Redis stores and replays.
 //! Durability is Redis's own (AOF/RDB).
 
 use std::collections::BTreeMap;
@@ -67,9 +73,9 @@ pub struct RedisSink {
     cfg: RedisSinkConfig,
     client: redis::Client,
     conn: Arc<Mutex<Option<redis::Connection>>>,
-    /// Whether Redis has held this sink's offsets hash (so its absence
-    /// now means Redis lost the data).
-    stored: std::sync::atomic::AtomicBool,
+    /// The `topic/partition` fields of the offsets hash that Redis has
+    /// held for this sink: one missing now means Redis lost the data.
+    known: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -90,12 +96,114 @@ impl RedisSink {
             cfg,
             client,
             conn: Arc::new(Mutex::new(None)),
-            stored: std::sync::atomic::AtomicBool::new(false),
+            known: Mutex::default(),
         })
     }
 
     fn offsets_key(&self) -> String {
         format!("{}tributary:offsets:{}", self.cfg.prefix, self.cfg.name)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The request applying `chunk`: a transaction of native commands
+    /// when every command of it is one that cannot fail once queued, else
+    /// the Lua script; or the index of a record the cache cannot hold and
+    /// why.
+    fn request(&self, chunk: &[SinkRecord]) -> Result<Request, (usize, String)> {
+        match self.transaction(chunk)? {
+            Some(t) => Ok(Request::Multi(t)),
+            None => self.script(chunk).map(Request::Lua),
+        }
+    }
+
+    /// `MULTI`, per partition of the chunk its stored offset (`HMGET`,
+    /// read before anything changes), each record's commands, the new
+    /// offsets (`HSET`), `EXEC`: the data and the offsets go in together
+    /// (a command refused when queued, as on OOM, aborts the whole). A
+    /// command refused at run time (`WRONGTYPE`: the key holds another
+    /// type) does not stop the others: [`Transaction::run`] then sets the
+    /// offsets back to just before its record at once. `None` for a chunk
+    /// that needs the script: a JSON row with values the source could not
+    /// see is merged into the stored object.
+    fn transaction(&self, chunk: &[SinkRecord]) -> Result<Option<Transaction>, (usize, String)> {
+        let key = self.offsets_key();
+        let mut fields: Vec<String> = Vec::new();
+        let mut next: Vec<u64> = Vec::new();
+        let mut last_tp: Option<(&Arc<str>, u32, usize)> = None;
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut cmds: Vec<redis::Cmd> = Vec::with_capacity(chunk.len() * 2 + 2);
+        fn push<'c>(cmds: &'c mut Vec<redis::Cmd>, name: &str) -> &'c mut redis::Cmd {
+            cmds.push(redis::cmd(name));
+            let last = cmds.len() - 1;
+            &mut cmds[last]
+        }
+        for (i, r) in chunk.iter().enumerate() {
+            let ops = commands(&self.cfg, r).map_err(|e| (i, e))?;
+            let f = match last_tp {
+                Some((t, p, f)) if p == r.partition && Arc::ptr_eq(t, &r.topic) => f,
+                _ => {
+                    let tp = format!("{}/{}", r.topic, r.partition);
+                    let f = match fields.iter().position(|x| *x == tp) {
+                        Some(f) => f,
+                        None => {
+                            fields.push(tp);
+                            next.push(0);
+                            fields.len() - 1
+                        }
+                    };
+                    last_tp = Some((&r.topic, r.partition, f));
+                    f
+                }
+            };
+            next[f] = r.offset + 1;
+            let mut n = 0;
+            for op in ops {
+                let Some((name, args)) = op.split_first() else {
+                    continue;
+                };
+                match name.as_str() {
+                    "__MERGE" => return Ok(None),
+                    "__SET" => {
+                        let (k, doc, ttl) = match args {
+                            [k, doc, ttl] => (k, doc, ttl),
+                            _ => return Ok(None),
+                        };
+                        let c = push(&mut cmds, "SET").arg(k).arg(doc);
+                        if ttl != "0" {
+                            c.arg("EX").arg(ttl);
+                        }
+                        n += 1;
+                    }
+                    other => {
+                        push(&mut cmds, other).arg(args);
+                        n += 1;
+                    }
+                }
+            }
+            records.push((f, r.offset, n));
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().ignore_errors();
+        pipe.cmd("HMGET").arg(&key).arg(&fields);
+        for c in cmds {
+            pipe.add_command(c);
+        }
+        let hset = pipe.cmd("HSET").arg(&key);
+        for (f, n) in fields.iter().zip(&next) {
+            hset.arg(f).arg(*n);
+        }
+        let known = self.known();
+        let was_known = fields.iter().map(|f| known.contains(f)).collect();
+        Ok(Some(Transaction {
+            pipe,
+            key,
+            fields,
+            was_known,
+            records,
+        }))
     }
 
     /// The script applying `chunk`, or the index of a record the cache
@@ -107,11 +215,7 @@ impl RedisSink {
         cmd.arg(APPLY_SCRIPT).arg(1).arg(self.offsets_key());
         // Once offsets were stored, a missing offsets hash means Redis
         // lost the data (restarted without persistence, flushed).
-        cmd.arg(if self.stored.load(std::sync::atomic::Ordering::Relaxed) {
-            "1"
-        } else {
-            "0"
-        });
+        cmd.arg(if self.known().is_empty() { "0" } else { "1" });
         let mut tp_text = String::new();
         let mut last_tp: Option<(&Arc<str>, u32)> = None;
         for (i, r) in chunk.iter().enumerate() {
@@ -181,6 +285,97 @@ impl RedisSink {
 /// A script started: how many records it applied, and the error that
 /// stopped it ("" if none).
 type Running = tokio::task::JoinHandle<Result<(usize, String), SinkError>>;
+
+/// How a chunk is applied.
+enum Request {
+    /// The Lua script ([`APPLY_SCRIPT`]).
+    Lua(redis::Cmd),
+    /// A transaction of native commands ([`RedisSink::transaction`]).
+    Multi(Transaction),
+}
+
+/// A chunk as one `MULTI`/`EXEC`.
+struct Transaction {
+    pipe: redis::Pipeline,
+    /// The offsets hash.
+    key: String,
+    /// Its fields the chunk writes (`topic/partition`).
+    fields: Vec<String>,
+    /// Per field, whether Redis held it before for this sink.
+    was_known: Vec<bool>,
+    /// Per record: its field, its offset, its command count.
+    records: Vec<(usize, u64, usize)>,
+}
+
+impl Transaction {
+    /// Runs it: how many records were applied and the error that stopped
+    /// the rest ("" if none; `TRIBUTARY_LOST` if Redis no longer held
+    /// offsets it held before: then the fields it just wrote are removed
+    /// again, so the sink replays those partitions from the start).
+    fn run(self, c: &mut redis::Connection) -> redis::RedisResult<(usize, String)> {
+        use redis::Value;
+        let vals: Vec<Value> = self.pipe.query(c)?;
+        let before: Vec<Option<u64>> = match vals.first() {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    redis::from_redis_value::<Option<u64>>(v.clone())
+                        .ok()
+                        .flatten()
+                })
+                .collect(),
+            _ => vec![None; self.fields.len()],
+        };
+        let lost = self
+            .was_known
+            .iter()
+            .zip(&before)
+            .any(|(known, b)| *known && b.is_none());
+        if lost {
+            redis::cmd("HDEL")
+                .arg(&self.key)
+                .arg(&self.fields)
+                .query::<()>(c)?;
+            return Ok((0, "TRIBUTARY_LOST".into()));
+        }
+        let mut at = 1;
+        for (i, &(_, _, n)) in self.records.iter().enumerate() {
+            for _ in 0..n {
+                if let Some(Value::ServerError(e)) = vals.get(at) {
+                    // Not expected (see `transaction`): the offsets go back
+                    // to just before record i, so nothing is skipped.
+                    let mut back: Vec<Option<u64>> = before.clone();
+                    for &(f, off, _) in &self.records[..i] {
+                        back[f] = Some(off + 1);
+                    }
+                    let mut set = redis::cmd("HSET");
+                    set.arg(&self.key);
+                    let mut gone = Vec::new();
+                    for (f, b) in self.fields.iter().zip(&back) {
+                        match b {
+                            Some(o) => {
+                                set.arg(f).arg(*o);
+                            }
+                            None => gone.push(f),
+                        }
+                    }
+                    let mut fix = redis::pipe();
+                    fix.atomic();
+                    if gone.len() < self.fields.len() {
+                        fix.add_command(set).ignore();
+                    }
+                    if !gone.is_empty() {
+                        fix.cmd("HDEL").arg(&self.key).arg(&gone).ignore();
+                    }
+                    fix.query::<()>(c)?;
+                    return Ok((i, e.to_string()));
+                }
+                at += 1;
+            }
+        }
+        Ok((self.records.len(), String::new()))
+    }
+}
 
 /// Records per script: large enough to amortise a round trip, small
 /// enough that building the next overlaps Redis running this one.
@@ -433,8 +628,11 @@ impl Sink for RedisSink {
                 .with_conn(move |c| redis::cmd("HGETALL").arg(&key).query(c))
                 .await?;
             let mut out = Vec::new();
-            self.stored
-                .store(!all.is_empty(), std::sync::atomic::Ordering::Relaxed);
+            {
+                let mut known = self.known();
+                known.clear();
+                known.extend(all.keys().cloned());
+            }
             for (tp, off) in all {
                 if let Some((topic, p)) = tp.rsplit_once('/')
                     && let Ok(p) = p.parse()
@@ -455,6 +653,7 @@ impl Sink for RedisSink {
             .iter()
             .map(|(tp, next)| (format!("{}/{}", tp.topic, tp.partition), *next))
             .collect();
+        let fields: Vec<String> = kv.iter().map(|(f, _)| f.clone()).collect();
         Box::pin(async move {
             if kv.is_empty() {
                 return Ok(());
@@ -468,8 +667,7 @@ impl Sink for RedisSink {
                 cmd.query::<()>(c)
             })
             .await?;
-            self.stored
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.known().extend(fields);
             Ok(())
         })
     }
@@ -523,8 +721,7 @@ impl Sink for RedisSink {
                     pipe.query::<()>(c)
                 })
                 .await?;
-                self.stored
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.known().insert(format!("{}/{}", r.topic, r.partition));
                 return if t + 1 < batch.len() {
                     self.apply(&batch[t + 1..]).await.map_err(|e| match e {
                         SinkError::Record { index, reason } => SinkError::Record {
@@ -544,7 +741,7 @@ impl Sink for RedisSink {
             while start < batch.len() || inflight.is_some() {
                 let next = if start < batch.len() {
                     let end = (start + CHUNK).min(batch.len());
-                    let built = self.script(&batch[start..end]);
+                    let built = self.request(&batch[start..end]);
                     Some((start, end, built))
                 } else {
                     None
@@ -560,8 +757,13 @@ impl Sink for RedisSink {
                         )));
                     }
                     if done > 0 {
-                        self.stored
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        let mut known = self.known();
+                        for r in &batch[at..at + done] {
+                            let tp = format!("{}/{}", r.topic, r.partition);
+                            if !known.contains(&tp) {
+                                known.insert(tp);
+                            }
+                        }
                     }
                     if !err.is_empty() {
                         // A server out of memory, busy, loading or read-only
@@ -589,8 +791,14 @@ impl Sink for RedisSink {
                 }
                 if let Some((at, end, built)) = next {
                     match built {
-                        Ok(cmd) => {
-                            inflight = Some((at, self.start(move |c| cmd.query(c))));
+                        Ok(req) => {
+                            inflight = Some((
+                                at,
+                                match req {
+                                    Request::Lua(cmd) => self.start(move |c| cmd.query(c)),
+                                    Request::Multi(t) => self.start(move |c| t.run(c)),
+                                },
+                            ));
                             start = end;
                         }
                         // A record the cache cannot hold: what is before
