@@ -1154,6 +1154,8 @@ impl MysqlSource {
             Flavor::MariaDb => GtidSet::default(),
         };
         let mut tx: Option<OpenTx> = None;
+        // The newest position handed to the writer to store.
+        let mut handed = start.order_key();
         let mut ticker = tokio::time::interval(self.cfg.status_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -1202,7 +1204,21 @@ impl MysqlSource {
                     gtid_set.add(uuid, *gno);
                     cur.gtid = gtid_set.to_string();
                 }
+                handed = handed.max(cur.order_key());
                 self.commit(t, cur.clone(), stats).await?;
+            } else if tx.is_none() && end > 0 && is_housekeeping(ty) && cur.order_key() > handed {
+                // Between transactions the server rotated the file (a
+                // restart, FLUSH LOGS, max_binlog_size) and wrote only
+                // its own bookkeeping: the position past it holds no
+                // change, so it may be stored once everything before
+                // it is durable. Without this a source that saw no
+                // transaction since would resume from the old file.
+                handed = cur.order_key();
+                self.emit(Job::Commit {
+                    at: cur.clone(),
+                    topics: Vec::new(),
+                })
+                .await?;
             }
         }
     }
@@ -1708,6 +1724,20 @@ pub fn mysql_gtid(sid: [u8; 16], gno: u64) -> String {
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
+    )
+}
+
+/// Events the server writes for itself at a file's start or end
+/// (rotate, format description, stop, MariaDB's GTID list and binlog
+/// checkpoint): passing one outside a transaction moves the position
+/// without any change to capture.
+fn is_housekeeping(ty: u8) -> bool {
+    const STOP: u8 = 3;
+    const ROTATE: u8 = 4;
+    const FORMAT_DESCRIPTION: u8 = 15;
+    matches!(
+        ty,
+        STOP | ROTATE | FORMAT_DESCRIPTION | mariadb::GTID_LIST | mariadb::BINLOG_CHECKPOINT
     )
 }
 

@@ -84,3 +84,55 @@ async fn snapshot_then_binlog_exactly_once_across_a_restart() {
     assert_eq!(replay(&evs), table_rows(&mut db, "items").await);
     db.drop_db().await;
 }
+
+/// A source that sees no transaction after the server rotates its binlog
+/// (FLUSH BINARY LOGS here; a restart or max_binlog_size in production)
+/// still stores the position in the new file, so a resume does not start
+/// from a file the server may already have purged; and resuming from it
+/// finds the next change once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_source_stores_its_position_across_a_binlog_rotation() {
+    tributary_tests::init_tracing();
+    let mut db = MyDb::new("rotate").await;
+    db.exec(
+        "CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO items VALUES (1, 1);",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path().join("log")).expect("log");
+    let registry = Registry::open(dir.path().join("registry")).expect("registry");
+    let cfg = config(&db.name, &["items"], 1, SnapshotMode::Initial);
+    let topic = cfg.topic(&db.name, "items");
+    let mut running = Running::start(cfg.clone(), &log, &registry);
+    running.wait(&log, &topic, 1, "snapshot").await;
+    db.exec("INSERT INTO items VALUES (2, 2)").await;
+    running.wait(&log, &topic, 2, "insert").await;
+
+    db.exec("FLUSH BINARY LOGS").await;
+    let rotated = master_position(&mut db.conn).await;
+    wait_stored(
+        &dir.path().join("log"),
+        "my",
+        &rotated,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    running.stop().await;
+
+    let mut running = Running::start(cfg, &log, &registry);
+    db.exec("INSERT INTO items VALUES (3, 3)").await;
+    running.wait(&log, &topic, 3, "after the resume").await;
+    let stats = running.stop().await;
+    assert_eq!(stats.snapshot_rows, 0, "the resume takes no new snapshot");
+    let ids: Vec<String> = events(&log, &registry, &topic)
+        .iter()
+        .filter_map(|(e, _)| e.after.as_ref().map(|a| format!("{:?}", a[0])))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), distinct.len()),
+        (3, 3),
+        "each row once: {ids:?}"
+    );
+    db.drop_db().await;
+}
