@@ -102,3 +102,19 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Opens the registry at `path`, waiting up to 10 s for a source that was
+/// just aborted to let go of it: its writer thread still holds the sled
+/// lock until it sees its queue close.
+pub async fn reopen_registry(path: &std::path::Path) -> tributary_schemas::Registry {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tributary_schemas::Registry::open(path) {
+            Ok(r) => return r,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("registry at {}: {e}", path.display()),
+        }
+    }
+}

@@ -1171,24 +1171,46 @@ impl StreamSource {
             // snapshot alive) until the stream starts on it.
             let (point, name) = create_slot(conn, &self.cfg.slot, false).await?;
             self.read_snapshot(&name, point, &todo, stats).await?;
+            // A table that joined a schema or all-tables publication while
+            // the slot was being created may hold rows committed before
+            // its consistent point: neither the list read above nor the
+            // stream has them. Such tables are read at a later point.
+            let late: Vec<(String, String)> = captured_tables(self.client()?, &self.cfg)
+                .await?
+                .into_iter()
+                .filter(|(s, t)| self.state.get(s, t).is_none())
+                .collect();
+            if !late.is_empty() {
+                tracing::info!(source = %self.cfg.name, tables = late.len(), "tables created while the slot was created: reading them at a later point");
+                self.read_at_temporary_slot(&late, stats).await?;
+            }
         } else {
-            // The slot exists (an interrupted snapshot, or tables added to
-            // the configuration), or none is wanted: read inside the
-            // snapshot of a temporary slot, at a later point; the stream
-            // skips these tables' changes from before it.
-            let mut tmp = Connection::connect(&self.cfg.connect)
-                .await
-                .map_err(|e| SourceError::explain(e, &self.cfg))?;
-            let mut name = format!("{}_snap", self.cfg.slot);
-            name.truncate(63);
-            let (point, snapshot) = create_slot(&mut tmp, &name, true).await?;
-            self.read_snapshot(&snapshot, point, &todo, stats).await?;
-            // Temporary slots go with their connection anyway; dropping it
-            // now means none is left when this returns.
-            tmp.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&name)))
-                .await?;
+            self.read_at_temporary_slot(&todo, stats).await?;
         }
         Ok(streaming)
+    }
+
+    /// Reads `tables` when the stream's slot exists (an interrupted
+    /// snapshot, tables added to the configuration) or none is wanted:
+    /// inside the snapshot of a temporary slot, at a later point; the
+    /// stream skips these tables' changes from before it.
+    async fn read_at_temporary_slot(
+        &mut self,
+        tables: &[(String, String)],
+        stats: &mut RunStats,
+    ) -> Result<()> {
+        let mut tmp = Connection::connect(&self.cfg.connect)
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
+        let mut name = format!("{}_snap", self.cfg.slot);
+        name.truncate(63);
+        let (point, snapshot) = create_slot(&mut tmp, &name, true).await?;
+        self.read_snapshot(&snapshot, point, tables, stats).await?;
+        // Temporary slots go with their connection anyway; dropping it
+        // now means none is left when this returns.
+        tmp.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&name)))
+            .await?;
+        Ok(())
     }
 
     /// Reads `tables` inside the exported snapshot `name` (consistent at

@@ -91,7 +91,7 @@ async fn interrupted_snapshot_resumes_with_unfinished_tables_only() {
         .await
         .expect("changes");
 
-    let registry = Registry::open(dir.path().join("registry")).expect("registry");
+    let registry = tributary_tests::reopen_registry(&dir.path().join("registry")).await;
     let mut source = StreamSource::new(
         cfg.clone(),
         log.clone(),
