@@ -3,10 +3,11 @@
 //! sink's own rendering of the key values, which is also what its
 //! statements use).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasherDefault;
 
 use fxhash::FxHasher;
+use indexmap::IndexMap;
 
 use crate::event::{Column, ColumnType, Datum, Op, TableSchema};
 use crate::sink::{SinkError, SinkRecord};
@@ -25,11 +26,11 @@ pub enum Action<'a> {
     Delete,
 }
 
-/// What a batch does to one table.
+/// What a batch does to one table: each key once, in the order keys
+/// first appeared.
 #[derive(Debug, Default)]
 pub struct TableChanges<'a> {
-    order: Vec<Key>,
-    rows: HashMap<Key, Action<'a>, BuildHasherDefault<FxHasher>>,
+    rows: IndexMap<Key, Action<'a>, BuildHasherDefault<FxHasher>>,
 }
 
 /// The rows to write, split as statements need them.
@@ -90,12 +91,12 @@ impl<'a> TableChanges<'a> {
     }
 
     fn put(&mut self, key: Key, action: Action<'a>) {
-        match self.rows.get_mut(&key) {
-            None => {
-                self.order.push(key.clone());
-                self.rows.insert(key, action);
+        match self.rows.entry(key) {
+            indexmap::map::Entry::Vacant(v) => {
+                v.insert(action);
             }
-            Some(slot) => {
+            indexmap::map::Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
                 *slot = match (std::mem::replace(slot, Action::Delete), action) {
                     // An update after an upsert keeps what it could not see.
                     (Action::Upsert(old, _), Action::Upsert(mut new, inserted)) => {
@@ -113,20 +114,39 @@ impl<'a> TableChanges<'a> {
     }
 
     /// The deletes and upserts, in the order keys first appeared.
-    pub fn writes(mut self) -> Writes<'a> {
+    pub fn writes(self) -> Writes<'a> {
         let mut out = Writes::default();
-        for k in self.order {
-            match self.rows.remove(&k) {
-                Some(Action::Delete) => out.deletes.push(k),
-                Some(Action::Upsert(row, inserted)) => {
-                    let mask: Vec<bool> = row
-                        .iter()
-                        .map(|v| matches!(v, Datum::Unavailable))
-                        .collect();
-                    out.upserts.entry((mask, inserted)).or_default().push(row);
+        // Rows whose every column the source saw are nearly all of them:
+        // grouped by (width, inserted) without a mask of their own.
+        let mut full: Vec<(usize, bool, Vec<Vec<&'a Datum>>)> = Vec::new();
+        for (k, action) in self.rows {
+            match action {
+                Action::Delete => out.deletes.push(k),
+                Action::Upsert(row, inserted) => {
+                    if row.iter().any(|v| matches!(v, Datum::Unavailable)) {
+                        let mask: Vec<bool> = row
+                            .iter()
+                            .map(|v| matches!(v, Datum::Unavailable))
+                            .collect();
+                        out.upserts.entry((mask, inserted)).or_default().push(row);
+                    } else {
+                        let width = row.len();
+                        match full
+                            .iter_mut()
+                            .find(|(w, i, _)| *w == width && *i == inserted)
+                        {
+                            Some((_, _, rows)) => rows.push(row),
+                            None => full.push((width, inserted, vec![row])),
+                        }
+                    }
                 }
-                None => {}
             }
+        }
+        for (width, inserted, rows) in full {
+            out.upserts
+                .entry((vec![false; width], inserted))
+                .or_default()
+                .extend(rows);
         }
         out
     }

@@ -607,20 +607,6 @@ impl PostgresSink {
                 .filter_map(|&i| t.cols.get(i).and_then(|c| c.as_ref()).map(|c| c.0.as_str()))
                 .collect();
             let list = names.join(", ");
-            let mut buf: Vec<u8> = Vec::with_capacity(rows.len() * 64);
-            for row in &rows {
-                for (j, &i) in written.iter().enumerate() {
-                    if j > 0 {
-                        buf.push(b'\t');
-                    }
-                    match (row.get(i), t.shape.columns.get(i)) {
-                        (Some(d), Some(col)) => text::copy_value(&mut buf, &col.ty, d),
-                        _ => text::copy_field(&mut buf, None),
-                    }
-                }
-                buf.push(b'\n');
-            }
-            let buf = Bytes::from(buf);
             // New rows go straight into the table, as a bulk load does;
             // if one is there already (a replay, a re-snapshot), the
             // upsert path takes the group, and the next few batches.
@@ -629,7 +615,7 @@ impl PostgresSink {
                     .await
                     .map_err(|e| classify(&t.shown, &e))?;
                 let sql = format!("COPY {} ({list}) FROM STDIN", t.name);
-                match copy_in(c, &mut self.stmts, &sql, buf.clone()).await {
+                match copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &rows).await {
                     Ok(()) => continue,
                     Err(e)
                         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
@@ -650,7 +636,7 @@ impl PostgresSink {
                     .map_err(|e| classify(&t.shown, &e))?;
             }
             let sql = format!("COPY {} ({list}) FROM STDIN", t.stage);
-            copy_in(c, &mut self.stmts, &sql, buf)
+            copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &rows)
                 .await
                 .map_err(|e| classify(&t.shown, &e))?;
             t.stage_dirty = true;
@@ -697,17 +683,43 @@ async fn prepared(
     Ok(s)
 }
 
-/// `COPY ... FROM STDIN` of `data`.
-async fn copy_in(
+/// Bytes of COPY text sent at a time: the server parses one chunk while
+/// the next is rendered.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// `COPY ... FROM STDIN` of `rows`, the columns `written` of `shape`,
+/// rendered a chunk at a time.
+async fn copy_rows(
     c: &Client,
     stmts: &mut HashMap<String, tokio_postgres::Statement>,
     sql: &str,
-    data: Bytes,
+    shape: &TableSchema,
+    written: &[usize],
+    rows: &[Vec<&tributary_core::Datum>],
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = prepared(c, stmts, sql).await?;
     let sink = c.copy_in::<_, Bytes>(&stmt).await?;
     let mut sink = std::pin::pin!(sink);
-    sink.send(data).await?;
+    let mut buf: Vec<u8> = Vec::with_capacity(COPY_CHUNK + 4096);
+    for row in rows {
+        for (j, &i) in written.iter().enumerate() {
+            if j > 0 {
+                buf.push(b'\t');
+            }
+            match (row.get(i), shape.columns.get(i)) {
+                (Some(d), Some(col)) => text::copy_value(&mut buf, &col.ty, d),
+                _ => text::copy_field(&mut buf, None),
+            }
+        }
+        buf.push(b'\n');
+        if buf.len() >= COPY_CHUNK {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(COPY_CHUNK + 4096));
+            sink.send(Bytes::from(full)).await?;
+        }
+    }
+    if !buf.is_empty() {
+        sink.send(Bytes::from(buf)).await?;
+    }
     sink.as_mut().finish().await?;
     Ok(())
 }
