@@ -329,3 +329,127 @@ async fn the_mariadb_example_runs() {
     src.drop_db().await;
     dst.drop_db().await;
 }
+
+/// How many `LOAD DATA` statements the server has run (a global counter:
+/// other tests only add to it).
+async fn loads(db: &mut MyDb) -> u64 {
+    let row: Option<(String, String)> = db
+        .conn
+        .query_first("SHOW GLOBAL STATUS LIKE 'Com_load'")
+        .await
+        .expect("status");
+    row.and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+}
+
+/// New rows of plain columns are bulk loaded (`LOAD DATA LOCAL`); what a
+/// local load would only warn about is not lost: a key already in the
+/// target (a replay) ends updated, a value MariaDB cannot hold is refused
+/// by name to the dead-letter topic, and text with tabs, newlines,
+/// backslashes, quotes and NUL arrives as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
+    let src = TestDb::new("myload").await;
+    let mut dst = MyDb::new(&src.name).await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE plain (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2),
+                 at timestamptz, doc jsonb);
+             INSERT INTO plain SELECT g, 'row ' || g || E'\\t\\n\\\\''\"' || chr(1), g * 0.25,
+                 '2024-02-29 12:00:00.000001+00'::timestamptz + g * interval '1 minute',
+                 jsonb_build_object('n', g, 's', E'a\\tb')
+               FROM generate_series(1, 2000) g;",
+        )
+        .await
+        .expect("source table");
+    // A row the target already holds, stale: as after a replay.
+    dst.conn
+        .query_drop(
+            "CREATE TABLE plain (id INT NOT NULL PRIMARY KEY, name LONGTEXT NOT NULL,
+                 price DECIMAL(10,2), at DATETIME(6), doc LONGTEXT) DEFAULT CHARSET=utf8mb4;
+             INSERT INTO plain VALUES (7, 'stale', 0, NULL, NULL)",
+        )
+        .await
+        .expect("target table");
+    let before = loads(&mut dst).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
+             sources:\n  - name: pg\n    kind: postgres\n\
+             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
+             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
+             \x20   tables:\n      include: [public.plain]\n\
+             sinks:\n  - name: maria\n    kind: mysql\n\
+             \x20   url: mysql://root@127.0.0.1:3306/{db}\n\
+             \x20   topics: [\"pg.public.*\"]\n    batch_size: 500\n    on_error: dlq\n",
+            db = src.name
+        ),
+    )
+    .expect("pipeline file");
+    let pg = async |src: &TestDb| -> Vec<String> {
+        src.client
+            .query(
+                "SELECT concat_ws('|', id, encode(convert_to(name, 'UTF8'), 'hex'), price::text,
+                        to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc->>'s')
+                   FROM plain ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("select")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let my = async |dst: &mut MyDb| -> Vec<String> {
+        dst.conn
+            .query(
+                "SELECT concat_ws('|', id, LOWER(HEX(name)), CAST(price AS CHAR),
+                        DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), JSON_UNQUOTE(JSON_EXTRACT(doc, '$.s')))
+                   FROM plain ORDER BY id",
+            )
+            .await
+            .unwrap_or_default()
+    };
+    let child = start(&file);
+    common::wait_same_rows(
+        "snapshot",
+        async || pg(&src).await,
+        async || my(&mut dst).await,
+    )
+    .await;
+    // Streamed new rows, one MariaDB refuses, and an update.
+    src.client
+        .batch_execute(
+            "INSERT INTO plain (id, name, at) SELECT g, 'new ' || g, now() FROM generate_series(3000, 3999) g;
+             INSERT INTO plain (id, name, at) VALUES (4000, 'far', '12000-01-01');
+             INSERT INTO plain (id, name) VALUES (4001, 'after');
+             UPDATE plain SET name = 'updated' WHERE id = 1;",
+        )
+        .await
+        .expect("changes");
+    let dead = common::wait_dead_letters(&dir.path().join("data"), "maria").await;
+    assert_eq!(dead.len(), 1, "one dead letter");
+    let error = common::header(&dead[0], "tributary.error");
+    assert!(error.contains("plain") && error.contains("9999"), "{error}");
+    src.client
+        .batch_execute("DELETE FROM plain WHERE id = 4000")
+        .await
+        .expect("remove the refused row");
+    common::wait_same_rows(
+        "changes",
+        async || pg(&src).await,
+        async || my(&mut dst).await,
+    )
+    .await;
+    assert!(
+        loads(&mut dst).await > before,
+        "new rows went through LOAD DATA"
+    );
+    let (status, out) = common::terminate(child);
+    assert!(status.success(), "clean stop: {out}");
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}

@@ -68,6 +68,9 @@ const OFFSETS: &str = "tributary_offsets";
 /// Rows per INSERT statement, at most.
 const ROWS_PER_STATEMENT: usize = 1000;
 
+/// Bytes of `LOAD DATA` text sent at a time.
+const LOAD_CHUNK: usize = 64 * 1024;
+
 /// A statement is ended past this many bytes (max_allowed_packet is 16
 /// MiB by default on MariaDB, 64 MiB on MySQL 8).
 const STATEMENT_BYTES: usize = 4 << 20;
@@ -133,6 +136,9 @@ struct Target {
     shown: String,
     /// Its columns, as last read.
     existing: Vec<String>,
+    /// Batches left before new rows try `LOAD DATA` again (one of them
+    /// was there already, or the load warned).
+    direct_pause: u32,
 }
 
 /// The sink.
@@ -141,6 +147,9 @@ pub struct MySqlSink {
     conn: Option<mysql_async::Conn>,
     targets: HashMap<(String, String), Target>,
     done: HashMap<(Arc<str>, u32), u64>,
+    /// New rows are bulk loaded (`LOAD DATA LOCAL`) until the server
+    /// refuses local files.
+    load_data: bool,
     /// Binary, no-pad collation for new text key columns: keys that
     /// differ in case, accents or trailing spaces stay distinct rows, as in
     /// the source. Other columns keep the database's default.
@@ -187,6 +196,7 @@ impl MySqlSink {
             conn: None,
             targets: HashMap::new(),
             done: HashMap::new(),
+            load_data: true,
             collation: "utf8mb4_bin".into(),
         })
     }
@@ -322,6 +332,7 @@ impl MySqlSink {
                 name: quoted_name,
                 shown: name,
                 existing,
+                direct_pause: 0,
             },
         );
         Ok(())
@@ -389,23 +400,42 @@ impl MySqlSink {
         let mut pending: Pending<'_, (String, String)> = Pending::default();
         let mut shapes: HashMap<(String, String), Arc<TableSchema>> = HashMap::new();
         let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
+        // The previous record's table: most records share it.
+        let mut cur: Option<(Arc<TableSchema>, (String, String))> = None;
         for r in todo {
-            offsets.insert((Arc::clone(&r.topic), r.partition), r.offset + 1);
-            let src = source_key(&r.table);
-            // Another shape of a table with rows pending: those go first,
-            // written as they were.
-            let changed = shapes
-                .get(&src)
-                .is_some_and(|s| !(Arc::ptr_eq(s, &r.table) || **s == *r.table));
-            if (r.event.op == Op::Truncate || changed)
-                && let Some(p) = pending.take(&src)
-                && let Some(shape) = shapes.get(&src).cloned()
-            {
-                self.flush(c, &src, &shape, p).await?;
+            if let Some(next) = offsets.get_mut(&(Arc::clone(&r.topic), r.partition)) {
+                *next = r.offset + 1;
+            } else {
+                offsets.insert((Arc::clone(&r.topic), r.partition), r.offset + 1);
             }
-            shapes.insert(src.clone(), Arc::clone(&r.table));
+            let same = cur.as_ref().is_some_and(|(t, _)| Arc::ptr_eq(t, &r.table));
+            if !same {
+                let src = source_key(&r.table);
+                // Another shape of a table with rows pending: those go
+                // first, written as they were.
+                let changed = shapes
+                    .get(&src)
+                    .is_some_and(|s| !(Arc::ptr_eq(s, &r.table) || **s == *r.table));
+                if changed
+                    && let Some(p) = pending.take(&src)
+                    && let Some(shape) = shapes.get(&src).cloned()
+                {
+                    self.flush(c, &src, &shape, p).await?;
+                }
+                shapes.insert(src.clone(), Arc::clone(&r.table));
+                cur = Some((Arc::clone(&r.table), src));
+            }
+            let Some((_, src)) = cur.as_ref() else {
+                continue;
+            };
+            if r.event.op == Op::Truncate
+                && let Some(p) = pending.take(src)
+                && let Some(shape) = shapes.get(src).cloned()
+            {
+                self.flush(c, src, &shape, p).await?;
+            }
             if r.event.op == Op::Truncate {
-                let t = self.target(&src)?;
+                let t = self.target(src)?;
                 let (name, shown) = (t.name.clone(), t.shown.clone());
                 c.query_drop(format!("DELETE FROM {name}"))
                     .await
@@ -413,7 +443,7 @@ impl MySqlSink {
                 continue;
             }
             // Keys as the literals the statements use.
-            pending.table(&src).record(r, key_literal);
+            pending.table(src).record(r, key_literal);
         }
         for (src, p) in pending.into_tables() {
             if let Some(shape) = shapes.get(&src).cloned() {
@@ -497,11 +527,19 @@ impl MySqlSink {
             sql.push(')');
             c.query_drop(sql).await.map_err(|e| classify(&shown, &e))?;
         }
-        for ((mask, _), rows) in writes.upserts {
+        for ((mask, inserted), rows) in writes.upserts {
             let written: Vec<usize> = (0..cols.len())
                 .filter(|&i| cols[i].is_some() && !mask.get(i).copied().unwrap_or(false))
                 .collect();
             let list: Vec<&str> = written.iter().filter_map(|&i| cols[i].as_deref()).collect();
+            if inserted
+                && self.direct(src, shape, &written)
+                && self
+                    .load(c, src, &name, &list, shape, &written, &rows)
+                    .await?
+            {
+                continue;
+            }
             let updates: Vec<String> = list
                 .iter()
                 .filter(|n| !key_cols.iter().any(|k| k == *n))
@@ -548,6 +586,139 @@ impl MySqlSink {
             }
         }
         Ok(())
+    }
+}
+
+impl MySqlSink {
+    /// Whether new rows of `src` (columns `written` of `shape`) go
+    /// through `LOAD DATA`; counts down a pause.
+    fn direct(&mut self, src: &(String, String), shape: &TableSchema, written: &[usize]) -> bool {
+        if !self.load_data {
+            return false;
+        }
+        let Some(t) = self.targets.get_mut(src) else {
+            return false;
+        };
+        if t.direct_pause > 0 {
+            t.direct_pause -= 1;
+            return false;
+        }
+        written
+            .iter()
+            .all(|&i| shape.columns.get(i).is_some_and(|c| text::loadable(&c.ty)))
+    }
+
+    /// New rows straight into the table with `LOAD DATA LOCAL`, as a bulk
+    /// load does, rendered while the server reads what came before.
+    /// MySQL turns a duplicate key or a value that does not fit into a
+    /// warning for a local file (it cannot stop the client's transfer):
+    /// a load that did not insert every row without a warning is rolled
+    /// back to its savepoint, and the rows take the INSERT path, which
+    /// updates a row already there and refuses a bad value by name.
+    /// Returns whether the rows were loaded.
+    #[allow(clippy::too_many_arguments)]
+    async fn load(
+        &mut self,
+        c: &mut mysql_async::Conn,
+        src: &(String, String),
+        name: &str,
+        list: &[&str],
+        shape: &TableSchema,
+        written: &[usize],
+        rows: &[Vec<&tributary_core::Datum>],
+    ) -> Result<bool, Fail> {
+        let shown = self.target(src)?.shown.clone();
+        c.query_drop("SAVEPOINT tributary_direct")
+            .await
+            .map_err(|e| classify(&shown, &e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let data = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        c.set_infile_handler(async move { Ok(futures_util::StreamExt::boxed(data)) });
+        // Separators as hex: the session has NO_BACKSLASH_ESCAPES.
+        let sql = format!(
+            "LOAD DATA LOCAL INFILE 'tributary' INTO TABLE {name} CHARACTER SET utf8mb4
+             FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({})",
+            list.join(", ")
+        );
+        let render = async move {
+            let (mut buf, mut scratch) = (Vec::with_capacity(LOAD_CHUNK + 4096), String::new());
+            for row in rows {
+                for (j, &i) in written.iter().enumerate() {
+                    if j > 0 {
+                        buf.push(b'\t');
+                    }
+                    let (Some(d), Some(col)) = (row.get(i), shape.columns.get(i)) else {
+                        buf.extend_from_slice(b"\\N");
+                        continue;
+                    };
+                    if let Err(e) = text::load_field(&mut buf, &mut scratch, &col.ty, d) {
+                        // The file ends here; the load is rolled back and
+                        // the INSERT path names the value.
+                        return Some(format!("column {}: {e}", col.name));
+                    }
+                }
+                buf.push(b'\n');
+                if buf.len() >= LOAD_CHUNK {
+                    let full = std::mem::replace(&mut buf, Vec::with_capacity(LOAD_CHUNK + 4096));
+                    if tx.send(Ok(full.into())).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                let _ = tx.send(Ok(buf.into())).await;
+            }
+            None
+        };
+        // Until the statement ends: a server that refuses local files
+        // never reads the file, and the rendering is dropped.
+        let (loaded, unrendered) = {
+            let mut render = std::pin::pin!(render);
+            let mut query = std::pin::pin!(c.query_drop(sql));
+            let (mut unrendered, mut rendered) = (None, false);
+            let loaded = loop {
+                tokio::select! {
+                    r = &mut query => break r,
+                    u = &mut render, if !rendered => {
+                        rendered = true;
+                        unrendered = u;
+                    }
+                }
+            };
+            (loaded, unrendered)
+        };
+        let outcome = match loaded {
+            Ok(()) if unrendered.is_some() => unrendered.unwrap_or_default(),
+            Ok(()) if c.affected_rows() == rows.len() as u64 && c.get_warnings() == 0 => {
+                return Ok(true);
+            }
+            Ok(()) => "a row was there already or a value did not fit".to_string(),
+            Err(e) => match classify(&shown, &e) {
+                Fail::Transient(m) => return Err(Fail::Transient(m)),
+                other => {
+                    let m = match other {
+                        Fail::Data(m) | Fail::Fatal(m) | Fail::Transient(m) => m,
+                    };
+                    if let mysql_async::Error::Server(se) = &e
+                        && matches!(se.code, 1148 | 3948 | 4166)
+                    {
+                        tracing::warn!(sink = %self.cfg.name, error = %m, "the server refuses LOAD DATA LOCAL; new rows take the INSERT path");
+                        self.load_data = false;
+                    }
+                    m
+                }
+            },
+        };
+        c.query_drop("ROLLBACK TO SAVEPOINT tributary_direct")
+            .await
+            .map_err(|e| classify(&shown, &e))?;
+        tracing::debug!(sink = %self.cfg.name, table = %shown, reason = %outcome, "bulk load rolled back; the INSERT path takes these rows");
+        if let Some(t) = self.targets.get_mut(src) {
+            t.direct_pause = 16;
+        }
+        Ok(false)
     }
 }
 
