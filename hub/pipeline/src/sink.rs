@@ -424,7 +424,12 @@ type Positions = BTreeMap<TopicPartition, u64>;
 /// change (tombstones) were read, how far.
 type Read = (Vec<SinkRecord>, Positions);
 
-/// Up to `limit` durable records from the positions on.
+/// Up to `limit` durable records from the positions on, shared among the
+/// partitions that have some: each gets an equal part first, what is left
+/// goes to those with more. A batch then holds every partition's next
+/// records, as a Kafka fetch does: none waits for another to be drained,
+/// and a table's new rows arrive in nearly key order (keys are spread
+/// over partitions by hash), which bulk loads into an index want.
 fn read_from(
     log: &Log,
     decoder: &RecordDecoder,
@@ -433,40 +438,90 @@ fn read_from(
 ) -> Result<Read, String> {
     let mut batch = Vec::new();
     let mut skipped = BTreeMap::new();
+    let mut parts = Vec::with_capacity(positions.len());
     for (tp, &from) in positions {
-        if batch.len() >= limit {
-            break;
-        }
         let topic = log.topic(&tp.topic).map_err(|e| e.to_string())?;
-        let part = topic.partition(tp.partition).map_err(|e| e.to_string())?;
+        let part = Arc::clone(topic.partition(tp.partition).map_err(|e| e.to_string())?);
         let end = part.durable_watermark();
-        let mut offset = from.max(part.earliest_offset());
-        let topic_name: Arc<str> = tp.topic.as_str().into();
-        let mut decoded_here = false;
-        'read: while offset < end && batch.len() < limit {
-            let batches = part.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+        let offset = from.max(part.earliest_offset());
+        if offset < end {
+            parts.push(PartRead {
+                tp,
+                topic: tp.topic.as_str().into(),
+                part,
+                offset,
+                end,
+                decoded: false,
+            });
+        }
+    }
+    let share = limit.div_ceil(parts.len().max(1));
+    for round_cap in [Some(share), None] {
+        for p in &mut parts {
+            if batch.len() >= limit {
+                break;
+            }
+            let cap = match round_cap {
+                Some(s) => (batch.len() + s).min(limit),
+                None => limit,
+            };
+            p.read(decoder, cap, &mut batch, &mut skipped)?;
+        }
+    }
+    Ok((batch, skipped))
+}
+
+/// One partition's part of a read.
+struct PartRead<'a> {
+    tp: &'a TopicPartition,
+    topic: Arc<str>,
+    part: Arc<tributary_log::Partition>,
+    /// The next offset to read.
+    offset: u64,
+    /// The durable watermark when the read began.
+    end: u64,
+    /// Whether a record of it was decoded into the batch.
+    decoded: bool,
+}
+
+impl PartRead<'_> {
+    /// Decodes records into `batch` until it holds `cap` or the partition
+    /// has no more.
+    fn read(
+        &mut self,
+        decoder: &RecordDecoder,
+        cap: usize,
+        batch: &mut Vec<SinkRecord>,
+        skipped: &mut Positions,
+    ) -> Result<(), String> {
+        let tp = self.tp;
+        'read: while self.offset < self.end && batch.len() < cap {
+            let batches = self
+                .part
+                .read(self.offset, 1 << 20)
+                .map_err(|e| e.to_string())?;
             if batches.is_empty() {
                 break;
             }
             for b in batches {
                 for r in b.records().map_err(|e| e.to_string())?.iter() {
                     let r = r.map_err(|e| e.to_string())?;
-                    if r.offset < offset {
+                    if r.offset < self.offset {
                         continue;
                     }
-                    if r.offset >= end || batch.len() >= limit {
+                    if r.offset >= self.end || batch.len() >= cap {
                         break 'read;
                     }
-                    offset = r.offset + 1;
+                    self.offset = r.offset + 1;
                     let Some(value) = r.value else {
                         // Moved past now only if nothing before it in
                         // this batch may still fail; else next round.
-                        if !decoded_here {
-                            skipped.insert(tp.clone(), offset);
+                        if !self.decoded {
+                            skipped.insert(tp.clone(), self.offset);
                         }
                         continue;
                     };
-                    decoded_here = true;
+                    self.decoded = true;
                     let (schema, event) = decoder
                         .value(value)
                         .map_err(|e| format!("{}[{}]@{}: {e}", tp.topic, tp.partition, r.offset))?;
@@ -477,7 +532,7 @@ fn read_from(
                         None => None,
                     };
                     batch.push(SinkRecord {
-                        topic: Arc::clone(&topic_name),
+                        topic: Arc::clone(&self.topic),
                         partition: tp.partition,
                         offset: r.offset,
                         timestamp: r.timestamp,
@@ -488,6 +543,6 @@ fn read_from(
                 }
             }
         }
+        Ok(())
     }
-    Ok((batch, skipped))
 }

@@ -65,11 +65,31 @@ INSERT INTO items SELECT g, 'item ' || g, g * 1.125, ARRAY['a,b', 'q\"' || g, NU
     CASE WHEN g % 50 = 0 THEN (SELECT string_agg(md5((g * 1000 + i)::text), '') FROM generate_series(1, 400) i) END
   FROM generate_series(1, 300) g;";
 
+/// Columns of every type the sink sends in COPY's binary format, with
+/// NULLs and edge values. Later rows 1000 and 2000 hold values only the
+/// text format carries (infinities, a BC date): their group goes as text.
+const TYPED: &str = "CREATE TABLE typed (
+    id bigint PRIMARY KEY, s smallint, i int, r real, d double precision, tx text,
+    v varchar(10), c char(3), j json, jb jsonb, b bytea, day date, ts timestamp,
+    tz timestamptz, u uuid, f boolean);
+INSERT INTO typed SELECT g, (g * 331 % 65536) - 32768, -g * 1000003, g / 3.0, g / 7.0 - 100,
+    E'tab\\there\\nline \\\\ é ' || g, 'v' || g, chr(65 + g % 26),
+    json_build_object('g', g, 'a', json_build_array(1, 'x')), jsonb_build_object('n', g),
+    decode(lpad(to_hex(g), 8, '0') || '00ff', 'hex'), DATE '1999-12-31' + (g - 100) * 37,
+    TIMESTAMP '2000-01-01 00:00:00' + (g - 100) * interval '13 days 1.000001 seconds',
+    TIMESTAMPTZ '1970-01-01 00:00:00.5+00' + g * interval '101 days', md5(g::text)::uuid, g % 3 = 0
+  FROM generate_series(1, 200) g;
+UPDATE typed SET s = NULL, i = NULL, r = NULL, d = NULL, tx = NULL, v = NULL, c = NULL, j = NULL,
+    jb = NULL, b = NULL, day = NULL, ts = NULL, tz = NULL, u = NULL, f = NULL WHERE id % 7 = 0;
+UPDATE typed SET r = '-Infinity', d = 'NaN', day = '9999-12-31', ts = '9999-12-31 23:59:59.999999',
+    tz = '0001-01-01 00:00:00+00' WHERE id = 200;";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_follows_another_through_kills() {
     let src = TestDb::new("pgsink_src").await;
     let dst = TestDb::new("pgsink_dst").await;
     src.client.batch_execute(ITEMS).await.expect("source table");
+    src.client.batch_execute(TYPED).await.expect("typed table");
     src.client
         .batch_execute(
             "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
@@ -83,10 +103,16 @@ async fn a_database_follows_another_through_kills() {
 
     // Snapshot, then changes of every kind.
     let child = start(&file);
-    wait_equal(&src, &dst, &["items", "notes"]).await;
+    wait_equal(&src, &dst, &["items", "notes", "typed"]).await;
     src.client
         .batch_execute(
-            "UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;
+            "UPDATE typed SET tx = tx || E'\\r', jb = jb || '{\"u\": 1}', tz = tz + interval '1 microsecond' WHERE id % 3 = 0;
+             UPDATE typed SET id = id + 500 WHERE id % 10 = 1;
+             DELETE FROM typed WHERE id % 10 = 2;
+             INSERT INTO typed (id, tx, ts) VALUES (2000, 'new', 'infinity');
+             INSERT INTO typed (id, r, d, day, ts, tz) VALUES
+                 (1000, '-Infinity', 'NaN', '0044-03-15 BC', 'infinity', '-infinity');
+             UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;
              UPDATE items SET flag = NOT flag WHERE id % 50 = 0; -- big is unchanged TOAST
              UPDATE items SET id = 5000 WHERE id = 51;
              DELETE FROM items WHERE id BETWEEN 2 AND 20;
@@ -96,7 +122,7 @@ async fn a_database_follows_another_through_kills() {
         )
         .await
         .expect("changes");
-    wait_equal(&src, &dst, &["items", "notes"]).await;
+    wait_equal(&src, &dst, &["items", "notes", "typed"]).await;
 
     // SIGKILL while the sink is part-way through many batches.
     src.client
@@ -163,7 +189,7 @@ async fn a_database_follows_another_through_kills() {
         .await
         .expect("offsets")
         .get(0);
-    assert_eq!(stored, 4, "two topics of two partitions");
+    assert_eq!(stored, 6, "three topics of two partitions");
     tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
     src.drop_db().await;
     dst.drop_db().await;

@@ -20,6 +20,7 @@
 //!   the records before it are applied and it is reported with the
 //!   database's words, naming the table and column.
 
+pub mod binary;
 pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
@@ -607,6 +608,7 @@ impl PostgresSink {
                 .filter_map(|&i| t.cols.get(i).and_then(|c| c.as_ref()).map(|c| c.0.as_str()))
                 .collect();
             let list = names.join(", ");
+            let format = copy_format(&t.shape, &t.cols, &written, &rows);
             // New rows go straight into the table, as a bulk load does;
             // if one is there already (a replay, a re-snapshot), the
             // upsert path takes the group, and the next few batches.
@@ -614,8 +616,9 @@ impl PostgresSink {
                 c.batch_execute("SAVEPOINT tributary_direct")
                     .await
                     .map_err(|e| classify(&t.shown, &e))?;
-                let sql = format!("COPY {} ({list}) FROM STDIN", t.name);
-                match copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &rows).await {
+                let sql = format!("COPY {} ({list}) FROM STDIN{}", t.name, format.option());
+                match copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &format, &rows).await
+                {
                     Ok(()) => continue,
                     Err(e)
                         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
@@ -635,8 +638,8 @@ impl PostgresSink {
                     .await
                     .map_err(|e| classify(&t.shown, &e))?;
             }
-            let sql = format!("COPY {} ({list}) FROM STDIN", t.stage);
-            copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &rows)
+            let sql = format!("COPY {} ({list}) FROM STDIN{}", t.stage, format.option());
+            copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &format, &rows)
                 .await
                 .map_err(|e| classify(&t.shown, &e))?;
             t.stage_dirty = true;
@@ -687,6 +690,54 @@ async fn prepared(
 /// the next is rendered.
 const COPY_CHUNK: usize = 64 * 1024;
 
+/// How a group of rows is sent.
+enum CopyFormat {
+    Text,
+    /// Each written column's binary writer.
+    Binary(Vec<binary::Bin>),
+}
+
+impl CopyFormat {
+    /// The COPY statement's option.
+    fn option(&self) -> &'static str {
+        match self {
+            CopyFormat::Text => "",
+            CopyFormat::Binary(_) => " (FORMAT binary)",
+        }
+    }
+}
+
+/// Binary when every written column has a binary writer for its source
+/// and target types and every value fits it; else text.
+fn copy_format(
+    shape: &TableSchema,
+    cols: &[Option<(String, String)>],
+    written: &[usize],
+    rows: &[Vec<&tributary_core::Datum>],
+) -> CopyFormat {
+    let bins: Option<Vec<binary::Bin>> = written
+        .iter()
+        .map(|&i| {
+            let ty = &shape.columns.get(i)?.ty;
+            let target = cols.get(i)?.as_ref()?;
+            binary::encoder(ty, &target.1)
+        })
+        .collect();
+    match bins {
+        Some(bins)
+            if rows.iter().all(|row| {
+                written
+                    .iter()
+                    .zip(&bins)
+                    .all(|(&i, &b)| row.get(i).is_some_and(|d| binary::fits(b, d)))
+            }) =>
+        {
+            CopyFormat::Binary(bins)
+        }
+        _ => CopyFormat::Text,
+    }
+}
+
 /// `COPY ... FROM STDIN` of `rows`, the columns `written` of `shape`,
 /// rendered a chunk at a time.
 async fn copy_rows(
@@ -695,27 +746,47 @@ async fn copy_rows(
     sql: &str,
     shape: &TableSchema,
     written: &[usize],
+    format: &CopyFormat,
     rows: &[Vec<&tributary_core::Datum>],
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = prepared(c, stmts, sql).await?;
     let sink = c.copy_in::<_, Bytes>(&stmt).await?;
     let mut sink = std::pin::pin!(sink);
     let mut buf: Vec<u8> = Vec::with_capacity(COPY_CHUNK + 4096);
+    if let CopyFormat::Binary(_) = format {
+        binary::header(&mut buf);
+    }
     for row in rows {
-        for (j, &i) in written.iter().enumerate() {
-            if j > 0 {
-                buf.push(b'\t');
+        match format {
+            CopyFormat::Binary(bins) => {
+                binary::tuple(&mut buf, written.len());
+                for (&i, &b) in written.iter().zip(bins) {
+                    match row.get(i) {
+                        Some(d) => binary::put(&mut buf, b, d),
+                        None => binary::put(&mut buf, b, &tributary_core::Datum::Null),
+                    }
+                }
             }
-            match (row.get(i), shape.columns.get(i)) {
-                (Some(d), Some(col)) => text::copy_value(&mut buf, &col.ty, d),
-                _ => text::copy_field(&mut buf, None),
+            CopyFormat::Text => {
+                for (j, &i) in written.iter().enumerate() {
+                    if j > 0 {
+                        buf.push(b'\t');
+                    }
+                    match (row.get(i), shape.columns.get(i)) {
+                        (Some(d), Some(col)) => text::copy_value(&mut buf, &col.ty, d),
+                        _ => text::copy_field(&mut buf, None),
+                    }
+                }
+                buf.push(b'\n');
             }
         }
-        buf.push(b'\n');
         if buf.len() >= COPY_CHUNK {
             let full = std::mem::replace(&mut buf, Vec::with_capacity(COPY_CHUNK + 4096));
             sink.send(Bytes::from(full)).await?;
         }
+    }
+    if let CopyFormat::Binary(_) = format {
+        binary::trailer(&mut buf);
     }
     if !buf.is_empty() {
         sink.send(Bytes::from(buf)).await?;
