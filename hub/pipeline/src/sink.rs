@@ -496,9 +496,13 @@ impl PartRead<'_> {
     ) -> Result<(), String> {
         let tp = self.tp;
         'read: while self.offset < self.end && batch.len() < cap {
+            // About what the records still wanted take (more rounds if
+            // they are larger): a partition's share of a small batch does
+            // not read (and check) a whole MiB.
+            let bytes = ((cap - batch.len()) * 512).clamp(16 << 10, 1 << 20);
             let batches = self
                 .part
-                .read(self.offset, 1 << 20)
+                .read(self.offset, bytes)
                 .map_err(|e| e.to_string())?;
             if batches.is_empty() {
                 break;
