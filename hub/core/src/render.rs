@@ -6,63 +6,98 @@ use crate::event::{ColumnType, Datum, NumericSpecial};
 /// `d` (of a column of type `ty`) as text; `None` for NULL and for a
 /// value the source could not see (the target keeps what it has).
 pub fn text(ty: &ColumnType, d: &Datum) -> Option<String> {
-    Some(match d {
-        Datum::Null | Datum::Unavailable => return None,
-        Datum::Bool(b) => b.to_string(),
+    let mut s = String::new();
+    write_text(&mut s, ty, d).then_some(s)
+}
+
+/// [`text`] appended to `out`; `false` (and nothing appended) for NULL
+/// and for a value the source could not see.
+pub fn write_text(out: &mut String, ty: &ColumnType, d: &Datum) -> bool {
+    use std::fmt::Write as _;
+    match d {
+        Datum::Null | Datum::Unavailable => return false,
+        Datum::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Datum::Int(v) => match ty {
-            ColumnType::Date => date(i64::from(*v)),
-            _ => v.to_string(),
+            ColumnType::Date => write_date(out, i64::from(*v)),
+            _ => {
+                let _ = write!(out, "{v}");
+            }
         },
         Datum::Long(v) => match ty {
-            ColumnType::Time => time(*v),
-            ColumnType::Timestamp => timestamp(*v, ""),
-            ColumnType::TimestampTz => timestamp(*v, "Z"),
-            _ => v.to_string(),
-        },
-        Datum::Float(v) => v.to_string(),
-        Datum::Double(v) => v.to_string(),
-        Datum::Text(s) => s.clone(),
-        Datum::Bytes(b) => {
-            let mut s = String::with_capacity(2 + b.len() * 2);
-            s.push_str("\\x");
-            for byte in b {
-                s.push_str(&format!("{byte:02x}"));
+            ColumnType::Time => write_time(out, *v),
+            ColumnType::Timestamp => write_timestamp(out, *v, ""),
+            ColumnType::TimestampTz => write_timestamp(out, *v, "Z"),
+            _ => {
+                let _ = write!(out, "{v}");
             }
-            s
+        },
+        Datum::Float(v) => {
+            let _ = write!(out, "{v}");
         }
-        Datum::Decimal { unscaled, scale } => decimal(unscaled, *scale),
-        Datum::NumericSpecial(NumericSpecial::NaN) => "NaN".into(),
-        Datum::NumericSpecial(NumericSpecial::PositiveInfinity) => "Infinity".into(),
-        Datum::NumericSpecial(NumericSpecial::NegativeInfinity) => "-Infinity".into(),
+        Datum::Double(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Datum::Text(s) => out.push_str(s),
+        Datum::Bytes(b) => {
+            out.reserve(2 + b.len() * 2);
+            out.push_str("\\x");
+            for &byte in b {
+                push_hex(out, byte);
+            }
+        }
+        Datum::Decimal { unscaled, scale } => out.push_str(&decimal(unscaled, *scale)),
+        Datum::NumericSpecial(NumericSpecial::NaN) => out.push_str("NaN"),
+        Datum::NumericSpecial(NumericSpecial::PositiveInfinity) => out.push_str("Infinity"),
+        Datum::NumericSpecial(NumericSpecial::NegativeInfinity) => out.push_str("-Infinity"),
         Datum::Uuid(u) => {
-            let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-            format!(
-                "{}-{}-{}-{}-{}",
-                h[0..4].concat(),
-                h[4..6].concat(),
-                h[6..8].concat(),
-                h[8..10].concat(),
-                h[10..16].concat()
-            )
+            for (i, &b) in u.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    out.push('-');
+                }
+                push_hex(out, b);
+            }
         }
         Datum::Interval {
             months,
             days,
             micros,
-        } => format!("P{months}M{days}DT{}S", seconds(*micros)),
-        Datum::Point { x, y } => format!("({x},{y})"),
+        } => {
+            let _ = write!(out, "P{months}M{days}DT{}S", seconds(*micros));
+        }
+        Datum::Point { x, y } => {
+            let _ = write!(out, "({x},{y})");
+        }
         Datum::Array(items) => {
             let elem = match ty {
                 ColumnType::Array(e) => e.as_ref(),
                 other => other,
             };
-            let parts: Vec<String> = items
-                .iter()
-                .map(|i| text(elem, i).unwrap_or_else(|| "NULL".into()))
-                .collect();
-            format!("{{{}}}", parts.join(","))
+            out.push('{');
+            for (n, i) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                if !write_text(out, elem, i) {
+                    out.push_str("NULL");
+                }
+            }
+            out.push('}');
         }
-    })
+    }
+    true
+}
+
+/// `b` as two lower-case hex digits.
+fn push_hex(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 15)]));
+}
+
+/// `v` (0..=99) as two digits.
+fn push_2(out: &mut String, v: u32) {
+    out.push(char::from(b'0' + (v / 10 % 10) as u8));
+    out.push(char::from(b'0' + (v % 10) as u8));
 }
 
 /// Appends `s` as a JSON string.
@@ -87,38 +122,79 @@ pub fn json_string(out: &mut String, s: &str) {
 
 /// Days since 1970-01-01 as `YYYY-MM-DD` (proleptic Gregorian).
 pub fn date(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    if y < 1 {
-        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
-    } else {
-        format!("{y:04}-{m:02}-{d:02}")
-    }
-}
-
-fn time(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let mut s = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac != 0 {
-        s.push_str(&format!(".{frac:06}"));
-    }
+    let mut s = String::with_capacity(13);
+    write_date(&mut s, days);
     s
 }
 
-fn timestamp(micros: i64, zone: &str) -> String {
+/// [`date`] appended to `out`.
+fn write_date(out: &mut String, days: i64) {
+    use std::fmt::Write as _;
+    let (y, m, d) = civil_from_days(days);
+    let year = if y < 1 { 1 - y } else { y };
+    if (0..10_000).contains(&year) {
+        push_2(out, (year / 100) as u32);
+        push_2(out, (year % 100) as u32);
+    } else {
+        let _ = write!(out, "{year}");
+    }
+    out.push('-');
+    push_2(out, m);
+    out.push('-');
+    push_2(out, d);
+    if y < 1 {
+        out.push_str(" BC");
+    }
+}
+
+/// Microseconds since midnight as `HH:MM:SS[.ffffff]`.
+fn write_time(out: &mut String, micros: i64) {
+    use std::fmt::Write as _;
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    if (0..360_000).contains(&secs) {
+        push_2(out, (secs / 3600) as u32);
+        out.push(':');
+        push_2(out, (secs / 60 % 60) as u32);
+        out.push(':');
+        push_2(out, (secs % 60) as u32);
+    } else {
+        // A MySQL TIME may be negative or past 99 hours.
+        let _ = write!(
+            out,
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+    }
+    if frac != 0 {
+        let _ = write!(out, ".{frac:06}");
+    }
+}
+
+/// Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS[.ffffff]<zone>`.
+fn write_timestamp(out: &mut String, micros: i64, zone: &str) {
     match micros {
-        i64::MAX => return "infinity".into(),
-        i64::MIN => return "-infinity".into(),
+        i64::MAX => return out.push_str("infinity"),
+        i64::MIN => return out.push_str("-infinity"),
         _ => {}
     }
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
-    let d = date(days);
+    let start = out.len();
+    write_date(out, days);
     // The era goes last: `0044-03-15T12:00:00Z BC` (PostgreSQL misreads
     // `0044-03-15 BCT12:00:00Z` without an error).
-    match d.strip_suffix(" BC") {
-        Some(d) => format!("{d}T{}{zone} BC", time(rest)),
-        None => format!("{d}T{}{zone}", time(rest)),
+    let bc = out.ends_with(" BC") && out.len() - start > 3;
+    if bc {
+        out.truncate(out.len() - 3);
+    }
+    out.push('T');
+    write_time(out, rest);
+    out.push_str(zone);
+    if bc {
+        out.push_str(" BC");
     }
 }
 
@@ -248,6 +324,69 @@ mod tests {
             .as_deref(),
             Some("0044-03-15T12:00:00Z BC")
         );
+        assert_eq!(
+            text(
+                &ColumnType::Uuid,
+                &Datum::Uuid([
+                    0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14,
+                    0x17, 0x40, 0x00
+                ])
+            )
+            .as_deref(),
+            Some("123e4567-e89b-12d3-a456-426614174000")
+        );
+        assert_eq!(
+            text(
+                &ColumnType::Array(Box::new(ColumnType::Int)),
+                &Datum::Array(vec![Datum::Int(1), Datum::Null, Datum::Int(-3)])
+            )
+            .as_deref(),
+            Some("{1,NULL,-3}")
+        );
+        assert_eq!(
+            text(&ColumnType::Boolean, &Datum::Bool(false)).as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            text(&ColumnType::Double, &Datum::Double(1.0 / 7.0)).as_deref(),
+            Some("0.14285714285714285")
+        );
+        assert_eq!(
+            text(&ColumnType::TimestampTz, &Datum::Long(i64::MIN)).as_deref(),
+            Some("-infinity")
+        );
+        // Dates and times as the format strings have them, over a wide range.
+        for days in (-1_000_000..3_000_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            let want = if y < 1 {
+                format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+            } else {
+                format!("{y:04}-{m:02}-{d:02}")
+            };
+            assert_eq!(date(days), want);
+        }
+        for micros in [
+            0_i64,
+            1,
+            999_999,
+            1_000_000,
+            86_399_999_999,
+            3_020_399_000_000,
+            -1,
+            -3_020_399_000_000,
+            45_296_500_000,
+        ] {
+            let secs = micros.div_euclid(1_000_000);
+            let frac = micros.rem_euclid(1_000_000);
+            let mut want = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+            if frac != 0 {
+                want.push_str(&format!(".{frac:06}"));
+            }
+            assert_eq!(
+                text(&ColumnType::Time, &Datum::Long(micros)).as_deref(),
+                Some(want.as_str())
+            );
+        }
         let mut j = String::new();
         json_string(&mut j, "a\"b\\c\n\u{1}");
         assert_eq!(j, r#""a\"b\\c\n\u0001""#);

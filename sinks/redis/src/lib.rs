@@ -71,6 +71,8 @@ pub const DEFAULT_KEY: &str = "{schema}.{table}:{key}";
 /// The sink.
 pub struct RedisSink {
     cfg: RedisSinkConfig,
+    /// `cfg.key`, parsed.
+    template: KeyTemplate,
     client: redis::Client,
     conn: Arc<Mutex<Option<redis::Connection>>>,
     /// The `topic/partition` fields of the offsets hash that Redis has
@@ -93,6 +95,7 @@ impl RedisSink {
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|e| SinkError::Fatal(format!("redis URL: {e}")))?;
         Ok(Self {
+            template: KeyTemplate::parse(&cfg.key),
             cfg,
             client,
             conn: Arc::new(Mutex::new(None)),
@@ -130,18 +133,13 @@ impl RedisSink {
     /// see is merged into the stored object.
     fn transaction(&self, chunk: &[SinkRecord]) -> Result<Option<Transaction>, (usize, String)> {
         let key = self.offsets_key();
+        // The chunk's partitions (fields of the offsets hash), each
+        // record's, and the offset after each partition's last record.
         let mut fields: Vec<String> = Vec::new();
         let mut next: Vec<u64> = Vec::new();
+        let mut field_of = Vec::with_capacity(chunk.len());
         let mut last_tp: Option<(&Arc<str>, u32, usize)> = None;
-        let mut records = Vec::with_capacity(chunk.len());
-        let mut cmds: Vec<redis::Cmd> = Vec::with_capacity(chunk.len() * 2 + 2);
-        fn push<'c>(cmds: &'c mut Vec<redis::Cmd>, name: &str) -> &'c mut redis::Cmd {
-            cmds.push(redis::cmd(name));
-            let last = cmds.len() - 1;
-            &mut cmds[last]
-        }
-        for (i, r) in chunk.iter().enumerate() {
-            let ops = commands(&self.cfg, r).map_err(|e| (i, e))?;
+        for r in chunk {
             let f = match last_tp {
                 Some((t, p, f)) if p == r.partition && Arc::ptr_eq(t, &r.topic) => f,
                 _ => {
@@ -159,46 +157,42 @@ impl RedisSink {
                 }
             };
             next[f] = r.offset + 1;
-            let mut n = 0;
-            for op in ops {
-                let Some((name, args)) = op.split_first() else {
-                    continue;
-                };
-                match name.as_str() {
-                    "__MERGE" => return Ok(None),
-                    "__SET" => {
-                        let (k, doc, ttl) = match args {
-                            [k, doc, ttl] => (k, doc, ttl),
-                            _ => return Ok(None),
-                        };
-                        let c = push(&mut cmds, "SET").arg(k).arg(doc);
-                        if ttl != "0" {
-                            c.arg("EX").arg(ttl);
-                        }
-                        n += 1;
-                    }
-                    other => {
-                        push(&mut cmds, other).arg(args);
-                        n += 1;
-                    }
-                }
+            field_of.push(f);
+        }
+        // The request, encoded here (while Redis runs the previous one).
+        let mut out = Resp {
+            buf: Vec::with_capacity(chunk.len() * 160 + 256),
+            commands: 0,
+        };
+        out.buf.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        out.command("HMGET", 1 + fields.len());
+        out.arg(&key);
+        for f in &fields {
+            out.arg(f);
+        }
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut scratch = String::new();
+        for (i, (r, &f)) in chunk.iter().zip(&field_of).enumerate() {
+            let before = out.commands;
+            if !commands(&self.cfg, &self.template, r, &mut out, &mut scratch)
+                .map_err(|e| (i, e))?
+            {
+                return Ok(None);
             }
-            records.push((f, r.offset, n));
+            records.push((f, r.offset, out.commands - before));
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic().ignore_errors();
-        pipe.cmd("HMGET").arg(&key).arg(&fields);
-        for c in cmds {
-            pipe.add_command(c);
-        }
-        let hset = pipe.cmd("HSET").arg(&key);
+        out.command("HSET", 1 + 2 * fields.len());
+        out.arg(&key);
         for (f, n) in fields.iter().zip(&next) {
-            hset.arg(f).arg(*n);
+            out.arg(f);
+            out.arg(&n.to_string());
         }
+        out.buf.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         let known = self.known();
         let was_known = fields.iter().map(|f| known.contains(f)).collect();
         Ok(Some(Transaction {
-            pipe,
+            packed: out.buf,
+            queued: out.commands,
             key,
             fields,
             was_known,
@@ -218,18 +212,17 @@ impl RedisSink {
         cmd.arg(if self.known().is_empty() { "0" } else { "1" });
         let mut tp_text = String::new();
         let mut last_tp: Option<(&Arc<str>, u32)> = None;
+        let mut scratch = String::new();
         for (i, r) in chunk.iter().enumerate() {
-            let ops = commands(&self.cfg, r).map_err(|e| (i, e))?;
+            let mut ops = ScriptArgs::default();
+            commands(&self.cfg, &self.template, r, &mut ops, &mut scratch).map_err(|e| (i, e))?;
             if last_tp.is_none_or(|(t, p)| p != r.partition || !Arc::ptr_eq(t, &r.topic)) {
                 tp_text = format!("{}/{}", r.topic, r.partition);
                 last_tp = Some((&r.topic, r.partition));
             }
-            cmd.arg(&tp_text).arg(r.offset + 1).arg(ops.len());
-            for op in ops {
-                cmd.arg(op.len() - 1);
-                for a in op {
-                    cmd.arg(a);
-                }
+            cmd.arg(&tp_text).arg(r.offset + 1).arg(ops.commands);
+            for a in ops.args {
+                cmd.arg(a);
             }
         }
         Ok(cmd)
@@ -296,7 +289,10 @@ enum Request {
 
 /// A chunk as one `MULTI`/`EXEC`.
 struct Transaction {
-    pipe: redis::Pipeline,
+    /// `MULTI`, the commands, `EXEC`, encoded.
+    packed: Vec<u8>,
+    /// The commands between `MULTI` and `EXEC`.
+    queued: usize,
     /// The offsets hash.
     key: String,
     /// Its fields the chunk writes (`topic/partition`).
@@ -313,8 +309,21 @@ impl Transaction {
     /// offsets it held before: then the fields it just wrote are removed
     /// again, so the sink replays those partitions from the start).
     fn run(self, c: &mut redis::Connection) -> redis::RedisResult<(usize, String)> {
-        use redis::Value;
-        let vals: Vec<Value> = self.pipe.query(c)?;
+        use redis::{ConnectionLike as _, Value};
+        // The replies to MULTI and to each queued command (`QUEUED`, or
+        // an error that aborts the transaction), then EXEC's.
+        let vals: Vec<Value> = match c
+            .req_packed_commands(&self.packed, self.queued + 1, 1)?
+            .pop()
+        {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "EXEC did not answer with the commands' replies",
+                )));
+            }
+        };
         let before: Vec<Option<u64>> = match vals.first() {
             Some(Value::Array(items)) => items
                 .iter()
@@ -402,16 +411,14 @@ while i <= #ARGV do
     local n = tonumber(ARGV[i])
     local name = ARGV[i + 1]
     local r
-    if name == '__SET' or name == '__MERGE' then
+    if name == '__MERGE' then
       local k, doc, ttl = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
-      if name == '__MERGE' then
-        local cur = redis.pcall('GET', k)
-        if type(cur) == 'string' then
-          local ok, o = pcall(cjson.decode, cur)
-          if ok and type(o) == 'table' then
-            for f, v in pairs(cjson.decode(doc)) do o[f] = v end
-            doc = cjson.encode(o)
-          end
+      local cur = redis.pcall('GET', k)
+      if type(cur) == 'string' then
+        local ok, o = pcall(cjson.decode, cur)
+        if ok and type(o) == 'table' then
+          for f, v in pairs(cjson.decode(doc)) do o[f] = v end
+          doc = cjson.encode(o)
         end
       end
       if ttl > 0 then
@@ -453,92 +460,283 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// `%` and `:` escaped, so key parts cannot run into each other.
-fn key_part(s: &str) -> String {
-    s.replace('%', "%25").replace(':', "%3A")
+/// A key template, parsed once.
+#[derive(Debug)]
+struct KeyTemplate {
+    /// As configured (for messages).
+    text: String,
+    parts: Vec<Part>,
+    /// Whether it has `{key}`.
+    whole: bool,
+}
+
+/// A piece of a key template.
+#[derive(Debug, PartialEq)]
+enum Part {
+    Lit(String),
+    Database,
+    Schema,
+    Table,
+    /// `{key}`: the key columns' values joined by `:`.
+    Key,
+    /// `{name}`: that key column's value (the text as written if no key
+    /// column has the name).
+    Column(String),
+}
+
+impl KeyTemplate {
+    fn parse(text: &str) -> Self {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            lit.push_str(&rest[..open]);
+            let inner = &rest[open + 1..];
+            let Some(close) = inner.find('}') else {
+                lit.push_str(&rest[open..]);
+                rest = "";
+                break;
+            };
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(match &inner[..close] {
+                "database" => Part::Database,
+                "schema" => Part::Schema,
+                "table" => Part::Table,
+                "key" => Part::Key,
+                name => Part::Column(name.to_string()),
+            });
+            rest = &inner[close + 1..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        let whole = parts.contains(&Part::Key);
+        Self {
+            text: text.to_string(),
+            parts,
+            whole,
+        }
+    }
+}
+
+/// `d` as text appended to `out`, `%` and `:` escaped so key parts
+/// cannot run into each other (NULL as nothing).
+fn push_key_part(out: &mut String, ty: &tributary_core::ColumnType, d: &tributary_core::Datum) {
+    let start = out.len();
+    render::write_text(out, ty, d);
+    if out[start..].contains(['%', ':']) {
+        let raw = out.split_off(start);
+        for ch in raw.chars() {
+            match ch {
+                '%' => out.push_str("%25"),
+                ':' => out.push_str("%3A"),
+                c => out.push(c),
+            }
+        }
+    }
 }
 
 /// The key of the row whose key column values are `key`; an error names
 /// a key column the template leaves out (rows would share a key).
 fn row_key(
-    cfg: &RedisSinkConfig,
+    prefix: &str,
+    template: &KeyTemplate,
     table: &tributary_core::TableSchema,
     key: &[tributary_core::Datum],
 ) -> Result<String, String> {
-    let mut out = cfg
-        .key
-        .replace("{database}", &table.database)
-        .replace("{schema}", &table.schema)
-        .replace("{table}", &table.table);
-    let whole = out.contains("{key}");
-    let mut parts = Vec::with_capacity(key.len());
-    for (&i, d) in table.key.iter().zip(key) {
-        let Some(col) = table.columns.get(i) else {
-            continue;
-        };
-        let part = key_part(&render::text(&col.ty, d).unwrap_or_default());
-        let slot = format!("{{{}}}", col.name);
-        if out.contains(&slot) {
-            out = out.replace(&slot, &part);
-        } else if !whole {
-            return Err(format!(
-                "key template {:?} leaves out key column {} of table {}: rows would share keys",
-                cfg.key,
-                col.name,
-                table.qualified_name()
-            ));
+    let key_col = |name: &str| {
+        table.key.iter().zip(key).find_map(|(&i, d)| {
+            table
+                .columns
+                .get(i)
+                .filter(|c| c.name == name)
+                .map(|c| (c, d))
+        })
+    };
+    if !template.whole {
+        for &i in &table.key {
+            let Some(col) = table.columns.get(i) else {
+                continue;
+            };
+            if !template
+                .parts
+                .iter()
+                .any(|p| matches!(p, Part::Column(n) if *n == col.name))
+            {
+                return Err(format!(
+                    "key template {:?} leaves out key column {} of table {}: rows would share keys",
+                    template.text,
+                    col.name,
+                    table.qualified_name()
+                ));
+            }
         }
-        parts.push(part);
     }
-    if whole {
-        out = out.replace("{key}", &parts.join(":"));
+    let mut out = String::with_capacity(prefix.len() + 48);
+    out.push_str(prefix);
+    for part in &template.parts {
+        match part {
+            Part::Lit(s) => out.push_str(s),
+            Part::Database => out.push_str(&table.database),
+            Part::Schema => out.push_str(&table.schema),
+            Part::Table => out.push_str(&table.table),
+            Part::Key => {
+                let mut first = true;
+                for (&i, d) in table.key.iter().zip(key) {
+                    let Some(col) = table.columns.get(i) else {
+                        continue;
+                    };
+                    if !first {
+                        out.push(':');
+                    }
+                    first = false;
+                    push_key_part(&mut out, &col.ty, d);
+                }
+            }
+            Part::Column(name) => match key_col(name) {
+                Some((col, d)) => push_key_part(&mut out, &col.ty, d),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+        }
     }
-    Ok(format!("{}{out}", cfg.prefix))
+    Ok(out)
 }
 
 /// The SCAN pattern of every key of `table`.
-fn table_pattern(cfg: &RedisSinkConfig, table: &tributary_core::TableSchema) -> String {
-    let t = cfg
-        .key
-        .replace("{database}", &table.database)
-        .replace("{schema}", &table.schema)
-        .replace("{table}", &table.table);
+fn table_pattern(
+    prefix: &str,
+    template: &KeyTemplate,
+    table: &tributary_core::TableSchema,
+) -> String {
     // Literal text escaped, placeholders (key values) matching anything.
-    let mut out = glob_escape(&cfg.prefix);
-    let mut rest = t.as_str();
-    while let Some(open) = rest.find('{') {
-        out.push_str(&glob_escape(&rest[..open]));
-        match rest[open..].find('}') {
-            Some(close) => {
-                out.push('*');
-                rest = &rest[open + close + 1..];
-            }
-            None => {
-                out.push_str(&glob_escape(&rest[open..]));
-                rest = "";
-            }
+    let mut out = glob_escape(prefix);
+    for part in &template.parts {
+        match part {
+            Part::Lit(s) => out.push_str(&glob_escape(s)),
+            Part::Database => out.push_str(&glob_escape(&table.database)),
+            Part::Schema => out.push_str(&glob_escape(&table.schema)),
+            Part::Table => out.push_str(&glob_escape(&table.table)),
+            Part::Key | Part::Column(_) => out.push('*'),
         }
     }
-    out.push_str(&glob_escape(rest));
     out
 }
 
-/// The commands that apply `r` (names first), or why the cache cannot.
-fn commands(cfg: &RedisSinkConfig, r: &SinkRecord) -> Result<Vec<Vec<String>>, String> {
+/// Where a record's commands go: a command's name and argument count,
+/// then its arguments.
+trait Out {
+    fn command(&mut self, name: &str, args: usize);
+    fn arg(&mut self, a: &str);
+    /// Whether it takes `__MERGE` (only the script does).
+    fn merges(&self) -> bool;
+}
+
+/// Commands encoded as Redis's protocol (RESP) for a transaction.
+struct Resp {
+    buf: Vec<u8>,
+    commands: usize,
+}
+
+impl Resp {
+    fn header(&mut self, kind: u8, n: usize) {
+        self.buf.push(kind);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&digits[at..]);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Out for Resp {
+    fn command(&mut self, name: &str, args: usize) {
+        self.header(b'*', args + 1);
+        self.arg(name);
+        self.commands += 1;
+    }
+
+    fn arg(&mut self, a: &str) {
+        self.header(b'$', a.len());
+        self.buf.extend_from_slice(a.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    fn merges(&self) -> bool {
+        false
+    }
+}
+
+/// A record's commands as [`APPLY_SCRIPT`] takes them: per command its
+/// argument count, its name, its arguments.
+#[derive(Default)]
+struct ScriptArgs {
+    commands: usize,
+    args: Vec<String>,
+}
+
+impl Out for ScriptArgs {
+    fn command(&mut self, name: &str, args: usize) {
+        self.commands += 1;
+        self.args.push(args.to_string());
+        self.args.push(name.to_string());
+    }
+
+    fn arg(&mut self, a: &str) {
+        self.args.push(a.to_string());
+    }
+
+    fn merges(&self) -> bool {
+        true
+    }
+}
+
+/// Writes the commands that apply `r` to `out` (`scratch` is room to
+/// render values in): `Ok(false)` if they need the script (a JSON row
+/// with values the source could not see is merged into the stored one)
+/// and `out` does not take it; an error says why the cache cannot.
+fn commands(
+    cfg: &RedisSinkConfig,
+    template: &KeyTemplate,
+    r: &SinkRecord,
+    out: &mut impl Out,
+    scratch: &mut String,
+) -> Result<bool, String> {
     use tributary_core::Datum;
-    let mut ops: Vec<Vec<String>> = Vec::new();
     let ev = &r.event;
     let Some(key) = r.key.as_deref() else {
-        return Ok(ops);
+        return Ok(true);
     };
-    let k = row_key(cfg, &r.table, key)?;
+    let k = row_key(&cfg.prefix, template, &r.table, key)?;
     match ev.op {
-        Op::Truncate => return Ok(ops),
-        Op::Delete => ops.push(vec!["DEL".into(), k.clone()]),
+        Op::Truncate => return Ok(true),
+        Op::Delete => {
+            out.command("DEL", 1);
+            out.arg(&k);
+        }
         Op::Create | Op::Update | Op::Read => {
             let Some(after) = ev.after.as_ref() else {
-                return Ok(ops);
+                return Ok(true);
             };
+            let row = || r.table.columns.iter().zip(after);
+            let partial = row().any(|(_, d)| matches!(d, Datum::Unavailable));
+            if partial && cfg.format == RowFormat::Json && !out.merges() {
+                return Ok(false);
+            }
             // A changed key: the old row goes.
             if let Some(before) = &ev.before {
                 let old: Option<Vec<Datum>> = r
@@ -551,45 +749,58 @@ fn commands(cfg: &RedisSinkConfig, r: &SinkRecord) -> Result<Vec<Vec<String>>, S
                     })
                     .collect();
                 if let Some(old) = old {
-                    let ok = row_key(cfg, &r.table, &old)?;
+                    let ok = row_key(&cfg.prefix, template, &r.table, &old)?;
                     if ok != k {
-                        ops.push(vec!["DEL".into(), ok.clone()]);
+                        out.command("DEL", 1);
+                        out.arg(&ok);
                         if let Some(ch) = &cfg.publish {
-                            ops.push(vec!["PUBLISH".into(), ch.clone(), ok]);
+                            out.command("PUBLISH", 2);
+                            out.arg(ch);
+                            out.arg(&ok);
                         }
                     }
                 }
             }
             match cfg.format {
                 RowFormat::Hash => {
-                    let mut set = vec!["HSET".to_string(), k.clone()];
-                    let mut unset = vec!["HDEL".to_string(), k.clone()];
-                    for (c, d) in r.table.columns.iter().zip(after) {
+                    let (mut set, mut unset) = (0, 0);
+                    for (_, d) in row() {
                         match d {
                             Datum::Unavailable => {}
-                            Datum::Null => unset.push(c.name.clone()),
-                            d => {
-                                set.push(c.name.clone());
-                                set.push(render::text(&c.ty, d).unwrap_or_default());
+                            Datum::Null => unset += 1,
+                            _ => set += 1,
+                        }
+                    }
+                    if set > 0 {
+                        out.command("HSET", 1 + 2 * set);
+                        out.arg(&k);
+                        for (c, d) in row() {
+                            scratch.clear();
+                            if render::write_text(scratch, &c.ty, d) {
+                                out.arg(&c.name);
+                                out.arg(scratch);
                             }
                         }
                     }
-                    if set.len() > 2 {
-                        ops.push(set);
-                    }
-                    if unset.len() > 2 {
-                        ops.push(unset);
+                    if unset > 0 {
+                        out.command("HDEL", 1 + unset);
+                        out.arg(&k);
+                        for (c, d) in row() {
+                            if matches!(d, Datum::Null) {
+                                out.arg(&c.name);
+                            }
+                        }
                     }
                     if let Some(ttl) = cfg.ttl_seconds {
-                        ops.push(vec!["EXPIRE".into(), k.clone(), ttl.to_string()]);
+                        out.command("EXPIRE", 2);
+                        out.arg(&k);
+                        out.arg(&ttl.to_string());
                     }
                 }
                 RowFormat::Json => {
                     let mut doc = String::from("{");
-                    let mut partial = false;
-                    for (c, d) in r.table.columns.iter().zip(after) {
+                    for (c, d) in row() {
                         if matches!(d, Datum::Unavailable) {
-                            partial = true;
                             continue;
                         }
                         if doc.len() > 1 {
@@ -597,25 +808,42 @@ fn commands(cfg: &RedisSinkConfig, r: &SinkRecord) -> Result<Vec<Vec<String>>, S
                         }
                         render::json_string(&mut doc, &c.name);
                         doc.push(':');
-                        match render::text(&c.ty, d) {
-                            None => doc.push_str("null"),
-                            Some(t) => render::json_string(&mut doc, &t),
+                        scratch.clear();
+                        if render::write_text(scratch, &c.ty, d) {
+                            render::json_string(&mut doc, scratch);
+                        } else {
+                            doc.push_str("null");
                         }
                     }
                     doc.push('}');
-                    let ttl = cfg.ttl_seconds.map_or("0".to_string(), |t| t.to_string());
-                    // A row with values the source could not see is
-                    // merged into the stored object by the script.
-                    let name = if partial { "__MERGE" } else { "__SET" };
-                    ops.push(vec![name.into(), k.clone(), doc, ttl]);
+                    let ttl = cfg.ttl_seconds.unwrap_or(0);
+                    if partial {
+                        // Merged into the stored object by the script.
+                        out.command("__MERGE", 3);
+                        out.arg(&k);
+                        out.arg(&doc);
+                        out.arg(&ttl.to_string());
+                    } else if ttl > 0 {
+                        out.command("SET", 4);
+                        out.arg(&k);
+                        out.arg(&doc);
+                        out.arg("EX");
+                        out.arg(&ttl.to_string());
+                    } else {
+                        out.command("SET", 2);
+                        out.arg(&k);
+                        out.arg(&doc);
+                    }
                 }
             }
         }
     }
     if let Some(ch) = &cfg.publish {
-        ops.push(vec!["PUBLISH".into(), ch.clone(), k]);
+        out.command("PUBLISH", 2);
+        out.arg(ch);
+        out.arg(&k);
     }
-    Ok(ops)
+    Ok(true)
 }
 
 impl Sink for RedisSink {
@@ -697,7 +925,7 @@ impl Sink for RedisSink {
                     self.apply(&batch[..t]).await?;
                 }
                 let r = &batch[t];
-                let pattern = table_pattern(&self.cfg, &r.table);
+                let pattern = table_pattern(&self.cfg.prefix, &self.template, &r.table);
                 let (offsets_key, tp, next) = (
                     self.offsets_key(),
                     format!("{}/{}", r.topic, r.partition),
@@ -825,5 +1053,82 @@ impl Sink for RedisSink {
             tracing::debug!(records = n, "applied to Redis");
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_core::{Column, ColumnType, Datum, TableSchema};
+
+    fn table() -> TableSchema {
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+            nullable: false,
+            may_be_unavailable: false,
+            db_type: String::new(),
+        };
+        TableSchema {
+            database: "shop".into(),
+            schema: "public".into(),
+            table: "or*ders".into(),
+            columns: vec![
+                col("region", ColumnType::Text),
+                col("id", ColumnType::Long),
+                col("note", ColumnType::Text),
+            ],
+            key: vec![0, 1],
+        }
+    }
+
+    #[test]
+    fn keys_from_templates() {
+        let t = table();
+        let key = [Datum::Text("eu:west%1".into()), Datum::Long(42)];
+        let k = |tpl: &str| row_key("p:", &KeyTemplate::parse(tpl), &t, &key);
+        assert_eq!(
+            k(DEFAULT_KEY).as_deref(),
+            Ok("p:public.or*ders:eu%3Awest%251:42")
+        );
+        assert_eq!(
+            k("{database}/{table}/{id}-{region}").as_deref(),
+            Ok("p:shop/or*ders/42-eu%3Awest%251")
+        );
+        // A placeholder that is no key column stays as written.
+        assert_eq!(
+            k("{table}:{id}:{region}:{note}").as_deref(),
+            Ok("p:or*ders:42:eu%3Awest%251:{note}")
+        );
+        // An unclosed brace is text.
+        assert_eq!(k("{key}{x").as_deref(), Ok("p:eu%3Awest%251:42{x"));
+        let err = k("{table}:{id}").expect_err("region left out");
+        assert!(
+            err.contains("key column region") && err.contains("public.or*ders"),
+            "{err}"
+        );
+        assert_eq!(
+            table_pattern("p*", &KeyTemplate::parse(DEFAULT_KEY), &t),
+            "p\\*public.or\\*ders:*"
+        );
+    }
+
+    #[test]
+    fn commands_encode_as_the_client_does() {
+        let mut out = Resp {
+            buf: Vec::new(),
+            commands: 0,
+        };
+        out.command("HSET", 3);
+        out.arg("k:1");
+        out.arg("name");
+        out.arg("ünïcode and a long value ".repeat(5).as_str());
+        let want = redis::cmd("HSET")
+            .arg("k:1")
+            .arg("name")
+            .arg("ünïcode and a long value ".repeat(5))
+            .get_packed_command();
+        assert_eq!(out.buf, want);
+        assert_eq!(out.commands, 1);
     }
 }

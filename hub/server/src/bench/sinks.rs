@@ -238,6 +238,10 @@ async fn redis(
     }
     let hset = rate(args.rows, started.elapsed().as_secs_f64());
     eprintln!("pipelined-hset: {hset} rows/s");
+    // The sink then writes into the keyspace the reference found, not
+    // one already holding a million keys (a larger dictionary to grow
+    // and probe).
+    delete_matching(&mut conn, &format!("{prefix}ref:*"))?;
     let sink = format!(
         "  - name: bench-redis\n    kind: redis\n    url: {}\n    prefix: \"{prefix}\"\n",
         args.redis
@@ -251,18 +255,24 @@ async fn redis(
     })
     .await;
     // Clean up whatever happened.
-    let keys: Vec<String> = conn
-        .scan_match::<_, String>(format!("{prefix}*"))?
-        .collect::<redis::RedisResult<_>>()?;
-    for chunk in keys.chunks(10_000) {
-        redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
-    }
+    delete_matching(&mut conn, &format!("{prefix}*"))?;
     let ours = result?;
     eprintln!("sink-redis: {ours} rows/s");
     Ok(format!(
         "sink-redis: {ours} rows/s, pipelined-hset {hset} rows/s, ratio {}",
         ratio(ours, hset)
     ))
+}
+
+/// Deletes the keys matching `pattern`.
+fn delete_matching(conn: &mut redis::Connection, pattern: &str) -> anyhow::Result<()> {
+    let keys: Vec<String> = conn
+        .scan_match::<_, String>(pattern)?
+        .collect::<redis::RedisResult<_>>()?;
+    for chunk in keys.chunks(10_000) {
+        redis::cmd("DEL").arg(chunk).query::<()>(conn)?;
+    }
+    Ok(())
 }
 
 async fn mysql(
