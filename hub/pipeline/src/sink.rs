@@ -214,7 +214,8 @@ impl Worker {
                     tokio::task::spawn_blocking(move || read_from(&log, &decoder, limit, &from)),
                 ));
             }
-            let batch: Arc<[SinkRecord]> = batch.into();
+            // Shared with the stack's retries, not copied.
+            let batch: Arc<Vec<SinkRecord>> = Arc::new(batch);
             let mut from = 0;
             while from < batch.len() {
                 let t0 = std::time::Instant::now();
@@ -307,13 +308,32 @@ impl Worker {
                     }
                 }
             }
+            // Freed elsewhere: tens of thousands of records take a while,
+            // and the next batch need not wait for it.
+            tokio::task::spawn_blocking(move || drop(batch));
             self.commit_positions(&group, &positions)?;
         }
     }
 
     fn advance(&self, positions: &mut BTreeMap<TopicPartition, u64>, done: &[SinkRecord]) {
+        // Once per run of a partition's records (a partition's records
+        // are in offset order: its last run ends furthest).
+        let mut run: Option<(&Arc<str>, u32, u64)> = None;
         for r in done {
-            positions.insert(TopicPartition::new(&*r.topic, r.partition), r.offset + 1);
+            match &mut run {
+                Some((t, p, next)) if *p == r.partition && Arc::ptr_eq(t, &r.topic) => {
+                    *next = r.offset + 1;
+                }
+                _ => {
+                    if let Some((t, p, next)) = run {
+                        positions.insert(TopicPartition::new(&**t, p), next);
+                    }
+                    run = Some((&r.topic, r.partition, r.offset + 1));
+                }
+            }
+        }
+        if let Some((t, p, next)) = run {
+            positions.insert(TopicPartition::new(&**t, p), next);
         }
     }
 
@@ -436,7 +456,7 @@ fn read_from(
     limit: usize,
     positions: &Positions,
 ) -> Result<Read, String> {
-    let mut batch = Vec::new();
+    let mut batch = Vec::with_capacity(limit.min(100_000));
     let mut skipped = BTreeMap::new();
     let mut parts = Vec::with_capacity(positions.len());
     for (tp, &from) in positions {

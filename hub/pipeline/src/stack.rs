@@ -21,7 +21,7 @@ use tributary_core::{Sink, SinkError, SinkRecord};
 /// A request: the records of `batch` from index `from` on.
 #[derive(Debug, Clone)]
 pub(crate) struct Apply {
-    pub batch: Arc<[SinkRecord]>,
+    pub batch: Arc<Vec<SinkRecord>>,
     pub from: usize,
 }
 
