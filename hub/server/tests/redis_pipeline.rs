@@ -78,33 +78,83 @@ async fn wait_equal(db: &TestDb, prefix: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cache_follows_the_table_across_a_restart() {
-    let db = TestDb::new("redis").await;
+/// A database with a `customers` table of `rows` rows (balance
+/// `balance`, SQL over `g`, the row number), and its key prefix.
+async fn customers_db(tag: &str, rows: u32, balance: &str) -> (TestDb, String) {
+    let db = TestDb::new(tag).await;
     db.client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, g * 1.25 FROM generate_series(1, 200) g;",
-        )
+             INSERT INTO customers SELECT g, 'c' || g, {balance} FROM generate_series(1, {rows}) g;"
+        ))
         .await
         .expect("ddl");
     let prefix = format!("{}:", db.name);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
+    (db, prefix)
+}
+
+/// `pipeline.yaml` in `dir`: `db`'s customers into a Redis sink at
+/// `prefix`, with the sink settings `sink` (YAML lines, indented) and the
+/// log settings `log`.
+fn customers_pipeline(
+    dir: &std::path::Path,
+    db: &TestDb,
+    prefix: &str,
+    log: &str,
+    sink: &str,
+) -> std::path::PathBuf {
+    let file = dir.join("pipeline.yaml");
     std::fs::write(
         &file,
         format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
+            "log:\n  dir: data\n  fsync_interval_ms: 20\n{log}\
              sources:\n  - name: pg\n    kind: postgres\n\
              \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
              \x20   slot: {db}_slot\n    publication: {db}_pub\n\
              \x20   tables:\n      include: [public.customers]\n\
              sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 50\n    parallelism: 2\n",
+             \x20   topics: [\"pg.public.*\"]\n{sink}",
             db = db.name
         ),
     )
     .expect("pipeline file");
+    file
+}
+
+/// What is published on `channel`, from a subscriber that listens
+/// before this returns.
+fn subscribe(channel: &str) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let channel = channel.to_string();
+    std::thread::spawn(move || {
+        let mut c = redis();
+        let mut ps = c.as_pubsub();
+        ps.subscribe(&channel).expect("subscribe");
+        let _ = ready_tx.send(());
+        while let Ok(m) = ps.get_message() {
+            if tx.send(m.get_payload().unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("subscribed");
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_follows_the_table_across_a_restart() {
+    let (db, prefix) = customers_db("redis", 200, "g * 1.25").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = customers_pipeline(
+        dir.path(),
+        &db,
+        &prefix,
+        "",
+        "    batch_size: 50\n    parallelism: 2\n",
+    );
 
     let child = start(&file);
     wait_equal(&db, &prefix).await;
@@ -153,50 +203,17 @@ async fn the_cache_follows_the_table_across_a_restart() {
 /// and moves the offsets, so a row applied twice would be heard twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_mid_stream_neither_loses_nor_repeats_a_row() {
-    let db = TestDb::new("rediskill").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, g * 1.25 FROM generate_series(1, 200) g;",
-        )
-        .await
-        .expect("ddl");
-    let prefix = format!("{}:", db.name);
+    let (db, prefix) = customers_db("rediskill", 200, "g * 1.25").await;
     let channel = format!("{}-changes", db.name);
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let sub_channel = channel.clone();
-    std::thread::spawn(move || {
-        let mut c = redis();
-        let mut ps = c.as_pubsub();
-        ps.subscribe(&sub_channel).expect("subscribe");
-        let _ = ready_tx.send(());
-        while let Ok(m) = ps.get_message() {
-            if tx.send(m.get_payload().unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("subscribed");
+    let rx = subscribe(&channel);
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.customers]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   publish: {channel}\n    topics: [\"pg.public.*\"]\n\
-             \x20   batch_size: 100\n    parallelism: 2\n",
-            db = db.name
-        ),
-    )
-    .expect("pipeline file");
+    let file = customers_pipeline(
+        dir.path(),
+        &db,
+        &prefix,
+        "",
+        &format!("    publish: {channel}\n    batch_size: 100\n    parallelism: 2\n"),
+    );
     let mut heard: Vec<String> = Vec::new();
     let child = start(&file);
     wait_equal(&db, &prefix).await;
@@ -321,35 +338,20 @@ async fn a_refused_row_goes_to_the_dead_letter_topic() {
 /// Writes a one-partition pipeline into a Redis sink with `on_error`,
 /// over a 50-row table whose row 7 Redis will refuse.
 async fn refused_row_setup(tag: &str, on_error: &str) -> (TestDb, String, tempfile::TempDir) {
-    let db = TestDb::new(tag).await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, g FROM generate_series(1, 50) g;",
-        )
-        .await
-        .expect("ddl");
-    let prefix = format!("{}:", db.name);
+    let (db, prefix) = customers_db(tag, 50, "g").await;
     let _: () = redis::cmd("SET")
         .arg(format!("{prefix}public.customers:7"))
         .arg("not a hash")
         .query(&mut redis())
         .expect("set");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("pipeline.yaml"),
-        format!(
-            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.customers]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n    on_error: {on_error}\n",
-            db = db.name
-        ),
-    )
-    .expect("pipeline file");
+    customers_pipeline(
+        dir.path(),
+        &db,
+        &prefix,
+        "  partitions: 1\n",
+        &format!("    on_error: {on_error}\n"),
+    );
     (db, prefix, dir)
 }
 
@@ -508,18 +510,7 @@ async fn json_rows_with_a_key_template_ttl_and_invalidation() {
     let prefix = format!("{}:", db.name);
     let channel = format!("{}-changes", db.name);
     // Invalidation messages, collected by a subscriber.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let sub_channel = channel.clone();
-    std::thread::spawn(move || {
-        let mut c = redis();
-        let mut ps = c.as_pubsub();
-        ps.subscribe(&sub_channel).expect("subscribe");
-        while let Ok(m) = ps.get_message() {
-            if tx.send(m.get_payload().unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = subscribe(&channel);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pipeline.yaml");
     std::fs::write(
