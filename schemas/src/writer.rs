@@ -20,6 +20,12 @@ type Header<'a> = (&'a str, Option<&'a [u8]>);
 /// Header carrying a record's source position (see [`EventWriter::append_at`]).
 pub const POSITION_HEADER: &str = "tributary.pos";
 
+/// Header marking a truncate written to every partition of its topic (a
+/// barrier, see [`EventWriter::append_at`]): a consumer of several
+/// partitions applies it once, after every partition's records before it
+/// and before any record after it.
+pub const BARRIER_HEADER: &str = "tributary.barrier";
+
 use crate::avro::EventSchema;
 use crate::registry::{Registry, RegistryError};
 use crate::wire;
@@ -235,7 +241,10 @@ impl EventWriter {
     /// record of the source. A record whose partition already ends at or
     /// past its position is skipped: after a restart, the part of a
     /// transaction that reached the log before the crash is not written
-    /// twice. Returns `None` for skipped events.
+    /// twice. A truncate (with a position) goes to every partition of a
+    /// topic of several,
+    /// each copy with the same position and [`BARRIER_HEADER`]. Returns
+    /// `None` for skipped events.
     pub fn append_at(
         &self,
         topic: &str,
@@ -275,6 +284,8 @@ impl EventWriter {
         type Span = (usize, usize);
         let mut spans: Vec<(Option<Span>, Option<Span>, i64)> = Vec::with_capacity(events.len());
         let mut report = Vec::with_capacity(events.len());
+        // The spans that are truncates.
+        let mut truncates: Vec<usize> = Vec::new();
         let keyed = !reg.schema.table().key.is_empty();
         let encode_key = |buf: &mut Vec<u8>, row: &[Datum]| -> Result<Span, WriteError> {
             let start = buf.len();
@@ -335,6 +346,9 @@ impl EventWriter {
             };
             let v = encode_value(&mut buf, ev)?;
             report.push(Some(spans.len()));
+            if ev.op == Op::Truncate {
+                truncates.push(spans.len());
+            }
             spans.push((key, Some(v), ts));
             // Without a key there is nothing for a tombstone to remove.
             if ev.op == Op::Delete && self.tombstones_on_delete && key.is_some() {
@@ -358,29 +372,59 @@ impl EventWriter {
             .iter()
             .map(|p| [(POSITION_HEADER, Some(p.as_slice()))])
             .collect();
-        // Keyless records (truncates) go to partition 0, keyed ones by key.
+        // A truncate of a source that resumes goes to every partition, as
+        // a barrier (each copy with the same position): a consumer orders
+        // it with the rows of every partition. Other keyless records go to
+        // partition 0, keyed ones by key.
+        let barrier_headers: Vec<(usize, [Header<'_>; 2])> = truncates
+            .iter()
+            .filter(|_| n > 1)
+            .filter_map(|&i| {
+                let p = positions.get(i)?;
+                Some((
+                    i,
+                    [
+                        (POSITION_HEADER, Some(p.as_slice())),
+                        (BARRIER_HEADER, Some(&b"1"[..])),
+                    ],
+                ))
+            })
+            .collect();
         let mut builders: Vec<Option<BatchBuilder>> = vec![None; n as usize];
         let mut placed: Vec<Option<(u32, u32)>> = Vec::with_capacity(spans.len());
         // The last position written to each partition: its new floor.
         let mut last_written: Vec<Option<usize>> = vec![None; n as usize];
         for (i, &(k, v, ts)) in spans.iter().enumerate() {
             let key = slice(k);
-            let p = key.map_or(0, |k| partition_for_key(k, n));
-            if let (Some(pos), Some(Some(floor))) = (positions.get(i), floors.get(p as usize))
-                && pos.as_slice() <= floor.as_slice()
-            {
-                placed.push(None);
-                continue;
+            let barrier = barrier_headers.iter().find(|(b, _)| *b == i);
+            let targets = match barrier {
+                Some(_) => 0..n,
+                None => {
+                    let p = key.map_or(0, |k| partition_for_key(k, n));
+                    p..p + 1
+                }
+            };
+            let mut at = None;
+            for p in targets {
+                if let (Some(pos), Some(Some(floor))) = (positions.get(i), floors.get(p as usize))
+                    && pos.as_slice() <= floor.as_slice()
+                {
+                    continue;
+                }
+                let b = builders[p as usize].get_or_insert_with(BatchBuilder::new);
+                at = at.or(Some((p, b.len())));
+                last_written[p as usize] = Some(i);
+                b.push(RecordIn {
+                    timestamp: ts,
+                    key,
+                    value: slice(v),
+                    headers: match barrier {
+                        Some((_, h)) => &h[..],
+                        None => headers.get(i).map_or(&[][..], |h| &h[..]),
+                    },
+                });
             }
-            let b = builders[p as usize].get_or_insert_with(BatchBuilder::new);
-            placed.push(Some((p, b.len())));
-            last_written[p as usize] = Some(i);
-            b.push(RecordIn {
-                timestamp: ts,
-                key,
-                value: slice(v),
-                headers: headers.get(i).map_or(&[][..], |h| &h[..]),
-            });
+            placed.push(at);
         }
         let mut bases = vec![0u64; n as usize];
         for (p, b) in builders.into_iter().enumerate() {

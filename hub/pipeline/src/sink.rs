@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tributary_core::{OffsetStore, Sink, SinkError, SinkRecord, TopicPartition};
 use tributary_log::{BatchBuilder, Log, RecordIn, SledOffsetStore, TopicConfig};
 use tributary_schemas::RecordDecoder;
+use tributary_schemas::writer::{BARRIER_HEADER, POSITION_HEADER};
 
 use crate::config::{OnError, SinkSection, matches};
 use crate::telemetry::SinkTelemetry;
@@ -193,7 +194,9 @@ impl Worker {
                 positions.insert(tp.clone(), *off);
             }
             if batch.is_empty() {
-                self.commit(&group, &skipped_to)?;
+                // All positions, not only the skipped: a worker held at a
+                // truncate barrier waits on where the others are.
+                self.commit_positions(&group, &positions)?;
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
                     _ = self.stop.changed() => {}
@@ -209,9 +212,12 @@ impl Worker {
                 let (log, decoder) = (self.log.clone(), self.decoder.clone());
                 let limit = self.section.batch_size();
                 let from = next.clone();
+                let (offsets, group) = (Arc::clone(&self.offsets), group.clone());
                 ahead = Some((
                     next,
-                    tokio::task::spawn_blocking(move || read_from(&log, &decoder, limit, &from)),
+                    tokio::task::spawn_blocking(move || {
+                        read_from(&log, &decoder, limit, &from, (&*offsets, &group))
+                    }),
                 ));
             }
             // Shared with the stack's retries, not copied.
@@ -371,6 +377,7 @@ impl Worker {
             &self.decoder,
             self.section.batch_size(),
             positions,
+            (&*self.offsets, &self.group()),
         )
     }
 
@@ -450,11 +457,22 @@ type Read = (Vec<SinkRecord>, Positions);
 /// records, as a Kafka fetch does: none waits for another to be drained,
 /// and a table's new rows arrive in nearly key order (keys are spread
 /// over partitions by hash), which bulk loads into an index want.
+///
+/// A truncate written to every partition (a barrier, see
+/// [`BARRIER_HEADER`]) stops each partition's read at its copy. Partition
+/// 0's copy is the one applied: once every other partition of the topic
+/// has reached its copy (or passed it), at the end of the batch. The
+/// other copies are passed over once partition 0 is past its copy. So
+/// every row written before the truncate is applied before it, and every
+/// row after it after, whichever partition holds the row. Partitions of
+/// other workers of the sink are seen through `group`'s committed
+/// offsets.
 fn read_from(
     log: &Log,
     decoder: &RecordDecoder,
     limit: usize,
     positions: &Positions,
+    group: (&SledOffsetStore, &str),
 ) -> Result<Read, String> {
     let mut batch = Vec::with_capacity(limit.min(100_000));
     let mut skipped = BTreeMap::new();
@@ -472,6 +490,7 @@ fn read_from(
                 offset,
                 end,
                 decoded: false,
+                held: None,
             });
         }
     }
@@ -488,7 +507,138 @@ fn read_from(
             p.read(decoder, cap, &mut batch, &mut skipped)?;
         }
     }
+    for i in 0..parts.len() {
+        let Some(held) = &parts[i].held else {
+            continue;
+        };
+        let tp = parts[i].tp;
+        let topic = log.topic(&tp.topic).map_err(|e| e.to_string())?;
+        // Where partition q of the topic is read from after this batch.
+        let next = |q: u32| -> Result<Option<u64>, String> {
+            if let Some(p) = parts
+                .iter()
+                .find(|p| p.tp.partition == q && p.tp.topic == tp.topic)
+            {
+                return Ok(Some(p.offset));
+            }
+            let qtp = TopicPartition::new(&tp.topic, q);
+            match positions.get(&qtp) {
+                Some(&o) => Ok(Some(o)),
+                None => group.0.get(group.1, &qtp).map_err(|e| e.to_string()),
+            }
+        };
+        let state = |q: u32| -> Result<Barrier, String> {
+            let part = topic.partition(q).map_err(|e| e.to_string())?;
+            match next(q)? {
+                Some(at) => barrier_state(part, at, &held.position),
+                None => Ok(Barrier::Before),
+            }
+        };
+        if tp.partition == 0 {
+            let mut reached = true;
+            for q in 1..topic.partitions().len() as u32 {
+                if state(q)? == Barrier::Before {
+                    reached = false;
+                    break;
+                }
+            }
+            if reached && let Some(held) = parts[i].held.take() {
+                batch.push(held.record);
+            }
+        } else if !parts[i].decoded && state(0)? == Barrier::Past {
+            skipped.insert(tp.clone(), held.offset + 1);
+        }
+    }
     Ok((batch, skipped))
+}
+
+/// Where a partition read from `at` on stands to a truncate barrier at
+/// source position `position`.
+#[derive(Debug, PartialEq, Eq)]
+enum Barrier {
+    /// Records before its copy are still to be read.
+    Before,
+    /// Its next record is its copy.
+    At,
+    /// Its copy is behind it.
+    Past,
+}
+
+fn barrier_state(
+    part: &tributary_log::Partition,
+    at: u64,
+    position: &[u8],
+) -> Result<Barrier, String> {
+    let end = part.durable_watermark();
+    // A partition's records are in source position order: its next one
+    // says where it stands, or, at its end, the one before.
+    if at < end {
+        let next = record_at(part, at, at + 1, end)?;
+        return Ok(match next {
+            Some((Some(p), barrier)) if p == position && barrier => Barrier::At,
+            Some((Some(p), _)) if p.as_slice() > position => Barrier::Past,
+            _ => Barrier::Before,
+        });
+    }
+    // The last record before `at` (compaction may have removed the ones
+    // right before it; a barrier, keyless, is never removed).
+    let earliest = part.earliest_offset();
+    let mut back = 1;
+    if at <= earliest {
+        return Ok(Barrier::Before);
+    }
+    loop {
+        let from = at.saturating_sub(back).max(earliest);
+        if let Some((pos, _)) = record_at(part, from, at, end)? {
+            return Ok(match pos {
+                Some(p) if p.as_slice() >= position => Barrier::Past,
+                _ => Barrier::Before,
+            });
+        }
+        if from == earliest {
+            return Ok(Barrier::Before);
+        }
+        back *= 16;
+    }
+}
+
+/// A record's position header, and whether it is a barrier.
+type Mark = (Option<Vec<u8>>, bool);
+
+/// The position header and whether it is a barrier, of the last durable
+/// record in `from..until`.
+fn record_at(
+    part: &tributary_log::Partition,
+    from: u64,
+    until: u64,
+    end: u64,
+) -> Result<Option<Mark>, String> {
+    let mut found = None;
+    let mut offset = from;
+    while offset < until.min(end) {
+        let batches = part.read(offset, 64 << 10).map_err(|e| e.to_string())?;
+        let before = offset;
+        for b in batches {
+            for r in b.records().map_err(|e| e.to_string())?.iter() {
+                let r = r.map_err(|e| e.to_string())?;
+                if r.offset < offset {
+                    continue;
+                }
+                if r.offset >= until || r.offset >= end {
+                    return Ok(found);
+                }
+                offset = r.offset + 1;
+                found = Some((
+                    r.header(POSITION_HEADER).flatten().map(<[u8]>::to_vec),
+                    r.header(BARRIER_HEADER).is_some(),
+                ));
+            }
+        }
+        if offset == before {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// One partition's part of a read.
@@ -502,6 +652,17 @@ struct PartRead<'a> {
     end: u64,
     /// Whether a record of it was decoded into the batch.
     decoded: bool,
+    /// The truncate barrier its read stopped at.
+    held: Option<Held>,
+}
+
+/// A truncate written to every partition, where a partition's read
+/// stopped.
+struct Held {
+    /// Its source position (the same in every partition).
+    position: Vec<u8>,
+    offset: u64,
+    record: SinkRecord,
 }
 
 impl PartRead<'_> {
@@ -515,7 +676,7 @@ impl PartRead<'_> {
         skipped: &mut Positions,
     ) -> Result<(), String> {
         let tp = self.tp;
-        'read: while self.offset < self.end && batch.len() < cap {
+        'read: while self.held.is_none() && self.offset < self.end && batch.len() < cap {
             // About what the records still wanted take (more rounds if
             // they are larger): a partition's share of a small batch does
             // not read (and check) a whole MiB.
@@ -536,6 +697,19 @@ impl PartRead<'_> {
                     if r.offset >= self.end || batch.len() >= cap {
                         break 'read;
                     }
+                    // A barrier is keyless: keyed records need no look.
+                    if r.key.is_none()
+                        && r.header(BARRIER_HEADER).is_some()
+                        && let (Some(Some(position)), Some(value)) =
+                            (r.header(POSITION_HEADER), r.value)
+                    {
+                        self.held = Some(Held {
+                            position: position.to_vec(),
+                            offset: r.offset,
+                            record: self.decode(decoder, r.offset, r.timestamp, r.key, value)?,
+                        });
+                        break 'read;
+                    }
                     self.offset = r.offset + 1;
                     let Some(value) = r.value else {
                         // Moved past now only if nothing before it in
@@ -546,27 +720,42 @@ impl PartRead<'_> {
                         continue;
                     };
                     self.decoded = true;
-                    let (schema, event) = decoder
-                        .value(value)
-                        .map_err(|e| format!("{}[{}]@{}: {e}", tp.topic, tp.partition, r.offset))?;
-                    let key = match r.key {
-                        Some(k) => Some(decoder.key(&schema, k).map_err(|e| {
-                            format!("{}[{}]@{}: key: {e}", tp.topic, tp.partition, r.offset)
-                        })?),
-                        None => None,
-                    };
-                    batch.push(SinkRecord {
-                        topic: Arc::clone(&self.topic),
-                        partition: tp.partition,
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                        key,
-                        event,
-                        table: schema.table_arc(),
-                    });
+                    batch.push(self.decode(decoder, r.offset, r.timestamp, r.key, value)?);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The record at `offset` decoded.
+    fn decode(
+        &self,
+        decoder: &RecordDecoder,
+        offset: u64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<SinkRecord, String> {
+        let tp = self.tp;
+        let (schema, event) = decoder
+            .value(value)
+            .map_err(|e| format!("{}[{}]@{offset}: {e}", tp.topic, tp.partition))?;
+        let key = match key {
+            Some(k) => Some(
+                decoder
+                    .key(&schema, k)
+                    .map_err(|e| format!("{}[{}]@{offset}: key: {e}", tp.topic, tp.partition))?,
+            ),
+            None => None,
+        };
+        Ok(SinkRecord {
+            topic: Arc::clone(&self.topic),
+            partition: tp.partition,
+            offset,
+            timestamp,
+            key,
+            event,
+            table: schema.table_arc(),
+        })
     }
 }

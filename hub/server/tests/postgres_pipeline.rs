@@ -223,7 +223,8 @@ async fn truncates_new_columns_and_refused_rows() {
         .expect("target");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pipeline.yaml");
-    // One partition: a truncate is ordered with the rows of partition 0.
+    // One partition (ordering over partitions: see
+    // `a_truncate_is_ordered_with_every_partition`).
     let yaml =
         pipeline(&src, &dst, "    on_error: dlq\n").replace("partitions: 2", "partitions: 1");
     std::fs::write(&file, yaml).expect("pipeline file");
@@ -376,6 +377,66 @@ async fn a_target_without_a_key_index_is_refused() {
         .expect("count")
         .get(0);
     assert_eq!(n, 0, "nothing written");
+    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
+    src.drop_db().await;
+    dst.drop_db().await;
+}
+
+/// A truncate is ordered with the rows of every partition, not only of
+/// the one it is written to: rows written before it in the same
+/// transaction go, rows written after it stay, over four partitions and
+/// two sink workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncate_is_ordered_with_every_partition() {
+    let src = TestDb::new("pgsink_barrier_src").await;
+    let dst = TestDb::new("pgsink_barrier_dst").await;
+    src.client
+        .batch_execute(
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
+             INSERT INTO stock SELECT g, g FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .expect("source");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pipeline.yaml");
+    let yaml =
+        pipeline(&src, &dst, "    parallelism: 2\n").replace("partitions: 2", "partitions: 4");
+    std::fs::write(&file, yaml).expect("pipeline file");
+    let child = start(&file);
+    wait_equal(&src, &dst, &["stock"]).await;
+    // A reload: rows before the truncate (in every partition) must go,
+    // rows after it must stay.
+    src.client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO stock SELECT g, g FROM generate_series(1001, 1500) g;
+             UPDATE stock SET qty = 0 WHERE id % 3 = 0;
+             TRUNCATE stock;
+             INSERT INTO stock SELECT g, -g FROM generate_series(1, 300) g;
+             COMMIT;
+             BEGIN;
+             INSERT INTO stock SELECT g, g FROM generate_series(2000, 2100) g;
+             TRUNCATE stock;
+             INSERT INTO stock SELECT g, g * 2 FROM generate_series(5000, 5200) g;
+             DELETE FROM stock WHERE id % 10 = 0;
+             COMMIT;",
+        )
+        .await
+        .expect("reloads");
+    wait_equal(&src, &dst, &["stock"]).await;
+    // Still ordered after a restart in between truncates.
+    terminate(child);
+    src.client
+        .batch_execute(
+            "INSERT INTO stock SELECT g, g FROM generate_series(6000, 6400) g;
+             TRUNCATE stock;
+             INSERT INTO stock VALUES (1, 1), (2, 2), (3, 3);",
+        )
+        .await
+        .expect("while down");
+    let child = start(&file);
+    wait_equal(&src, &dst, &["stock"]).await;
+    terminate(child);
     tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
     src.drop_db().await;
     dst.drop_db().await;

@@ -166,20 +166,19 @@ async fn the_index_follows_the_table_through_changes_and_a_crash() {
         .await
         .expect("deletes");
     wait_equal("deletes", &db, &index).await;
-    // A truncate travels in partition 0, rows by key: rows written after
-    // it may be read before it from other partitions, so they wait.
-    db.client
-        .batch_execute("TRUNCATE people")
-        .await
-        .expect("truncate");
-    wait_equal("truncate", &db, &index).await;
+    // A truncate between rows in one transaction: the rows before it go,
+    // the rows after it stay, whichever partition holds them.
     db.client
         .batch_execute(
-            "INSERT INTO people VALUES (7, 'after the truncate', 1), (8, 'also after', NULL)",
+            "BEGIN;
+             INSERT INTO people SELECT g, 'before ' || g, 2 FROM generate_series(6000, 6100) g;
+             TRUNCATE people;
+             INSERT INTO people VALUES (7, 'after the truncate', 1), (8, 'also after', NULL);
+             COMMIT;",
         )
         .await
-        .expect("after the truncate");
-    wait_equal("after the truncate", &db, &index).await;
+        .expect("truncate between rows");
+    wait_equal("a truncate between rows", &db, &index).await;
 
     // A large change, killed in the middle: the first rows searchable,
     // not all.

@@ -212,6 +212,38 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(truncate.0, "a truncate has no key");
+    // Every partition holds a copy of it, a barrier with the same source
+    // position, so consumers order it with every partition's rows.
+    let mut copies = Vec::new();
+    for p in t.partitions() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while p.durable_watermark() < p.high_watermark() {
+            assert!(tokio::time::Instant::now() < deadline, "never durable");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut mine = Vec::new();
+        for b in p.read(0, 1 << 20).expect("read") {
+            for r in b.records().expect("records").iter() {
+                let r = r.expect("record");
+                if r.header(tributary_schemas::writer::BARRIER_HEADER)
+                    .is_some()
+                {
+                    mine.push(
+                        r.header(tributary_schemas::writer::POSITION_HEADER)
+                            .flatten()
+                            .map(<[u8]>::to_vec),
+                    );
+                }
+            }
+        }
+        assert_eq!(mine.len(), 1, "one truncate copy in each partition");
+        copies.extend(mine);
+    }
+    assert!(t.partitions().len() > 1, "a topic of several partitions");
+    assert!(
+        copies.iter().all(|c| c.is_some() && *c == copies[0]),
+        "the copies share one source position: {copies:?}"
+    );
     let field = |name: &str| {
         truncate
             .1
