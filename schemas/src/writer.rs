@@ -242,9 +242,8 @@ impl EventWriter {
     /// past its position is skipped: after a restart, the part of a
     /// transaction that reached the log before the crash is not written
     /// twice. A truncate (with a position) goes to every partition of a
-    /// topic of several,
-    /// each copy with the same position and [`BARRIER_HEADER`]. Returns
-    /// `None` for skipped events.
+    /// topic of several, each copy with the same position and
+    /// [`BARRIER_HEADER`]. Returns `None` for skipped events.
     pub fn append_at(
         &self,
         topic: &str,
