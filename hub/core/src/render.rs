@@ -129,9 +129,18 @@ pub fn date(days: i64) -> String {
 
 /// [`date`] appended to `out`.
 fn write_date(out: &mut String, days: i64) {
+    if write_ymd(out, days) {
+        out.push_str(" BC");
+    }
+}
+
+/// `YYYY-MM-DD` of days since 1970-01-01 appended to `out`, the year
+/// counted back from 1 BC for dates before year 1; whether it is BC.
+fn write_ymd(out: &mut String, days: i64) -> bool {
     use std::fmt::Write as _;
     let (y, m, d) = civil_from_days(days);
-    let year = if y < 1 { 1 - y } else { y };
+    let bc = y < 1;
+    let year = if bc { 1 - y } else { y };
     if (0..10_000).contains(&year) {
         push_2(out, (year / 100) as u32);
         push_2(out, (year % 100) as u32);
@@ -142,9 +151,7 @@ fn write_date(out: &mut String, days: i64) {
     push_2(out, m);
     out.push('-');
     push_2(out, d);
-    if y < 1 {
-        out.push_str(" BC");
-    }
+    bc
 }
 
 /// Microseconds since midnight as `HH:MM:SS[.ffffff]`.
@@ -182,14 +189,9 @@ fn write_timestamp(out: &mut String, micros: i64, zone: &str) {
     }
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
-    let start = out.len();
-    write_date(out, days);
     // The era goes last: `0044-03-15T12:00:00Z BC` (PostgreSQL misreads
     // `0044-03-15 BCT12:00:00Z` without an error).
-    let bc = out.ends_with(" BC") && out.len() - start > 3;
-    if bc {
-        out.truncate(out.len() - 3);
-    }
+    let bc = write_ymd(out, days);
     out.push('T');
     write_time(out, rest);
     out.push_str(zone);

@@ -186,7 +186,7 @@ impl Worker {
                 Some((from, handle)) if from == positions => {
                     handle.await.map_err(|e| format!("reading ahead: {e}"))??
                 }
-                _ => self.read(&positions)?,
+                _ => self.read(&positions, &group)?,
             };
             read_time += t0.elapsed();
             // Tombstones and the like carry nothing for a sink: move past.
@@ -371,13 +371,13 @@ impl Worker {
         self.commit(group, positions)
     }
 
-    fn read(&self, positions: &Positions) -> Result<Read, String> {
+    fn read(&self, positions: &Positions, group: &str) -> Result<Read, String> {
         read_from(
             &self.log,
             &self.decoder,
             self.section.batch_size(),
             positions,
-            (&*self.offsets, &self.group()),
+            (&*self.offsets, group),
         )
     }
 
