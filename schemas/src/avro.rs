@@ -396,13 +396,13 @@ impl EventSchema {
         let mut names = Names(HashSet::new());
         let value_cols: Vec<(&Column, &Layout)> = table.columns.iter().zip(&columns).collect();
         let value_record = record_json("Value", &ns, &value_cols, &mut names);
-        let mut described = crate::described::describe(source_name, connector, &table);
+        let mut described = crate::table_json::describe(source_name, connector.name(), &table);
         if unwrapped {
             described["unwrapped"] = Json::Bool(true);
         }
         let value_json = if unwrapped {
             let mut v = value_record.clone();
-            v[crate::described::TABLE_PROPERTY] = described;
+            v[crate::table_json::TABLE_PROPERTY] = described;
             if let Some(fields) = v["fields"].as_array_mut() {
                 fields.push(json!({"name": "__op", "type": "string"}));
                 fields.push(json!({"name": "__source_ts_ms", "type": "long"}));
@@ -413,7 +413,7 @@ impl EventSchema {
             json!({
             "type": "record", "name": "Envelope", "namespace": ns,
             "connect.name": format!("{ns}.Envelope"),
-            (crate::described::TABLE_PROPERTY): described,
+            (crate::table_json::TABLE_PROPERTY): described,
             "fields": [
                 {"name": "before", "type": ["null", value_record], "default": null},
                 {"name": "after", "type": ["null", format!("{ns}.Value")], "default": null},

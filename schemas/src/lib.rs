@@ -5,15 +5,17 @@
 //!   direct binary encoder/decoder for it;
 //! - [`registry`]: subjects, versions, ids and compatibility, stored in
 //!   sled, with a Confluent-compatible HTTP API;
-//! - [`wire`]: Confluent's wire format (magic 0, schema id, Avro body);
-//! - [`writer`]: the validated write path from change events to the log.
+//! - [`wire`]: Confluent's wire format (magic 0, schema id, Avro body).
+//!
+//! The validated write path into the log is `tributary-capture`'s:
+//! schemas know nothing of the log.
 
 pub mod avro;
 pub mod described;
 pub mod names;
 pub mod registry;
+pub mod table_json;
 pub mod wire;
-pub mod writer;
 
 pub use avro::{Connector, DecodeError, EncodeError, EventSchema, SchemaError};
 pub use described::RecordDecoder;

@@ -60,19 +60,21 @@ pub fn pg_stream_config(
         slot: format!("{database}_slot"),
         tables: vec![("public".into(), table.into())],
         publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
-        status_interval: std::time::Duration::from_millis(100),
-        topic_config: tributary_log::TopicConfig {
-            partitions,
-            fsync: tributary_log::FsyncPolicy::interval(50),
-            ..tributary_log::TopicConfig::default()
+        engine: tributary_capture::Settings {
+            topic_config: tributary_log::TopicConfig {
+                partitions,
+                fsync: tributary_log::FsyncPolicy::interval(50),
+                ..tributary_log::TopicConfig::default()
+            },
+            snapshot,
+            reconnect: tributary_connector_postgres::source::Backoff {
+                initial: std::time::Duration::from_millis(100),
+                max: std::time::Duration::from_secs(2),
+            },
+            status_interval: std::time::Duration::from_millis(100),
         },
-        snapshot,
         heartbeat: Some(std::time::Duration::from_millis(200)),
         proto_version: 2,
-        reconnect: tributary_connector_postgres::source::Backoff {
-            initial: std::time::Duration::from_millis(100),
-            max: std::time::Duration::from_secs(2),
-        },
         topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
         snapshot_workers: 2,
         // Small, so the tests' tables are read in several chunks.

@@ -73,19 +73,21 @@ pub fn config(db: &str, tables: &[&str], partitions: u32, snapshot: SnapshotMode
         },
         captured: Arc::new(move |d: &str, t: &str| d == db && tables.iter().any(|x| x == t)),
         topic_template: "{source}.{schema}.{table}".into(),
-        topic_config: tributary_log::TopicConfig {
-            partitions,
-            fsync: tributary_log::FsyncPolicy::interval(50),
-            ..tributary_log::TopicConfig::default()
+        engine: tributary_capture::Settings {
+            topic_config: tributary_log::TopicConfig {
+                partitions,
+                fsync: tributary_log::FsyncPolicy::interval(50),
+                ..tributary_log::TopicConfig::default()
+            },
+            snapshot,
+            reconnect: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(2),
+            },
+            status_interval: Duration::from_millis(100),
         },
-        snapshot,
         snapshot_chunk_rows: 1000,
         heartbeat: Duration::from_secs(1),
-        status_interval: Duration::from_millis(100),
-        reconnect: Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-        },
         progress_interval: Duration::from_secs(1),
     }
 }

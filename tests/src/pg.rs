@@ -298,7 +298,7 @@ where
     prepare(&db.client, &cfg).await.expect("prepare");
     let log = tributary_log::Log::open(dir.join("log")).expect("log");
     let registry = tributary_schemas::Registry::open(dir.join("registry")).expect("registry");
-    let writer = tributary_schemas::writer::EventWriter::new(log.clone(), registry);
+    let writer = tributary_capture::writer::EventWriter::new(log.clone(), registry);
     let mut source = StreamSource::new(cfg.clone(), log, writer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { source.run(stop_rx).await });

@@ -80,7 +80,7 @@ async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
     let registry =
         tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
     let cfg = config(&db.name, &["items"], 2, SnapshotMode::Initial);
-    let writer = tributary_schemas::writer::EventWriter::new(log.clone(), registry);
+    let writer = tributary_capture::writer::EventWriter::new(log.clone(), registry);
     let mut source = MysqlSource::new(cfg, log.clone(), writer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { source.run(stop_rx).await });
@@ -186,7 +186,7 @@ async fn mariadb_restarts_while_the_source_is_down_lose_nothing() {
         let registry =
             tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
         let cfg = config(&db.name, &["items"], 2, SnapshotMode::Initial);
-        let writer = tributary_schemas::writer::EventWriter::new(log.clone(), registry);
+        let writer = tributary_capture::writer::EventWriter::new(log.clone(), registry);
         let mut source = MysqlSource::new(cfg, log.clone(), writer);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move { source.run(stop_rx).await });

@@ -6,6 +6,7 @@
 //! allocates a column description per value and returns temporal values
 //! as text, and we need typed values straight into [`Datum`]s.
 
+use mysql_async::binlog::jsonb;
 use tributary_core::convert::{days_from_civil, digits_to_twos, i128_to_twos};
 use tributary_core::{ColumnType, Datum};
 
@@ -127,7 +128,7 @@ pub struct BinColumn {
 }
 
 /// A value that does not decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("column {column}: {reason} (binlog type {code}, at byte {at} of the row data)")]
 pub struct RowError {
     /// Column.
@@ -137,7 +138,72 @@ pub struct RowError {
     /// Offset in the rows data.
     pub at: usize,
     /// Why.
-    pub reason: String,
+    #[source]
+    pub reason: DecodeError,
+}
+
+/// Why a column's bytes do not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The row data ends before the value does.
+    #[error("needs {wanted} bytes, {left} left")]
+    Truncated {
+        /// Bytes the value needs.
+        wanted: usize,
+        /// Bytes left in the row data.
+        left: usize,
+    },
+    /// An integer too wide for the 32-bit column.
+    #[error("{value} does not fit a 32-bit integer")]
+    IntOverflow {
+        /// The value.
+        value: i64,
+        /// Cause.
+        #[source]
+        source: std::num::TryFromIntError,
+    },
+    /// An integer for a column that holds none.
+    #[error("a {bits}-bit integer for a column of type {ty:?}")]
+    IntegerFor {
+        /// Width of the binlog integer.
+        bits: u32,
+        /// The column's type.
+        ty: ColumnType,
+    },
+    /// An ENUM index past the column's labels.
+    #[error("enum index {index} of {labels} labels")]
+    EnumIndex {
+        /// The index (1-based).
+        index: usize,
+        /// How many labels the column has.
+        labels: usize,
+    },
+    /// An ENUM value for a column that is no enum.
+    #[error("an ENUM value for a column of type {0:?}")]
+    EnumFor(ColumnType),
+    /// A SET value for a column that is no set.
+    #[error("a SET value for a column of type {0:?}")]
+    SetFor(ColumnType),
+    /// A string for a column that holds none.
+    #[error("a string for a column of type {0:?}")]
+    StringFor(ColumnType),
+    /// A binlog type this decoder does not read.
+    #[error("binlog type {0} is not supported")]
+    UnsupportedType(u8),
+    /// MySQL's binary JSON that does not parse.
+    #[error("binary JSON: {0}")]
+    JsonParse(#[source] std::io::Error),
+    /// MySQL's binary JSON that has no JSON text.
+    #[error("binary JSON: {0}")]
+    JsonText(#[source] jsonb::JsonbToJsonError),
+    /// A DECIMAL's precision and scale that are impossible.
+    #[error("decimal({precision},{scale})")]
+    DecimalSize {
+        /// Digits in all.
+        precision: usize,
+        /// Digits after the point.
+        scale: usize,
+    },
 }
 
 struct Reader<'a> {
@@ -146,24 +212,27 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| format!("needs {n} bytes, {} left", self.buf.len() - self.at))?;
+            .ok_or_else(|| DecodeError::Truncated {
+                wanted: n,
+                left: self.buf.len().saturating_sub(self.at),
+            })?;
         let s = &self.buf[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn le(&mut self, n: usize) -> Result<u64, String> {
+    fn le(&mut self, n: usize) -> Result<u64, DecodeError> {
         Ok(self
             .take(n)?
             .iter()
             .rev()
             .fold(0u64, |a, &b| (a << 8) | u64::from(b)))
     }
-    fn be(&mut self, n: usize) -> Result<u64, String> {
+    fn be(&mut self, n: usize) -> Result<u64, DecodeError> {
         Ok(self
             .take(n)?
             .iter()
@@ -221,11 +290,16 @@ fn meta(c: &BinColumn, i: usize) -> u8 {
     c.meta.get(i).copied().unwrap_or(0)
 }
 
-fn int_datum(ty: &ColumnType, v: i64, unsigned_value: u64, bits: u32) -> Result<Datum, String> {
+fn int_datum(
+    ty: &ColumnType,
+    v: i64,
+    unsigned_value: u64,
+    bits: u32,
+) -> Result<Datum, DecodeError> {
     Ok(match ty {
-        ColumnType::Int | ColumnType::Year => {
-            Datum::Int(i32::try_from(v).map_err(|_| format!("{v} does not fit a 32-bit integer"))?)
-        }
+        ColumnType::Int | ColumnType::Year => Datum::Int(
+            i32::try_from(v).map_err(|source| DecodeError::IntOverflow { value: v, source })?,
+        ),
         ColumnType::Long => Datum::Long(v),
         ColumnType::UnsignedLong => Datum::Decimal {
             unscaled: i128_to_twos(i128::from(unsigned_value)),
@@ -233,14 +307,15 @@ fn int_datum(ty: &ColumnType, v: i64, unsigned_value: u64, bits: u32) -> Result<
         },
         ColumnType::Boolean => Datum::Bool(v != 0),
         other => {
-            return Err(format!(
-                "a {bits}-bit integer for a column of type {other:?}"
-            ));
+            return Err(DecodeError::IntegerFor {
+                bits,
+                ty: other.clone(),
+            });
         }
     })
 }
 
-fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, String> {
+fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, DecodeError> {
     use code::*;
     match c.code {
         TINY | SHORT | INT24 | LONG | LONGLONG => {
@@ -359,12 +434,12 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, String> {
                     // The error value '' MySQL stores for an invalid label.
                     String::new()
                 } else {
-                    labels
-                        .get(idx - 1)
-                        .cloned()
-                        .ok_or_else(|| format!("enum index {idx} of {} labels", labels.len()))?
+                    labels.get(idx - 1).cloned().ok_or(DecodeError::EnumIndex {
+                        index: idx,
+                        labels: labels.len(),
+                    })?
                 })),
-                other => Err(format!("an ENUM value for a column of type {other:?}")),
+                other => Err(DecodeError::EnumFor(other.clone())),
             }
         }
         SET => {
@@ -380,7 +455,7 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, String> {
                     }
                     Ok(Datum::Text(out.join(",")))
                 }
-                other => Err(format!("a SET value for a column of type {other:?}")),
+                other => Err(DecodeError::SetFor(other.clone())),
             }
         }
         STRING => {
@@ -413,11 +488,11 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, String> {
             let b = r.take(len)?;
             Ok(Datum::Text(json_text(b)?))
         }
-        other => Err(format!("binlog type {other} is not supported")),
+        other => Err(DecodeError::UnsupportedType(other)),
     }
 }
 
-fn bytes_or_text(c: &BinColumn, b: &[u8]) -> Result<Datum, String> {
+fn bytes_or_text(c: &BinColumn, b: &[u8]) -> Result<Datum, DecodeError> {
     Ok(match c.ty {
         ColumnType::Bytes => {
             let mut v = b.to_vec();
@@ -430,24 +505,23 @@ fn bytes_or_text(c: &BinColumn, b: &[u8]) -> Result<Datum, String> {
         }
         ColumnType::Text | ColumnType::Json => Datum::Text(c.charset.decode(b)),
         ColumnType::Enum(_) | ColumnType::Set(_) => Datum::Text(c.charset.decode(b)),
-        ref other => return Err(format!("a string for a column of type {other:?}")),
+        ref other => return Err(DecodeError::StringFor(other.clone())),
     })
 }
 
 /// MySQL's binary JSON to its text.
-fn json_text(b: &[u8]) -> Result<String, String> {
-    use mysql_async::binlog::jsonb;
+fn json_text(b: &[u8]) -> Result<String, DecodeError> {
     if b.is_empty() {
         return Ok("null".into());
     }
     let mut pb = mysql_common::io::ParseBuf(b);
-    let v: jsonb::Value<'_> = pb.parse(()).map_err(|e| format!("binary JSON: {e}"))?;
-    let j = serde_json::Value::try_from(v).map_err(|e| format!("binary JSON: {e}"))?;
+    let v: jsonb::Value<'_> = pb.parse(()).map_err(DecodeError::JsonParse)?;
+    let j = serde_json::Value::try_from(v).map_err(DecodeError::JsonText)?;
     Ok(j.to_string())
 }
 
 /// Fractional seconds of `fsp` digits, as microseconds.
-fn fraction(r: &mut Reader<'_>, fsp: u8) -> Result<i64, String> {
+fn fraction(r: &mut Reader<'_>, fsp: u8) -> Result<i64, DecodeError> {
     let n = usize::from(fsp.div_ceil(2));
     if n == 0 {
         return Ok(0);
@@ -461,7 +535,7 @@ fn fraction(r: &mut Reader<'_>, fsp: u8) -> Result<i64, String> {
 }
 
 /// MySQL 5.6+ TIME2 as signed microseconds.
-fn time2(r: &mut Reader<'_>, fsp: u8) -> Result<i64, String> {
+fn time2(r: &mut Reader<'_>, fsp: u8) -> Result<i64, DecodeError> {
     const INT_OFS: i64 = 0x80_0000;
     let packed: i64 = match fsp {
         0 => (r.be(3)? as i64 - INT_OFS) << 24,
@@ -515,7 +589,7 @@ fn datetime(y: i64, m: u32, d: u32, h: i64, mi: i64, s: i64, frac: i64) -> Datum
 /// A binary DECIMAL(precision, scale). Up to 38 digits (every common
 /// column) the unscaled value is built in an i128; wider ones go through
 /// their digits.
-fn decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<Datum, String> {
+fn decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<Datum, DecodeError> {
     const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
     const POW10: [i128; 10] = [
         1,
@@ -531,7 +605,7 @@ fn decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<Datum, String
     ];
     let (precision, scale) = (usize::from(precision), usize::from(scale));
     if scale > precision || precision > 65 {
-        return Err(format!("decimal({precision},{scale})"));
+        return Err(DecodeError::DecimalSize { precision, scale });
     }
     let intg = precision - scale;
     let (intg0, intg0x) = (intg / 9, intg % 9);

@@ -112,9 +112,55 @@ pub enum DdlError {
         /// Table the statement targets.
         table: String,
         /// What did not match.
-        reason: String,
+        #[source]
+        reason: Inconsistency,
         /// The statement, cut to its first 200 characters.
         statement: String,
+    },
+}
+
+/// How a statement contradicts the model of its table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// A second primary key.
+    #[error("multiple primary keys defined")]
+    MultiplePrimaryKeys,
+    /// A primary key on a column the table does not have.
+    #[error("primary key column {0} does not exist")]
+    NoKeyColumn(String),
+    /// `AFTER` a column the table does not have.
+    #[error("AFTER column {0} does not exist")]
+    NoAfterColumn(String),
+    /// A column the table does not have.
+    #[error("column {0} does not exist")]
+    NoColumn(String),
+    /// Adding or renaming to a column the table has.
+    #[error("column {0} already exists")]
+    ColumnExists(String),
+    /// A CREATE TABLE naming a column twice.
+    #[error("duplicate column {0}")]
+    DuplicateColumn(String),
+    /// A column index past the table's columns.
+    #[error("column index out of range")]
+    ColumnIndex {
+        /// The index.
+        index: usize,
+        /// How many columns the table has.
+        columns: usize,
+    },
+    /// Dropping the only column.
+    #[error("cannot drop the last column")]
+    LastColumn,
+    /// Dropping a primary key the table does not have.
+    #[error("table has no primary key to drop")]
+    NoPrimaryKey,
+    /// `CREATE TABLE ... LIKE` a table that is not tracked.
+    #[error("CREATE TABLE ... LIKE source {db}.{table} is not tracked")]
+    LikeUntracked {
+        /// Database of the source table.
+        db: String,
+        /// The source table.
+        table: String,
     },
 }
 
@@ -225,9 +271,10 @@ impl SchemaModel {
             Body::Def(def) => def,
             Body::Like(src_db, src_table) => {
                 let Some(src) = self.table(&src_db, &src_table) else {
-                    return Err(Fail::Inconsistent(format!(
-                        "CREATE TABLE ... LIKE source {src_db}.{src_table} is not tracked"
-                    )));
+                    return Err(Fail::Inconsistent(Inconsistency::LikeUntracked {
+                        db: src_db,
+                        table: src_table,
+                    }));
                 };
                 TableDef {
                     name: head.table.clone(),
@@ -470,7 +517,7 @@ struct PErr {
 
 enum Fail {
     Parse(PErr),
-    Inconsistent(String),
+    Inconsistent(Inconsistency),
 }
 
 impl From<PErr> for Fail {
@@ -1510,7 +1557,7 @@ fn parse_create_body(p: &mut Parser<'_>, default_db: &str, table: &str) -> Resul
         };
         if let Some(key) = key {
             if pk.is_some() {
-                return Err(Fail::Inconsistent("multiple primary keys defined".into()));
+                return Err(Fail::Inconsistent(Inconsistency::MultiplePrimaryKeys));
             }
             pk = Some(key);
         }
@@ -1549,7 +1596,7 @@ fn parse_create_body(p: &mut Parser<'_>, default_db: &str, table: &str) -> Resul
     };
     for col in columns {
         if find_column(&def, &col.name).is_some() {
-            return Err(Fail::Inconsistent(format!("duplicate column {}", col.name)));
+            return Err(Fail::Inconsistent(Inconsistency::DuplicateColumn(col.name)));
         }
         def.columns.push(col);
     }
@@ -1630,14 +1677,14 @@ fn parse_primary_key(p: &mut Parser<'_>) -> Result<Vec<String>, PErr> {
 
 /// Sets the key, resolving names to the declared spelling; key columns are
 /// implicitly NOT NULL.
-fn set_primary_key(def: &mut TableDef, key: Vec<String>) -> Result<(), String> {
+fn set_primary_key(def: &mut TableDef, key: Vec<String>) -> Result<(), Inconsistency> {
     if !def.primary_key.is_empty() {
-        return Err("multiple primary keys defined".into());
+        return Err(Inconsistency::MultiplePrimaryKeys);
     }
     let mut resolved = Vec::with_capacity(key.len());
     for name in key {
         let Some(col) = def.columns.iter_mut().find(|c| same_column(&c.name, &name)) else {
-            return Err(format!("primary key column {name} does not exist"));
+            return Err(Inconsistency::NoKeyColumn(name));
         };
         col.nullable = false;
         resolved.push(col.name.clone());
@@ -2112,13 +2159,17 @@ fn parse_drop(p: &mut Parser<'_>, specs: &mut Vec<AlterSpec>) -> Result<(), PErr
 }
 
 /// Index at which a column placed at `pos` goes, `default` when unplaced.
-fn insert_index(def: &TableDef, pos: Option<&Position>, default: usize) -> Result<usize, String> {
+fn insert_index(
+    def: &TableDef,
+    pos: Option<&Position>,
+    default: usize,
+) -> Result<usize, Inconsistency> {
     match pos {
         None => Ok(default),
         Some(Position::First) => Ok(0),
         Some(Position::After(name)) => find_column(def, name)
             .map(|i| i + 1)
-            .ok_or_else(|| format!("AFTER column {name} does not exist")),
+            .ok_or_else(|| Inconsistency::NoAfterColumn(name.clone())),
     }
 }
 
@@ -2136,9 +2187,12 @@ fn replace_column(
     idx: usize,
     col: ColumnDef,
     pos: Option<&Position>,
-) -> Result<(), String> {
+) -> Result<(), Inconsistency> {
     if idx >= def.columns.len() {
-        return Err("column index out of range".into());
+        return Err(Inconsistency::ColumnIndex {
+            index: idx,
+            columns: def.columns.len(),
+        });
     }
     if pos.is_none() {
         if let Some(slot) = def.columns.get_mut(idx) {
@@ -2152,8 +2206,8 @@ fn replace_column(
     Ok(())
 }
 
-fn missing(name: &str) -> String {
-    format!("column {name} does not exist")
+fn missing(name: &str) -> Inconsistency {
+    Inconsistency::NoColumn(name.to_string())
 }
 
 /// Applies specs in order to `def`; returns the new name if renamed.
@@ -2161,7 +2215,7 @@ fn missing(name: &str) -> String {
 fn apply_specs(
     def: &mut TableDef,
     specs: Vec<AlterSpec>,
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<(String, String)>, Inconsistency> {
     let mut rename = None;
     for spec in specs {
         match spec {
@@ -2175,7 +2229,7 @@ fn apply_specs(
                     if if_not_exists {
                         continue;
                     }
-                    return Err(format!("column {} already exists", col.name));
+                    return Err(Inconsistency::ColumnExists(col.name));
                 }
                 let at = insert_index(def, pos.as_ref(), def.columns.len())?.min(def.columns.len());
                 let name = col.name.clone();
@@ -2192,7 +2246,7 @@ fn apply_specs(
                     return Err(missing(&name));
                 };
                 if def.columns.len() == 1 {
-                    return Err("cannot drop the last column".into());
+                    return Err(Inconsistency::LastColumn);
                 }
                 def.columns.remove(idx);
                 def.primary_key.retain(|k| !same_column(k, &name));
@@ -2230,7 +2284,7 @@ fn apply_specs(
                     return Err(missing(&old));
                 };
                 if find_column(def, &col.name).is_some_and(|j| j != idx) {
-                    return Err(format!("column {} already exists", col.name));
+                    return Err(Inconsistency::ColumnExists(col.name));
                 }
                 let name = col.name.clone();
                 replace_column(def, idx, col, pos.as_ref())?;
@@ -2244,7 +2298,7 @@ fn apply_specs(
                     return Err(missing(&from));
                 };
                 if find_column(def, &to).is_some_and(|j| j != idx) {
-                    return Err(format!("column {to} already exists"));
+                    return Err(Inconsistency::ColumnExists(to));
                 }
                 if let Some(col) = def.columns.get_mut(idx) {
                     to.clone_into(&mut col.name);
@@ -2258,7 +2312,7 @@ fn apply_specs(
                     if if_exists {
                         continue;
                     }
-                    return Err("table has no primary key to drop".into());
+                    return Err(Inconsistency::NoPrimaryKey);
                 }
                 def.primary_key.clear();
             }
@@ -3403,7 +3457,7 @@ mod tests {
         let err = DdlError::Inconsistent {
             db: "d".into(),
             table: "t".into(),
-            reason: "column x does not exist".into(),
+            reason: Inconsistency::NoColumn("x".into()),
             statement: "ALTER TABLE t DROP x".into(),
         };
         assert_eq!(

@@ -14,7 +14,7 @@
 //! event, the append within it, the record), so the writer skips what
 //! already reached the log: every change lands exactly once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,12 +25,15 @@ use mysql_async::binlog::events::{
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
 use tokio::sync::watch;
+use tributary_capture::writer::{EventWriter, WriteError};
+use tributary_capture::{
+    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, Settings, StreamKey,
+};
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{
     ChangeEvent, Datum, Op, Position, SnapshotFlag, SourceInfo, TableSchema, TransactionInfo,
 };
-use tributary_log::{Log, Partition, TopicConfig};
-use tributary_schemas::writer::{EventWriter, WriteError};
+use tributary_log::Log;
 use tributary_schemas::{Connector, EventSchema};
 
 use crate::binrow::{self, BinColumn, Charset};
@@ -40,38 +43,7 @@ use crate::position::{self, BinlogPosition, GtidSet, GtidState, Stored};
 use crate::types::{self, Flavor, ShapeError};
 use crate::value;
 
-/// When the source reads the tables' current rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotMode {
-    /// When there is no stored position: the rows as of a consistent
-    /// point (`op: r`), then the binlog from that point.
-    Initial,
-    /// Never: the binlog from the server's current position.
-    Never,
-    /// Read the tables and stop.
-    InitialOnly,
-    /// As `Initial`, and again when the stored position was purged from
-    /// the server's binlogs.
-    WhenNeeded,
-}
-
-/// Exponential backoff between reconnections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// First wait.
-    pub initial: Duration,
-    /// Longest wait.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
+pub use tributary_capture::{Backoff, RunStats, SnapshotMode};
 
 /// Whether `db.table` is captured.
 pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
@@ -81,6 +53,9 @@ pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 pub struct MysqlConfig {
     /// Source name: topic prefix, Avro namespace, state directory.
     pub name: String,
+    /// What the capture engine takes care of: topic settings, snapshot
+    /// mode, reconnects, how often durable positions are looked for.
+    pub engine: Settings,
     /// `mysql://user:password@host:port/` (the database part is unused:
     /// tables are named `db.table`).
     pub url: String,
@@ -90,18 +65,10 @@ pub struct MysqlConfig {
     pub captured: TableFilter,
     /// Topic names: `{source}`, `{schema}` (the database) and `{table}`.
     pub topic_template: String,
-    /// Configuration of the topics the source creates.
-    pub topic_config: TopicConfig,
-    /// Snapshot mode.
-    pub snapshot: SnapshotMode,
     /// Rows per snapshot query (keyset pagination on the primary key).
     pub snapshot_chunk_rows: u64,
     /// The server sends a heartbeat when the binlog is idle this long.
     pub heartbeat: Duration,
-    /// How often durable positions are stored.
-    pub status_interval: Duration,
-    /// Waits between reconnections.
-    pub reconnect: Backoff,
     /// How often snapshot progress is logged.
     pub progress_interval: Duration,
 }
@@ -112,7 +79,7 @@ impl std::fmt::Debug for MysqlConfig {
         f.debug_struct("MysqlConfig")
             .field("name", &self.name)
             .field("server_id", &self.server_id)
-            .field("snapshot", &self.snapshot)
+            .field("snapshot", &self.engine.snapshot)
             .finish_non_exhaustive()
     }
 }
@@ -201,9 +168,9 @@ pub enum SourceError {
     /// Schema construction failed.
     #[error("{0}")]
     Schema(#[from] tributary_schemas::SchemaError),
-    /// The log-writer thread stopped (its own error is reported instead).
-    #[error("the log writer stopped")]
-    WriterStopped,
+    /// The capture engine failed.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
     /// Our own state files.
     #[error("source state {path}: {source}")]
     State {
@@ -244,26 +211,6 @@ fn sql(what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> SourceErro
     move |source| SourceError::Sql { what, source }
 }
 
-/// What one run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Snapshot rows written.
-    pub snapshot_rows: u64,
-    /// Transactions committed (with or without captured changes).
-    pub transactions: u64,
-    /// Change events written.
-    pub events: u64,
-    /// DDL statements applied to the schema history.
-    pub ddl: u64,
-    /// Binlog sessions started.
-    pub sessions: u64,
-    /// Reconnections.
-    pub reconnects: u64,
-}
-
-/// Records appended per chunk of a large transaction.
-const CHUNK: usize = 4096;
-
 /// MariaDB event types mysql_common does not know.
 mod mariadb {
     pub const ANNOTATE_ROWS: u8 = 160;
@@ -286,9 +233,9 @@ struct Table {
     source: SourceInfo,
 }
 
-/// The transaction being read.
+/// The transaction being read (its events are in the capture).
 #[derive(Debug, Default)]
-struct OpenTx {
+struct TxMeta {
     /// Shared by the transaction's events.
     gtid: Option<Arc<str>>,
     /// `(domain, server, seq)` of a MariaDB GTID.
@@ -298,160 +245,25 @@ struct OpenTx {
     standalone: bool,
     /// File number and offset of its first event.
     start: (u32, u64),
-    run: u32,
-    total: i64,
-    per_table: HashMap<Arc<str>, i64>,
-    /// Pending events in runs of one topic: each run becomes one append.
-    events: Vec<(Arc<str>, Vec<ChangeEvent>)>,
-    /// Events in `events`.
-    pending: usize,
-    touched: Vec<Arc<str>>,
 }
 
-type Marks = Vec<(Arc<Partition>, u64)>;
-
-/// Work for the log-writer thread, in binlog order. The reader decodes
-/// rows while the writer encodes and appends the previous ones, so the
-/// source uses two cores; everything that changes how a topic encodes
-/// (a new schema version, a history record) travels in the same queue,
-/// so it takes effect exactly between the rows before and after it.
-#[derive(Debug)]
-enum Job {
-    /// Register a topic's (new) shape.
-    Register {
-        topic: String,
-        schema: Box<EventSchema>,
-    },
-    /// Record a table's definition in the schema history.
-    History {
-        db: String,
-        table: String,
-        def: Option<TableDef>,
-        ddl: String,
-        at: BinlogPosition,
-    },
-    /// Append events of one topic.
-    Append {
-        topic: Arc<str>,
-        events: Vec<ChangeEvent>,
-        position: Vec<u8>,
-    },
-    /// A transaction ended: once what it appended to `topics` is durable,
-    /// `at` may be stored.
-    Commit {
-        at: BinlogPosition,
-        topics: Vec<Arc<str>>,
-    },
-    /// Store what has become durable.
-    Tick,
-}
-
-/// Jobs in flight between the reader and the writer thread.
-const JOBS: usize = 32;
-
-/// The log-writer thread's state.
-struct Flusher {
-    writer: Arc<EventWriter>,
-    log: Log,
-    history: History,
-    topic_config: TopicConfig,
-    state_path: std::path::PathBuf,
-    pending: VecDeque<(BinlogPosition, Marks)>,
-    acked: BinlogPosition,
-    progress: Arc<SourceProgress>,
-}
-
-impl Flusher {
-    fn run(mut self, mut jobs: tokio::sync::mpsc::Receiver<Job>) -> Result<()> {
-        while let Some(job) = jobs.blocking_recv() {
-            self.job(job)?;
-        }
-        // Stopping: make what was written durable, then store it.
-        self.log.flush().map_err(WriteError::from)?;
-        self.ack()
-    }
-
-    fn job(&mut self, job: Job) -> Result<()> {
-        match job {
-            job @ (Job::Register { .. } | Job::History { .. }) => {
-                shape_job(&self.writer, &self.history, &self.topic_config, job)?;
-            }
-            Job::Append {
-                topic,
-                events,
-                position,
-            } => {
-                self.writer.append_at(&topic, &events, Some(&position))?;
-            }
-            Job::Commit { at, topics } => {
-                let mut marks = Vec::new();
-                for t in &topics {
-                    let topic = self
-                        .log
-                        .topic(&self.writer.log_topic(t))
-                        .map_err(WriteError::from)?;
-                    for p in topic.partitions() {
-                        marks.push((Arc::clone(p), p.high_watermark()));
-                    }
-                }
-                self.pending.push_back((at, marks));
-            }
-            Job::Tick => self.ack()?,
-        }
-        Ok(())
-    }
-
-    /// Stores the newest position whose records are all durable.
-    fn ack(&mut self) -> Result<()> {
-        let mut newest = None;
-        while let Some((_, marks)) = self.pending.front() {
-            if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
-                newest = self.pending.pop_front().map(|(p, _)| p);
-            } else {
-                break;
-            }
-        }
-        if let Some(p) = newest
-            && p != self.acked
-        {
-            store(&self.state_path, &p, true)?;
-            if let Some(at) = progress_position(&p.file, p.pos) {
-                self.progress.acknowledge(at);
-            }
-            self.acked = p;
-        }
-        Ok(())
+impl TxMeta {
+    /// Opens the transaction in the capture: its records' positions
+    /// start with the binlog file number and the offset of its first
+    /// event, so they sort in stream order and a replay after a crash
+    /// skips what already reached the log.
+    fn open(self, capture: &mut MyCapture) -> Self {
+        capture.begin(StreamKey::from_parts(&[
+            &self.start.0.to_be_bytes(),
+            &self.start.1.to_be_bytes(),
+        ]));
+        self
     }
 }
 
-/// Does a job that changes how topics encode (a schema version, a
-/// history record): on the writer thread while streaming, in place
-/// before.
-fn shape_job(
-    writer: &EventWriter,
-    history: &History,
-    topic_config: &TopicConfig,
-    job: Job,
-) -> Result<()> {
-    match job {
-        Job::Register { topic, schema } => {
-            writer.register(&topic, *schema, topic_config.clone())?;
-        }
-        Job::History {
-            db,
-            table,
-            def,
-            ddl,
-            at,
-        } => history.record(&db, &table, def.as_ref(), &ddl, &at)?,
-        other => {
-            return Err(SourceError::Unsupported(format!(
-                "{other:?} outside the stream"
-            )));
-        }
-    }
-    Ok(())
-}
+/// The capture handle of a MySQL session: positions are binlog
+/// positions with their GTID state.
+type MyCapture = Capture<BinlogPosition>;
 
 fn store(path: &std::path::Path, at: &BinlogPosition, snapshot_done: bool) -> Result<()> {
     position::save(
@@ -471,8 +283,7 @@ fn store(path: &std::path::Path, at: &BinlogPosition, snapshot_done: bool) -> Re
 /// The MySQL/MariaDB source.
 pub struct MysqlSource {
     cfg: MysqlConfig,
-    log: Log,
-    writer: Arc<EventWriter>,
+    engine: Engine,
     flavor: Flavor,
     model: SchemaModel,
     history: Option<History>,
@@ -483,12 +294,6 @@ pub struct MysqlSource {
     /// Tables whose last DDL could not be applied, with the error: their
     /// rows stop the source rather than being decoded with a wrong shape.
     broken: HashMap<String, String>,
-    /// While streaming: the log-writer thread's queue. Otherwise writes
-    /// are made in place.
-    jobs: Option<tokio::sync::mpsc::Sender<Job>>,
-    /// Phase and positions, for the hub's status (see
-    /// [`progress_position`]).
-    progress: Arc<SourceProgress>,
 }
 
 impl std::fmt::Debug for MysqlSource {
@@ -517,6 +322,33 @@ pub fn progress_position(file: &str, pos: u64) -> Option<u64> {
 /// [`progress_position`] back to `(sequence, offset)`.
 pub fn split_progress_position(at: u64) -> (u64, u64) {
     (at >> 32, at & 0xffff_ffff)
+}
+
+/// Why a `mysql://` URL was refused. Never repeats the URL (it may hold
+/// a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("not a URL: {0}")]
+    NotAUrl(String),
+    /// Another scheme.
+    #[error("scheme {0:?}: a mysql source needs mysql://user:password@host:port/")]
+    Scheme(String),
+    /// No host.
+    #[error("no host in the URL (mysql://user@HOST:port/)")]
+    NoHost,
+}
+
+/// Checks `mysql://user:password@host:port[/db]`.
+pub fn check_url(url: &str) -> std::result::Result<(), UrlError> {
+    let u = url::Url::parse(url).map_err(|e| UrlError::NotAUrl(e.to_string()))?;
+    if u.scheme() != "mysql" {
+        return Err(UrlError::Scheme(u.scheme().to_string()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(UrlError::NoHost);
+    }
+    Ok(())
 }
 
 /// Connects with `url` (session in UTC, utf8mb4).
@@ -640,21 +472,101 @@ pub async fn show_create(conn: &mut Conn, db: &str, table: &str) -> Result<Table
     })
 }
 
+impl ChangeSource for MysqlSource {
+    type Position = BinlogPosition;
+    type Error = SourceError;
+    const DATABASE: &'static str = "MySQL";
+
+    /// One connection's life: check, snapshot if needed, stream.
+    async fn session(
+        &mut self,
+        capture: &mut MyCapture,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut conn = connect(&self.cfg.url).await?;
+        self.flavor = check_server(&mut conn).await?;
+        self.tables.clear();
+        let stored = position::load(&self.state_path()).map_err(self.state_err())?;
+        let start = match stored {
+            Some(s) if s.snapshot_done || self.cfg.engine.snapshot == SnapshotMode::Never => {
+                self.model = self.history()?.load(&s.position)?;
+                s.position
+            }
+            _ => match self.cfg.engine.snapshot {
+                SnapshotMode::Never => {
+                    let at = current_position(&mut conn, self.flavor).await?;
+                    self.seed_model(&mut conn, &at).await?;
+                    self.store(&at, true)?;
+                    at
+                }
+                mode => {
+                    capture.progress().set_phase(Phase::Snapshot);
+                    let at = self.snapshot(capture, &mut conn).await?;
+                    if mode == SnapshotMode::InitialOnly {
+                        return Ok(());
+                    }
+                    at
+                }
+            },
+        };
+        for (db, t) in self
+            .model
+            .tables()
+            .map(|(d, t, _)| (d.to_string(), t.to_string()))
+            .collect::<Vec<_>>()
+        {
+            if (self.cfg.captured)(&db, &t) {
+                self.register(capture, &db, &t).await?;
+            }
+        }
+        drop(conn);
+        self.stream(capture, start, stop).await
+    }
+
+    fn classify(&self, error: &SourceError, _streamed: bool) -> ErrorKind {
+        match error {
+            SourceError::PositionLost { .. } => ErrorKind::PositionLost,
+            e if e.is_transient() => ErrorKind::Transient,
+            _ => ErrorKind::Fatal,
+        }
+    }
+
+    /// Stores each durable position in the source's position file.
+    fn on_durable(&self) -> Option<AckHook<BinlogPosition>> {
+        let path = self.state_path();
+        let progress = Arc::clone(&self.engine.progress);
+        let mut stored: Option<BinlogPosition> = None;
+        Some(Box::new(move |p: &BinlogPosition| {
+            if stored.as_ref() == Some(p) {
+                return Ok(());
+            }
+            store(&path, p, true)?;
+            if let Some(at) = progress_position(&p.file, p.pos) {
+                progress.acknowledge(at);
+            }
+            stored = Some(p.clone());
+            Ok(())
+        }))
+    }
+
+    fn forget_position(&mut self) -> Result<()> {
+        position::clear(&self.state_path()).map_err(self.state_err())
+    }
+}
+
 impl MysqlSource {
     /// A source writing through `writer` into `log`; it connects when run.
     pub fn new(cfg: MysqlConfig, log: Log, writer: EventWriter) -> Self {
+        let engine = Engine::new(&cfg.name, log, writer, cfg.engine.clone());
         Self {
             cfg,
-            log,
-            writer: Arc::new(writer),
+            engine,
             flavor: Flavor::MariaDb,
             model: SchemaModel::new(),
             history: None,
             registered: HashMap::new(),
             tables: HashMap::new(),
             broken: HashMap::new(),
-            jobs: None,
-            progress: Arc::default(),
         }
     }
 
@@ -662,12 +574,12 @@ impl MysqlSource {
     /// read and the one stored as durable, as [`progress_position`]
     /// encodes them) to `progress`, which outlives the source.
     pub fn with_progress(mut self, progress: Arc<SourceProgress>) -> Self {
-        self.progress = progress;
+        self.engine.progress = progress;
         self
     }
 
     fn state_path(&self) -> std::path::PathBuf {
-        position::path(self.log.dir(), &self.cfg.name)
+        position::path(self.engine.log.dir(), &self.cfg.name)
     }
 
     fn state_err(&self) -> impl FnOnce(std::io::Error) -> SourceError {
@@ -678,9 +590,9 @@ impl MysqlSource {
     fn history(&mut self) -> Result<&History> {
         if self.history.is_none() {
             self.history = Some(History::open(
-                &self.log,
+                &self.engine.log,
                 &self.cfg.name,
-                &self.cfg.topic_config,
+                &self.cfg.engine.topic_config,
             )?);
         }
         self.history
@@ -688,35 +600,42 @@ impl MysqlSource {
             .ok_or_else(|| SourceError::Unsupported("schema history unavailable".into()))
     }
 
-    /// Hands `job` to the log writer, or does it now when not streaming.
-    async fn emit(&mut self, job: Job) -> Result<()> {
-        match &self.jobs {
-            Some(q) => q.send(job).await.map_err(|_| SourceError::WriterStopped),
-            None => match job {
-                Job::Register { topic, schema } => {
-                    self.writer
-                        .register(&topic, *schema, self.cfg.topic_config.clone())?;
-                    Ok(())
-                }
-                Job::History {
-                    db,
-                    table,
-                    def,
-                    ddl,
-                    at,
-                } => Ok(self
-                    .history()?
-                    .record(&db, &table, def.as_ref(), &ddl, &at)?),
-                other => Err(SourceError::Unsupported(format!(
-                    "{other:?} outside the stream"
-                ))),
-            },
-        }
+    /// Records a table's definition in the schema history, in order with
+    /// the stream's appends (durably, before any row decoded with it).
+    async fn record_history(
+        &mut self,
+        capture: &mut MyCapture,
+        db: &str,
+        table: &str,
+        def: Option<TableDef>,
+        ddl: &str,
+        at: &BinlogPosition,
+    ) -> Result<()> {
+        let history = self.history()?.clone();
+        let (db, table, ddl, at) = (
+            db.to_string(),
+            table.to_string(),
+            ddl.to_string(),
+            at.clone(),
+        );
+        capture
+            .run_on_writer(Box::new(move |_| {
+                history
+                    .record(&db, &table, def.as_ref(), &ddl, &at)
+                    .map_err(Into::into)
+            }))
+            .await?;
+        Ok(())
     }
 
     /// Registers `db.table`'s shape from the model (a new version when
     /// it changed) and returns it.
-    async fn register(&mut self, db: &str, table: &str) -> Result<Arc<TableSchema>> {
+    async fn register(
+        &mut self,
+        capture: &mut MyCapture,
+        db: &str,
+        table: &str,
+    ) -> Result<Arc<TableSchema>> {
         let def = self
             .model
             .table(db, table)
@@ -733,12 +652,8 @@ impl MysqlSource {
             return Ok(Arc::clone(s));
         }
         let topic = self.cfg.topic(db, table);
-        let schema = Box::new(EventSchema::new(
-            &self.cfg.name,
-            Connector::Mysql,
-            shape.clone(),
-        )?);
-        self.emit(Job::Register { topic, schema }).await?;
+        let schema = EventSchema::new(&self.cfg.name, Connector::Mysql, shape.clone())?;
+        capture.register(&topic, schema).await?;
         let shape = Arc::new(shape);
         self.registered.insert(key, Arc::clone(&shape));
         Ok(shape)
@@ -766,89 +681,9 @@ impl MysqlSource {
 
     /// Streams until `stop` turns true or a permanent error occurs; a
     /// lost connection is retried with exponential backoff.
-    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
-        let mut stats = RunStats::default();
-        let mut delay = self.cfg.reconnect.initial;
-        loop {
-            let before = stats.sessions;
-            let err = match self.session(&mut stop, &mut stats).await {
-                Ok(()) => return Ok(stats),
-                Err(e) => e,
-            };
-            if let SourceError::PositionLost { .. } = err
-                && self.cfg.snapshot == SnapshotMode::WhenNeeded
-            {
-                tracing::warn!(source = %self.cfg.name, error = %err, "taking a new snapshot");
-                position::clear(&self.state_path()).map_err(self.state_err())?;
-                continue;
-            }
-            if !err.is_transient() || *stop.borrow() {
-                return Err(err);
-            }
-            if stats.sessions > before {
-                delay = self.cfg.reconnect.initial;
-            }
-            stats.reconnects += 1;
-            tracing::warn!(source = %self.cfg.name, error = %err, retry_in_ms = delay.as_millis() as u64, "MySQL connection lost; reconnecting");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                return Ok(stats);
-            }
-            delay = (delay * 2).min(self.cfg.reconnect.max);
-        }
-    }
-
-    /// One connection's life: check, snapshot if needed, stream.
-    async fn session(
-        &mut self,
-        stop: &mut watch::Receiver<bool>,
-        stats: &mut RunStats,
-    ) -> Result<()> {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        self.progress.set_phase(Phase::Connecting);
-        let mut conn = connect(&self.cfg.url).await?;
-        self.flavor = check_server(&mut conn).await?;
-        self.tables.clear();
-        let stored = position::load(&self.state_path()).map_err(self.state_err())?;
-        let start = match stored {
-            Some(s) if s.snapshot_done || self.cfg.snapshot == SnapshotMode::Never => {
-                self.model = self.history()?.load(&s.position)?;
-                s.position
-            }
-            _ => match self.cfg.snapshot {
-                SnapshotMode::Never => {
-                    let at = current_position(&mut conn, self.flavor).await?;
-                    self.seed_model(&mut conn, &at).await?;
-                    self.store(&at, true)?;
-                    at
-                }
-                mode => {
-                    self.progress.set_phase(Phase::Snapshot);
-                    let at = self.snapshot(&mut conn, stats).await?;
-                    if mode == SnapshotMode::InitialOnly {
-                        return Ok(());
-                    }
-                    at
-                }
-            },
-        };
-        for (db, t) in self
-            .model
-            .tables()
-            .map(|(d, t, _)| (d.to_string(), t.to_string()))
-            .collect::<Vec<_>>()
-        {
-            if (self.cfg.captured)(&db, &t) {
-                self.register(&db, &t).await?;
-            }
-        }
-        drop(conn);
-        self.stream(start, stop, stats).await
+    pub async fn run(&mut self, stop: watch::Receiver<bool>) -> Result<RunStats> {
+        let engine = self.engine.clone();
+        tributary_capture::run(self, &engine, stop).await
     }
 
     fn store(&self, at: &BinlogPosition, snapshot_done: bool) -> Result<()> {
@@ -878,7 +713,11 @@ impl MysqlSource {
     /// into a GTID state. MySQL has no such status: the position is read
     /// under `FLUSH TABLES WITH READ LOCK`, held only while the
     /// transaction starts.
-    async fn snapshot(&mut self, conn: &mut Conn, stats: &mut RunStats) -> Result<BinlogPosition> {
+    async fn snapshot(
+        &mut self,
+        capture: &mut MyCapture,
+        conn: &mut Conn,
+    ) -> Result<BinlogPosition> {
         let begun = Instant::now();
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await
@@ -933,15 +772,17 @@ impl MysqlSource {
             .collect();
         let n_tables = tables.len();
         for (ti, (db, t)) in tables.iter().enumerate() {
-            let rows = self.snapshot_table(conn, db, t, ti + 1 == n_tables).await?;
-            stats.snapshot_rows += rows;
+            let rows = self
+                .snapshot_table(capture, conn, db, t, ti + 1 == n_tables)
+                .await?;
+            capture.stats.snapshot_rows += rows;
         }
         conn.query_drop("COMMIT")
             .await
             .map_err(sql("ending the snapshot"))?;
-        self.log.flush().map_err(WriteError::from)?;
+        self.engine.log.flush().map_err(WriteError::from)?;
         self.store(&at, true)?;
-        tracing::info!(source = %self.cfg.name, tables = n_tables, rows = stats.snapshot_rows, secs = begun.elapsed().as_secs_f64(), "snapshot finished");
+        tracing::info!(source = %self.cfg.name, tables = n_tables, rows = capture.stats.snapshot_rows, secs = begun.elapsed().as_secs_f64(), "snapshot finished");
         Ok(at)
     }
 
@@ -949,12 +790,13 @@ impl MysqlSource {
     /// time; returns the rows written.
     async fn snapshot_table(
         &mut self,
+        capture: &mut MyCapture,
         conn: &mut Conn,
         db: &str,
         table: &str,
         last_table: bool,
     ) -> Result<u64> {
-        let shape = self.register(db, table).await?;
+        let shape = self.register(capture, db, table).await?;
         let topic = self.cfg.topic(db, table);
         let cols: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
         let key_cols: Vec<String> = shape
@@ -1038,7 +880,7 @@ impl MysqlSource {
                 batch.push(h);
             }
             if !batch.is_empty() {
-                self.writer.append(&topic, &batch)?;
+                capture.writer().append(&topic, &batch)?;
             }
             if logged.elapsed() >= self.cfg.progress_interval {
                 logged = Instant::now();
@@ -1056,9 +898,9 @@ impl MysqlSource {
     /// Reads the binlog from `start` until stopped.
     async fn stream(
         &mut self,
+        capture: &mut MyCapture,
         start: BinlogPosition,
         stop: &mut watch::Receiver<bool>,
-        stats: &mut RunStats,
     ) -> Result<()> {
         let mut conn = connect(&self.cfg.url).await?;
         let heartbeat_ns = self
@@ -1106,46 +948,25 @@ impl MysqlSource {
             .get_binlog_stream(request)
             .await
             .map_err(sql("requesting the binlog"))?;
-        stats.sessions += 1;
-        self.progress.set_phase(Phase::Streaming);
+        capture.streaming();
         if let Some(at) = progress_position(&start.file, start.pos) {
-            self.progress.acknowledge(at);
-            self.progress.observe_upstream(at);
+            capture.progress().acknowledge(at);
+            capture.progress().observe_upstream(at);
         }
         tracing::info!(source = %self.cfg.name, file = %start.file, pos = start.pos, gtid = %start.gtid, server_id = self.cfg.server_id, "streaming the binlog");
-        let (jobs, queue) = tokio::sync::mpsc::channel(JOBS);
-        let flusher = Flusher {
-            writer: Arc::clone(&self.writer),
-            log: self.log.clone(),
-            history: self.history()?.clone(),
-            topic_config: self.cfg.topic_config.clone(),
-            state_path: self.state_path(),
-            pending: VecDeque::new(),
-            acked: start.clone(),
-            progress: Arc::clone(&self.progress),
-        };
-        let thread = tokio::task::spawn_blocking(move || flusher.run(queue));
-        self.jobs = Some(jobs);
-        let read = self.read_binlog(&mut binlog, start, stop, stats).await;
-        // Closing the queue stops the writer once it has done the rest.
-        self.jobs = None;
-        let written = thread
-            .await
-            .map_err(|e| SourceError::Unsupported(format!("the log writer panicked: {e}")))?;
+        let read = self.read_binlog(capture, &mut binlog, start, stop).await;
         let _ = binlog.close().await;
-        match (read, written) {
-            (Err(SourceError::WriterStopped), Err(e)) | (Ok(()), Err(e)) => Err(e),
-            (r, _) => r,
-        }
+        read
     }
 
-    /// The reading half of [`stream`](Self::stream): events to jobs.
+    /// The reading half of [`stream`](Self::stream): events to the
+    /// capture.
     async fn read_binlog(
         &mut self,
+        capture: &mut MyCapture,
         binlog: &mut mysql_async::BinlogStream,
         start: BinlogPosition,
         stop: &mut watch::Receiver<bool>,
-        stats: &mut RunStats,
     ) -> Result<()> {
         let mut cur = start.clone();
         let mut gtid_state = GtidState::parse(&start.gtid).unwrap_or_default();
@@ -1153,21 +974,16 @@ impl MysqlSource {
             Flavor::MySql => GtidSet::parse(&start.gtid).unwrap_or_default(),
             Flavor::MariaDb => GtidSet::default(),
         };
-        let mut tx: Option<OpenTx> = None;
+        let mut tx: Option<TxMeta> = None;
         // The newest position handed to the writer to store.
         let mut handed = start.order_key();
-        let mut ticker = tokio::time::interval(self.cfg.status_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let progress = Arc::clone(capture.progress());
         loop {
             let ev = tokio::select! {
                 _ = stop.changed() => {
                     if *stop.borrow() {
                         return Ok(());
                     }
-                    continue;
-                }
-                _ = ticker.tick() => {
-                    self.emit(Job::Tick).await?;
                     continue;
                 }
                 ev = binlog.next() => ev,
@@ -1188,12 +1004,12 @@ impl MysqlSource {
             let event_start = end.saturating_sub(u64::from(header.event_size()));
             tracing::trace!(source = %self.cfg.name, ty, file = %cur.file, end, "binlog event");
             let done = self
-                .event(binlog, &ev, ty, event_start, &mut cur, &mut tx, stats)
+                .event(capture, binlog, &ev, ty, event_start, &mut cur, &mut tx)
                 .await?;
             if end > 0 && ty != 4 {
                 cur.pos = end;
                 if let Some(at) = progress_position(&cur.file, end) {
-                    self.progress.observe_upstream(at);
+                    progress.observe_upstream(at);
                 }
             }
             if done && let Some(t) = tx.take() {
@@ -1205,7 +1021,7 @@ impl MysqlSource {
                     cur.gtid = gtid_set.to_string();
                 }
                 handed = handed.max(cur.order_key());
-                self.commit(t, cur.clone(), stats).await?;
+                capture.commit(cur.clone()).await?;
             } else if tx.is_none() && end > 0 && is_housekeeping(ty) && cur.order_key() > handed {
                 // Between transactions the server rotated the file (a
                 // restart, FLUSH LOGS, max_binlog_size) and wrote only
@@ -1214,11 +1030,7 @@ impl MysqlSource {
                 // it is durable. Without this a source that saw no
                 // transaction since would resume from the old file.
                 handed = cur.order_key();
-                self.emit(Job::Commit {
-                    at: cur.clone(),
-                    topics: Vec::new(),
-                })
-                .await?;
+                capture.commit(cur.clone()).await?;
             }
         }
     }
@@ -1245,13 +1057,13 @@ impl MysqlSource {
     #[allow(clippy::too_many_arguments)]
     async fn event(
         &mut self,
+        capture: &mut MyCapture,
         binlog: &mysql_async::BinlogStream,
         ev: &Event,
         ty: u8,
         event_start: u64,
         cur: &mut BinlogPosition,
-        tx: &mut Option<OpenTx>,
-        stats: &mut RunStats,
+        tx: &mut Option<TxMeta>,
     ) -> Result<bool> {
         let file_seq = position::file_seq(&cur.file);
         match ty {
@@ -1270,13 +1082,16 @@ impl MysqlSource {
                             cur.file
                         ))
                     })?;
-                *tx = Some(OpenTx {
-                    gtid: Some(format!("{domain}-{server}-{seq}").into()),
-                    mariadb: Some((domain, server, seq)),
-                    standalone,
-                    start: (file_seq, event_start),
-                    ..OpenTx::default()
-                });
+                *tx = Some(
+                    TxMeta {
+                        gtid: Some(format!("{domain}-{server}-{seq}").into()),
+                        mariadb: Some((domain, server, seq)),
+                        standalone,
+                        start: (file_seq, event_start),
+                        ..TxMeta::default()
+                    }
+                    .open(capture),
+                );
                 Ok(false)
             }
             t if mariadb::COMPRESSED.contains(&t) => Err(SourceError::Unsupported(format!(
@@ -1292,26 +1107,25 @@ impl MysqlSource {
                 match data {
                     Some(EventData::GtidEvent(g)) => {
                         let gtid = mysql_gtid(g.sid(), g.gno());
-                        *tx = Some(OpenTx {
-                            mysql: gtid.split_once(':').map(|(u, _)| (u.to_string(), g.gno())),
-                            gtid: Some(gtid.into()),
-                            start: (file_seq, event_start),
-                            ..OpenTx::default()
-                        });
+                        *tx = Some(
+                            TxMeta {
+                                mysql: gtid.split_once(':').map(|(u, _)| (u.to_string(), g.gno())),
+                                gtid: Some(gtid.into()),
+                                start: (file_seq, event_start),
+                                ..TxMeta::default()
+                            }
+                            .open(capture),
+                        );
                         Ok(false)
                     }
                     Some(EventData::QueryEvent(q)) => {
-                        self.query(q, ev, event_start, cur, tx, stats).await
+                        self.query(capture, q, ev, event_start, cur, tx).await
                     }
                     Some(EventData::RowsEvent(rows)) => {
-                        let t = tx.get_or_insert_with(|| OpenTx {
-                            start: (file_seq, event_start),
-                            ..OpenTx::default()
-                        });
-                        self.rows(binlog, &rows, ev, event_start, cur, t).await?;
-                        if t.pending >= CHUNK {
-                            self.write(t).await?;
-                        }
+                        let t = ensure_tx(tx, capture, (file_seq, event_start));
+                        self.rows(capture, binlog, &rows, ev, event_start, cur, t)
+                            .await?;
+                        capture.boundary().await?;
                         Ok(false)
                     }
                     Some(EventData::XidEvent(_)) => Ok(true),
@@ -1324,33 +1138,24 @@ impl MysqlSource {
     /// A Query event: BEGIN, COMMIT, or DDL for the schema history.
     async fn query(
         &mut self,
+        capture: &mut MyCapture,
         q: QueryEvent<'_>,
         ev: &Event,
         event_start: u64,
         cur: &BinlogPosition,
-        tx: &mut Option<OpenTx>,
-        stats: &mut RunStats,
+        tx: &mut Option<TxMeta>,
     ) -> Result<bool> {
         let sql_text = q.query();
         let trimmed = sql_text.trim();
         if trimmed.eq_ignore_ascii_case("BEGIN") {
-            if tx.is_none() {
-                *tx = Some(OpenTx {
-                    start: (position::file_seq(&cur.file), event_start),
-                    ..OpenTx::default()
-                });
-            }
+            ensure_tx(tx, capture, (position::file_seq(&cur.file), event_start));
             return Ok(false);
         }
         if trimmed.eq_ignore_ascii_case("COMMIT") || trimmed.eq_ignore_ascii_case("ROLLBACK") {
             return Ok(true);
         }
         // DDL: what is pending is written with the shapes it had.
-        if let Some(t) = tx.as_mut()
-            && !t.events.is_empty()
-        {
-            self.write(t).await?;
-        }
+        capture.write_pending().await?;
         let at = BinlogPosition {
             file: cur.file.clone(),
             pos: u64::from(ev.header().log_pos()),
@@ -1380,30 +1185,33 @@ impl MysqlSource {
             }
         };
         for c in changes {
-            stats.ddl += 1;
+            capture.stats.ddl += 1;
             match c {
                 Change::Created { db, table } | Change::Altered { db, table } => {
-                    self.table_changed(&db, &table, trimmed, &at).await?;
+                    self.table_changed(capture, &db, &table, trimmed, &at)
+                        .await?;
                 }
                 Change::Dropped { db, table } => {
                     self.forget(&db, &table);
                     if (self.cfg.captured)(&db, &table) {
-                        self.history_job(&db, &table, None, trimmed, &at).await?;
+                        self.record_history(capture, &db, &table, None, trimmed, &at)
+                            .await?;
                     }
                 }
                 Change::Renamed { from, to } => {
                     self.forget(&from.0, &from.1);
                     if (self.cfg.captured)(&from.0, &from.1) {
-                        self.history_job(&from.0, &from.1, None, trimmed, &at)
+                        self.record_history(capture, &from.0, &from.1, None, trimmed, &at)
                             .await?;
                     }
-                    self.table_changed(&to.0, &to.1, trimmed, &at).await?;
+                    self.table_changed(capture, &to.0, &to.1, trimmed, &at)
+                        .await?;
                 }
                 Change::Truncated { db, table } => {
                     if !(self.cfg.captured)(&db, &table) {
                         continue;
                     }
-                    self.register(&db, &table).await?;
+                    self.register(capture, &db, &table).await?;
                     let topic: Arc<str> = self.cfg.topic(&db, &table).into();
                     let mut source = self.source_block(&db, &table, SnapshotFlag::False);
                     source.ts_ms = i64::from(ev.header().timestamp()) * 1000;
@@ -1416,11 +1224,9 @@ impl MysqlSource {
                         server_id: ev.header().server_id(),
                         row: 0,
                     };
-                    let t = tx.get_or_insert_with(|| OpenTx {
-                        start: (position::file_seq(&cur.file), event_start),
-                        ..OpenTx::default()
-                    });
+                    let t = ensure_tx(tx, capture, (position::file_seq(&cur.file), event_start));
                     push(
+                        capture,
                         t,
                         &topic,
                         Arc::new(source),
@@ -1443,26 +1249,9 @@ impl MysqlSource {
 
     /// `db.table` has a new definition in the model: recorded in the
     /// history (durably, before any row decoded with it) and registered.
-    async fn history_job(
-        &mut self,
-        db: &str,
-        table: &str,
-        def: Option<TableDef>,
-        ddl: &str,
-        at: &BinlogPosition,
-    ) -> Result<()> {
-        self.emit(Job::History {
-            db: db.to_string(),
-            table: table.to_string(),
-            def,
-            ddl: ddl.to_string(),
-            at: at.clone(),
-        })
-        .await
-    }
-
     async fn table_changed(
         &mut self,
+        capture: &mut MyCapture,
         db: &str,
         table: &str,
         ddl: &str,
@@ -1474,9 +1263,10 @@ impl MysqlSource {
         }
         let def = self.model.table(db, table).cloned();
         let known = def.is_some();
-        self.history_job(db, table, def, ddl, at).await?;
+        self.record_history(capture, db, table, def, ddl, at)
+            .await?;
         if known {
-            match self.register(db, table).await {
+            match self.register(capture, db, table).await {
                 Ok(_) => {}
                 Err(SourceError::Shape(e)) => {
                     // Registered when its rows need it; a table without a
@@ -1493,6 +1283,7 @@ impl MysqlSource {
     /// table is not captured.
     async fn table_for(
         &mut self,
+        capture: &mut MyCapture,
         binlog: &mysql_async::BinlogStream,
         table_id: u64,
         where_: &str,
@@ -1527,7 +1318,7 @@ impl MysqlSource {
             }
         })?;
         let cols = bin_columns(tme, &def, &qualified, where_, self.flavor)?;
-        let schema = self.register(&db, &name).await?;
+        let schema = self.register(capture, &db, &name).await?;
         let table = Arc::new(Table {
             topic: self.cfg.topic(&db, &name).into(),
             schema,
@@ -1539,17 +1330,22 @@ impl MysqlSource {
     }
 
     /// Decodes a rows event into `tx`.
+    #[allow(clippy::too_many_arguments)]
     async fn rows(
         &mut self,
+        capture: &mut MyCapture,
         binlog: &mysql_async::BinlogStream,
         rows: &RowsEventData<'_>,
         ev: &Event,
         event_start: u64,
         cur: &BinlogPosition,
-        tx: &mut OpenTx,
+        tx: &TxMeta,
     ) -> Result<()> {
         let where_ = format!("{}:{event_start}", cur.file);
-        let Some(table) = self.table_for(binlog, rows.table_id(), &where_).await? else {
+        let Some(table) = self
+            .table_for(capture, binlog, rows.table_id(), &where_)
+            .await?
+        else {
             return Ok(());
         };
         let n = table.cols.len();
@@ -1607,6 +1403,7 @@ impl MysqlSource {
                 )
             };
             push(
+                capture,
                 tx,
                 &table.topic,
                 Arc::clone(&source),
@@ -1618,53 +1415,27 @@ impl MysqlSource {
         }
         Ok(())
     }
-
-    /// Hands the transaction's pending events to the writer, one append
-    /// per run of events of one topic.
-    async fn write(&mut self, tx: &mut OpenTx) -> Result<()> {
-        tx.pending = 0;
-        for (topic, batch) in std::mem::take(&mut tx.events) {
-            let position = [
-                &tx.start.0.to_be_bytes()[..],
-                &tx.start.1.to_be_bytes()[..],
-                &tx.run.to_be_bytes()[..],
-            ]
-            .concat();
-            if !tx.touched.contains(&topic) {
-                tx.touched.push(Arc::clone(&topic));
-            }
-            self.emit(Job::Append {
-                topic,
-                events: batch,
-                position,
-            })
-            .await?;
-            tx.run += 1;
-        }
-        Ok(())
-    }
-
-    /// Hands the rest of a finished transaction to the writer, and the
-    /// position after it (stored once what it appended is durable).
-    async fn commit(
-        &mut self,
-        mut tx: OpenTx,
-        at: BinlogPosition,
-        stats: &mut RunStats,
-    ) -> Result<()> {
-        self.write(&mut tx).await?;
-        stats.transactions += 1;
-        stats.events += tx.total as u64;
-        self.emit(Job::Commit {
-            at,
-            topics: tx.touched,
-        })
-        .await
-    }
 }
 
+/// Opens a transaction starting at `start` unless one is open.
+fn ensure_tx<'a>(
+    tx: &'a mut Option<TxMeta>,
+    capture: &mut MyCapture,
+    start: (u32, u64),
+) -> &'a mut TxMeta {
+    tx.get_or_insert_with(|| {
+        TxMeta {
+            start,
+            ..TxMeta::default()
+        }
+        .open(capture)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn push(
-    tx: &mut OpenTx,
+    capture: &mut MyCapture,
+    tx: &TxMeta,
     topic: &Arc<str>,
     source: Arc<SourceInfo>,
     op: Op,
@@ -1672,35 +1443,18 @@ fn push(
     after: Option<Vec<Datum>>,
     ts_ms: i64,
 ) {
-    tx.total += 1;
-    tx.pending += 1;
-    let per = match tx.per_table.get_mut(topic) {
-        Some(n) => n,
-        None => tx.per_table.entry(Arc::clone(topic)).or_insert(0),
-    };
-    *per += 1;
-    let transaction = tx.gtid.as_ref().map(|g| TransactionInfo {
-        id: Arc::clone(g),
-        total_order: tx.total,
-        data_collection_order: *per,
-    });
-    let ev = ChangeEvent {
+    capture.push(topic, |order, _| ChangeEvent {
         op,
         before,
         after,
         source,
         ts_ms,
-        transaction,
-    };
-    match tx.events.last_mut() {
-        Some((t, run)) if t == topic => run.push(ev),
-        _ => {
-            // Sized for a typical transaction's run, so it rarely moves.
-            let mut run = Vec::with_capacity(256);
-            run.push(ev);
-            tx.events.push((Arc::clone(topic), run));
-        }
-    }
+        transaction: tx.gtid.as_ref().map(|g| TransactionInfo {
+            id: Arc::clone(g),
+            total_order: order.total,
+            data_collection_order: order.in_table,
+        }),
+    });
 }
 
 /// A MariaDB GTID event's body: sequence number (u64 LE), domain (u32
@@ -1789,7 +1543,7 @@ fn rotate_name_from(head: &[u8], data: &[u8]) -> String {
 /// (MariaDB flags its GTID standalone; MySQL's GTID and servers without
 /// GTIDs have no BEGIN for it), unless it ran inside an open MariaDB
 /// transaction (`CREATE TEMPORARY TABLE`).
-fn ddl_ends(tx: &Option<OpenTx>) -> bool {
+fn ddl_ends(tx: &Option<TxMeta>) -> bool {
     tx.as_ref()
         .is_none_or(|t| t.standalone || t.mariadb.is_none())
 }

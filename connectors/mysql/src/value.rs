@@ -1,6 +1,8 @@
 //! Values of the snapshot's result sets (binary protocol) to datums,
 //! with the same meaning the binlog decoder gives them.
 
+use std::num::{ParseIntError, TryFromIntError};
+
 use mysql_async::Value;
 use tributary_core::convert::{days_from_civil, digits_to_twos};
 use tributary_core::{ColumnType, Datum};
@@ -12,11 +14,66 @@ pub struct ValueError {
     /// The column.
     pub column: String,
     /// Why.
-    pub reason: String,
+    #[source]
+    pub reason: ValueReason,
+}
+
+/// Why a value does not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueReason {
+    /// An integer too wide for a 32-bit column.
+    #[error("{value} does not fit 32 bits")]
+    IntOverflow {
+        /// The value.
+        value: i64,
+        /// Cause.
+        #[source]
+        source: TryFromIntError,
+    },
+    /// An unsigned integer too large for a signed 64-bit one.
+    #[error("{value} out of range")]
+    UnsignedOverflow {
+        /// The value.
+        value: u64,
+        /// Cause.
+        #[source]
+        source: TryFromIntError,
+    },
+    /// Integer text that does not parse.
+    #[error("{text:?}: {source}")]
+    IntegerText {
+        /// The text.
+        text: String,
+        /// Cause.
+        #[source]
+        source: ParseIntError,
+    },
+    /// Decimal text that does not fit the column.
+    #[error(transparent)]
+    Decimal(#[from] DecimalTextError),
+    /// An integer for a column that holds none.
+    #[error("an integer for type {0:?}")]
+    IntegerFor(ColumnType),
+    /// A date for a column that holds none.
+    #[error("a date for type {0:?}")]
+    DateFor(ColumnType),
+    /// Bytes for a column that cannot take them.
+    #[error("bytes for type {0:?}")]
+    BytesFor(ColumnType),
+}
+
+/// Text that is not a decimal of the column's scale.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a decimal of scale {scale}")]
+pub struct DecimalTextError {
+    /// The text.
+    pub text: String,
+    /// The column's scale.
+    pub scale: u32,
 }
 
 /// Decimal text (`-12.50`) to a datum of `scale` digits after the point.
-pub fn decimal_text(text: &str, scale: u32) -> Result<Datum, String> {
+pub fn decimal_text(text: &str, scale: u32) -> Result<Datum, DecimalTextError> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -27,7 +84,10 @@ pub fn decimal_text(text: &str, scale: u32) -> Result<Datum, String> {
         || !frac.bytes().all(|b| b.is_ascii_digit())
         || frac.len() > scale as usize
     {
-        return Err(format!("{text:?} is not a decimal of scale {scale}"));
+        return Err(DecimalTextError {
+            text: text.to_string(),
+            scale,
+        });
     }
     let mut digits = format!("{int}{frac}");
     for _ in frac.len()..scale as usize {
@@ -47,22 +107,23 @@ fn text(b: Vec<u8>) -> String {
 /// `v`, read from a column of type `ty` named `column`. `pad_to`: the
 /// length of a `BINARY(n)` column.
 pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueError> {
-    let bad = |reason: String| ValueError {
+    let bad = |reason: ValueReason| ValueError {
         column: column.to_string(),
         reason,
     };
     let int = |i: i64| -> Result<Datum, ValueError> {
         Ok(match ty {
-            ColumnType::Int | ColumnType::Year => {
-                Datum::Int(i32::try_from(i).map_err(|_| bad(format!("{i} does not fit 32 bits")))?)
-            }
+            ColumnType::Int | ColumnType::Year => Datum::Int(
+                i32::try_from(i)
+                    .map_err(|source| bad(ValueReason::IntOverflow { value: i, source }))?,
+            ),
             ColumnType::Long => Datum::Long(i),
             ColumnType::UnsignedLong => Datum::Decimal {
                 unscaled: digits_to_twos(&i.unsigned_abs().to_string(), i < 0),
                 scale: 0,
             },
             ColumnType::Boolean => Datum::Bool(i != 0),
-            other => return Err(bad(format!("an integer for type {other:?}"))),
+            other => return Err(bad(ValueReason::IntegerFor(other.clone()))),
         })
     };
     Ok(match v {
@@ -73,7 +134,8 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
                 unscaled: digits_to_twos(&u.to_string(), false),
                 scale: 0,
             },
-            _ => int(i64::try_from(u).map_err(|_| bad(format!("{u} out of range")))?)?,
+            _ => int(i64::try_from(u)
+                .map_err(|source| bad(ValueReason::UnsignedOverflow { value: u, source }))?)?,
         },
         Value::Float(f) => match ty {
             ColumnType::Double => Datum::Double(f64::from(f)),
@@ -95,7 +157,7 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
                         * 1_000_000
                         + i64::from(us),
                 ),
-                other => return Err(bad(format!("a date for type {other:?}"))),
+                other => return Err(bad(ValueReason::DateFor(other.clone()))),
             }
         }
         Value::Time(neg, days, h, m, s, us) => {
@@ -106,7 +168,9 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
             Datum::Long(if neg { -micros } else { micros })
         }
         Value::Bytes(b) => match ty {
-            ColumnType::Decimal { scale, .. } => decimal_text(&text(b), *scale).map_err(bad)?,
+            ColumnType::Decimal { scale, .. } => {
+                decimal_text(&text(b), *scale).map_err(|e| bad(e.into()))?
+            }
             ColumnType::Text | ColumnType::Json | ColumnType::Enum(_) | ColumnType::Set(_) => {
                 Datum::Text(text(b))
             }
@@ -120,12 +184,14 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
                 match t.parse::<i64>() {
                     Ok(i) => int(i)?,
                     Err(_) if matches!(ty, ColumnType::UnsignedLong) => {
-                        decimal_text(&t, 0).map_err(bad)?
+                        decimal_text(&t, 0).map_err(|e| bad(e.into()))?
                     }
-                    Err(e) => return Err(bad(format!("{t:?}: {e}"))),
+                    Err(source) => {
+                        return Err(bad(ValueReason::IntegerText { text: t, source }));
+                    }
                 }
             }
-            other => return Err(bad(format!("bytes for type {other:?}"))),
+            other => return Err(bad(ValueReason::BytesFor(other.clone()))),
         },
     })
 }

@@ -5,18 +5,20 @@
 //! - [`replication`]: the replication connection and its CopyBoth stream;
 //! - [`events`]: pgoutput rows to change events;
 //! - [`snapshot`]: the initial snapshot: parallel, chunked, resumable;
-//! - [`tls`]: sslmode disable/prefer/require/verify-full with rustls;
 //! - [`spill`]: streamed transactions kept on disk until they commit;
 //! - [`source`]: the streaming source, slot to log with durable acknowledgement;
+//! - [`error`]: the source's errors and which are transient;
 //! - [`catalog`]: table shapes (columns, nullability, keys, custom types)
 //!   read from the catalog.
 
 pub mod catalog;
+pub mod error;
 pub mod events;
 pub mod pgoutput;
 pub mod replication;
 pub mod snapshot;
 pub mod source;
 pub mod spill;
-pub mod tls;
+/// TLS (from `tributary-postgres-conn`, shared with the sink).
+pub use tributary_postgres_conn::tls;
 pub mod types;

@@ -26,43 +26,7 @@ use crate::types::SESSION_OPTIONS;
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
 
-/// Where and as whom to connect. The password is never logged or shown.
-#[derive(Clone)]
-pub struct ConnectConfig {
-    /// Host name or address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// User (needs the REPLICATION attribute).
-    pub user: String,
-    /// Password, if the server asks for one.
-    pub password: Option<String>,
-    /// Database.
-    pub database: String,
-    /// Shown in pg_stat_replication.
-    pub application_name: String,
-    /// Extra `-c name=value` settings for the walsender session.
-    pub extra_options: String,
-    /// TLS use.
-    pub ssl_mode: SslMode,
-    /// CA certificate(s), PEM, for `verify-full`.
-    pub ssl_root_cert: Option<std::path::PathBuf>,
-}
-
-impl std::fmt::Debug for ConnectConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("database", &self.database)
-            .field("application_name", &self.application_name)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("ssl_root_cert", &self.ssl_root_cert)
-            .finish()
-    }
-}
+pub use tributary_postgres_conn::ConnectConfig;
 
 /// Errors of the replication connection.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +80,7 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-/// Quotes an identifier for a replication command.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+pub use tributary_postgres_conn::quote_ident;
 
 fn server_error(body: &Bytes) -> ReplicationError {
     let mut fields: HashMap<u8, String> = HashMap::new();

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
+use tributary_capture::writer::EventWriter;
 use tributary_core::{ChangeEvent, ColumnType, Datum, Op, SnapshotFlag, SourceInfo, TableSchema};
-use tributary_schemas::writer::EventWriter;
 
+use crate::error::SourceError;
 use crate::events::{self, TxContext};
 use crate::replication::quote_ident;
-use crate::source::SourceError;
 use crate::types::parse_text;
 
 /// Records appended per batch.
@@ -625,9 +625,20 @@ pub(crate) fn copy_row(
     Ok(row)
 }
 
+/// Why a field of COPY's text format could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyTextError {
+    /// A backslash with nothing after it.
+    #[error("line ends in a lone backslash")]
+    LoneBackslash,
+    /// The unescaped bytes are not UTF-8.
+    #[error("field is not UTF-8")]
+    NotUtf8,
+}
+
 /// Splits one line of COPY's text format into fields (`None` for `\N`),
 /// undoing its backslash escapes.
-pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
+pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, CopyTextError> {
     let mut out = Vec::new();
     for field in line.split(|&b| b == b'\t') {
         if field == b"\\N" {
@@ -637,14 +648,14 @@ pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
         let mut v: Vec<u8> = Vec::with_capacity(field.len());
         unescape(field, &mut v)?;
         out.push(Some(
-            String::from_utf8(v).map_err(|_| "field is not UTF-8".to_string())?,
+            String::from_utf8(v).map_err(|_| CopyTextError::NotUtf8)?,
         ));
     }
     Ok(out)
 }
 
 /// Appends `field` to `v` with COPY's backslash escapes undone.
-fn unescape(field: &[u8], v: &mut Vec<u8>) -> Result<(), String> {
+fn unescape(field: &[u8], v: &mut Vec<u8>) -> Result<(), CopyTextError> {
     let mut i = 0;
     while i < field.len() {
         let b = field[i];
@@ -654,7 +665,7 @@ fn unescape(field: &[u8], v: &mut Vec<u8>) -> Result<(), String> {
             continue;
         }
         let Some(&e) = field.get(i + 1) else {
-            return Err("line ends in a lone backslash".into());
+            return Err(CopyTextError::LoneBackslash);
         };
         i += 2;
         match e {

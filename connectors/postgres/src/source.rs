@@ -10,22 +10,25 @@
 //! log could lose, and after a restart PostgreSQL resends everything not
 //! yet durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_postgres::Client;
+use tributary_capture::writer::{EventWriter, WriteError};
+use tributary_capture::{Capture, ChangeSource, Engine, ErrorKind, Settings, StreamKey};
 use tributary_core::telemetry::{Phase, SourceProgress};
-use tributary_core::{ChangeEvent, Op, TableSchema};
-use tributary_log::{Log, Partition, TopicConfig};
-use tributary_schemas::writer::{EventWriter, WriteError};
+use tributary_core::{Op, TableSchema};
+use tributary_log::Log;
 use tributary_schemas::{Connector, EventSchema};
 
-use crate::catalog::{self, CatalogError};
-use crate::events::{self, EventError, TxContext};
-use crate::pgoutput::{self, Decoder, Message};
+use crate::catalog;
+pub use crate::error::SourceError;
+use crate::error::{Result, sql};
+use crate::events::{self, TxContext};
+use crate::pgoutput::{Decoder, Message};
 use crate::replication::{ConnectConfig, Connection, ReplicationError, StreamMessage, quote_ident};
 use crate::snapshot::{Reader, SnapshotState, TableDone, TableDoneFn, TableJob};
 use crate::spill::Spill;
@@ -35,6 +38,9 @@ use crate::spill::Spill;
 pub struct StreamConfig {
     /// Source name: the first part of topic names and Avro namespaces.
     pub name: String,
+    /// What the capture engine takes care of: topic settings, snapshot
+    /// mode, reconnects, how often durable positions are looked for.
+    pub engine: Settings,
     /// Replication connection.
     pub connect: ConnectConfig,
     /// Publication to stream (created for `tables` when missing).
@@ -46,20 +52,12 @@ pub struct StreamConfig {
     pub tables: Vec<(String, String)>,
     /// What the publication (created when missing) covers.
     pub publication_scope: PublicationScope,
-    /// How often standby status goes out.
-    pub status_interval: Duration,
-    /// Configuration of topics the source creates.
-    pub topic_config: TopicConfig,
-    /// Whether to read the tables' current rows before streaming.
-    pub snapshot: SnapshotMode,
     /// Interval of heartbeat messages (`pg_logical_emit_message`); `None`
     /// sends none.
     pub heartbeat: Option<Duration>,
     /// pgoutput protocol version: 1, or 2 to receive large transactions
     /// while they are in progress (spilled to disk until they commit).
     pub proto_version: u32,
-    /// Waits between reconnection attempts.
-    pub reconnect: Backoff,
     /// Topic names: `{source}`, `{schema}` and `{table}` are replaced.
     pub topic_template: String,
     /// Connections reading the snapshot in parallel (each reads one table
@@ -100,158 +98,7 @@ impl StreamConfig {
 /// The default topic template.
 pub const DEFAULT_TOPIC_TEMPLATE: &str = "{source}.{schema}.{table}";
 
-/// Exponential backoff: `initial`, doubling up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// First wait.
-    pub initial: Duration,
-    /// Longest wait.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-/// When the source reads a snapshot of the tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotMode {
-    /// When the slot is created: the rows as of its consistent point
-    /// (`op: r`), then the stream from that point.
-    Initial,
-    /// Never: only changes from the slot's creation on.
-    Never,
-    /// Read the tables, then stop: no slot is kept and nothing is
-    /// streamed.
-    InitialOnly,
-    /// As `Initial`, and again whenever the slot is gone or PostgreSQL
-    /// invalidated it (its WAL was removed): the changes in between are
-    /// lost, so a fresh snapshot is the only way to be complete again.
-    WhenNeeded,
-}
-
-impl SnapshotMode {
-    /// Parses `initial`, `never`, `initial_only` or `when_needed`.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "initial" => Self::Initial,
-            "never" => Self::Never,
-            "initial_only" => Self::InitialOnly,
-            "when_needed" => Self::WhenNeeded,
-            _ => return None,
-        })
-    }
-}
-
-/// Errors of the streaming source.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// SQL on the normal connection failed.
-    #[error("{what}: {source}")]
-    Sql {
-        /// What we were doing.
-        what: String,
-        /// Cause.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// The server is not set up for logical replication.
-    #[error(
-        "wal_level is {0}, logical replication needs logical: run ALTER SYSTEM SET wal_level = logical; and restart PostgreSQL"
-    )]
-    WalLevel(String),
-    /// The replication connection failed.
-    #[error(transparent)]
-    Replication(ReplicationError),
-    /// The user may not replicate.
-    #[error(
-        "user {user} may not start replication: {message}. Fix: ALTER ROLE {user} REPLICATION; (and allow it in pg_hba.conf)"
-    )]
-    NoReplicationPrivilege {
-        /// The user.
-        user: String,
-        /// The server's words.
-        message: String,
-    },
-    /// Another consumer holds the slot.
-    #[error(
-        "replication slot {slot} is in use by another connection: {message}. Fix: stop the other consumer, or SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-    )]
-    SlotActive {
-        /// The slot.
-        slot: String,
-        /// The server's words.
-        message: String,
-    },
-    /// The existing publication lacks a configured table.
-    #[error(
-        "publication {publication} does not include table {table}. Fix: ALTER PUBLICATION {publication} ADD TABLE {table};"
-    )]
-    NotPublished {
-        /// The publication.
-        publication: String,
-        /// `schema.table`.
-        table: String,
-    },
-    /// The server ended the replication stream without being asked to
-    /// (it is shutting down or restarting).
-    #[error("PostgreSQL ended the replication stream of slot {0}")]
-    StreamEnded(String),
-    /// A pgoutput message did not decode.
-    #[error(transparent)]
-    Decode(#[from] pgoutput::DecodeError),
-    /// The catalog could not describe a table.
-    #[error(transparent)]
-    Catalog(Box<CatalogError>),
-    /// A row could not become an event.
-    #[error(transparent)]
-    Event(#[from] EventError),
-    /// Writing to the log failed.
-    #[error(transparent)]
-    Write(Box<WriteError>),
-    /// A change for a relation we were not told about.
-    #[error("change for relation {0} before its Relation message")]
-    UnknownRelation(u32),
-    /// The snapshot could not be read.
-    #[error("snapshot: {0}")]
-    Snapshot(String),
-    /// TLS could not be set up.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The slot that held this source's position is gone or invalidated,
-    /// after a snapshot: the changes in between are lost.
-    #[error(
-        "replication slot {slot} {how}, but this source already read a snapshot and streamed from it: the changes in between are lost. Fix: set snapshot mode when_needed to take a new snapshot automatically, or delete {state} to start over"
-    )]
-    SlotLost {
-        /// The slot.
-        slot: String,
-        /// "no longer exists" or "was invalidated ...".
-        how: String,
-        /// The source's snapshot state file.
-        state: String,
-    },
-    /// A streamed transaction's spill file failed.
-    #[error("{0}")]
-    Spill(String),
-    /// The server sent something out of order.
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// Deriving the Avro schema failed.
-    #[error(transparent)]
-    Schema(#[from] tributary_schemas::avro::SchemaError),
-}
-
-impl From<ReplicationError> for SourceError {
-    fn from(e: ReplicationError) -> Self {
-        SourceError::Replication(e)
-    }
-}
+pub use tributary_capture::{Backoff, RunStats, SnapshotMode};
 
 impl SourceError {
     /// Turns the server errors a user can fix into errors that say how.
@@ -275,69 +122,6 @@ impl SourceError {
         }
     }
 }
-
-/// SQLSTATEs after which a new connection may succeed: connection
-/// exceptions, the server shutting down or starting up, too many clients.
-fn transient_code(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("57P") || code == "53300"
-}
-
-/// Whether a SQL error is a lost or refused connection.
-fn pg_transient(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.as_db_error() {
-        Some(d) => transient_code(d.code().code()),
-        None => std::error::Error::source(e)
-            .is_some_and(|c| c.downcast_ref::<std::io::Error>().is_some()),
-    }
-}
-
-impl SourceError {
-    /// Whether reconnecting may help: the connection broke, or the
-    /// server is shutting down or starting up.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SourceError::Replication(ReplicationError::Io { .. }) => true,
-            SourceError::Replication(ReplicationError::Server { code, .. }) => transient_code(code),
-            SourceError::Sql { source, .. } => pg_transient(source),
-            SourceError::StreamEnded(_) => true,
-            SourceError::Catalog(c) => {
-                matches!(&**c, CatalogError::Query { source, .. } if pg_transient(source))
-            }
-            _ => false,
-        }
-    }
-
-    fn is_slot_active(&self) -> bool {
-        matches!(self, SourceError::SlotActive { .. })
-    }
-}
-
-impl From<CatalogError> for SourceError {
-    fn from(e: CatalogError) -> Self {
-        SourceError::Catalog(Box::new(e))
-    }
-}
-
-impl From<WriteError> for SourceError {
-    fn from(e: WriteError) -> Self {
-        SourceError::Write(Box::new(e))
-    }
-}
-
-type Result<T, E = SourceError> = std::result::Result<T, E>;
-
-/// Partitions a transaction touched, each with the high watermark its
-/// durable watermark must reach before the commit is acknowledged.
-type DurableMarks = Vec<(Arc<Partition>, u64)>;
-
-fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
-    let what = what.into();
-    move |source| SourceError::Sql { what, source }
-}
-
 /// The topic of a table's events.
 pub fn topic_name(source: &str, schema: &str, table: &str) -> String {
     format!("{source}.{schema}.{table}")
@@ -397,7 +181,7 @@ pub async fn prepare(client: &Client, cfg: &StreamConfig) -> Result<()> {
         )
         .await
         .map_err(sql("looking up the slot"))?;
-    if slot.is_none() && cfg.snapshot == SnapshotMode::Never {
+    if slot.is_none() && cfg.engine.snapshot == SnapshotMode::Never {
         client
             .query_one(
                 "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
@@ -457,68 +241,35 @@ struct Relation {
     source: tributary_core::SourceInfo,
 }
 
-/// Events of one transaction are appended in chunks of this many, so a
-/// huge transaction never sits in memory whole. The chunking is part of
-/// the records' positions, so it must not change between runs that share
-/// a log (a replay after a crash must cut the same chunks).
-const CHUNK: usize = 4096;
-
 /// The prefix of heartbeat messages.
 const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
-
-/// A transaction being written.
-struct OpenTx {
-    ctx: TxContext,
-    /// Events not yet appended, with their topics.
-    events: Vec<(Arc<str>, ChangeEvent)>,
-    /// Per topic: events so far, and the `source` block they share.
-    per_table: HashMap<Arc<str>, (i64, Arc<tributary_core::SourceInfo>)>,
-    total: i64,
-    /// Appends so far: the middle part of the records' positions.
-    run: u32,
-    /// Topics appended to.
-    touched: Vec<Arc<str>>,
-}
-
-impl OpenTx {
-    fn new(ctx: TxContext) -> Self {
-        Self {
-            ctx,
-            events: Vec::new(),
-            per_table: HashMap::new(),
-            total: 0,
-            run: 0,
-            touched: Vec::new(),
-        }
-    }
-}
 
 /// The state of one replication session.
 #[derive(Default)]
 struct Session {
     decoder: Decoder,
-    open: Option<OpenTx>,
+    /// The open transaction's context (its events are in the capture).
+    open: Option<TxContext>,
     /// Streamed transactions in progress, by xid.
     streams: HashMap<u32, Spill>,
     /// The streamed transaction whose block is being received.
     in_block: Option<u32>,
-    /// Commits whose records are appended but maybe not yet durable.
-    pending: VecDeque<(u64, DurableMarks)>,
     /// The position that may be confirmed.
     acked: u64,
     /// The position last confirmed.
     sent: u64,
 }
 
+/// The capture handle of a PostgreSQL session: positions are end LSNs.
+type PgCapture = Capture<u64>;
+
 /// The streaming source.
 pub struct StreamSource {
     cfg: StreamConfig,
     client: Option<Client>,
-    log: Log,
-    writer: Arc<EventWriter>,
+    engine: Engine,
     relations: HashMap<u32, Relation>,
     state: SnapshotState,
-    progress: Arc<SourceProgress>,
 }
 
 impl std::fmt::Debug for StreamSource {
@@ -529,82 +280,141 @@ impl std::fmt::Debug for StreamSource {
     }
 }
 
-/// Opens a normal (SQL) connection with the session settings the value
-/// parsers expect.
-pub async fn sql_connect(cfg: &ConnectConfig) -> Result<Client> {
-    let mut c = tokio_postgres::Config::new();
-    c.host(&cfg.host)
-        .port(cfg.port)
-        .user(&cfg.user)
-        .dbname(&cfg.database)
-        .application_name(&cfg.application_name)
-        .options(crate::types::SESSION_OPTIONS)
-        .connect_timeout(Duration::from_secs(10));
-    if let Some(p) = &cfg.password {
-        c.password(p);
-    }
-    let what = || {
-        format!(
-            "connecting to {}:{} database {} (sslmode {})",
-            cfg.host,
-            cfg.port,
-            cfg.database,
-            cfg.ssl_mode.as_str()
-        )
-    };
-    let tls = crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())
-        .map_err(|e| SourceError::Tls(format!("{}: {e}", what())))?;
-    let client = match tls {
-        None => {
-            c.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            let (client, conn) = c
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(sql(what()))?;
-            spawn_connection(conn);
-            client
-        }
-        Some(config) => {
-            c.ssl_mode(match cfg.ssl_mode {
-                crate::tls::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                _ => tokio_postgres::config::SslMode::Require,
-            });
-            let (client, conn) = c
-                .connect(crate::tls::MakeRustls::new(config))
-                .await
-                .map_err(sql(what()))?;
-            spawn_connection(conn);
-            client
-        }
-    };
-    Ok(client)
-}
+pub use tributary_postgres_conn::sql_connect;
 
-fn spawn_connection<T>(conn: T)
-where
-    T: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>
-        + Send
-        + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "SQL connection ended");
+impl ChangeSource for StreamSource {
+    type Position = u64;
+    type Error = SourceError;
+    const DATABASE: &'static str = "PostgreSQL";
+
+    /// One connection's life: connect, snapshot if needed, stream.
+    async fn session(
+        &mut self,
+        capture: &mut PgCapture,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.relations.clear();
+        self.client = Some(sql_connect(&self.cfg.connect).await?);
+        prepare(self.client()?, &self.cfg).await?;
+        let mut conn = Connection::connect(&self.cfg.connect)
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
+        if !self.snapshot_if_needed(capture, &mut conn).await? {
+            return Ok(());
         }
-    });
+        let spill_dir = self.spill_dir();
+        if spill_dir.exists() {
+            std::fs::remove_dir_all(&spill_dir).map_err(|e| {
+                SourceError::Snapshot(format!("clearing {}: {e}", spill_dir.display()))
+            })?;
+        }
+        let proto = self.cfg.proto_version.to_string();
+        let mut options = vec![
+            ("proto_version", proto.as_str()),
+            ("publication_names", self.cfg.publication.as_str()),
+            ("messages", "true"),
+        ];
+        if self.cfg.proto_version >= 2 {
+            options.push(("streaming", "on"));
+        }
+        let (mut reader, mut status) = conn
+            .start_replication(&self.cfg.slot, 0, &options)
+            .await
+            .map_err(|e| SourceError::explain(e, &self.cfg))?;
+        capture.streaming();
+        tracing::info!(source = %self.cfg.name, slot = %self.cfg.slot, proto = self.cfg.proto_version, "streaming");
+        let progress = Arc::clone(capture.progress());
+        let mut s = Session::default();
+        let mut ticker = tokio::time::interval(self.cfg.engine.status_interval);
+        // Heartbeats: a transactional logical message commits a small
+        // transaction into the stream, so the slot keeps advancing (and
+        // retained WAL stays bounded) while the captured tables are idle.
+        let mut heartbeat =
+            tokio::time::interval(self.cfg.heartbeat.unwrap_or(Duration::from_secs(3600)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = heartbeat.tick(), if self.cfg.heartbeat.is_some() => {
+                    self.client()?
+                        .execute("SELECT pg_logical_emit_message(true, 'tributary.heartbeat', now()::text)", &[])
+                        .await
+                        .map_err(sql("emitting a heartbeat"))?;
+                }
+                _ = ticker.tick() => {
+                    if let Some(lsn) = capture.durable() {
+                        s.acked = s.acked.max(lsn);
+                    }
+                    if s.acked > s.sent {
+                        status.send_status(s.acked, s.acked, s.acked, false).await?;
+                        s.sent = s.acked;
+                        progress.acknowledge(s.acked);
+                    }
+                }
+                msg = reader.next() => {
+                    // CopyDone from the server: it is going away, not us.
+                    let Some(msg) = msg? else {
+                        return Err(SourceError::StreamEnded(self.cfg.slot.clone()));
+                    };
+                    match msg {
+                        StreamMessage::Keepalive { end, reply, .. } => {
+                            progress.observe_upstream(end);
+                            // Nothing in flight: everything up to the server's
+                            // position is either ours and durable, or not ours.
+                            if s.open.is_none() && capture.is_idle() && s.streams.is_empty() {
+                                s.acked = s.acked.max(end);
+                            }
+                            if reply {
+                                status.send_status(s.acked, s.acked, s.acked, false).await?;
+                                s.sent = s.acked;
+                                // Before anything is confirmed the position is 0: no lag known yet.
+                                if s.acked > 0 {
+                                    progress.acknowledge(s.acked);
+                                }
+                            }
+                        }
+                        StreamMessage::XLogData { end, data, .. } => {
+                            progress.observe_upstream(end);
+                            self.message(capture, &mut s, data).await?;
+                        }
+                    }
+                }
+            }
+        }
+        for (_, spill) in s.streams.drain() {
+            spill.discard();
+        }
+        status.close().await?;
+        Ok(())
+    }
+
+    fn classify(&self, error: &SourceError, streamed: bool) -> ErrorKind {
+        // After a drop, the old walsender can hold the slot a moment.
+        if error.is_transient() || (streamed && error.is_slot_active()) {
+            ErrorKind::Transient
+        } else if matches!(error, SourceError::SlotLost { .. }) {
+            ErrorKind::PositionLost
+        } else {
+            ErrorKind::Fatal
+        }
+    }
 }
 
 impl StreamSource {
     /// A source writing through `writer` into `log`. It connects when
     /// run.
     pub fn new(cfg: StreamConfig, log: Log, writer: EventWriter) -> Self {
+        let engine = Engine::new(&cfg.name, log, writer, cfg.engine.clone());
         Self {
             cfg,
             client: None,
-            log,
-            writer: Arc::new(writer),
+            engine,
             relations: HashMap::new(),
             state: SnapshotState::default(),
-            progress: Arc::default(),
         }
     }
 
@@ -612,7 +422,7 @@ impl StreamSource {
     /// and the position confirmed to it) to `progress`, which outlives
     /// this source (the runtime keeps one across restarts).
     pub fn with_progress(mut self, progress: Arc<SourceProgress>) -> Self {
-        self.progress = progress;
+        self.engine.progress = progress;
         self
     }
 
@@ -622,8 +432,12 @@ impl StreamSource {
             .ok_or_else(|| SourceError::Snapshot("no SQL connection".into()))
     }
 
+    fn log(&self) -> &Log {
+        &self.engine.log
+    }
+
     fn spill_dir(&self) -> std::path::PathBuf {
-        self.log
+        self.log()
             .dir()
             .join("sources")
             .join(&self.cfg.name)
@@ -632,6 +446,7 @@ impl StreamSource {
 
     async fn on_relation(
         &mut self,
+        capture: &mut PgCapture,
         oid: u32,
         namespace: &str,
         name: &str,
@@ -655,8 +470,9 @@ impl StreamSource {
             let as_of = self.state.get(namespace, name).map_or(0, |t| t.as_of);
             self.first_seen(namespace, name)?;
             let schema = EventSchema::new(&self.cfg.name, Connector::Postgres, table.clone())?;
-            self.writer
-                .register(&topic, schema, self.cfg.topic_config.clone())?;
+            // An ALTER TABLE inside a transaction: the table's earlier
+            // rows are written under the shape they had first.
+            capture.register(&topic, schema).await?;
             self.relations.insert(
                 oid,
                 Relation {
@@ -680,7 +496,7 @@ impl StreamSource {
     /// not read it again.
     fn first_seen(&mut self, schema: &str, table: &str) -> Result<()> {
         let snapshots = matches!(
-            self.cfg.snapshot,
+            self.cfg.engine.snapshot,
             SnapshotMode::Initial | SnapshotMode::WhenNeeded
         );
         if !snapshots
@@ -707,27 +523,28 @@ impl StreamSource {
     }
 
     fn push(
-        tx: &mut OpenTx,
+        capture: &mut PgCapture,
+        ctx: &TxContext,
         rel: &Relation,
         op: Op,
         before: Option<Vec<tributary_core::Datum>>,
         after: Option<Vec<tributary_core::Datum>>,
     ) {
-        tx.total += 1;
-        let ctx = &tx.ctx;
-        let (per, source) = tx
-            .per_table
-            .entry(Arc::clone(&rel.topic))
-            .or_insert_with(|| (0, ctx.shared_source(&rel.source, false)));
-        *per += 1;
-        let ev = ctx.event(source, op, before, after, tx.total, *per);
-        tx.events.push((Arc::clone(&rel.topic), ev));
+        capture.push(&rel.topic, |order, shared| {
+            let source = shared.get_or_insert_with(|| ctx.shared_source(&rel.source, false));
+            ctx.event(source, op, before, after, order.total, order.in_table)
+        });
     }
 
-    /// Applies one message of a transaction: a change becomes an event of
-    /// `tx`, a Relation updates the table's shape first. Appends when a
+    /// Applies one message of the transaction `ctx`: a change becomes an
+    /// event, a Relation updates the table's shape first. Appends when a
     /// chunk is full.
-    async fn change(&mut self, tx: &mut OpenTx, msg: Message, stats: &mut RunStats) -> Result<()> {
+    async fn change(
+        &mut self,
+        capture: &mut PgCapture,
+        ctx: &TxContext,
+        msg: Message,
+    ) -> Result<()> {
         match msg {
             Message::Relation {
                 oid,
@@ -737,26 +554,20 @@ impl StreamSource {
                 columns,
                 ..
             } => {
-                // An ALTER TABLE inside the transaction: its earlier rows
-                // are written under the shape they have before the new
-                // shape is registered (a topic encodes with its latest).
-                if !tx.events.is_empty() {
-                    self.write(tx)?;
-                }
-                self.on_relation(oid, &namespace, &name, &columns, replica_identity)
+                self.on_relation(capture, oid, &namespace, &name, &columns, replica_identity)
                     .await?;
             }
             Message::Insert { oid, .. }
             | Message::Update { oid, .. }
             | Message::Delete { oid, .. }
-                if self.relation(oid)?.as_of > tx.ctx.commit_lsn =>
+                if self.relation(oid)?.as_of > ctx.commit_lsn =>
             {
                 // Already in the table's snapshot.
             }
             Message::Insert { oid, new, .. } => {
                 let rel = self.relation(oid)?;
                 let after = events::row(&rel.table, &new)?;
-                Self::push(tx, rel, Op::Create, None, Some(after));
+                Self::push(capture, ctx, rel, Op::Create, None, Some(after));
             }
             Message::Update { oid, old, new, .. } => {
                 let rel = self.relation(oid)?;
@@ -764,7 +575,7 @@ impl StreamSource {
                     .map(|(k, t)| events::old_row(&rel.table, k, &t))
                     .transpose()?;
                 let after = events::row(&rel.table, &new)?;
-                Self::push(tx, rel, Op::Update, before, Some(after));
+                Self::push(capture, ctx, rel, Op::Update, before, Some(after));
             }
             Message::Delete {
                 oid,
@@ -773,84 +584,38 @@ impl StreamSource {
             } => {
                 let rel = self.relation(oid)?;
                 let before = events::old_row(&rel.table, kind, &tuple)?;
-                Self::push(tx, rel, Op::Delete, Some(before), None);
+                Self::push(capture, ctx, rel, Op::Delete, Some(before), None);
             }
             Message::Truncate { oids, .. } => {
                 for oid in oids {
                     let rel = self.relation(oid)?;
-                    if rel.as_of <= tx.ctx.commit_lsn {
-                        Self::push(tx, rel, Op::Truncate, None, None);
+                    if rel.as_of <= ctx.commit_lsn {
+                        Self::push(capture, ctx, rel, Op::Truncate, None, None);
                     }
                 }
             }
             Message::LogicalMessage { prefix, .. } if prefix == HEARTBEAT_PREFIX => {
-                stats.heartbeats += 1;
+                capture.stats.heartbeats += 1;
             }
             // Type: custom types are read from the catalog with the
             // relation. Origin: recorded by nothing downstream yet.
             _ => {}
         }
-        if tx.events.len() >= CHUNK {
-            self.write(tx)?;
-        }
+        capture.boundary().await?;
         Ok(())
     }
 
-    /// Appends the transaction's pending events, one append per run of
-    /// events of the same topic.
-    fn write(&self, tx: &mut OpenTx) -> Result<()> {
-        let events = std::mem::take(&mut tx.events);
-        let mut it = events.into_iter().peekable();
-        while let Some((topic, ev)) = it.next() {
-            let mut batch = vec![ev];
-            while let Some((_, e)) = it.next_if(|(t, _)| *t == topic) {
-                batch.push(e);
-            }
-            // Position: commit LSN, then the append within the
-            // transaction, then (added by the writer) the record: sorts in
-            // stream order, so a replay after a crash skips what already
-            // reached the log.
-            let position = [
-                &tx.ctx.commit_lsn.to_be_bytes()[..],
-                &tx.run.to_be_bytes()[..],
-            ]
-            .concat();
-            self.writer.append_at(&topic, &batch, Some(&position))?;
-            if !tx.touched.contains(&topic) {
-                tx.touched.push(topic);
-            }
-            tx.run += 1;
-        }
-        Ok(())
-    }
-
-    /// Appends the rest of a committed transaction; returns the
-    /// partitions it touched and the high watermark each must become
-    /// durable past.
-    fn commit(&self, mut tx: OpenTx, stats: &mut RunStats) -> Result<DurableMarks> {
-        self.write(&mut tx)?;
-        stats.transactions += 1;
-        stats.events += tx.total as u64;
-        let mut marks = Vec::new();
-        for t in &tx.touched {
-            let topic = self
-                .log
-                .topic(&self.writer.log_topic(t))
-                .map_err(WriteError::from)?;
-            for p in topic.partitions() {
-                marks.push((Arc::clone(p), p.high_watermark()));
-            }
-        }
-        Ok(marks)
-    }
-
-    fn tx_context(&self, xid: u32, commit_lsn: u64, commit_time: i64) -> TxContext {
+    /// Opens the transaction that commits at `commit_lsn`: its records'
+    /// positions start with the commit LSN, so they sort in stream order
+    /// and a replay after a crash skips what already reached the log.
+    fn begin(capture: &mut PgCapture, xid: u32, commit_lsn: u64, commit_time: i64) -> TxContext {
+        capture.begin(StreamKey::from_parts(&[&commit_lsn.to_be_bytes()]));
         TxContext::new(xid, commit_lsn, commit_time)
     }
 
     /// The file that records which tables this source's snapshots read.
     fn state_path(&self) -> std::path::PathBuf {
-        self.log
+        self.log()
             .dir()
             .join("sources")
             .join(&self.cfg.name)
@@ -861,152 +626,18 @@ impl StreamSource {
     /// lost connection (PostgreSQL restarted, the network dropped) is
     /// retried with exponential backoff; the slot keeps the position, and
     /// what was already written is not written again.
-    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<RunStats> {
-        let mut stats = RunStats::default();
-        let mut delay = self.cfg.reconnect.initial;
-        loop {
-            let streamed = stats.sessions;
-            let err = match self.session(&mut stop, &mut stats).await {
-                Ok(()) => return Ok(stats),
-                Err(e) => e,
-            };
-            // After a drop, the old walsender can hold the slot a moment.
-            let retry = err.is_transient() || (stats.sessions > 0 && err.is_slot_active());
-            if !retry || *stop.borrow() {
-                return Err(err);
-            }
-            if stats.sessions > streamed {
-                delay = self.cfg.reconnect.initial;
-            }
-            stats.reconnects += 1;
-            tracing::warn!(source = %self.cfg.name, error = %err, retry_in_ms = delay.as_millis() as u64, "PostgreSQL connection lost; reconnecting");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                return Ok(stats);
-            }
-            delay = (delay * 2).min(self.cfg.reconnect.max);
-        }
-    }
-
-    /// One connection's life: connect, snapshot if needed, stream.
-    async fn session(
-        &mut self,
-        stop: &mut watch::Receiver<bool>,
-        stats: &mut RunStats,
-    ) -> Result<()> {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        self.relations.clear();
-        self.progress.set_phase(Phase::Connecting);
-        self.client = Some(sql_connect(&self.cfg.connect).await?);
-        prepare(self.client()?, &self.cfg).await?;
-        let mut conn = Connection::connect(&self.cfg.connect)
-            .await
-            .map_err(|e| SourceError::explain(e, &self.cfg))?;
-        if !self.snapshot_if_needed(&mut conn, stats).await? {
-            return Ok(());
-        }
-        let spill_dir = self.spill_dir();
-        if spill_dir.exists() {
-            std::fs::remove_dir_all(&spill_dir).map_err(|e| {
-                SourceError::Snapshot(format!("clearing {}: {e}", spill_dir.display()))
-            })?;
-        }
-        let proto = self.cfg.proto_version.to_string();
-        let mut options = vec![
-            ("proto_version", proto.as_str()),
-            ("publication_names", self.cfg.publication.as_str()),
-            ("messages", "true"),
-        ];
-        if self.cfg.proto_version >= 2 {
-            options.push(("streaming", "on"));
-        }
-        let (mut reader, mut status) = conn
-            .start_replication(&self.cfg.slot, 0, &options)
-            .await
-            .map_err(|e| SourceError::explain(e, &self.cfg))?;
-        stats.sessions += 1;
-        self.progress.set_phase(Phase::Streaming);
-        tracing::info!(source = %self.cfg.name, slot = %self.cfg.slot, proto = self.cfg.proto_version, "streaming");
-        let mut s = Session::default();
-        let mut ticker = tokio::time::interval(self.cfg.status_interval);
-        // Heartbeats: a transactional logical message commits a small
-        // transaction into the stream, so the slot keeps advancing (and
-        // retained WAL stays bounded) while the captured tables are idle.
-        let mut heartbeat =
-            tokio::time::interval(self.cfg.heartbeat.unwrap_or(Duration::from_secs(3600)));
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() {
-                        break;
-                    }
-                }
-                _ = heartbeat.tick(), if self.cfg.heartbeat.is_some() => {
-                    self.client()?
-                        .execute("SELECT pg_logical_emit_message(true, 'tributary.heartbeat', now()::text)", &[])
-                        .await
-                        .map_err(sql("emitting a heartbeat"))?;
-                }
-                _ = ticker.tick() => {
-                    while let Some((lsn, marks)) = s.pending.front() {
-                        if marks.iter().all(|(p, hw)| p.durable_watermark() >= *hw) {
-                            s.acked = s.acked.max(*lsn);
-                            s.pending.pop_front();
-                        } else {
-                            break;
-                        }
-                    }
-                    if s.acked > s.sent {
-                        status.send_status(s.acked, s.acked, s.acked, false).await?;
-                        s.sent = s.acked;
-                        self.progress.acknowledge(s.acked);
-                    }
-                }
-                msg = reader.next() => {
-                    // CopyDone from the server: it is going away, not us.
-                    let Some(msg) = msg? else {
-                        return Err(SourceError::StreamEnded(self.cfg.slot.clone()));
-                    };
-                    match msg {
-                        StreamMessage::Keepalive { end, reply, .. } => {
-                            self.progress.observe_upstream(end);
-                            // Nothing in flight: everything up to the server's
-                            // position is either ours and durable, or not ours.
-                            if s.open.is_none() && s.pending.is_empty() && s.streams.is_empty() {
-                                s.acked = s.acked.max(end);
-                            }
-                            if reply {
-                                status.send_status(s.acked, s.acked, s.acked, false).await?;
-                                s.sent = s.acked;
-                                // Before anything is confirmed the position is 0: no lag known yet.
-                                if s.acked > 0 {
-                                    self.progress.acknowledge(s.acked);
-                                }
-                            }
-                        }
-                        StreamMessage::XLogData { end, data, .. } => {
-                            self.progress.observe_upstream(end);
-                            self.message(&mut s, data, stats).await?;
-                        }
-                    }
-                }
-            }
-        }
-        for (_, spill) in s.streams.drain() {
-            spill.discard();
-        }
-        status.close().await?;
-        Ok(())
+    pub async fn run(&mut self, stop: watch::Receiver<bool>) -> Result<RunStats> {
+        let engine = self.engine.clone();
+        tributary_capture::run(self, &engine, stop).await
     }
 
     /// Handles one pgoutput message of the stream.
-    async fn message(&mut self, s: &mut Session, data: Bytes, stats: &mut RunStats) -> Result<()> {
+    async fn message(
+        &mut self,
+        capture: &mut PgCapture,
+        s: &mut Session,
+        data: Bytes,
+    ) -> Result<()> {
         let msg = s.decoder.decode(&data)?;
         if let Some(xid) = s.in_block {
             // Inside a block of a streamed transaction: to its file.
@@ -1028,12 +659,11 @@ impl StreamSource {
                 commit_time,
                 xid,
             } => {
-                s.open = Some(OpenTx::new(self.tx_context(xid, final_lsn, commit_time)));
+                s.open = Some(Self::begin(capture, xid, final_lsn, commit_time));
             }
             Message::Commit { end_lsn, .. } => {
-                if let Some(tx) = s.open.take() {
-                    let marks = self.commit(tx, stats)?;
-                    s.pending.push_back((end_lsn, marks));
+                if s.open.take().is_some() {
+                    capture.commit(end_lsn).await?;
                 }
             }
             Message::StreamStart { xid, first_segment } => {
@@ -1062,22 +692,21 @@ impl StreamSource {
                 commit_time,
                 ..
             } => {
-                let mut tx = OpenTx::new(self.tx_context(xid, commit_lsn, commit_time));
+                let ctx = Self::begin(capture, xid, commit_lsn, commit_time);
                 if let Some(spill) = s.streams.remove(&xid) {
                     let mut rd = spill.finish().map_err(SourceError::Spill)?;
                     let mut dec = Decoder::in_stream();
                     while let Some(raw) = rd.next_message().map_err(SourceError::Spill)? {
                         let m = dec.decode(&raw)?;
-                        self.change(&mut tx, m, stats).await?;
+                        self.change(capture, &ctx, m).await?;
                     }
                 }
-                let marks = self.commit(tx, stats)?;
-                s.pending.push_back((end_lsn, marks));
+                capture.commit(end_lsn).await?;
             }
             msg => match s.open.take() {
-                Some(mut tx) => {
-                    self.change(&mut tx, msg, stats).await?;
-                    s.open = Some(tx);
+                Some(ctx) => {
+                    self.change(capture, &ctx, msg).await?;
+                    s.open = Some(ctx);
                 }
                 None => match msg {
                     Message::Relation {
@@ -1088,8 +717,15 @@ impl StreamSource {
                         columns,
                         ..
                     } => {
-                        self.on_relation(oid, &namespace, &name, &columns, replica_identity)
-                            .await?;
+                        self.on_relation(
+                            capture,
+                            oid,
+                            &namespace,
+                            &name,
+                            &columns,
+                            replica_identity,
+                        )
+                        .await?;
                     }
                     // Non-transactional messages and Origin/Type outside a
                     // transaction carry no rows.
@@ -1111,10 +747,10 @@ impl StreamSource {
     /// Returns whether to stream afterwards.
     async fn snapshot_if_needed(
         &mut self,
+        capture: &mut PgCapture,
         conn: &mut Connection,
-        stats: &mut RunStats,
     ) -> Result<bool> {
-        let mode = self.cfg.snapshot;
+        let mode = self.cfg.engine.snapshot;
         let path = self.state_path();
         self.state = SnapshotState::load(&path)?;
         if mode == SnapshotMode::Never {
@@ -1164,13 +800,13 @@ impl StreamSource {
         if todo.is_empty() {
             return Ok(streaming);
         }
-        self.progress.set_phase(Phase::Snapshot);
+        capture.progress().set_phase(Phase::Snapshot);
         if streaming && !slot_exists {
             // A new slot: the snapshot it exports is exactly where its
             // stream begins. The connection stays idle (keeping the
             // snapshot alive) until the stream starts on it.
             let (point, name) = create_slot(conn, &self.cfg.slot, false).await?;
-            self.read_snapshot(&name, point, &todo, stats).await?;
+            self.read_snapshot(capture, &name, point, &todo).await?;
             // A table that joined a schema or all-tables publication while
             // the slot was being created may hold rows committed before
             // its consistent point: neither the list read above nor the
@@ -1182,10 +818,10 @@ impl StreamSource {
                 .collect();
             if !late.is_empty() {
                 tracing::info!(source = %self.cfg.name, tables = late.len(), "tables created while the slot was created: reading them at a later point");
-                self.read_at_temporary_slot(&late, stats).await?;
+                self.read_at_temporary_slot(capture, &late).await?;
             }
         } else {
-            self.read_at_temporary_slot(&todo, stats).await?;
+            self.read_at_temporary_slot(capture, &todo).await?;
         }
         Ok(streaming)
     }
@@ -1196,8 +832,8 @@ impl StreamSource {
     /// stream skips these tables' changes from before it.
     async fn read_at_temporary_slot(
         &mut self,
+        capture: &mut PgCapture,
         tables: &[(String, String)],
-        stats: &mut RunStats,
     ) -> Result<()> {
         let mut tmp = Connection::connect(&self.cfg.connect)
             .await
@@ -1205,7 +841,8 @@ impl StreamSource {
         let mut name = format!("{}_snap", self.cfg.slot);
         name.truncate(63);
         let (point, snapshot) = create_slot(&mut tmp, &name, true).await?;
-        self.read_snapshot(&snapshot, point, tables, stats).await?;
+        self.read_snapshot(capture, &snapshot, point, tables)
+            .await?;
         // Temporary slots go with their connection anyway; dropping it
         // now means none is left when this returns.
         tmp.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&name)))
@@ -1218,10 +855,10 @@ impl StreamSource {
     /// events and recording each table once its rows are durable.
     async fn read_snapshot(
         &mut self,
+        capture: &mut PgCapture,
         name: &str,
         point: u64,
         tables: &[(String, String)],
-        stats: &mut RunStats,
     ) -> Result<()> {
         let begin = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
@@ -1242,9 +879,8 @@ impl StreamSource {
                     .await?;
             let topic = self.cfg.topic(schema, table);
             let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
-            self.writer
-                .register(&topic, avro, self.cfg.topic_config.clone())?;
-            let retracted = self.retract(&topic, &shape, point)?;
+            capture.register(&topic, avro).await?;
+            let retracted = self.retract(capture.writer(), &topic, &shape, point)?;
             if retracted > 0 {
                 tracing::info!(table = %shape.qualified_name(), keys = retracted, "deleted the rows of an interrupted read before reading the table again");
             }
@@ -1271,7 +907,7 @@ impl StreamSource {
         );
         let state = Arc::new(std::sync::Mutex::new(std::mem::take(&mut self.state)));
         let on_done: TableDoneFn = {
-            let (state, path, log) = (Arc::clone(&state), self.state_path(), self.log.clone());
+            let (state, path, log) = (Arc::clone(&state), self.state_path(), self.log().clone());
             Box::new(move |job: &TableJob| -> Result<()> {
                 // The table's records durable before it is recorded as read.
                 let flushing = std::time::Instant::now();
@@ -1293,7 +929,7 @@ impl StreamSource {
         };
         let reader = Reader {
             jobs,
-            writer: Arc::clone(&self.writer),
+            writer: Arc::clone(capture.writer()),
             ctx: TxContext::snapshot(point),
             on_table_done: on_done,
             progress_interval: self.cfg.progress_interval,
@@ -1301,7 +937,7 @@ impl StreamSource {
         let read = reader.read(clients).await;
         self.state = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (rows, clients) = read?;
-        stats.snapshot_rows += rows;
+        capture.stats.snapshot_rows += rows;
         for c in &clients {
             c.batch_execute("COMMIT")
                 .await
@@ -1319,11 +955,17 @@ impl StreamSource {
     /// before that point, deletes included; so a row deleted in between
     /// would otherwise live on in consumers. Each key's delete precedes
     /// its new `op: r` in the key's partition. Returns the keys deleted.
-    fn retract(&self, topic: &str, shape: &TableSchema, point: u64) -> Result<u64> {
-        let Ok(t) = self.log.topic(&self.writer.log_topic(topic)) else {
+    fn retract(
+        &self,
+        writer: &EventWriter,
+        topic: &str,
+        shape: &TableSchema,
+        point: u64,
+    ) -> Result<u64> {
+        let Ok(t) = self.log().topic(&writer.log_topic(topic)) else {
             return Ok(0);
         };
-        let Some(schema) = self.writer.schema(topic) else {
+        let Some(schema) = writer.schema(topic) else {
             return Ok(0);
         };
         let read_err =
@@ -1368,12 +1010,12 @@ impl StreamSource {
             }
             batch.push(ctx.snapshot_event(&template, Op::Delete, Some(before), None));
             if batch.len() == 1000 {
-                self.writer.append(topic, &batch)?;
+                writer.append(topic, &batch)?;
                 n += batch.len() as u64;
                 batch.clear();
             }
         }
-        self.writer.append(topic, &batch)?;
+        writer.append(topic, &batch)?;
         Ok(n + batch.len() as u64)
     }
 }
@@ -1402,21 +1044,4 @@ async fn create_slot(conn: &mut Connection, slot: &str, temporary: bool) -> Resu
         .and_then(|v| v.clone())
         .ok_or_else(|| SourceError::Snapshot("no exported snapshot".into()))?;
     Ok((point, name))
-}
-
-/// What one `run` did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Committed transactions received (heartbeats included).
-    pub transactions: u64,
-    /// Change events written.
-    pub events: u64,
-    /// Heartbeat messages that came back through the stream.
-    pub heartbeats: u64,
-    /// Sessions that reached streaming.
-    pub sessions: u64,
-    /// Reconnections after a lost connection.
-    pub reconnects: u64,
-    /// Rows read by snapshots.
-    pub snapshot_rows: u64,
 }

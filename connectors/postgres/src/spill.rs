@@ -26,13 +26,39 @@ pub struct Spill {
     pub messages: u64,
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| format!("spill file {}: {e}", path.display())
+/// Errors of spill files.
+#[derive(Debug, thiserror::Error)]
+pub enum SpillError {
+    /// Reading, writing or creating the file (or its directory) failed.
+    #[error("spill file {}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A message too long for the file's 32-bit length prefix.
+    #[error("message over 4 GiB")]
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// Cause.
+        #[source]
+        source: std::num::TryFromIntError,
+    },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SpillError + '_ {
+    move |source| SpillError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Spill {
     /// Starts (or, on a first segment, restarts) the file of `xid` in `dir`.
-    pub fn create(dir: &Path, xid: u32) -> Result<Self, String> {
+    pub fn create(dir: &Path, xid: u32) -> Result<Self, SpillError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(format!("{xid}.spill"));
         let file = File::create(&path).map_err(io(&path))?;
@@ -45,8 +71,11 @@ impl Spill {
     }
 
     /// Appends one raw pgoutput message of subtransaction `subxid`.
-    pub fn push(&mut self, subxid: u32, data: &[u8]) -> Result<(), String> {
-        let len = u32::try_from(data.len()).map_err(|_| "message over 4 GiB".to_string())?;
+    pub fn push(&mut self, subxid: u32, data: &[u8]) -> Result<(), SpillError> {
+        let len = u32::try_from(data.len()).map_err(|source| SpillError::MessageTooLarge {
+            len: data.len(),
+            source,
+        })?;
         let path = &self.path;
         self.file
             .write_all(&subxid.to_le_bytes())
@@ -64,11 +93,11 @@ impl Spill {
 
     /// Ends writing: a reader over the messages of subtransactions that
     /// did not abort, in stream order.
-    pub fn finish(self) -> Result<SpillReader, String> {
+    pub fn finish(self) -> Result<SpillReader, SpillError> {
         let file = self
             .file
             .into_inner()
-            .map_err(|e| format!("spill file {}: {}", self.path.display(), e.error()))?;
+            .map_err(|e| io(&self.path)(e.into_error()))?;
         drop(file);
         let f = File::open(&self.path).map_err(io(&self.path))?;
         Ok(SpillReader {
@@ -96,7 +125,7 @@ pub struct SpillReader {
 
 impl SpillReader {
     /// The next message, or `None` at the end.
-    pub fn next_message(&mut self) -> Result<Option<Bytes>, String> {
+    pub fn next_message(&mut self) -> Result<Option<Bytes>, SpillError> {
         loop {
             let mut head = [0u8; 8];
             match self.rd.read_exact(&mut head) {

@@ -9,9 +9,7 @@ pub use tributary_core::convert::days_from_civil;
 use tributary_core::convert::digits_to_twos;
 use tributary_core::{ColumnType, Datum, NumericSpecial};
 
-/// Session settings the text parsers rely on (startup `options`).
-pub const SESSION_OPTIONS: &str =
-    "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC -c extra_float_digits=3";
+pub use tributary_postgres_conn::SESSION_OPTIONS;
 
 /// Well-known type OIDs (`pg_type.oid`).
 pub mod oid {

@@ -58,6 +58,37 @@ pub enum Literal {
     Text(String),
 }
 
+/// Why a filter's `where` does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PredicateError {
+    /// No comparison operator.
+    #[error("{text:?}: expected `column OP value` with OP one of = != < <= > >=")]
+    NoOperator {
+        /// The predicate (trimmed).
+        text: String,
+    },
+    /// Nothing, or more than one word, before the operator.
+    #[error("{text:?}: expected a column name before {op}")]
+    NoColumn {
+        /// The predicate (trimmed).
+        text: String,
+        /// The operator found.
+        op: &'static str,
+    },
+    /// `null` with an ordering comparison.
+    #[error("{text:?}: null compares with = or != only")]
+    NullOrdered {
+        /// The predicate (trimmed).
+        text: String,
+    },
+    /// The right side is no literal.
+    #[error("{text:?}: the value must be a number, 'quoted text', true, false or null")]
+    BadValue {
+        /// The predicate (trimmed).
+        text: String,
+    },
+}
+
 /// `column <cmp> literal`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predicate {
@@ -72,9 +103,9 @@ pub struct Predicate {
 impl Predicate {
     /// Parses `column = 'text'`, `amount >= 10.5`, `deleted_at = null`,
     /// `active = true`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, PredicateError> {
         let s = s.trim();
-        let ops: [(&str, Cmp); 6] = [
+        let ops: [(&'static str, Cmp); 6] = [
             ("!=", Cmp::Ne),
             ("<=", Cmp::Le),
             (">=", Cmp::Ge),
@@ -86,17 +117,22 @@ impl Predicate {
             .iter()
             .filter_map(|(op, cmp)| s.find(op).map(|at| (at, *op, *cmp)))
             .min_by_key(|(at, op, _)| (*at, std::cmp::Reverse(op.len())))
-            .ok_or_else(|| {
-                format!("{s:?}: expected `column OP value` with OP one of = != < <= > >=")
+            .ok_or_else(|| PredicateError::NoOperator {
+                text: s.to_string(),
             })?;
         let column = s[..at].trim();
         let rhs = s[at + op.len()..].trim();
         if column.is_empty() || column.contains(char::is_whitespace) {
-            return Err(format!("{s:?}: expected a column name before {op}"));
+            return Err(PredicateError::NoColumn {
+                text: s.to_string(),
+                op,
+            });
         }
         let value = if rhs.eq_ignore_ascii_case("null") {
             if !matches!(cmp, Cmp::Eq | Cmp::Ne) {
-                return Err(format!("{s:?}: null compares with = or != only"));
+                return Err(PredicateError::NullOrdered {
+                    text: s.to_string(),
+                });
             }
             Literal::Null
         } else if let Some(inner) = rhs
@@ -110,9 +146,9 @@ impl Predicate {
         } else if let Ok(n) = rhs.parse::<f64>() {
             Literal::Number(n)
         } else {
-            return Err(format!(
-                "{s:?}: the value must be a number, 'quoted text', true, false or null"
-            ));
+            return Err(PredicateError::BadValue {
+                text: s.to_string(),
+            });
         };
         Ok(Self {
             column: column.to_string(),
@@ -154,6 +190,79 @@ pub struct Transform {
     pub topics: Vec<String>,
     /// What it does.
     pub step: Step,
+}
+
+/// Why the transforms refuse a table: what would corrupt its data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A filter's `where` names a column the table does not have.
+    #[error("transform {transform}: table {table} has no column {column:?} (its `where`)")]
+    NoWhereColumn {
+        /// The transform.
+        transform: String,
+        /// `schema.table`.
+        table: String,
+        /// The column the predicate names.
+        column: String,
+    },
+    /// A key column would be dropped.
+    #[error(
+        "transform {transform}: column {column:?} is part of the key of table {table}: a key column cannot be dropped"
+    )]
+    DropKeyColumn {
+        /// The transform.
+        transform: String,
+        /// The column.
+        column: String,
+        /// `schema.table`.
+        table: String,
+    },
+    /// A rename onto a column that exists.
+    #[error("transform {transform}: table {table} already has a column {new:?} (renaming {old:?})")]
+    RenameOntoExisting {
+        /// The transform.
+        transform: String,
+        /// `schema.table`.
+        table: String,
+        /// The column renamed.
+        old: String,
+        /// Its new name.
+        new: String,
+    },
+    /// A key column would be masked.
+    #[error(
+        "transform {transform}: column {column:?} is part of the key of table {table}: a key column cannot be masked"
+    )]
+    MaskKeyColumn {
+        /// The transform.
+        transform: String,
+        /// The column.
+        column: String,
+        /// `schema.table`.
+        table: String,
+    },
+    /// A mask on a column that is not text.
+    #[error(
+        "transform {transform}: column {column:?} of table {table} is {db_type}: only text columns can be masked (drop it instead)"
+    )]
+    MaskNonText {
+        /// The transform.
+        transform: String,
+        /// The column.
+        column: String,
+        /// `schema.table`.
+        table: String,
+        /// The column's database type.
+        db_type: String,
+    },
+    /// A route renders to an empty topic name.
+    #[error("transform {transform}: routes table {table} to an empty topic name")]
+    EmptyRoute {
+        /// The transform.
+        transform: String,
+        /// `schema.table`.
+        table: String,
+    },
 }
 
 /// A pipeline's transforms, in order.
@@ -200,7 +309,7 @@ impl Transforms {
     }
 
     /// Folds the chain for `table`, whose events are bound for `topic`.
-    pub fn plan(&self, topic: &str, table: &TableSchema) -> Result<TablePlan, String> {
+    pub fn plan(&self, topic: &str, table: &TableSchema) -> Result<TablePlan, PlanError> {
         let mut cur = table.clone();
         let mut topic = topic.to_string();
         let mut pick: Vec<usize> = (0..table.columns.len()).collect();
@@ -220,12 +329,12 @@ impl Transforms {
                     let predicate = match predicate {
                         None => None,
                         Some(p) => {
-                            let j = find(&cur, &p.column).ok_or_else(|| {
-                                format!(
-                                    "transform {}: table {qualified} has no column {:?} (its `where`)",
-                                    t.name, p.column
-                                )
-                            })?;
+                            let j =
+                                find(&cur, &p.column).ok_or_else(|| PlanError::NoWhereColumn {
+                                    transform: t.name.clone(),
+                                    table: qualified.clone(),
+                                    column: p.column.clone(),
+                                })?;
                             Some((pick[j], cur.columns[j].ty.clone(), p.cmp, p.value.clone()))
                         }
                     };
@@ -238,10 +347,11 @@ impl Transforms {
                     for name in cols {
                         let Some(j) = find(&cur, name) else { continue };
                         if is_key(&cur, j) {
-                            return Err(format!(
-                                "transform {}: column {name:?} is part of the key of table {qualified}: a key column cannot be dropped",
-                                t.name
-                            ));
+                            return Err(PlanError::DropKeyColumn {
+                                transform: t.name.clone(),
+                                column: name.clone(),
+                                table: qualified,
+                            });
                         }
                         cur.columns.remove(j);
                         pick.remove(j);
@@ -257,10 +367,12 @@ impl Transforms {
                     for (old, new) in pairs {
                         let Some(j) = find(&cur, old) else { continue };
                         if find(&cur, new).is_some_and(|k| k != j) {
-                            return Err(format!(
-                                "transform {}: table {qualified} already has a column {new:?} (renaming {old:?})",
-                                t.name
-                            ));
+                            return Err(PlanError::RenameOntoExisting {
+                                transform: t.name.clone(),
+                                table: qualified,
+                                old: old.clone(),
+                                new: new.clone(),
+                            });
                         }
                         cur.columns[j].name = new.clone();
                     }
@@ -269,16 +381,19 @@ impl Transforms {
                     for name in cols {
                         let Some(j) = find(&cur, name) else { continue };
                         if is_key(&cur, j) {
-                            return Err(format!(
-                                "transform {}: column {name:?} is part of the key of table {qualified}: a key column cannot be masked",
-                                t.name
-                            ));
+                            return Err(PlanError::MaskKeyColumn {
+                                transform: t.name.clone(),
+                                column: name.clone(),
+                                table: qualified,
+                            });
                         }
                         if cur.columns[j].ty != ColumnType::Text {
-                            return Err(format!(
-                                "transform {}: column {name:?} of table {qualified} is {}: only text columns can be masked (drop it instead)",
-                                t.name, cur.columns[j].db_type
-                            ));
+                            return Err(PlanError::MaskNonText {
+                                transform: t.name.clone(),
+                                column: name.clone(),
+                                table: qualified,
+                                db_type: cur.columns[j].db_type.clone(),
+                            });
                         }
                         masked[j] = true;
                     }
@@ -286,10 +401,10 @@ impl Transforms {
                 Step::Route(to) => {
                     let next = render_topic(to, &topic, &cur);
                     if next.is_empty() {
-                        return Err(format!(
-                            "transform {}: routes table {qualified} to an empty topic name",
-                            t.name
-                        ));
+                        return Err(PlanError::EmptyRoute {
+                            transform: t.name.clone(),
+                            table: qualified,
+                        });
                     }
                     topic = next;
                 }
@@ -516,21 +631,25 @@ mod tests {
         assert!(
             Predicate::parse("age < null")
                 .expect_err("must fail")
+                .to_string()
                 .contains("null")
         );
         assert!(
             Predicate::parse("age")
                 .expect_err("must fail")
+                .to_string()
                 .contains("OP")
         );
         assert!(
             Predicate::parse("age = ten")
                 .expect_err("must fail")
+                .to_string()
                 .contains("number")
         );
         assert!(
             Predicate::parse(" = 3")
                 .expect_err("must fail")
+                .to_string()
                 .contains("column")
         );
     }
@@ -610,6 +729,7 @@ mod tests {
             chain(steps)
                 .plan("src.public.users", &table())
                 .expect_err("must fail")
+                .to_string()
         };
         assert!(err(vec![Step::DropColumns(vec!["id".into()])]).contains("key"));
         assert!(err(vec![Step::MaskColumns(vec!["id".into()])]).contains("key"));

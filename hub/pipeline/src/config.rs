@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use tributary_postgres_conn::ConnectConfig;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -388,7 +389,7 @@ impl TransformSection {
                 };
                 let predicate = match &self.predicate {
                     None => None,
-                    Some(w) => Some(Predicate::parse(w).map_err(|e| ("where", e))?),
+                    Some(w) => Some(Predicate::parse(w).map_err(|e| ("where", e.to_string()))?),
                 };
                 if ops.is_none() && predicate.is_none() {
                     return Err(("ops", "a filter needs `ops`, `where` or both".into()));
@@ -429,16 +430,31 @@ impl TransformSection {
 
 /// The pipeline's transforms, compiled (they were checked when the
 /// pipeline was parsed).
-pub fn transforms(p: &Pipeline) -> Result<Transforms, String> {
+pub fn transforms(p: &Pipeline) -> Result<Transforms, TransformError> {
     p.transforms
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            t.compile()
-                .map_err(|(field, e)| format!("transforms[{i}].{field}: {e}"))
+        .map(|(index, t)| {
+            t.compile().map_err(|(field, message)| TransformError {
+                index,
+                field,
+                message,
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Transforms)
+}
+
+/// A `transforms[i]` section that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transforms[{index}].{field}: {message}")]
+pub struct TransformError {
+    /// Its index.
+    pub index: usize,
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// Sink kinds.
@@ -919,9 +935,9 @@ fn check(p: &Pipeline) -> Result<(), Located> {
         }
         if s.kind == SourceKind::Mysql {
             if let Some(url) = &s.url
-                && let Err(e) = crate::mysql_source::parse_url(url.value.expose())
+                && let Err(e) = tributary_connector_mysql::source::check_url(url.value.expose())
             {
-                return Err((Some(url.referenced), at("url"), e));
+                return Err((Some(url.referenced), at("url"), e.to_string()));
             }
         } else if s.url.is_none() && s.database.is_none() {
             return Err((
@@ -932,9 +948,9 @@ fn check(p: &Pipeline) -> Result<(), Located> {
         }
         if s.kind == SourceKind::Postgres
             && let Some(url) = &s.url
-            && let Err(e) = crate::source::parse_url(url.value.expose())
+            && let Err(e) = ConnectConfig::from_url(url.value.expose())
         {
-            return Err((Some(url.referenced), at("url"), e));
+            return Err((Some(url.referenced), at("url"), e.to_string()));
         }
         if s.tables.include.is_empty() {
             return Err((
@@ -1029,9 +1045,13 @@ fn check(p: &Pipeline) -> Result<(), Located> {
         }
         if s.kind == SinkKind::Postgres
             && let Some(url) = &s.url
-            && let Err(e) = crate::source::parse_url(url.expose())
+            && let Err(e) = ConnectConfig::from_url(url.expose())
         {
-            return Err((Some(s.name.referenced), format!("sinks[{i}].url"), e));
+            return Err((
+                Some(s.name.referenced),
+                format!("sinks[{i}].url"),
+                e.to_string(),
+            ));
         }
         if s.kind == SinkKind::Mysql
             && let Some(url) = &s.url
@@ -1079,6 +1099,14 @@ fn valid_name(s: &str) -> bool {
 }
 
 pub use tributary_core::pattern::matches;
+
+/// Whether a sink reading `patterns` consumes `topic`: dead-letter topics
+/// and sources' schema histories are never data.
+pub fn consumes(patterns: &[String], topic: &str) -> bool {
+    !topic.ends_with(".dlq")
+        && !topic.ends_with(tributary_connector_mysql::history::TOPIC_SUFFIX)
+        && patterns.iter().any(|p| matches(p, topic))
+}
 
 #[cfg(test)]
 mod tests {

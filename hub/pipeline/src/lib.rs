@@ -10,12 +10,14 @@
 //!   run, and the metrics the hub exposes from it.
 
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod mysql_source;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 mod stack;
+pub mod status;
 pub mod telemetry;
 
 pub use config::{ConfigError, Pipeline, load, parse};

@@ -6,36 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tributary_connector_mysql::source::{
-    Backoff, MysqlConfig, SnapshotMode, check_server as server_checks, connect, list_tables,
-    show_create,
+    Backoff, MysqlConfig, SnapshotMode, check_server as server_checks, check_url, connect,
+    list_tables, show_create,
 };
 
 use crate::config::{LogSection, SnapshotName, SourceSection, matches};
-
-/// Checks `mysql://user:password@host:port[/db]`. Errors never repeat the
-/// URL (it may hold a password).
-pub fn parse_url(url: &str) -> Result<(), String> {
-    let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    if u.scheme() != "mysql" {
-        return Err(format!(
-            "scheme {:?}: a mysql source needs mysql://user:password@host:port/",
-            u.scheme()
-        ));
-    }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err("no host in the URL (mysql://user@HOST:port/)".into());
-    }
-    Ok(())
-}
+use crate::error::{SectionError, ServerCheckError};
 
 /// The connection URL of `s`: `url`, or one made of its fields.
-pub fn connect_url(s: &SourceSection) -> Result<String, String> {
+pub fn connect_url(s: &SourceSection) -> Result<String, SectionError> {
     if let Some(u) = &s.url {
-        parse_url(u.value.expose())?;
-        let mut url = url::Url::parse(u.value.expose()).map_err(|e| e.to_string())?;
+        check_url(u.value.expose())?;
+        let mut url = url::Url::parse(u.value.expose())?;
         if let Some(p) = s.password.as_ref().filter(|p| !p.expose().is_empty()) {
             url.set_password(Some(p.expose()))
-                .map_err(|()| "cannot set the password in the URL".to_string())?;
+                .map_err(|()| SectionError::Password)?;
         }
         return Ok(url.to_string());
     }
@@ -76,24 +61,26 @@ pub fn server_id(s: &SourceSection) -> u32 {
 }
 
 /// The source's configuration for `s`.
-pub fn mysql_config(s: &SourceSection, log: &LogSection) -> Result<MysqlConfig, String> {
+pub fn mysql_config(s: &SourceSection, log: &LogSection) -> Result<MysqlConfig, SectionError> {
     Ok(MysqlConfig {
         name: s.name.value.clone(),
         url: connect_url(s)?,
         server_id: server_id(s),
         captured: filter(s),
         topic_template: s.topic.value.clone(),
-        topic_config: crate::source::topic_config(log),
-        snapshot: match s.snapshot {
-            SnapshotName::Initial => SnapshotMode::Initial,
-            SnapshotName::Never => SnapshotMode::Never,
-            SnapshotName::InitialOnly => SnapshotMode::InitialOnly,
-            SnapshotName::WhenNeeded => SnapshotMode::WhenNeeded,
+        engine: tributary_capture::Settings {
+            topic_config: crate::source::topic_config(log),
+            snapshot: match s.snapshot {
+                SnapshotName::Initial => SnapshotMode::Initial,
+                SnapshotName::Never => SnapshotMode::Never,
+                SnapshotName::InitialOnly => SnapshotMode::InitialOnly,
+                SnapshotName::WhenNeeded => SnapshotMode::WhenNeeded,
+            },
+            reconnect: Backoff::default(),
+            status_interval: Duration::from_millis(200),
         },
         snapshot_chunk_rows: s.snapshot_chunk_rows.clamp(1, 100_000),
         heartbeat: Duration::from_millis(s.heartbeat_ms.max(1000)),
-        status_interval: Duration::from_millis(200),
-        reconnect: Backoff::default(),
         progress_interval: Duration::from_secs(10),
     })
 }
@@ -101,29 +88,26 @@ pub fn mysql_config(s: &SourceSection, log: &LogSection) -> Result<MysqlConfig, 
 /// What `validate` checks against the server: it answers, the binlog is
 /// on in ROW format with full images, the user may read it, and the
 /// patterns select tables that each have a primary key. Returns them.
-pub async fn check_server(s: &SourceSection) -> Result<Vec<(String, String)>, String> {
+pub async fn check_server(s: &SourceSection) -> Result<Vec<(String, String)>, ServerCheckError> {
     let url = connect_url(s)?;
-    let mut conn = connect(&url).await.map_err(|e| e.to_string())?;
-    let flavor = server_checks(&mut conn).await.map_err(|e| e.to_string())?;
+    let mut conn = connect(&url).await?;
+    let flavor = server_checks(&mut conn).await?;
     use mysql_async::prelude::Queryable;
     if let Err(e) = conn.query_drop("SHOW MASTER STATUS").await {
-        return Err(format!(
-            "the user may not read binlog positions ({e}). Fix: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>; (MariaDB 10.5+: BINLOG MONITOR)"
-        ));
+        return Err(ServerCheckError::NoBinlogAccess(e));
     }
-    let tables = list_tables(&mut conn, &*filter(s))
-        .await
-        .map_err(|e| e.to_string())?;
+    let tables = list_tables(&mut conn, &*filter(s)).await?;
     if tables.is_empty() {
         let pats: Vec<&str> = s.tables.include.iter().map(|p| p.value.as_str()).collect();
-        return Err(format!("no table matches {}", pats.join(", ")));
+        return Err(ServerCheckError::NoTables {
+            where_: String::new(),
+            patterns: pats.join(", "),
+        });
     }
     for (db, t) in &tables {
-        let def = show_create(&mut conn, db, t)
-            .await
-            .map_err(|e| e.to_string())?;
+        let def = show_create(&mut conn, db, t).await?;
         tributary_connector_mysql::types::table_schema(db, &def, flavor)
-            .map_err(|e| e.to_string())?;
+            .map_err(tributary_connector_mysql::source::SourceError::from)?;
     }
     Ok(tables)
 }

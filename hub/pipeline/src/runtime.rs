@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_mysql::source::MysqlSource;
-use tributary_connector_postgres::source::{StreamSource, prepare, sql_connect};
+use tributary_connector_postgres::source::{SourceError, StreamSource, prepare, sql_connect};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use crate::config::{Pipeline, SinkKind, SinkSection, SourceKind, SourceSection};
+use crate::error::{SectionError, SourceRunError, WorkerError};
+use crate::status::worker_label;
+pub use crate::status::{ConnectorStatus, State, Status};
 use crate::telemetry::{SinkTelemetry, SourceTelemetry, Telemetry};
 
 /// Failures that stop the whole pipeline (a connector's own failures only
@@ -36,47 +39,15 @@ pub enum RuntimeError {
     #[error("schema registry: {0}")]
     Registry(#[from] tributary_schemas::RegistryError),
     /// The pipeline asks for something this version cannot run.
-    #[error("{0}")]
-    Unsupported(String),
+    #[error(transparent)]
+    Unsupported(#[from] Unsupported),
+    /// The consumer offsets store could not be opened.
+    #[error("consumer offsets: {0}")]
+    Offsets(#[source] tributary_core::OffsetStoreError),
     /// The task supervising the connectors panicked or was cancelled.
     #[error("the pipeline's task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
 }
-
-/// A connector's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Connecting, preparing, snapshotting.
-    Starting,
-    /// Streaming.
-    Running,
-    /// Failed; restarting after a wait.
-    Restarting,
-    /// Stopped (shutdown, or an `initial_only` snapshot finished).
-    Stopped,
-    /// A sink paused by `on_error: stop` or a fatal error, at its
-    /// committed offset, until the pipeline restarts.
-    Paused,
-}
-
-/// What status shows of a connector.
-#[derive(Debug, Clone)]
-pub struct ConnectorStatus {
-    /// `source` or `sink`.
-    pub role: &'static str,
-    /// Its state.
-    pub state: State,
-    /// Restarts after failures.
-    pub restarts: u32,
-    /// The last failure, if any (never holds secrets: connection errors
-    /// name host, port, database and user only).
-    pub last_error: Option<String>,
-    /// Change events written by its finished runs.
-    pub events: u64,
-}
-
-/// Every connector's status, by name.
-pub type Status = Arc<Mutex<BTreeMap<String, ConnectorStatus>>>;
 
 /// What [`run`] needs beyond the pipeline.
 #[derive(Debug)]
@@ -89,20 +60,18 @@ pub struct RunOptions {
     pub restart_max: Duration,
 }
 
-/// Checks that this version can run everything `p` declares.
-pub fn supported(p: &Pipeline) -> Result<(), String> {
+/// What this version cannot run of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    /// A transform does not compile.
+    #[error(transparent)]
+    Transform(#[from] crate::config::TransformError),
+}
+
+/// Checks that this version can run everything `p` declares (every sink
+/// kind the file can name is built in; transforms must compile).
+pub fn supported(p: &Pipeline) -> Result<(), Unsupported> {
     crate::config::transforms(p)?;
-    if let Some((i, s)) = p.sinks.iter().enumerate().find(|(_, s)| {
-        !matches!(
-            s.kind,
-            SinkKind::Redis | SinkKind::Postgres | SinkKind::Mysql | SinkKind::Tantivy
-        )
-    }) {
-        return Err(format!(
-            "sinks[{i}] ({}): kind {:?} is not available in this version",
-            s.name.value, s.kind
-        ));
-    }
     Ok(())
 }
 
@@ -135,20 +104,10 @@ impl Running {
     }
 }
 
-/// The name a sink's worker has in [`Status`]: the sink's, with `#w`
-/// when it has several workers.
-pub(crate) fn worker_label(sink: &str, worker: u32, parallelism: u32) -> String {
-    if parallelism > 1 {
-        format!("{sink}#{worker}")
-    } else {
-        sink.to_string()
-    }
-}
-
 /// Opens the log and registry and starts every connector of `p` (needs a
 /// tokio runtime); [`Running::wait`] for the end.
 pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError> {
-    supported(&p).map_err(RuntimeError::Unsupported)?;
+    supported(&p)?;
     let dir = p.log.dir.display().to_string();
     let log_err = move |source| RuntimeError::Log {
         dir: dir.clone(),
@@ -160,7 +119,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
     let telemetry = Arc::new(Telemetry::new(&p, log.clone(), Arc::clone(&status)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let transforms = Arc::new(crate::config::transforms(&p).map_err(RuntimeError::Unsupported)?);
+    let transforms = Arc::new(crate::config::transforms(&p).map_err(Unsupported::from)?);
     for (s, t) in p.sources.iter().zip(&telemetry.sources) {
         set(&status, &s.name.value, |c| c.state = State::Starting);
         let sup = Supervised {
@@ -179,7 +138,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
     }
     let offsets = Arc::new(
         tributary_log::SledOffsetStore::open(p.log.dir.join("offsets"))
-            .map_err(|e| RuntimeError::Unsupported(format!("consumer offsets: {e}")))?,
+            .map_err(RuntimeError::Offsets)?,
     );
     let decoder = tributary_schemas::RecordDecoder::new(registry.clone());
     for (s, t) in p.sinks.iter().zip(&telemetry.sinks) {
@@ -326,8 +285,15 @@ impl Supervised {
                 Err(e) => {
                     self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(source = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting");
-                    delay =
-                        restart_wait(&self.status, &name, e, delay, self.max, &mut self.stop).await;
+                    delay = restart_wait(
+                        &self.status,
+                        &name,
+                        e.to_string(),
+                        delay,
+                        self.max,
+                        &mut self.stop,
+                    )
+                    .await;
                 }
             }
         }
@@ -335,27 +301,22 @@ impl Supervised {
     }
 
     /// One life of the source: connect, resolve tables, prepare, stream.
-    async fn once(&mut self) -> Result<u64, String> {
+    async fn once(&mut self) -> Result<u64, SourceRunError> {
         if self.section.kind == SourceKind::Mysql {
             return self.once_mysql().await;
         }
         let s = &self.section;
         let connect = crate::source::connect_config(s)?;
-        let client = sql_connect(&connect).await.map_err(|e| e.to_string())?;
-        let tables = crate::source::resolve_tables(&client, s)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = sql_connect(&connect).await.map_err(SourceError::from)?;
+        let tables = crate::source::resolve_tables(&client, s).await?;
         if tables.is_empty() {
-            return Err(format!(
-                "no table of database {} matches the source's patterns",
-                connect.database
-            ));
+            return Err(SourceRunError::NoTables {
+                database: connect.database,
+            });
         }
         let cfg = crate::source::stream_config(s, &self.pipeline.log, connect, tables);
-        crate::source::sync_publication(&client, &cfg)
-            .await
-            .map_err(|e| e.to_string())?;
-        prepare(&client, &cfg).await.map_err(|e| e.to_string())?;
+        crate::source::sync_publication(&client, &cfg).await?;
+        prepare(&client, &cfg).await?;
         drop(client);
         let writer = EventWriter::new(self.log.clone(), self.registry.clone())
             .counting(Arc::clone(&self.telemetry.written))
@@ -363,17 +324,14 @@ impl Supervised {
         let mut source = StreamSource::new(cfg, self.log.clone(), writer)
             .with_progress(Arc::clone(&self.telemetry.progress));
         set(&self.status, &s.name.value, |c| c.state = State::Running);
-        let stats = source
-            .run(self.stop.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let stats = source.run(self.stop.clone()).await?;
         Ok(stats.events + stats.snapshot_rows)
     }
 }
 
 impl Supervised {
     /// One life of a MySQL/MariaDB source.
-    async fn once_mysql(&mut self) -> Result<u64, String> {
+    async fn once_mysql(&mut self) -> Result<u64, SourceRunError> {
         let s = &self.section;
         let cfg = crate::mysql_source::mysql_config(s, &self.pipeline.log)?;
         let writer = EventWriter::new(self.log.clone(), self.registry.clone())
@@ -382,16 +340,13 @@ impl Supervised {
         let mut source = MysqlSource::new(cfg, self.log.clone(), writer)
             .with_progress(Arc::clone(&self.telemetry.progress));
         set(&self.status, &s.name.value, |c| c.state = State::Running);
-        let stats = source
-            .run(self.stop.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let stats = source.run(self.stop.clone()).await?;
         Ok(stats.events + stats.snapshot_rows)
     }
 }
 
 /// Makes the sink a section declares.
-pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, String> {
+pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, SectionError> {
     match s.kind {
         SinkKind::Redis => {
             let sink =
@@ -414,17 +369,16 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                     },
                     ttl_seconds: s.ttl_seconds,
                     publish: s.publish.clone(),
-                })
-                .map_err(|e| e.to_string())?;
+                })?;
             Ok(Box::new(sink))
         }
         SinkKind::Postgres => {
-            let url = s
-                .url
-                .as_ref()
-                .ok_or("a postgres sink needs `url: postgres://user@host:port/database`")?;
-            let mut connect =
-                crate::source::parse_url(url.expose()).map_err(|e| format!("url: {e}"))?;
+            let url = s.url.as_ref().ok_or(SectionError::NoUrl {
+                kind: "postgres",
+                example: "postgres://user@host:port/database",
+            })?;
+            let mut connect = tributary_postgres_conn::ConnectConfig::from_url(url.expose())
+                .map_err(SectionError::SinkUrl)?;
             connect.application_name = format!("tributary-sink-{}", s.name.value);
             Ok(Box::new(tributary_sink_postgres::PostgresSink::new(
                 tributary_sink_postgres::PgSinkConfig {
@@ -442,10 +396,10 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
             )))
         }
         SinkKind::Mysql => {
-            let url = s
-                .url
-                .as_ref()
-                .ok_or("a mysql sink needs `url: mysql://user@host:port/database`")?;
+            let url = s.url.as_ref().ok_or(SectionError::NoUrl {
+                kind: "mysql",
+                example: "mysql://user@host:port/database",
+            })?;
             let sink =
                 tributary_sink_mysql::MySqlSink::new(tributary_sink_mysql::MySqlSinkConfig {
                     name: s.name.value.clone(),
@@ -458,20 +412,15 @@ pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, Strin
                         columns: s.columns.clone(),
                     },
                     create_tables: s.create_tables,
-                })
-                .map_err(|e| e.to_string())?;
+                })?;
             Ok(Box::new(sink))
         }
         SinkKind::Tantivy => {
-            let path = s
-                .path
-                .clone()
-                .ok_or("a tantivy sink needs `path:` (the index directory)")?;
+            let path = s.path.clone().ok_or(SectionError::NoPath)?;
             let analyzer = match s.analyzer.as_deref() {
                 None => tributary_sink_tantivy::Analyzer::default(),
-                Some(a) => tributary_sink_tantivy::Analyzer::parse(a).ok_or_else(|| {
-                    format!("unknown analyzer {a:?}: expected default, raw or en_stem")
-                })?,
+                Some(a) => tributary_sink_tantivy::Analyzer::parse(a)
+                    .ok_or_else(|| SectionError::Analyzer(a.to_string()))?,
             };
             Ok(Box::new(tributary_sink_tantivy::TantivySink::new(
                 tributary_sink_tantivy::TantivySinkConfig {
@@ -526,7 +475,7 @@ impl SupervisedSink {
                     .run()
                     .await
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(WorkerError::from(e)),
             };
             match ended {
                 Ok(crate::sink::Ended::Stopped { applied }) => {
@@ -555,7 +504,7 @@ impl SupervisedSink {
                     delay = restart_wait(
                         &self.status,
                         &self.label,
-                        e,
+                        e.to_string(),
                         delay,
                         self.max,
                         &mut self.stop,

@@ -11,12 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tributary_capture::position::{RecordMarks, RecordPosition};
 use tributary_core::{OffsetStore, Sink, SinkError, SinkRecord, TopicPartition};
 use tributary_log::{BatchBuilder, Log, RecordIn, SledOffsetStore, TopicConfig};
 use tributary_schemas::RecordDecoder;
-use tributary_schemas::writer::{BARRIER_HEADER, POSITION_HEADER};
 
-use crate::config::{OnError, SinkSection, matches};
+use crate::config::{OnError, SinkSection, consumes};
+use crate::error::WorkerError;
 use crate::telemetry::SinkTelemetry;
 
 /// What a worker needs.
@@ -37,14 +38,6 @@ pub(crate) struct Worker {
     pub sink_stores_offsets: bool,
     /// The sink's counters, shared by its workers.
     pub telemetry: Arc<SinkTelemetry>,
-}
-
-/// Whether a sink reading `patterns` consumes `topic`: dead-letter topics
-/// and sources' schema histories are never data.
-pub(crate) fn consumes(patterns: &[String], topic: &str) -> bool {
-    !topic.ends_with(".dlq")
-        && !topic.ends_with(tributary_connector_mysql::history::TOPIC_SUFFIX)
-        && patterns.iter().any(|p| matches(p, topic))
 }
 
 /// How a worker's run ended.
@@ -88,10 +81,10 @@ impl Worker {
         mine
     }
 
-    pub(crate) async fn run(mut self) -> Result<Ended, String> {
+    pub(crate) async fn run(mut self) -> Result<Ended, WorkerError> {
         let group = self.group();
-        let mut sink = self.sink.take().ok_or("the sink is gone")?;
-        let mut stored_offsets = sink.stored_offsets().await.map_err(|e| e.to_string())?;
+        let mut sink = self.sink.take().ok_or(WorkerError::NoSink)?;
+        let mut stored_offsets = sink.stored_offsets().await.map_err(WorkerError::Sink)?;
         // `tributary offsets reset` of the group, for this worker's
         // partitions: the group's offsets already moved; a sink that
         // resumes from its own offsets is told first. Cleared only once
@@ -100,8 +93,7 @@ impl Worker {
         let mine = self.assignment();
         let pending: Vec<(TopicPartition, u64)> = self
             .offsets
-            .pending_resets(Some(&group))
-            .map_err(|e| e.to_string())?
+            .pending_resets(Some(&group))?
             .into_iter()
             .filter(|c| mine.contains(&c.tp))
             .map(|c| (c.tp, c.offset))
@@ -110,13 +102,11 @@ impl Worker {
             if stored_offsets.is_some() {
                 sink.reset_offsets(&pending)
                     .await
-                    .map_err(|e| format!("storing the offsets reset in the sink: {e}"))?;
-                stored_offsets = sink.stored_offsets().await.map_err(|e| e.to_string())?;
+                    .map_err(WorkerError::Reset)?;
+                stored_offsets = sink.stored_offsets().await.map_err(WorkerError::Sink)?;
             }
             let tps: Vec<TopicPartition> = pending.iter().map(|(tp, _)| tp.clone()).collect();
-            self.offsets
-                .clear_resets(&group, &tps)
-                .map_err(|e| e.to_string())?;
+            self.offsets.clear_resets(&group, &tps)?;
             tracing::info!(sink = %self.section.name.value, worker = self.worker, partitions = pending.len(), "offsets reset taken over");
         }
         let stack_cfg = crate::stack::StackConfig {
@@ -138,10 +128,12 @@ impl Worker {
             stored_offsets.unwrap_or_default().into_iter().collect();
         let mut positions: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         let mut applied = 0u64;
-        let mut ahead: Option<(Positions, tokio::task::JoinHandle<Result<Read, String>>)> = None;
+        let mut ahead: Option<(
+            Positions,
+            tokio::task::JoinHandle<Result<Read, WorkerError>>,
+        )> = None;
         // Where the time went (reading and decoding, the target).
         let (mut read_time, mut apply_time) = (Duration::ZERO, Duration::ZERO);
-        let mut delay = Duration::from_millis(200);
         let idle = Duration::from_millis(self.section.flush_interval_ms.clamp(10, 200));
         loop {
             if *self.stop.borrow() {
@@ -160,20 +152,13 @@ impl Worker {
                         (None, true) => self
                             .log
                             .topic(&tp.topic)
-                            .and_then(|t| t.partition(tp.partition).map(|p| p.earliest_offset()))
-                            .map_err(|e| e.to_string())?,
-                        (None, false) => {
-                            match self.offsets.get(&group, tp).map_err(|e| e.to_string())? {
-                                Some(o) => o,
-                                None => self
-                                    .log
-                                    .topic(&tp.topic)
-                                    .and_then(|t| {
-                                        t.partition(tp.partition).map(|p| p.earliest_offset())
-                                    })
-                                    .map_err(|e| e.to_string())?,
-                            }
-                        }
+                            .and_then(|t| t.partition(tp.partition).map(|p| p.earliest_offset()))?,
+                        (None, false) => match self.offsets.get(&group, tp)? {
+                            Some(o) => o,
+                            None => self.log.topic(&tp.topic).and_then(|t| {
+                                t.partition(tp.partition).map(|p| p.earliest_offset())
+                            })?,
+                        },
                     };
                     self.telemetry.committed(tp, start);
                     slot.insert(start);
@@ -184,7 +169,7 @@ impl Worker {
             // it was read from where things stand now.
             let (batch, skipped_to) = match ahead.take() {
                 Some((from, handle)) if from == positions => {
-                    handle.await.map_err(|e| format!("reading ahead: {e}"))??
+                    handle.await.map_err(WorkerError::ReadAhead)??
                 }
                 _ => self.read(&positions, &group)?,
             };
@@ -248,7 +233,6 @@ impl Worker {
                             .fetch_add((batch.len() - from) as u64, Ordering::Relaxed);
                         self.advance(&mut positions, &batch[from..]);
                         from = batch.len();
-                        delay = Duration::from_millis(200);
                     }
                     Err(SinkError::Record { index, reason }) => {
                         let bad = from + index;
@@ -290,17 +274,14 @@ impl Worker {
                         self.advance(&mut positions, std::slice::from_ref(r));
                         from = bad + 1;
                     }
+                    // The stack retries transient errors for as long as the
+                    // pipeline runs: one that comes out means it stops.
                     Err(SinkError::Transient(e)) => {
-                        tracing::warn!(sink = %self.section.name.value, error = %e, retry_in_ms = delay.as_millis() as u64, "sink unavailable; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = self.stop.changed() => {}
-                        }
+                        self.commit_positions(&group, &positions)?;
                         if *self.stop.borrow() {
-                            self.commit_positions(&group, &positions)?;
                             return Ok(Ended::Stopped { applied });
                         }
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        return Err(WorkerError::Sink(SinkError::Transient(e)));
                     }
                     Err(SinkError::Fatal(e)) => {
                         self.commit_positions(&group, &positions)?;
@@ -310,7 +291,7 @@ impl Worker {
                     // what the target stores now.
                     Err(SinkError::Rewind(e)) => {
                         tracing::warn!(sink = %self.section.name.value, error = %e, "the target lost its data; replaying from its stored offsets");
-                        return Err(format!("{e}; replaying from the target's stored offsets"));
+                        return Err(WorkerError::Rewind(SinkError::Rewind(e)));
                     }
                 }
             }
@@ -347,15 +328,18 @@ impl Worker {
     /// offsets with its data resumes from those: the group's copy (for
     /// `offsets list`) need not wait for a flush; for other sinks it is
     /// flushed, once for all partitions.
-    fn commit(&mut self, group: &str, to: &BTreeMap<TopicPartition, u64>) -> Result<(), String> {
+    fn commit(
+        &mut self,
+        group: &str,
+        to: &BTreeMap<TopicPartition, u64>,
+    ) -> Result<(), WorkerError> {
         let moved: Vec<(TopicPartition, u64)> = to
             .iter()
             .filter(|(tp, off)| self.committed.get(*tp) != Some(*off))
             .map(|(tp, off)| (tp.clone(), *off))
             .collect();
         self.offsets
-            .commit_many(group, &moved, !self.sink_stores_offsets)
-            .map_err(|e| e.to_string())?;
+            .commit_many(group, &moved, !self.sink_stores_offsets)?;
         for (tp, off) in &moved {
             self.telemetry.committed(tp, *off);
         }
@@ -367,11 +351,11 @@ impl Worker {
         &mut self,
         group: &str,
         positions: &BTreeMap<TopicPartition, u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), WorkerError> {
         self.commit(group, positions)
     }
 
-    fn read(&self, positions: &Positions, group: &str) -> Result<Read, String> {
+    fn read(&self, positions: &Positions, group: &str) -> Result<Read, WorkerError> {
         read_from(
             &self.log,
             &self.decoder,
@@ -382,15 +366,15 @@ impl Worker {
     }
 
     /// Writes `r` with error headers to `<sink>.dlq`.
-    fn dead_letter(&self, r: &SinkRecord, reason: &str) -> Result<(), String> {
+    fn dead_letter(&self, r: &SinkRecord, reason: &str) -> Result<(), WorkerError> {
         // The record as it is in the log, read again (a batch does not
         // keep every record's bytes for the rare dead letter).
-        let source = self.log.topic(&r.topic).map_err(|e| e.to_string())?;
-        let part = source.partition(r.partition).map_err(|e| e.to_string())?;
+        let source = self.log.topic(&r.topic)?;
+        let part = source.partition(r.partition)?;
         let mut raw = None;
-        'find: for b in part.read(r.offset, 1 << 20).map_err(|e| e.to_string())? {
-            for x in b.records().map_err(|e| e.to_string())?.iter() {
-                let x = x.map_err(|e| e.to_string())?;
+        'find: for b in part.read(r.offset, 1 << 20)? {
+            for x in b.records()?.iter() {
+                let x = x?;
                 if x.offset == r.offset {
                     raw = Some((
                         x.timestamp,
@@ -401,25 +385,21 @@ impl Worker {
                 }
             }
         }
-        let (timestamp, key, value) = raw.ok_or_else(|| {
-            format!(
-                "{}[{}]@{}: gone from the log before its dead letter was written",
-                r.topic, r.partition, r.offset
-            )
+        let (timestamp, key, value) = raw.ok_or_else(|| WorkerError::DeadLetterGone {
+            topic: r.topic.to_string(),
+            partition: r.partition,
+            offset: r.offset,
         })?;
         let name = format!("{}.dlq", self.section.name.value);
         let topic = match self.log.topic(&name) {
             Ok(t) => t,
-            Err(_) => self
-                .log
-                .create_topic(
-                    &name,
-                    TopicConfig {
-                        partitions: 1,
-                        ..TopicConfig::default()
-                    },
-                )
-                .map_err(|e| e.to_string())?,
+            Err(_) => self.log.create_topic(
+                &name,
+                TopicConfig {
+                    partitions: 1,
+                    ..TopicConfig::default()
+                },
+            )?,
         };
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
@@ -436,10 +416,10 @@ impl Worker {
             value: value.as_deref(),
             headers: &headers,
         });
-        let p = topic.partition(0).map_err(|e| e.to_string())?;
-        p.append(b).map_err(|e| e.to_string())?;
+        let p = topic.partition(0)?;
+        p.append(b)?;
         // Durable before the offset moves past the record.
-        p.flush().map_err(|e| e.to_string())?;
+        p.flush()?;
         Ok(())
     }
 }
@@ -459,7 +439,7 @@ type Read = (Vec<SinkRecord>, Positions);
 /// over partitions by hash), which bulk loads into an index want.
 ///
 /// A truncate written to every partition (a barrier, see
-/// [`BARRIER_HEADER`]) stops each partition's read at its copy. Partition
+/// `tributary_capture::BARRIER_HEADER`) stops each partition's read at its copy. Partition
 /// 0's copy is the one applied: once every other partition of the topic
 /// has reached its copy (or passed it), at the end of the batch. The
 /// other copies are passed over once partition 0 is past its copy. So
@@ -473,13 +453,13 @@ fn read_from(
     limit: usize,
     positions: &Positions,
     group: (&SledOffsetStore, &str),
-) -> Result<Read, String> {
+) -> Result<Read, WorkerError> {
     let mut batch = Vec::with_capacity(limit.min(100_000));
     let mut skipped = BTreeMap::new();
     let mut parts = Vec::with_capacity(positions.len());
     for (tp, &from) in positions {
-        let topic = log.topic(&tp.topic).map_err(|e| e.to_string())?;
-        let part = Arc::clone(topic.partition(tp.partition).map_err(|e| e.to_string())?);
+        let topic = log.topic(&tp.topic)?;
+        let part = Arc::clone(topic.partition(tp.partition)?);
         let end = part.durable_watermark();
         let offset = from.max(part.earliest_offset());
         if offset < end {
@@ -512,9 +492,9 @@ fn read_from(
             continue;
         };
         let tp = parts[i].tp;
-        let topic = log.topic(&tp.topic).map_err(|e| e.to_string())?;
+        let topic = log.topic(&tp.topic)?;
         // Where partition q of the topic is read from after this batch.
-        let next = |q: u32| -> Result<Option<u64>, String> {
+        let next = |q: u32| -> Result<Option<u64>, WorkerError> {
             if let Some(p) = parts
                 .iter()
                 .find(|p| p.tp.partition == q && p.tp.topic == tp.topic)
@@ -524,11 +504,11 @@ fn read_from(
             let qtp = TopicPartition::new(&tp.topic, q);
             match positions.get(&qtp) {
                 Some(&o) => Ok(Some(o)),
-                None => group.0.get(group.1, &qtp).map_err(|e| e.to_string()),
+                None => group.0.get(group.1, &qtp).map_err(WorkerError::from),
             }
         };
-        let state = |q: u32| -> Result<Barrier, String> {
-            let part = topic.partition(q).map_err(|e| e.to_string())?;
+        let state = |q: u32| -> Result<Barrier, WorkerError> {
+            let part = topic.partition(q)?;
             match next(q)? {
                 Some(at) => barrier_state(part, at, &held.position),
                 None => Ok(Barrier::Before),
@@ -567,16 +547,21 @@ enum Barrier {
 fn barrier_state(
     part: &tributary_log::Partition,
     at: u64,
-    position: &[u8],
-) -> Result<Barrier, String> {
+    position: &RecordPosition,
+) -> Result<Barrier, WorkerError> {
     let end = part.durable_watermark();
     // A partition's records are in source position order: its next one
     // says where it stands, or, at its end, the one before.
     if at < end {
         let next = record_at(part, at, at + 1, end)?;
         return Ok(match next {
-            Some((Some(p), barrier)) if p == position && barrier => Barrier::At,
-            Some((Some(p), _)) if p.as_slice() > position => Barrier::Past,
+            Some(RecordMarks {
+                position: Some(p),
+                barrier,
+            }) if &p == position && barrier => Barrier::At,
+            Some(RecordMarks {
+                position: Some(p), ..
+            }) if &p > position => Barrier::Past,
             _ => Barrier::Before,
         });
     }
@@ -589,9 +574,9 @@ fn barrier_state(
     }
     loop {
         let from = at.saturating_sub(back).max(earliest);
-        if let Some((pos, _)) = record_at(part, from, at, end)? {
-            return Ok(match pos {
-                Some(p) if p.as_slice() >= position => Barrier::Past,
+        if let Some(marks) = record_at(part, from, at, end)? {
+            return Ok(match marks.position {
+                Some(p) if &p >= position => Barrier::Past,
                 _ => Barrier::Before,
             });
         }
@@ -602,25 +587,22 @@ fn barrier_state(
     }
 }
 
-/// A record's position header, and whether it is a barrier.
-type Mark = (Option<Vec<u8>>, bool);
-
-/// The position header and whether it is a barrier, of the last durable
-/// record in `from..until`.
+/// The capture marks (position, barrier) of the last durable record in
+/// `from..until`.
 fn record_at(
     part: &tributary_log::Partition,
     from: u64,
     until: u64,
     end: u64,
-) -> Result<Option<Mark>, String> {
+) -> Result<Option<RecordMarks>, WorkerError> {
     let mut found = None;
     let mut offset = from;
     while offset < until.min(end) {
-        let batches = part.read(offset, 64 << 10).map_err(|e| e.to_string())?;
+        let batches = part.read(offset, 64 << 10)?;
         let before = offset;
         for b in batches {
-            for r in b.records().map_err(|e| e.to_string())?.iter() {
-                let r = r.map_err(|e| e.to_string())?;
+            for r in b.records()?.iter() {
+                let r = r?;
                 if r.offset < offset {
                     continue;
                 }
@@ -628,10 +610,7 @@ fn record_at(
                     return Ok(found);
                 }
                 offset = r.offset + 1;
-                found = Some((
-                    r.header(POSITION_HEADER).flatten().map(<[u8]>::to_vec),
-                    r.header(BARRIER_HEADER).is_some(),
-                ));
+                found = Some(RecordMarks::of(&r));
             }
         }
         if offset == before {
@@ -660,7 +639,7 @@ struct PartRead<'a> {
 /// stopped.
 struct Held {
     /// Its source position (the same in every partition).
-    position: Vec<u8>,
+    position: RecordPosition,
     offset: u64,
     record: SinkRecord,
 }
@@ -674,23 +653,20 @@ impl PartRead<'_> {
         cap: usize,
         batch: &mut Vec<SinkRecord>,
         skipped: &mut Positions,
-    ) -> Result<(), String> {
+    ) -> Result<(), WorkerError> {
         let tp = self.tp;
         'read: while self.held.is_none() && self.offset < self.end && batch.len() < cap {
             // About what the records still wanted take (more rounds if
             // they are larger): a partition's share of a small batch does
             // not read (and check) a whole MiB.
             let bytes = ((cap - batch.len()) * 512).clamp(16 << 10, 1 << 20);
-            let batches = self
-                .part
-                .read(self.offset, bytes)
-                .map_err(|e| e.to_string())?;
+            let batches = self.part.read(self.offset, bytes)?;
             if batches.is_empty() {
                 break;
             }
             for b in batches {
-                for r in b.records().map_err(|e| e.to_string())?.iter() {
-                    let r = r.map_err(|e| e.to_string())?;
+                for r in b.records()?.iter() {
+                    let r = r?;
                     if r.offset < self.offset {
                         continue;
                     }
@@ -699,12 +675,12 @@ impl PartRead<'_> {
                     }
                     // A barrier is keyless: keyed records need no look.
                     if r.key.is_none()
-                        && r.header(BARRIER_HEADER).is_some()
-                        && let (Some(Some(position)), Some(value)) =
-                            (r.header(POSITION_HEADER), r.value)
+                        && RecordMarks::is_barrier(&r)
+                        && let (Some(position), Some(value)) =
+                            (RecordMarks::of(&r).position, r.value)
                     {
                         self.held = Some(Held {
-                            position: position.to_vec(),
+                            position,
                             offset: r.offset,
                             record: self.decode(decoder, r.offset, r.timestamp, r.key, value)?,
                         });
@@ -735,16 +711,21 @@ impl PartRead<'_> {
         timestamp: i64,
         key: Option<&[u8]>,
         value: &[u8],
-    ) -> Result<SinkRecord, String> {
+    ) -> Result<SinkRecord, WorkerError> {
         let tp = self.tp;
-        let (schema, event) = decoder
-            .value(value)
-            .map_err(|e| format!("{}[{}]@{offset}: {e}", tp.topic, tp.partition))?;
+        let undecodable = |part, source| WorkerError::Decode {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset,
+            part,
+            source,
+        };
+        let (schema, event) = decoder.value(value).map_err(|e| undecodable("", e))?;
         let key = match key {
             Some(k) => Some(
                 decoder
                     .key(&schema, k)
-                    .map_err(|e| format!("{}[{}]@{offset}: key: {e}", tp.topic, tp.partition))?,
+                    .map_err(|e| undecodable("key: ", e))?,
             ),
             None => None,
         };

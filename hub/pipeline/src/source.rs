@@ -13,72 +13,13 @@ use tributary_connector_postgres::tls::SslMode;
 use tributary_log::TopicConfig;
 
 use crate::config::{LogSection, SnapshotName, SourceSection, matches};
-
-/// Parses `postgres://user:password@host:port/database?sslmode=..&sslrootcert=..`.
-/// Errors never repeat the URL (it may hold a password).
-pub fn parse_url(url: &str) -> Result<ConnectConfig, String> {
-    let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(u.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "scheme {:?}: expected postgres:// or postgresql://",
-            u.scheme()
-        ));
-    }
-    let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    let database = u.path().trim_start_matches('/');
-    if database.is_empty() {
-        return Err("no database in the URL path (postgres://host/DATABASE)".into());
-    }
-    let mut cfg = ConnectConfig {
-        host: u.host_str().unwrap_or("localhost").to_string(),
-        port: u.port().unwrap_or(5432),
-        user: if u.username().is_empty() {
-            "postgres".into()
-        } else {
-            decode(u.username())
-        },
-        password: u.password().map(decode),
-        database: decode(database),
-        application_name: "tributary".into(),
-        extra_options: String::new(),
-        ssl_mode: SslMode::Prefer,
-        ssl_root_cert: None,
-    };
-    for (k, v) in u.query_pairs() {
-        match &*k {
-            "sslmode" => {
-                cfg.ssl_mode = SslMode::parse(&v).ok_or_else(|| {
-                    format!("sslmode {v:?}: expected disable, prefer, require or verify-full")
-                })?;
-            }
-            "sslrootcert" => cfg.ssl_root_cert = Some(v.into_owned().into()),
-            "application_name" => cfg.application_name = v.into_owned(),
-            other => return Err(format!("unknown URL parameter {other:?}")),
-        }
-    }
-    Ok(cfg)
-}
+use crate::error::{SectionError, ServerCheckError};
 
 /// The connection settings of `s` (URL first, then fields over it).
-pub fn connect_config(s: &SourceSection) -> Result<ConnectConfig, String> {
+pub fn connect_config(s: &SourceSection) -> Result<ConnectConfig, SectionError> {
     let mut cfg = match &s.url {
-        Some(u) => parse_url(u.value.expose())?,
-        None => ConnectConfig {
-            host: "localhost".into(),
-            port: 5432,
-            user: "postgres".into(),
-            password: None,
-            database: String::new(),
-            application_name: "tributary".into(),
-            extra_options: String::new(),
-            ssl_mode: SslMode::Prefer,
-            ssl_root_cert: None,
-        },
+        Some(u) => ConnectConfig::from_url(u.value.expose())?,
+        None => ConnectConfig::default(),
     };
     if let Some(h) = &s.host {
         cfg.host = h.clone();
@@ -96,7 +37,8 @@ pub fn connect_config(s: &SourceSection) -> Result<ConnectConfig, String> {
         cfg.database = d.clone();
     }
     if let Some(m) = &s.sslmode {
-        cfg.ssl_mode = SslMode::parse(&m.value).ok_or("bad sslmode")?;
+        cfg.ssl_mode =
+            SslMode::parse(&m.value).ok_or_else(|| SectionError::SslMode(m.value.clone()))?;
     }
     if let Some(c) = &s.sslrootcert {
         cfg.ssl_root_cert = Some(c.clone());
@@ -156,17 +98,19 @@ pub fn stream_config(
             .unwrap_or_else(|| format!("tributary_{}", name.replace('-', "_"))),
         tables,
         publication_scope: PublicationScope::Tables,
-        status_interval: Duration::from_millis(500),
-        topic_config: topic_config(log),
-        snapshot: match s.snapshot {
-            SnapshotName::Initial => SnapshotMode::Initial,
-            SnapshotName::Never => SnapshotMode::Never,
-            SnapshotName::InitialOnly => SnapshotMode::InitialOnly,
-            SnapshotName::WhenNeeded => SnapshotMode::WhenNeeded,
+        engine: tributary_capture::Settings {
+            topic_config: topic_config(log),
+            snapshot: match s.snapshot {
+                SnapshotName::Initial => SnapshotMode::Initial,
+                SnapshotName::Never => SnapshotMode::Never,
+                SnapshotName::InitialOnly => SnapshotMode::InitialOnly,
+                SnapshotName::WhenNeeded => SnapshotMode::WhenNeeded,
+            },
+            reconnect: Backoff::default(),
+            status_interval: Duration::from_millis(500),
         },
         heartbeat: (s.heartbeat_ms > 0).then(|| Duration::from_millis(s.heartbeat_ms)),
         proto_version: s.protocol.value,
-        reconnect: Backoff::default(),
         topic_template: s.topic.value.clone(),
         snapshot_workers: s.snapshot_workers,
         snapshot_chunk_rows: s.snapshot_chunk_rows,
@@ -227,41 +171,30 @@ pub fn topic_config(log: &LogSection) -> TopicConfig {
 /// What `validate` checks against the server: it answers, wal_level is
 /// logical, the user may replicate, the patterns select tables and every
 /// one has a key. Returns the tables.
-pub async fn check_server(s: &SourceSection) -> Result<Vec<(String, String)>, String> {
+pub async fn check_server(s: &SourceSection) -> Result<Vec<(String, String)>, ServerCheckError> {
     let connect = connect_config(s)?;
-    let client = sql_connect(&connect).await.map_err(|e| e.to_string())?;
-    let wal: String = client
-        .query_one("SHOW wal_level", &[])
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
+    let client = sql_connect(&connect).await.map_err(SourceError::from)?;
+    let wal: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
     if wal != "logical" {
-        return Err(SourceError::WalLevel(wal).to_string());
+        return Err(SourceError::WalLevel(wal).into());
     }
     let may: bool = client
         .query_one(
             "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
             &[],
         )
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .get(0);
     if !may {
-        return Err(format!(
-            "user {} may not replicate. Fix: ALTER ROLE {} REPLICATION;",
-            connect.user, connect.user
-        ));
+        return Err(ServerCheckError::NoReplication { user: connect.user });
     }
-    let tables = resolve_tables(&client, s)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tables = resolve_tables(&client, s).await?;
     if tables.is_empty() {
         let pats: Vec<&str> = s.tables.include.iter().map(|p| p.value.as_str()).collect();
-        return Err(format!(
-            "no table of database {} matches {}",
-            connect.database,
-            pats.join(", ")
-        ));
+        return Err(ServerCheckError::NoTables {
+            where_: format!("of database {} ", connect.database),
+            patterns: pats.join(", "),
+        });
     }
     for (schema, table) in &tables {
         tributary_connector_postgres::catalog::table_schema(
@@ -271,35 +204,7 @@ pub async fn check_server(s: &SourceSection) -> Result<Vec<(String, String)>, St
             table,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(SourceError::from)?;
     }
     Ok(tables)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        let c = parse_url(
-            "postgres://me:p%40ss@db.example:6543/shop?sslmode=verify-full&sslrootcert=/ca.pem",
-        )
-        .expect("url");
-        assert_eq!(
-            (
-                c.host.as_str(),
-                c.port,
-                c.user.as_str(),
-                c.database.as_str()
-            ),
-            ("db.example", 6543, "me", "shop")
-        );
-        assert_eq!(c.password.as_deref(), Some("p@ss"));
-        assert_eq!(c.ssl_mode, SslMode::VerifyFull);
-        let err = parse_url("postgres://me:secret@h/db?sslmode=maybe").expect_err("sslmode");
-        assert!(!err.contains("secret"), "{err}");
-        assert!(parse_url("mysql://h/db").is_err());
-        assert!(parse_url("postgres://h/").is_err());
-    }
 }

@@ -22,7 +22,7 @@ use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_log::Log;
 
 use crate::config::{Pipeline, SourceKind};
-use crate::runtime::{State, Status};
+use crate::status::{State, Status, worker_label};
 
 /// The window rates are measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -182,7 +182,7 @@ impl Telemetry {
             .iter()
             .map(|s| {
                 let workers = (0..s.parallelism.max(1))
-                    .map(|w| crate::runtime::worker_label(&s.name.value, w, s.parallelism))
+                    .map(|w| worker_label(&s.name.value, w, s.parallelism))
                     .collect();
                 Arc::new(SinkTelemetry {
                     name: s.name.value.clone(),
@@ -250,7 +250,7 @@ impl Telemetry {
 
     /// Ready once every source is connected and capturing (reading its
     /// snapshot or streaming) or has finished; otherwise why not.
-    pub fn ready(&self) -> Result<(), String> {
+    pub fn ready(&self) -> Result<(), NotReady> {
         let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let mut waiting = Vec::new();
         for s in &self.sources {
@@ -275,7 +275,7 @@ impl Telemetry {
         if waiting.is_empty() {
             Ok(())
         } else {
-            Err(waiting.join("; "))
+            Err(NotReady(waiting))
         }
     }
 
@@ -291,7 +291,7 @@ impl Telemetry {
         let now = tributary_log::now_ms();
         let mut lag = Lag::default();
         for t in self.log.topics() {
-            if !crate::sink::consumes(&sink.topics, t.name()) {
+            if !crate::config::consumes(&sink.topics, t.name()) {
                 continue;
             }
             for p in t.partitions() {
@@ -429,3 +429,9 @@ fn first_timestamp(p: &tributary_log::Partition, offset: u64) -> Option<i64> {
     }
     None
 }
+
+/// Why the pipeline is not ready: one reason per source still waiting
+/// (`source NAME: connecting`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct NotReady(pub Vec<String>);

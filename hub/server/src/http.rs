@@ -204,7 +204,7 @@ async fn ready(State(s): State<Shared>) -> Response {
         Ok(()) => Json(serde_json::json!({ "ready": true })).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "reason": reason })),
+            Json(serde_json::json!({ "ready": false, "reason": reason.to_string() })),
         )
             .into_response(),
     }

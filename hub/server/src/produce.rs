@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde_json::Value as Json;
+use tributary_capture::writer::{EncodedRecord, append_records, partition_of};
 use tributary_core::{Datum, Op};
-use tributary_log::{BatchBuilder, RecordIn, Topic, partition_for_key};
+use tributary_log::Topic;
 use tributary_schemas::registry::VersionSel;
 use tributary_schemas::{EventSchema, wire};
 
@@ -37,15 +38,8 @@ pub struct ProduceArgs {
     hub: crate::client::HubArgs,
 }
 
-/// One checked record, encoded.
-#[derive(Debug)]
-pub struct Encoded {
-    partition: u32,
-    timestamp: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<records::OwnedHeader>,
-}
+/// One checked record, encoded, with its partition.
+pub type Encoded = EncodedRecord;
 
 /// What a line is checked against: a topic's schemas, from the
 /// registry. The hub's Produce checks each record with it too.
@@ -246,10 +240,7 @@ impl Target {
                 (key, Some(value), timestamp.unwrap_or(ev.source.ts_ms))
             }
         };
-        // As the source's writer: keyed records by key, the rest to 0.
-        let partition = key
-            .as_deref()
-            .map_or(0, |k| partition_for_key(k, self.partitions));
+        let partition = partition_of(key.as_deref(), self.partitions);
         Ok(Encoded {
             partition,
             timestamp: ts,
@@ -263,46 +254,7 @@ impl Target {
 /// Appends `pending` (in order within each partition) and syncs; the
 /// partition and offset each record got, in `pending`'s order.
 pub fn write(topic: &Topic, pending: &mut Vec<Encoded>) -> anyhow::Result<Vec<(u32, u64)>> {
-    if pending.is_empty() {
-        return Ok(Vec::new());
-    }
-    type Header<'a> = (&'a str, Option<&'a [u8]>);
-    let headers: Vec<Vec<Header<'_>>> = pending
-        .iter()
-        .map(|e| {
-            e.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_deref()))
-                .collect()
-        })
-        .collect();
-    let mut builders: Vec<Option<BatchBuilder>> = vec![None; topic.partitions().len()];
-    for (e, h) in pending.iter().zip(&headers) {
-        let slot = builders
-            .get_mut(e.partition as usize)
-            .context("partition out of range")?;
-        slot.get_or_insert_with(BatchBuilder::new).push(RecordIn {
-            timestamp: e.timestamp,
-            key: e.key.as_deref(),
-            value: e.value.as_deref(),
-            headers: h,
-        });
-    }
-    let mut next = vec![0u64; builders.len()];
-    for (p, b) in builders.into_iter().enumerate() {
-        if let Some(b) = b {
-            let part = topic.partition(p as u32)?;
-            next[p] = part.append(b)?.base_offset;
-            part.flush()?;
-        }
-    }
-    // Each partition's records got consecutive offsets, in order.
-    let mut positions = Vec::with_capacity(pending.len());
-    for e in pending.iter() {
-        let slot = &mut next[e.partition as usize];
-        positions.push((e.partition, *slot));
-        *slot += 1;
-    }
+    let positions = append_records(topic, pending)?;
     pending.clear();
     Ok(positions)
 }

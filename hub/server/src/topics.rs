@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use tributary_api::v1;
+use tributary_log::{Cleanup, Compression, FsyncPolicy, TopicConfig};
 
 use crate::client::{Access, HubArgs, failed};
 use crate::datadir::DataDir;
@@ -55,7 +57,7 @@ pub fn summaries(log: &tributary_log::Log) -> Vec<v1::TopicSummary> {
 pub fn description(t: &tributary_log::Topic) -> v1::TopicDescription {
     v1::TopicDescription {
         name: t.name().to_string(),
-        config: Some(crate::grpc::config_message(t.config())),
+        config: Some(config_message(t.config())),
         partitions: t
             .partitions()
             .iter()
@@ -84,7 +86,7 @@ fn print_list(topics: &[v1::TopicSummary]) {
 }
 
 fn print_description(d: &v1::TopicDescription) -> anyhow::Result<()> {
-    let config = crate::grpc::config_of(d.config.as_ref())?;
+    let config = config_of(d.config.as_ref())?;
     let partitions: Vec<_> = d
         .partitions
         .iter()
@@ -151,4 +153,104 @@ fn local_description(dd: &DataDir, topic: &str) -> anyhow::Result<v1::TopicDescr
     let log = dd.log(&registry)?;
     let t = log.topic(topic)?;
     Ok(description(&t))
+}
+
+/// A topic's configuration as the API sends it.
+pub fn config_message(c: &TopicConfig) -> v1::TopicConfig {
+    let (fsync, fsync_interval_ms) = match c.fsync {
+        FsyncPolicy::Always => ("always", None),
+        FsyncPolicy::Interval { interval_ms } => ("interval", Some(interval_ms)),
+        FsyncPolicy::Never => ("never", None),
+    };
+    v1::TopicConfig {
+        partitions: c.partitions,
+        fsync: fsync.into(),
+        fsync_interval_ms,
+        compression: match c.compression {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+        .into(),
+        segment_bytes: c.segment_bytes,
+        segment_ms: c.segment_ms,
+        retention_bytes: c.retention_bytes,
+        retention_ms: c.retention_ms,
+        cleanup: match c.cleanup {
+            Cleanup::Delete => "delete",
+            Cleanup::Compact => "compact",
+        }
+        .into(),
+        delete_retention_ms: c.delete_retention_ms,
+        index_interval_bytes: c.index_interval_bytes,
+    }
+}
+
+/// [`config_message`] back.
+pub fn config_of(m: Option<&v1::TopicConfig>) -> anyhow::Result<TopicConfig> {
+    let m = m.context("the hub sent a topic without its configuration")?;
+    let fsync = match (m.fsync.as_str(), m.fsync_interval_ms) {
+        ("always", _) => FsyncPolicy::Always,
+        ("never", _) => FsyncPolicy::Never,
+        ("interval", Some(ms)) => FsyncPolicy::interval(ms),
+        (other, _) => anyhow::bail!("the hub sent an unknown fsync policy {other:?}"),
+    };
+    let compression = match m.compression.as_str() {
+        "none" => Compression::None,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => anyhow::bail!("the hub sent an unknown compression {other:?}"),
+    };
+    let cleanup = match m.cleanup.as_str() {
+        "delete" => Cleanup::Delete,
+        "compact" => Cleanup::Compact,
+        other => anyhow::bail!("the hub sent an unknown cleanup policy {other:?}"),
+    };
+    Ok(TopicConfig {
+        partitions: m.partitions,
+        fsync,
+        compression,
+        segment_bytes: m.segment_bytes,
+        segment_ms: m.segment_ms,
+        retention_bytes: m.retention_bytes,
+        retention_ms: m.retention_ms,
+        cleanup,
+        delete_retention_ms: m.delete_retention_ms,
+        index_interval_bytes: m.index_interval_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_config_survives_the_wire() {
+        let configs = [
+            TopicConfig::default(),
+            TopicConfig {
+                partitions: 3,
+                fsync: FsyncPolicy::Always,
+                compression: Compression::Zstd,
+                segment_ms: None,
+                retention_bytes: Some(1 << 20),
+                retention_ms: Some(60_000),
+                cleanup: Cleanup::Compact,
+                ..TopicConfig::default()
+            },
+            TopicConfig {
+                fsync: FsyncPolicy::Never,
+                compression: Compression::Lz4,
+                ..TopicConfig::default()
+            },
+        ];
+        for c in configs {
+            let back = config_of(Some(&config_message(&c))).expect("known names");
+            assert_eq!(back, c);
+        }
+        assert!(config_of(None).is_err());
+        let mut bad = config_message(&TopicConfig::default());
+        bad.compression = "brotli".into();
+        assert!(config_of(Some(&bad)).is_err());
+    }
 }

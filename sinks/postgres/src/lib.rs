@@ -29,13 +29,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::SinkExt as _;
 use tokio_postgres::Client;
-use tributary_connector_postgres::replication::ConnectConfig;
 use tributary_core::changes::{
     Pending, TableChanges, TableMap, TransactionalWriter, TxError, apply_finding_refused,
 };
 use tributary_core::event::{Op, TableSchema};
 use tributary_core::sink::{BoxFuture, StoredOffsets};
 use tributary_core::{Sink, SinkError, SinkRecord, TopicPartition};
+use tributary_postgres_conn::ConnectConfig;
 
 use crate::text::ident;
 
@@ -178,7 +178,7 @@ impl PostgresSink {
         // statements are gone.
         self.targets.clear();
         self.stmts.clear();
-        let c = tributary_connector_postgres::source::sql_connect(&self.cfg.connect)
+        let c = tributary_postgres_conn::sql_connect(&self.cfg.connect)
             .await
             .map_err(|e| Fail::Transient(e.to_string()))?;
         // Commits stay synchronous: the worker goes on from the offsets it

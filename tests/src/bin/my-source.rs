@@ -6,10 +6,10 @@
 //! `initial`, 2 partitions)
 
 use anyhow::Context;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_mysql::source::{MysqlSource, SnapshotMode};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {

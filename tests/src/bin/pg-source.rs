@@ -5,10 +5,10 @@
 //! `<db>_slot`, publication `<db>_pub`, table `items`, protocol 2)
 
 use anyhow::Context;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, sql_connect};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {

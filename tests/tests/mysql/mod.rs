@@ -13,10 +13,10 @@ mod validate;
 pub use tributary_tests::mysql::*;
 
 use mysql_async::prelude::Queryable;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_mysql::source::MysqlSource;
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 /// A running source on `dir` and its stop switch.
 pub struct Running {

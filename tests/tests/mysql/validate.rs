@@ -26,7 +26,7 @@ async fn validate_lists_tables_and_names_a_table_without_a_key() {
     let ok = tributary_pipeline::mysql_source::check_server(&pipeline(&db.name, "[ab]").sources[0])
         .await;
     // Patterns are `*` globs: `[ab]` matches nothing.
-    let err = ok.expect_err("no table matches");
+    let err = ok.expect_err("no table matches").to_string();
     assert!(err.contains("no table matches"), "{err}");
     let tables =
         tributary_pipeline::mysql_source::check_server(&pipeline(&db.name, "a*").sources[0])
@@ -35,7 +35,8 @@ async fn validate_lists_tables_and_names_a_table_without_a_key() {
     assert_eq!(tables, vec![(db.name.clone(), "a".to_string())]);
     let err = tributary_pipeline::mysql_source::check_server(&pipeline(&db.name, "*").sources[0])
         .await
-        .expect_err("a table without a key");
+        .expect_err("a table without a key")
+        .to_string();
     assert!(
         err.contains(&format!("{}.nokey", db.name)) && err.contains("ADD PRIMARY KEY"),
         "{err}"

@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{
     SnapshotMode, StreamConfig, StreamSource, prepare, sql_connect, topic_name,
 };
 use tributary_connector_postgres::tls::SslMode;
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::TestDb;
 

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{SnapshotMode, SourceError, StreamSource, prepare};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::{TestDb, connect};
 

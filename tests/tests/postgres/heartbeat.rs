@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::replication::parse_lsn;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::{TestDb, connect};
 

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{
     PublicationScope, RunStats, SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::{TestDb, current_lsn, wait_confirmed_within};
 

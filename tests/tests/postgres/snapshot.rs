@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
 use tributary_core::{Datum, Op, SnapshotFlag};
 use tributary_log::Log;
-use tributary_schemas::writer::EventWriter;
 use tributary_schemas::{Connector, EventSchema, Registry};
 
 use super::{TestDb, connect};

@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
 use tributary_core::{Datum, Op};
 use tributary_log::Log;
-use tributary_schemas::writer::EventWriter;
 use tributary_schemas::{Connector, EventSchema, Registry};
 
 use super::{TestDb, connect, current_lsn, wait_confirmed_within};

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::replication::parse_lsn;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
 use tributary_core::{Datum, Op};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::{TestDb, connect};
 
@@ -225,11 +225,9 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
         for b in p.read(0, 1 << 20).expect("read") {
             for r in b.records().expect("records").iter() {
                 let r = r.expect("record");
-                if r.header(tributary_schemas::writer::BARRIER_HEADER)
-                    .is_some()
-                {
+                if r.header(tributary_capture::BARRIER_HEADER).is_some() {
                     mine.push(
-                        r.header(tributary_schemas::writer::POSITION_HEADER)
+                        r.header(tributary_capture::POSITION_HEADER)
                             .flatten()
                             .map(<[u8]>::to_vec),
                     );

@@ -337,7 +337,7 @@ async fn every_type_round_trips_through_the_stream() {
     let mut source = StreamSource::new(
         cfg.clone(),
         log.clone(),
-        tributary_schemas::writer::EventWriter::new(log.clone(), registry),
+        tributary_capture::writer::EventWriter::new(log.clone(), registry),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { source.run(stop_rx).await });

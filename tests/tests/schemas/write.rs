@@ -2,9 +2,9 @@
 //! schema; a bad one is refused with topic, table and field, and nothing
 //! of its batch is written.
 
+use tributary_capture::writer::{EventWriter, WriteError};
 use tributary_core::{Datum, Op};
 use tributary_log::{Log, TopicConfig};
-use tributary_schemas::writer::{EventWriter, WriteError};
 use tributary_schemas::{Connector, EventSchema, Registry, wire};
 
 use super::{event, table};

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_mysql::history::History;
 use tributary_connector_mysql::position::{self, BinlogPosition, Stored};
 use tributary_connector_mysql::source::{
@@ -28,7 +29,6 @@ use tributary_connector_mysql::source::{
 };
 use tributary_log::{FsyncPolicy, Log, TopicConfig};
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::{rate, ratio};
 
@@ -251,12 +251,14 @@ async fn ours(
         server_id: SERVER_ID,
         captured: Arc::new(|d: &str, t: &str| d == DB && t == TABLE),
         topic_template: "{source}.{schema}.{table}".into(),
-        topic_config,
-        snapshot: SnapshotMode::Never,
+        engine: tributary_capture::Settings {
+            topic_config,
+            snapshot: SnapshotMode::Never,
+            reconnect: Backoff::default(),
+            status_interval: Duration::from_millis(100),
+        },
         snapshot_chunk_rows: 100_000,
         heartbeat: Duration::from_secs(1),
-        status_interval: Duration::from_millis(100),
-        reconnect: Backoff::default(),
         progress_interval: Duration::from_secs(10),
     };
     let topic = cfg.topic(DB, TABLE);

@@ -10,10 +10,10 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::pg_source::{PgArgs, connect, in_scratch_db};
 use super::{rate, ratio};

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::replication::{ConnectConfig, parse_lsn};
 use tributary_connector_postgres::source::{
     Backoff, SnapshotMode, StreamConfig, StreamSource, prepare, topic_name,
@@ -17,7 +18,6 @@ use tributary_connector_postgres::source::{
 use tributary_connector_postgres::tls::SslMode;
 use tributary_log::{FsyncPolicy, Log, TopicConfig};
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::{rate, ratio};
 
@@ -68,16 +68,18 @@ impl PgArgs {
             slot: slot.into(),
             tables: vec![("public".into(), "bench".into())],
             publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
-            status_interval: Duration::from_millis(100),
-            topic_config: TopicConfig {
-                partitions: 4,
-                fsync: FsyncPolicy::interval(100),
-                ..TopicConfig::default()
+            engine: tributary_capture::Settings {
+                topic_config: TopicConfig {
+                    partitions: 4,
+                    fsync: FsyncPolicy::interval(100),
+                    ..TopicConfig::default()
+                },
+                snapshot,
+                reconnect: Backoff::default(),
+                status_interval: Duration::from_millis(100),
             },
-            snapshot,
             heartbeat: None,
             proto_version: 2,
-            reconnect: Backoff::default(),
             topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
             snapshot_workers: 2,
             snapshot_chunk_rows: 250_000,

@@ -18,10 +18,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::SinkExt as _;
 use redis::Commands as _;
+use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, sql_connect};
 use tributary_log::Log;
 use tributary_schemas::Registry;
-use tributary_schemas::writer::EventWriter;
 
 use super::pg_source::{PgArgs, in_scratch_db};
 use super::{rate, ratio};

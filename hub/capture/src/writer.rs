@@ -1,5 +1,8 @@
 //! The validated write path: change events in, Avro records (Confluent
-//! wire format) in the log out.
+//! wire format) in the log out. Sources append through
+//! [`EventWriter`]; `produce` and the hub's Produce append records they
+//! encoded themselves through [`append_records`]: one partitioning and
+//! append step for every record that enters the log.
 //!
 //! Every event is encoded with its table's registered value schema before
 //! anything is written; an event that does not fit is refused with an
@@ -10,25 +13,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
-use tributary_core::transform::{TablePlan, Transforms};
+use tributary_core::transform::{PlanError, TablePlan, Transforms};
 use tributary_core::{ChangeEvent, Datum, Op};
-use tributary_log::{BatchBuilder, Log, LogError, RecordIn, TopicConfig, partition_for_key};
+use tributary_log::partition_for_key;
+use tributary_log::{BatchBuilder, Log, LogError, Partition, RecordIn, Topic, TopicConfig};
+use tributary_schemas::wire;
+
+use crate::position::{self, RecordMarks, RecordPosition, StreamKey};
 
 /// A record header: name and value.
 type Header<'a> = (&'a str, Option<&'a [u8]>);
 
-/// Header carrying a record's source position (see [`EventWriter::append_at`]).
-pub const POSITION_HEADER: &str = "tributary.pos";
-
-/// Header marking a truncate written to every partition of its topic (a
-/// barrier, see [`EventWriter::append_at`]): a consumer of several
-/// partitions applies it once, after every partition's records before it
-/// and before any record after it.
-pub const BARRIER_HEADER: &str = "tributary.barrier";
-
-use crate::avro::EventSchema;
-use crate::registry::{Registry, RegistryError};
-use crate::wire;
+use tributary_schemas::{EventSchema, Registry, RegistryError, SchemaError};
 
 /// Errors of the write path.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +38,20 @@ pub enum WriteError {
         /// `schema.table`.
         table: String,
         /// Which transform and why.
-        reason: String,
+        #[source]
+        reason: Box<PlanError>,
+    },
+    /// The table's shape after the transforms has no valid schema (a
+    /// renamed column Avro refuses); nothing was written.
+    #[error("topic {topic}, table {table}: {source}")]
+    TransformedSchema {
+        /// Topic (before transforms).
+        topic: String,
+        /// `schema.table`.
+        table: String,
+        /// Cause.
+        #[source]
+        source: Box<SchemaError>,
     },
     /// An event does not fit its schema; nothing was written.
     #[error("topic {topic}, table {table}: {source}")]
@@ -53,7 +62,7 @@ pub enum WriteError {
         table: String,
         /// Which field and why.
         #[source]
-        source: crate::avro::EncodeError,
+        source: tributary_schemas::EncodeError,
     },
     /// No schema was registered for the topic.
     #[error("topic {0}: no table schema registered with this writer")]
@@ -66,6 +75,14 @@ pub enum WriteError {
         /// Cause.
         #[source]
         source: RegistryError,
+    },
+    /// A record names a partition the topic does not have.
+    #[error("partition {partition} does not exist (the topic has {partitions})")]
+    NoPartition {
+        /// The partition asked for.
+        partition: u32,
+        /// The topic's partitions.
+        partitions: u32,
     },
     /// The log failed. Records of the batch that went to other partitions
     /// (or earlier runs of keyed and keyless records) may have been
@@ -95,7 +112,7 @@ pub struct EventWriter {
     registry: Registry,
     topics: RwLock<HashMap<String, Arc<Registered>>>,
     /// Per topic, the last position header in each partition.
-    floors: Mutex<HashMap<String, Vec<Option<Vec<u8>>>>>,
+    floors: Mutex<HashMap<String, Vec<Option<RecordPosition>>>>,
     /// Follow each delete with a tombstone (same key, no value).
     pub tombstones_on_delete: bool,
     /// Counts the events written (not those skipped on resume).
@@ -168,12 +185,13 @@ impl EventWriter {
         let (topic, schema, plan) = match &self.transforms {
             None => (topic.to_string(), schema, None),
             Some(t) => {
-                let refused = |reason: String| WriteError::Transform {
-                    topic: source_topic.to_string(),
-                    table: schema.table().qualified_name(),
-                    reason,
-                };
-                let plan = t.plan(topic, schema.table()).map_err(refused)?;
+                let plan =
+                    t.plan(topic, schema.table())
+                        .map_err(|reason| WriteError::Transform {
+                            topic: source_topic.to_string(),
+                            table: schema.table().qualified_name(),
+                            reason: Box::new(reason),
+                        })?;
                 if plan.is_identity(topic, schema.table()) {
                     (topic.to_string(), schema, None)
                 } else {
@@ -184,7 +202,11 @@ impl EventWriter {
                     };
                     let shaped =
                         build(schema.source_name(), schema.connector(), plan.table.clone())
-                            .map_err(|e| refused(e.to_string()))?;
+                            .map_err(|source| WriteError::TransformedSchema {
+                                topic: source_topic.to_string(),
+                                table: schema.table().qualified_name(),
+                                source: Box::new(source),
+                            })?;
                     (plan.topic.clone(), shaped, Some(plan))
                 }
             }
@@ -236,20 +258,33 @@ impl EventWriter {
     }
 
     /// Like [`append`](Self::append), for sources that resume: each record
-    /// gets a header [`POSITION_HEADER`] = `position ++ seq` (seq a u32 BE
-    /// counting this call's records), which must sort after every earlier
-    /// record of the source. A record whose partition already ends at or
-    /// past its position is skipped: after a restart, the part of a
-    /// transaction that reached the log before the crash is not written
-    /// twice. A truncate (with a position) goes to every partition of a
-    /// topic of several, each copy with the same position and
-    /// [`BARRIER_HEADER`]. Returns `None` for skipped events.
+    /// gets the header [`position::POSITION_HEADER`] with the position
+    /// `key`, `run`, and its index in this call, which must sort after
+    /// every earlier record of the source. A record whose partition
+    /// already ends at or past its position is skipped: after a restart,
+    /// the part of a transaction that reached the log before the crash is
+    /// not written twice. A truncate (with a position) goes to every
+    /// partition of a topic of several, each copy with the same position
+    /// and [`position::BARRIER_HEADER`]. Returns `None` for skipped
+    /// events.
     pub fn append_at(
         &self,
         topic: &str,
         events: &[ChangeEvent],
-        position: Option<&[u8]>,
+        at: Option<(&StreamKey, u32)>,
     ) -> Result<Vec<Option<Written>>, WriteError> {
+        Ok(self.append_marked(topic, events, at)?.placed)
+    }
+
+    /// [`append_at`](Self::append_at), also returning each partition the
+    /// call appended to with its new high watermark: once every one is
+    /// durable past it, so is everything the call wrote.
+    pub fn append_marked(
+        &self,
+        topic: &str,
+        events: &[ChangeEvent],
+        at: Option<(&StreamKey, u32)>,
+    ) -> Result<Appended, WriteError> {
         let reg = self
             .topics
             .read()
@@ -357,39 +392,30 @@ impl EventWriter {
         let slice = |s: Option<Span>| s.map(|(a, b)| &buf[a..b]);
         let t = self.log.topic(topic)?;
         let n = t.partitions().len() as u32;
-        let positions: Vec<Vec<u8>> = match position {
+        let positions: Vec<RecordPosition> = match at {
             None => Vec::new(),
-            Some(prefix) => (0..spans.len() as u32)
-                .map(|seq| [prefix, &seq.to_be_bytes()[..]].concat())
+            Some((key, run)) => (0..spans.len() as u32)
+                .map(|seq| key.record(run, seq))
                 .collect(),
         };
-        let floors = match position {
+        let floors = match at {
             None => Vec::new(),
             Some(_) => self.floors(topic, &t)?,
         };
-        let headers: Vec<[Header<'_>; 1]> = positions
+        let headers: Vec<Vec<Header<'_>>> = positions
             .iter()
-            .map(|p| [(POSITION_HEADER, Some(p.as_slice()))])
+            .map(|p| position::headers(p, false))
             .collect();
         // A truncate of a source that resumes goes to every partition, as
         // a barrier (each copy with the same position): a consumer orders
         // it with the rows of every partition. Other keyless records go to
         // partition 0, keyed ones by key.
-        let barrier_headers: Vec<(usize, [Header<'_>; 2])> = truncates
+        let barrier_headers: Vec<(usize, Vec<Header<'_>>)> = truncates
             .iter()
             .filter(|_| n > 1)
-            .filter_map(|&i| {
-                let p = positions.get(i)?;
-                Some((
-                    i,
-                    [
-                        (POSITION_HEADER, Some(p.as_slice())),
-                        (BARRIER_HEADER, Some(&b"1"[..])),
-                    ],
-                ))
-            })
+            .filter_map(|&i| Some((i, position::headers(positions.get(i)?, true))))
             .collect();
-        let mut builders: Vec<Option<BatchBuilder>> = vec![None; n as usize];
+        let mut staged = Staged::new(n);
         let mut placed: Vec<Option<(u32, u32)>> = Vec::with_capacity(spans.len());
         // The last position written to each partition: its new floor.
         let mut last_written: Vec<Option<usize>> = vec![None; n as usize];
@@ -399,40 +425,39 @@ impl EventWriter {
             let targets = match barrier {
                 Some(_) => 0..n,
                 None => {
-                    let p = key.map_or(0, |k| partition_for_key(k, n));
+                    let p = partition_of(key, n);
                     p..p + 1
                 }
             };
             let mut at = None;
             for p in targets {
                 if let (Some(pos), Some(Some(floor))) = (positions.get(i), floors.get(p as usize))
-                    && pos.as_slice() <= floor.as_slice()
+                    && pos <= floor
                 {
                     continue;
                 }
-                let b = builders[p as usize].get_or_insert_with(BatchBuilder::new);
-                at = at.or(Some((p, b.len())));
-                last_written[p as usize] = Some(i);
-                b.push(RecordIn {
-                    timestamp: ts,
-                    key,
-                    value: slice(v),
-                    headers: match barrier {
-                        Some((_, h)) => &h[..],
-                        None => headers.get(i).map_or(&[][..], |h| &h[..]),
+                let idx = staged.push(
+                    p,
+                    RecordIn {
+                        timestamp: ts,
+                        key,
+                        value: slice(v),
+                        headers: match barrier {
+                            Some((_, h)) => &h[..],
+                            None => headers.get(i).map_or(&[][..], |h| &h[..]),
+                        },
                     },
-                });
+                )?;
+                at = at.or(Some((p, idx)));
+                last_written[p as usize] = Some(i);
             }
             placed.push(at);
         }
-        let mut bases = vec![0u64; n as usize];
-        for (p, b) in builders.into_iter().enumerate() {
-            if let Some(b) = b {
-                bases[p] = t.partition(p as u32)?.append(b)?.base_offset;
-                if let (Some(i), Some(floors)) =
-                    (last_written[p], self.floors.lock().get_mut(topic))
-                {
-                    floors[p] = positions.get(i).cloned();
+        let appended = staged.append(&t)?;
+        if let Some(floors) = self.floors.lock().get_mut(topic) {
+            for (p, last) in last_written.iter().enumerate() {
+                if let Some(i) = last {
+                    floors[p] = positions.get(*i).cloned();
                 }
             }
         }
@@ -441,25 +466,24 @@ impl EventWriter {
             .map(|i| {
                 i.and_then(|i| placed[i]).map(|(partition, idx)| Written {
                     partition,
-                    offset: bases[partition as usize] + u64::from(idx),
+                    offset: appended.bases[partition as usize] + u64::from(idx),
                 })
             })
             .collect();
         if let Some(c) = &self.written {
             c.fetch_add(out.iter().flatten().count() as u64, Ordering::Relaxed);
         }
-        Ok(out)
+        Ok(Appended {
+            placed: out,
+            marks: appended.marks,
+        })
     }
 
     /// The last position header of each partition of `topic`: read once
     /// from the partitions' tails, then kept up to date by
     /// [`append_at`](Self::append_at), so a source that reconnects and is
     /// sent again what it already wrote skips it.
-    fn floors(
-        &self,
-        topic: &str,
-        t: &tributary_log::Topic,
-    ) -> Result<Vec<Option<Vec<u8>>>, WriteError> {
+    fn floors(&self, topic: &str, t: &Topic) -> Result<Vec<Option<RecordPosition>>, WriteError> {
         if let Some(f) = self.floors.lock().get(topic) {
             return Ok(f.clone());
         }
@@ -470,9 +494,8 @@ impl EventWriter {
             if hw > p.earliest_offset() {
                 for b in p.read(hw - 1, 1)? {
                     for r in b.records()?.iter() {
-                        let r = r?;
-                        if let Some(Some(pos)) = r.header(POSITION_HEADER) {
-                            last = Some(pos.to_vec());
+                        if let Some(pos) = RecordMarks::of(&r?).position {
+                            last = Some(pos);
                         }
                     }
                 }
@@ -481,5 +504,137 @@ impl EventWriter {
         }
         self.floors.lock().insert(topic.to_string(), out.clone());
         Ok(out)
+    }
+}
+
+/// What one [`EventWriter::append_marked`] call did.
+#[derive(Debug)]
+pub struct Appended {
+    /// Where each event went, in order; `None` for events a filter
+    /// dropped or a replay skipped.
+    pub placed: Vec<Option<Written>>,
+    /// Each partition appended to, with its high watermark after the
+    /// append.
+    pub marks: Marks,
+}
+
+/// Partitions with the high watermark each must become durable past.
+pub type Marks = Vec<(Arc<Partition>, u64)>;
+
+/// Records already encoded (Confluent wire format) with the partition
+/// each goes to: what `produce` and the hub's Produce append.
+#[derive(Debug, Clone)]
+pub struct EncodedRecord {
+    /// Partition.
+    pub partition: u32,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The partition of a record with `key` in a topic of `partitions`:
+/// keyed records by the murmur2 hash of their key (as Kafka's default
+/// partitioner), keyless ones to partition 0.
+pub fn partition_of(key: Option<&[u8]>, partitions: u32) -> u32 {
+    key.map_or(0, |k| partition_for_key(k, partitions))
+}
+
+/// Appends `records` to `topic` (in order within each partition, one
+/// batch per partition) and syncs them; the partition and offset each
+/// got, in order.
+pub fn append_records(
+    topic: &Topic,
+    records: &[EncodedRecord],
+) -> Result<Vec<(u32, u64)>, WriteError> {
+    let headers: Vec<Vec<Header<'_>>> = records
+        .iter()
+        .map(|e| {
+            e.headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                .collect()
+        })
+        .collect();
+    let mut staged = Staged::new(topic.partitions().len() as u32);
+    let mut idx = Vec::with_capacity(records.len());
+    for (e, h) in records.iter().zip(&headers) {
+        idx.push(staged.push(
+            e.partition,
+            RecordIn {
+                timestamp: e.timestamp,
+                key: e.key.as_deref(),
+                value: e.value.as_deref(),
+                headers: h,
+            },
+        )?);
+    }
+    let appended = staged.append(topic)?;
+    for (p, _) in &appended.marks {
+        p.flush()?;
+    }
+    Ok(records
+        .iter()
+        .zip(idx)
+        .map(|(e, i)| {
+            (
+                e.partition,
+                appended.bases[e.partition as usize] + u64::from(i),
+            )
+        })
+        .collect())
+}
+
+/// Records gathered per partition, appended one batch per partition.
+struct Staged {
+    builders: Vec<Option<BatchBuilder>>,
+}
+
+/// What [`Staged::append`] gave: each partition's base offset (0 where
+/// nothing was appended) and the marks.
+struct StagedOffsets {
+    bases: Vec<u64>,
+    marks: Marks,
+}
+
+impl Staged {
+    fn new(partitions: u32) -> Self {
+        Self {
+            builders: vec![None; partitions as usize],
+        }
+    }
+
+    /// Adds `record` to partition `p`'s batch; its index there.
+    fn push(&mut self, p: u32, record: RecordIn<'_>) -> Result<u32, WriteError> {
+        let n = self.builders.len();
+        let b = self
+            .builders
+            .get_mut(p as usize)
+            .ok_or(WriteError::NoPartition {
+                partition: p,
+                partitions: n as u32,
+            })?
+            .get_or_insert_with(BatchBuilder::new);
+        let idx = b.len();
+        b.push(record);
+        Ok(idx)
+    }
+
+    fn append(self, topic: &Topic) -> Result<StagedOffsets, WriteError> {
+        let mut bases = vec![0u64; self.builders.len()];
+        let mut marks = Vec::new();
+        for (p, b) in self.builders.into_iter().enumerate() {
+            if let Some(b) = b {
+                let part = topic.partition(p as u32)?;
+                let appended = part.append(b)?;
+                bases[p] = appended.base_offset;
+                marks.push((Arc::clone(part), appended.last_offset + 1));
+            }
+        }
+        Ok(StagedOffsets { bases, marks })
     }
 }
