@@ -3,6 +3,11 @@
 
 pub mod mysql;
 pub mod pg;
+pub mod services;
+pub mod topic;
+pub mod wait;
+
+pub use wait::{eventually, eventually_within, wait_same_rows};
 
 /// A self-checking record value written by the `log-writer` child: run
 /// number, sequence number, and a CRC over both, so a reader can tell a

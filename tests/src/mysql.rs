@@ -21,20 +21,48 @@ pub struct MyDb {
 }
 
 impl MyDb {
-    /// Creates `trib_<tag>_<pid>` afresh.
+    /// Creates `trib_<tag>_<pid>_<n>` afresh (`n` counts the databases
+    /// this process made: tests of one binary run side by side), in
+    /// utf8mb4.
     pub async fn new(tag: &str) -> Self {
-        let name = format!("trib_{tag}_{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "trib_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        Self::create(name, " CHARACTER SET utf8mb4").await
+    }
+
+    /// Creates database `name` afresh, in the server's default character
+    /// set (a sink's target named after its source's database).
+    pub async fn named(name: &str) -> Self {
+        Self::create(name.to_string(), "").await
+    }
+
+    async fn create(name: String, options: &str) -> Self {
         let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(URL).expect("url"))
             .await
             .expect("MariaDB at 127.0.0.1:3306 (run scripts/services.sh)");
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
             .await
             .expect("drop");
-        conn.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        conn.query_drop(format!("CREATE DATABASE `{name}`{options}"))
             .await
             .expect("create");
         conn.query_drop(format!("USE `{name}`")).await.expect("use");
         Self { name, conn }
+    }
+
+    /// The same database over a fresh connection (after a server restart).
+    pub async fn reconnect(self) -> Self {
+        let url = format!("{URL}{}", self.name);
+        Self {
+            conn: mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url"))
+                .await
+                .expect("reconnect"),
+            name: self.name,
+        }
     }
 
     /// Runs `sql` (several statements allowed).
@@ -43,6 +71,21 @@ impl MyDb {
             .query_drop(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Whether `table` of this database has a column `column` (false while
+    /// the table does not exist).
+    pub async fn has_column(&mut self, table: &str, column: &str) -> bool {
+        let found: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS
+                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                (table, column),
+            )
+            .await
+            .unwrap_or_default();
+        !found.is_empty()
     }
 
     /// Drops the database.
@@ -101,32 +144,13 @@ pub fn events(
     topic: &str,
 ) -> Vec<(ChangeEvent, Arc<TableSchema>)> {
     let decoder = tributary_schemas::RecordDecoder::new(registry.clone());
-    let Ok(t) = log.topic(topic) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for p in t.partitions() {
-        let mut offset = p.earliest_offset();
-        while offset < p.high_watermark() {
-            let batches = p.read(offset, 1 << 20).expect("read");
-            if batches.is_empty() {
-                break;
-            }
-            for b in batches {
-                for r in b.records().expect("records").iter() {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    if let Some(v) = r.value {
-                        let (schema, ev) = decoder.value(v).expect("decodes");
-                        out.push((ev, schema.table_arc()));
-                    }
-                }
-            }
+    crate::topic::each_record(log, topic, |r| {
+        if let Some(v) = r.value {
+            let (schema, ev) = decoder.value(v).expect("decodes");
+            out.push((ev, schema.table_arc()));
         }
-    }
+    });
     out
 }
 
@@ -212,4 +236,136 @@ pub async fn wait_stored(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A running source on `dir` and its stop switch.
+#[derive(Debug)]
+pub struct Running {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<
+        Result<
+            tributary_connector_mysql::source::RunStats,
+            tributary_connector_mysql::source::SourceError,
+        >,
+    >,
+}
+
+impl Running {
+    /// Starts a source with `cfg` writing into `log`.
+    pub fn start(
+        cfg: MysqlConfig,
+        log: &tributary_log::Log,
+        registry: &tributary_schemas::Registry,
+    ) -> Self {
+        let writer = tributary_capture::writer::EventWriter::new(log.clone(), registry.clone());
+        let mut source =
+            tributary_connector_mysql::source::MysqlSource::new(cfg, log.clone(), writer);
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move { source.run(rx).await });
+        Self { stop, task }
+    }
+
+    /// Waits until `topic` holds `n` records; fails with the source's
+    /// error if it stops first.
+    pub async fn wait(&mut self, log: &tributary_log::Log, topic: &str, n: u64, what: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(t) = log.topic(topic)
+                && t.partitions()
+                    .iter()
+                    .map(|p| p.high_watermark())
+                    .sum::<u64>()
+                    >= n
+            {
+                return;
+            }
+            if self.task.is_finished() {
+                let r = (&mut self.task).await.expect("join");
+                panic!("{what}: the source stopped before {n} records: {r:?}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: fewer than {n} records in {topic}: {}",
+                log.topic(topic)
+                    .map(|t| t
+                        .partitions()
+                        .iter()
+                        .map(|p| p.high_watermark())
+                        .sum::<u64>())
+                    .unwrap_or(0)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops it and returns its statistics.
+    pub async fn stop(self) -> tributary_connector_mysql::source::RunStats {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .expect("join")
+            .expect("source ran without error")
+    }
+
+    /// Stops it, which must still be running, and returns its statistics;
+    /// a source that had ended, or ends with an error, fails the test,
+    /// named `what`.
+    pub async fn stop_as(self, what: &str) -> tributary_connector_mysql::source::RunStats {
+        self.stop
+            .send(true)
+            .unwrap_or_else(|_| panic!("{what}: the source had stopped by itself"));
+        self.task
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
+/// Stops the local MariaDB cleanly and starts it again the way
+/// scripts/services.sh does, waiting until it answers. Hold
+/// [`crate::services::exclusive`] around it.
+pub async fn restart_server() {
+    let status = tokio::process::Command::new("mariadb-admin")
+        .args(["--protocol=socket", "-u", "root", "shutdown"])
+        .status()
+        .await
+        .expect("mariadb-admin");
+    assert!(status.success(), "stopping MariaDB failed");
+    for _ in 0..600 {
+        let running = std::process::Command::new("start-stop-daemon")
+            .args(["--status", "--exec", "/usr/sbin/mariadbd"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::create_dir_all("/run/mysqld").expect("/run/mysqld");
+    let _ = std::process::Command::new("chown")
+        .args(["mysql:mysql", "/run/mysqld"])
+        .status();
+    let status = tokio::process::Command::new("start-stop-daemon")
+        .args([
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ])
+        .status()
+        .await
+        .expect("start-stop-daemon");
+    assert!(status.success(), "starting MariaDB failed");
+    for _ in 0..600 {
+        if mysql_async::Conn::new(mysql_async::Opts::from_url(URL).expect("url"))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("MariaDB did not come back");
 }

@@ -164,6 +164,13 @@ pub async fn drop_slot(db: &TestDb, slot: &str) {
     }
 }
 
+/// Drops the slot `<name>_slot` a source made for `db` (the name the
+/// tests' pipelines give it), then the database.
+pub async fn drop_db_and_slot(db: TestDb) {
+    drop_slot(&db, &format!("{}_slot", db.name)).await;
+    db.drop_db().await;
+}
+
 /// The slot's `confirmed_flush_lsn`; 0 while the slot is still being created
 /// (PostgreSQL shows it as NULL until a consistent point is found, which waits
 /// for transactions running in other databases, such as other tests').
@@ -238,28 +245,74 @@ pub fn log_keys(dir: &std::path::Path, topic: &str) -> (usize, HashMap<Vec<u8>, 
         },
     )
     .expect("open log");
-    let Ok(t) = log.topic(topic) else {
-        return (0, HashMap::new());
-    };
     let mut total = 0;
     let mut per_key: HashMap<Vec<u8>, usize> = HashMap::new();
-    for p in t.partitions() {
-        let mut offset = p.earliest_offset();
-        while offset < p.high_watermark() {
-            for b in p.read(offset, 1 << 20).expect("read") {
-                for r in b.records().expect("records").iter() {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    total += 1;
-                    *per_key.entry(r.key.expect("key").to_vec()).or_default() += 1;
-                    offset = r.offset + 1;
-                }
-            }
-        }
-    }
+    crate::topic::each_record(&log, topic, |r| {
+        total += 1;
+        *per_key.entry(r.key.expect("key").to_vec()).or_default() += 1;
+    });
     (total, per_key)
+}
+
+/// The first column of every row `sql` returns, as text; `["<no table>"]`
+/// when the query fails (its table is not there yet).
+pub async fn rows(db: &TestDb, sql: &str) -> Vec<String> {
+    match db.client.query(sql, &[]).await {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(_) => vec!["<no table>".into()],
+    }
+}
+
+/// The first column of every row `sql` returns, as text; the query must
+/// succeed.
+pub async fn texts(db: &TestDb, sql: &str) -> Vec<String> {
+    db.client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Every row of `table` as PostgreSQL prints it (`t::text`), in `id`
+/// order; `["<no table>"]` while the table does not exist.
+pub async fn table_rows(db: &TestDb, table: &str) -> Vec<String> {
+    rows(db, &format!("SELECT t::text FROM {table} t ORDER BY id")).await
+}
+
+/// Waits (up to 60 s each) until every table of `tables` holds the same
+/// rows in `src` and in `dst`.
+pub async fn wait_same_tables(src: &TestDb, dst: &TestDb, tables: &[&str]) {
+    for t in tables {
+        crate::wait_same_rows(
+            t,
+            async || table_rows(src, t).await,
+            async || table_rows(dst, t).await,
+        )
+        .await;
+    }
+}
+
+/// Waits up to `limit` until replication slot `slot` exists and `cond`
+/// holds for it (SQL over the columns of `pg_replication_slots`, such as
+/// `active`).
+pub async fn wait_slot(db: &TestDb, slot: &str, cond: &str, limit: std::time::Duration) {
+    let sql = format!("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND ({cond})");
+    let deadline = tokio::time::Instant::now() + limit;
+    while db
+        .client
+        .query_opt(&sql, &[&slot])
+        .await
+        .expect("slots")
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot {slot}: never {cond}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// `pg_current_wal_lsn()`.
@@ -370,7 +423,9 @@ where
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn try_connect(db: &str) -> Option<Client> {
+/// A connection to database `db`, or `None` while the server does not
+/// accept one (it is restarting).
+pub async fn try_connect(db: &str) -> Option<Client> {
     let (client, conn) = tokio_postgres::connect(
         &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
         NoTls,
@@ -382,7 +437,8 @@ async fn try_connect(db: &str) -> Option<Client> {
 }
 
 /// Restarts the local PostgreSQL (the cluster on port 5432) with a fast
-/// shutdown, as `pg_ctlcluster` does, and waits for it.
+/// shutdown, as `pg_ctlcluster` does, and waits for it. Hold
+/// [`crate::services::exclusive`] around it.
 pub async fn restart_server() {
     let out = std::process::Command::new("pg_lsclusters")
         .arg("-h")

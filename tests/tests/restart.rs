@@ -1,76 +1,26 @@
-//! PostgreSQL restarted under a running source. A test binary of its own:
-//! cargo runs test binaries one after another, so no other test sees the
-//! server go away.
+//! PostgreSQL and MariaDB restarted under a running source. A test binary
+//! of its own: cargo runs test binaries one after another, so no other
+//! test sees a server go away; here each test holds
+//! `tributary_tests::services::exclusive()` so they take turns (and
+//! .config/nextest.toml runs them alone under nextest).
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_mid_stream_loses_and_repeats_nothing() {
+    let _services = tributary_tests::services::exclusive().await;
     tributary_tests::pg::stream_through_disruptions("restart", 2, |_| {
         tributary_tests::pg::restart_server()
     })
     .await;
 }
 
-/// The MariaDB tests restart the one server: one at a time.
-static MARIADB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Stops MariaDB cleanly and starts it again the way scripts/services.sh
-/// does, waiting until it answers.
-async fn restart_mariadb() {
-    let status = tokio::process::Command::new("mariadb-admin")
-        .args(["--protocol=socket", "-u", "root", "shutdown"])
-        .status()
-        .await
-        .expect("mariadb-admin");
-    assert!(status.success(), "stopping MariaDB failed");
-    for _ in 0..600 {
-        let running = std::process::Command::new("start-stop-daemon")
-            .args(["--status", "--exec", "/usr/sbin/mariadbd"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !running {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    std::fs::create_dir_all("/run/mysqld").expect("/run/mysqld");
-    let _ = std::process::Command::new("chown")
-        .args(["mysql:mysql", "/run/mysqld"])
-        .status();
-    let status = tokio::process::Command::new("start-stop-daemon")
-        .args([
-            "--start",
-            "--oknodo",
-            "--background",
-            "--exec",
-            "/usr/sbin/mariadbd",
-        ])
-        .status()
-        .await
-        .expect("start-stop-daemon");
-    assert!(status.success(), "starting MariaDB failed");
-    for _ in 0..600 {
-        if mysql_async::Conn::new(
-            mysql_async::Opts::from_url(tributary_tests::mysql::URL).expect("url"),
-        )
-        .await
-        .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("MariaDB did not come back");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
     use mysql_async::prelude::Queryable;
-    use tributary_connector_mysql::source::{MysqlSource, SnapshotMode};
+    use tributary_connector_mysql::source::SnapshotMode;
     use tributary_tests::mysql::*;
     const TXS: u32 = 300;
     const ROWS_PER_TX: u32 = 10;
-    let _server = MARIADB.lock().await;
+    let _services = tributary_tests::services::exclusive().await;
     tributary_tests::init_tracing();
     let mut db = MyDb::new("restart").await;
     db.exec("CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
@@ -80,10 +30,7 @@ async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
     let registry =
         tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
     let cfg = config(&db.name, &["items"], 2, SnapshotMode::Initial);
-    let writer = tributary_capture::writer::EventWriter::new(log.clone(), registry);
-    let mut source = MysqlSource::new(cfg, log.clone(), writer);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let running = Running::start(cfg, &log, &registry);
     let start = master_position(&mut db.conn).await;
     wait_stored(
         &dir.path().join("log"),
@@ -128,17 +75,10 @@ async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
     });
     for _ in 0..2 {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        restart_mariadb().await;
+        restart_server().await;
     }
     writes.await.expect("writes");
-    let mut db = MyDb {
-        conn: mysql_async::Conn::new(
-            mysql_async::Opts::from_url(&format!("{URL}{}", db.name)).expect("url"),
-        )
-        .await
-        .expect("reconnect"),
-        name: db.name.clone(),
-    };
+    let mut db = db.reconnect().await;
     let end = master_position(&mut db.conn).await;
     wait_stored(
         &dir.path().join("log"),
@@ -147,11 +87,7 @@ async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
         std::time::Duration::from_secs(60),
     )
     .await;
-    stop_tx.send(true).expect("stop");
-    let stats = task
-        .await
-        .expect("join")
-        .expect("the source survives the restarts");
+    let stats = running.stop_as("the source survives the restarts").await;
     assert!(
         stats.reconnects >= 2,
         "{} reconnects for 2 restarts",
@@ -172,9 +108,9 @@ async fn mariadb_restart_mid_stream_loses_and_repeats_nothing() {
 /// the next starts with a rotate) and find every row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restarts_while_the_source_is_down_lose_nothing() {
-    use tributary_connector_mysql::source::{MysqlSource, SnapshotMode};
+    use tributary_connector_mysql::source::SnapshotMode;
     use tributary_tests::mysql::*;
-    let _server = MARIADB.lock().await;
+    let _services = tributary_tests::services::exclusive().await;
     tributary_tests::init_tracing();
     let mut db = MyDb::new("restartdown").await;
     db.exec("CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
@@ -186,16 +122,10 @@ async fn mariadb_restarts_while_the_source_is_down_lose_nothing() {
         let registry =
             tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
         let cfg = config(&db.name, &["items"], 2, SnapshotMode::Initial);
-        let writer = tributary_capture::writer::EventWriter::new(log.clone(), registry);
-        let mut source = MysqlSource::new(cfg, log.clone(), writer);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move { source.run(stop_rx).await });
+        let running = Running::start(cfg, &log, &registry);
         let at = master_position(&mut db.conn).await;
         wait_stored(&log_dir, "my", &at, std::time::Duration::from_secs(30)).await;
-        stop_tx.send(true).expect("stop");
-        task.await
-            .expect("join")
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        running.stop_as(what).await;
     };
     let mut next = 0;
     let mut insert = async |db: &mut MyDb, n: u32| {
@@ -212,8 +142,8 @@ async fn mariadb_restarts_while_the_source_is_down_lose_nothing() {
     run_until(&mut db, "first run").await;
     insert(&mut db, 5).await;
     for _ in 0..2 {
-        restart_mariadb().await;
-        db = reconnect(db).await;
+        restart_server().await;
+        db = db.reconnect().await;
         insert(&mut db, 5).await;
     }
     run_until(&mut db, "after the restarts").await;
@@ -222,14 +152,4 @@ async fn mariadb_restarts_while_the_source_is_down_lose_nothing() {
     assert_eq!(per_key.len(), 40, "every committed row reached the log");
     assert_eq!(total, 40, "no row twice");
     db.drop_db().await;
-}
-
-async fn reconnect(db: tributary_tests::mysql::MyDb) -> tributary_tests::mysql::MyDb {
-    let url = format!("{}{}", tributary_tests::mysql::URL, db.name);
-    tributary_tests::mysql::MyDb {
-        conn: mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url"))
-            .await
-            .expect("reconnect"),
-        name: db.name.clone(),
-    }
 }

@@ -1,7 +1,21 @@
-//! What the `tributary run` tests share: the process, started and stopped.
+//! What the hub's tests share: `tributary` processes (a pipeline run, a
+//! serving hub, a CLI command), pipeline files, Redis. Helpers of the
+//! services that need no `tributary` binary live in `tributary-tests`
+//! (its polling helpers are re-exported here).
 #![allow(dead_code)] // Each test binary uses part of it.
 
+mod cache;
+mod cli;
+mod pipeline;
+
+pub use cache::*;
+pub use cli::*;
+pub use pipeline::*;
+#[allow(unused_imports)] // As above: not every binary polls with each.
+pub use tributary_tests::{eventually, eventually_within, wait_same_rows};
+
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
 
 /// The running pipeline; killed if the test fails before stopping it.
 pub struct Running(Option<Child>);
@@ -24,7 +38,7 @@ pub fn start(file: &std::path::Path) -> Running {
 /// listens on a port of its own (tests run in parallel).
 pub fn start_with_env(file: &std::path::Path, env: &[(&str, &str)]) -> Running {
     Running(Some(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
+        command()
             .arg("run")
             .arg(file)
             .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
@@ -37,19 +51,32 @@ pub fn start_with_env(file: &std::path::Path, env: &[(&str, &str)]) -> Running {
     ))
 }
 
+/// Sends `kill -SIG` (`TERM`, `INT`) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
 /// SIGTERM, then the exit status and what the process printed.
 pub fn terminate(mut running: Running) -> (ExitStatus, String) {
     let child = running.0.take().expect("running");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    signal(child.id(), "TERM");
     let out = child.wait_with_output().expect("wait");
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// SIGTERM; the stop must be clean. Returns what the process printed.
+pub fn stop(running: Running) -> String {
+    let (status, out) = terminate(running);
+    assert!(status.success(), "clean stop: {status}\n{out}");
+    out
 }
 
 /// SIGKILL: no clean stop, as in a crash.
@@ -108,31 +135,6 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
 }
 
-/// Waits up to 60 s until the source's rows (`want`) and the target's
-/// (`got`) are the same; otherwise panics with the first differences.
-pub async fn wait_same_rows(
-    what: &str,
-    mut want: impl AsyncFnMut() -> Vec<String>,
-    mut got: impl AsyncFnMut() -> Vec<String>,
-) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (w, g) = (want().await, got().await);
-        if w == g {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let diff: Vec<_> = w.iter().zip(&g).filter(|(a, b)| a != b).take(3).collect();
-            panic!(
-                "{what}: the target never matched: {} rows in the source, {} in the target; first differences {diff:?}",
-                w.len(),
-                g.len()
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// A `tributary` process serving the HTTP and gRPC APIs.
 pub struct Serving {
     running: Running,
@@ -160,14 +162,13 @@ pub fn serving(
         None => Stdio::inherit(),
     };
     let grpc_given = args.iter().any(|a| *a == "--grpc");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let mut child = command()
         .args(args)
         .args(if grpc_given {
             &[][..]
         } else {
             &["--grpc", "127.0.0.1:0"][..]
         })
-        .env_remove("TRIBUTARY_TOKEN")
         .env("TRIBUTARY_LOG", "info")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -202,10 +203,47 @@ pub fn serving(
     }
 }
 
+/// `tributary run FILE` (its `server:` section as written), serving.
+pub fn run_serving(
+    file: &std::path::Path,
+    env: &[(&str, &str)],
+    stderr: Option<&std::path::Path>,
+) -> Serving {
+    serving(
+        &[std::ffi::OsStr::new("run"), file.as_os_str()],
+        env,
+        stderr,
+    )
+}
+
+/// `tributary serve --http 127.0.0.1:0 --data-dir DATA`, serving.
+pub fn serve(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+    stderr: Option<&std::path::Path>,
+) -> Serving {
+    serving(
+        &[
+            std::ffi::OsStr::new("serve"),
+            std::ffi::OsStr::new("--http"),
+            std::ffi::OsStr::new("127.0.0.1:0"),
+            std::ffi::OsStr::new("--data-dir"),
+            data.as_os_str(),
+        ],
+        env,
+        stderr,
+    )
+}
+
 impl Serving {
     /// The process's id.
     pub fn id(&self) -> u32 {
         self.running.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// `host:port` of its gRPC API.
+    pub fn grpc_addr(&self) -> String {
+        self.grpc.trim_start_matches("http://").to_string()
     }
 
     /// Whether it is still running.
@@ -220,11 +258,7 @@ impl Serving {
     /// line.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let mut child = self.running.0.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        signal(child.id(), "TERM");
         let status = child.wait().expect("wait");
         let out = self
             .rest
@@ -232,5 +266,81 @@ impl Serving {
             .map(|h| h.join().unwrap_or_default())
             .unwrap_or_default();
         (status, out)
+    }
+
+    /// SIGTERM; the stop must be clean. Returns what it printed after the
+    /// first line.
+    pub fn stop(self) -> String {
+        let (status, out) = self.terminate();
+        assert!(status.success(), "clean stop: {status}\n{out}");
+        out
+    }
+}
+
+/// `tributary consume ... --follow` running: each line it prints, as it
+/// prints it. Killed if the test fails before interrupting it.
+pub struct Follower {
+    child: Option<Child>,
+    /// Its stdout, line by line.
+    pub lines: Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// `tributary ARGS` (a `consume --follow`), its output read as it comes.
+pub fn follow(args: &[&str]) -> Follower {
+    use std::io::{BufRead as _, Read as _};
+    let mut child = command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn consume --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut err = child.stderr.take().expect("stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    Follower {
+        child: Some(child),
+        lines,
+        stderr: Some(stderr),
+    }
+}
+
+impl Follower {
+    /// SIGINT: it must end cleanly.
+    pub fn interrupt(mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "INT");
+        let status = child.wait().expect("wait");
+        let err = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        assert!(
+            status.success(),
+            "consume --follow ends cleanly on SIGINT: {status}\n{err}"
+        );
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

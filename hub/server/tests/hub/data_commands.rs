@@ -4,51 +4,23 @@
 //! offsets reset.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 use tributary_tests::pg::TestDb;
 
-mod common;
+use crate::common::{self, ok, stderr};
 
+/// `tributary ARGS --data-dir DATA`.
 fn tributary(args: &[&str], data: &Path) -> Output {
-    tributary_with_stdin(args, data, None)
+    common::tributary_on(data, args, None)
 }
 
 /// `tributary ARGS --data-dir DATA`, `stdin` written to its input.
 fn tributary_with_stdin(args: &[&str], data: &Path, stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::tributary_on(data, args, stdin)
 }
 
 /// Every line of `consume TOPIC --from-beginning` as JSON.
@@ -108,38 +80,26 @@ impl Captured {
         db.client.batch_execute(ITEMS).await.expect("items");
         let dir = tempfile::tempdir().expect("tempdir");
         let slot = format!("{}_slot", db.name);
-        let file = dir.path().join("pipeline.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-                 sources:\n  - name: pg\n    kind: postgres\n\
-                 \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-                 \x20   slot: {slot}\n    publication: {db}_pub\n\
-                 \x20   tables:\n      include: [public.items]\n",
-                db = db.name
+        let file = common::pipeline_file(
+            dir.path(),
+            &format!(
+                "{}{}",
+                common::log_yaml(Some(2)),
+                common::pg_source_yaml(&db.name, "public.items")
             ),
-        )
-        .expect("pipeline file");
+        );
         let data = dir.path().join("data");
         let running = common::start(&file);
         // Changes made once the slot exists are streamed, not read by the
         // snapshot; acknowledged, they (and the snapshot before them) are
         // in the log.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while db
-            .client
-            .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL",
-                &[&slot],
-            )
-            .await
-            .expect("slots")
-            .is_none()
-        {
-            assert!(tokio::time::Instant::now() < deadline, "no slot {slot}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        tributary_tests::pg::wait_slot(
+            &db,
+            &slot,
+            "confirmed_flush_lsn IS NOT NULL",
+            Duration::from_secs(60),
+        )
+        .await;
         db.client
             .batch_execute(
                 "UPDATE items SET name = 'renamed', price = NULL WHERE id = 1;
@@ -156,8 +116,7 @@ impl Captured {
             &["consume", "pg.public.items", "--from-beginning"],
             &data,
         ));
-        let (status, out) = common::terminate(running);
-        assert!(status.success(), "clean stop: {out}");
+        common::stop(running);
         Self {
             db,
             _dir: dir,
@@ -392,22 +351,8 @@ async fn produce_then_consume_round_trips() {
     );
 
     // --follow prints what a produce appends meanwhile, until SIGINT.
-    let mut follower = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["consume", "pg.public.items", "--follow", "--data-dir"])
-        .arg(&c.data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn consume --follow");
-    let stdout = follower.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines() {
-            if tx.send(line.expect("line")).is_err() {
-                break;
-            }
-        }
-    });
+    let data = c.data.to_str().expect("utf-8 path");
+    let follower = common::follow(&["consume", "pg.public.items", "--follow", "--data-dir", data]);
     std::thread::sleep(Duration::from_millis(500));
     let one = r#"{"value":{"op":"c","after":{"id":6000,"name":"followed","price":null,"at":null,"tags":null,"raw":null,"day":null}}}"#;
     ok(&tributary_with_stdin(
@@ -416,21 +361,15 @@ async fn produce_then_consume_round_trips() {
         Some(one),
     ));
     let seen: Json = serde_json::from_str(
-        &rx.recv_timeout(Duration::from_secs(30))
+        &follower
+            .lines
+            .recv_timeout(Duration::from_secs(30))
             .expect("followed line"),
     )
     .expect("json");
     assert_eq!(seen["value"]["after"]["name"], "followed");
-    let status = Command::new("kill")
-        .args(["-INT", &follower.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = follower.wait().expect("wait");
-    assert!(
-        exit.success(),
-        "consume --follow ends cleanly on SIGINT: {exit:?}"
-    );
+    // consume --follow ends cleanly on SIGINT.
+    follower.interrupt();
     c.drop().await;
 }
 
@@ -752,22 +691,8 @@ async fn offsets_list_and_reset_move_a_group() {
     c.drop().await;
 }
 
-/// Every row of `table` as PostgreSQL prints it, in key order.
-async fn rows(db: &TestDb, table: &str) -> Vec<String> {
-    match db
-        .client
-        .query(&format!("SELECT t::text FROM {table} t ORDER BY id"), &[])
-        .await
-    {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(_) => vec!["<no table>".into()],
-    }
-}
-
 async fn wait_equal(src: &TestDb, dst: &TestDb) {
-    for t in ["accounts", "entries"] {
-        common::wait_same_rows(t, async || rows(src, t).await, async || rows(dst, t).await).await;
-    }
+    tributary_tests::pg::wait_same_tables(src, dst, &["accounts", "entries"]).await;
 }
 
 /// examples/event-sourcing.yaml as shipped: the read model thrown away
@@ -812,8 +737,7 @@ async fn the_event_sourcing_read_model_is_rebuilt_after_a_reset() {
         .await
         .expect("changes");
     wait_equal(&src, &dst).await;
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {out}");
+    common::stop(running);
 
     // Rebuild: reset the sink's group, throw the read model away, change
     // the source meanwhile, run again.
@@ -851,8 +775,7 @@ async fn the_event_sourcing_read_model_is_rebuilt_after_a_reset() {
         .expect("changes while stopped");
     let running = common::start_with_env(&example, &env);
     wait_equal(&src, &dst).await;
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {out}");
+    common::stop(running);
     // The reset was taken over: nothing pending any more.
     let listed = ok(&tributary(
         &["offsets", "list", "--group", "read_model"],

@@ -7,31 +7,14 @@ use std::time::Duration;
 
 use tributary_tests::pg::TestDb;
 
-mod common;
-
-use common::start;
-
-/// SIGTERM; the stop must be clean. Returns what the process printed.
-fn terminate(running: common::Running) -> String {
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {status}\n{out}");
-    out
-}
-
-fn redis() -> redis::Connection {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .expect("client")
-        .get_connection()
-        .expect("connect to Redis")
-}
+use crate::common::{
+    self, clean_up, customers_db, customers_pipeline, redis, redis_keys, start, stop,
+};
 
 /// Every cached row: id -> (name, balance).
 fn cached(prefix: &str) -> BTreeMap<i32, (String, String)> {
     let mut c = redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}public.customers:*"))
-        .query(&mut c)
-        .expect("keys");
+    let keys = redis_keys(&format!("{prefix}public.customers:"));
     keys.iter()
         .map(|k| {
             // Not a hash (the dead-letter test plants a string): not a row.
@@ -76,49 +59,6 @@ async fn wait_equal(db: &TestDb, prefix: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A database with a `customers` table of `rows` rows (balance
-/// `balance`, SQL over `g`, the row number), and its key prefix.
-async fn customers_db(tag: &str, rows: u32, balance: &str) -> (TestDb, String) {
-    let db = TestDb::new(tag).await;
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, {balance} FROM generate_series(1, {rows}) g;"
-        ))
-        .await
-        .expect("ddl");
-    let prefix = format!("{}:", db.name);
-    (db, prefix)
-}
-
-/// `pipeline.yaml` in `dir`: `db`'s customers into a Redis sink at
-/// `prefix`, with the sink settings `sink` (YAML lines, indented) and the
-/// log settings `log`.
-fn customers_pipeline(
-    dir: &std::path::Path,
-    db: &TestDb,
-    prefix: &str,
-    log: &str,
-    sink: &str,
-) -> std::path::PathBuf {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n{log}\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.customers]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n{sink}",
-            db = db.name
-        ),
-    )
-    .expect("pipeline file");
-    file
 }
 
 /// What is published on `channel`, from a subscriber that listens
@@ -168,7 +108,7 @@ async fn the_cache_follows_the_table_across_a_restart() {
         .await
         .expect("changes");
     wait_equal(&db, &prefix).await;
-    let out = terminate(child);
+    let out = stop(child);
     assert!(
         out.contains("sink cache#0: stopped") && out.contains("sink cache#1: stopped"),
         "two workers: {out}"
@@ -184,17 +124,9 @@ async fn the_cache_follows_the_table_across_a_restart() {
         .expect("changes while down");
     let child = start(&file);
     wait_equal(&db, &prefix).await;
-    terminate(child);
+    stop(child);
     assert_eq!(cached(&prefix).len(), 200 - 19 + 1 - 1);
-
-    let mut c = redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut c)
-        .expect("keys");
-    let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
+    clean_up(db, &prefix).await;
 }
 
 /// SIGKILL in the middle of a large change, then a restart: the cache
@@ -249,7 +181,7 @@ async fn a_kill_mid_stream_neither_loses_nor_repeats_a_row() {
     );
     let child = start(&file);
     wait_equal(&db, &prefix).await;
-    terminate(child);
+    stop(child);
     // What was published in the meantime, until the channel is quiet.
     heard.extend(std::iter::from_fn(|| {
         rx.recv_timeout(Duration::from_secs(2)).ok()
@@ -270,51 +202,23 @@ async fn a_kill_mid_stream_neither_loses_nor_repeats_a_row() {
         want.into_iter().collect(),
         "every row published once"
     );
-    cleanup(db, &prefix).await;
+    clean_up(db, &prefix).await;
 }
 
 /// A row Redis refuses (its key holds a string, not a hash) goes to the
 /// dead-letter topic with the error, and every other row is cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_row_goes_to_the_dead_letter_topic() {
-    let db = TestDb::new("redisdlq").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, g FROM generate_series(1, 50) g;",
-        )
-        .await
-        .expect("ddl");
-    let prefix = format!("{}:", db.name);
-    let mut c = redis();
-    let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}public.customers:7"))
-        .arg("not a hash")
-        .query(&mut c)
-        .expect("set");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.customers]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n    on_error: dlq\n",
-            db = db.name
-        ),
+    let (db, prefix, dir) = refused_row_setup("redisdlq", "dlq").await;
+    let child = start(&dir.path().join("pipeline.yaml"));
+    common::eventually_within(
+        Duration::from_secs(30),
+        "rows never cached",
+        async || cached(&prefix).len(),
+        |n| *n >= 49,
     )
-    .expect("pipeline file");
-    let child = start(&file);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while cached(&prefix).len() < 49 {
-        assert!(tokio::time::Instant::now() < deadline, "rows never cached");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    terminate(child);
+    .await;
+    stop(child);
     assert_eq!(cached(&prefix).len(), 49, "all but the refused row");
 
     let dead = common::dead_letters(&dir.path().join("data"), "cache");
@@ -325,14 +229,7 @@ async fn a_refused_row_goes_to_the_dead_letter_topic() {
         common::header(&dead[0], "tributary.topic"),
         "pg.public.customers"
     );
-
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut c)
-        .expect("keys");
-    let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
+    clean_up(db, &prefix).await;
 }
 
 /// Writes a one-partition pipeline into a Redis sink with `on_error`,
@@ -353,19 +250,6 @@ async fn refused_row_setup(tag: &str, on_error: &str) -> (TestDb, String, tempfi
         &format!("    on_error: {on_error}\n"),
     );
     (db, prefix, dir)
-}
-
-async fn cleanup(db: TestDb, prefix: &str) {
-    let mut c = redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut c)
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
-    }
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
 }
 
 /// Waits until the cache has `n` rows and keeps them for half a second.
@@ -391,6 +275,16 @@ async fn settle_at(prefix: &str, n: usize) {
     }
 }
 
+/// The offset the sink `cache` stored for partition 0 of the customers'
+/// topic, with its rows.
+fn stored_offset(prefix: &str) -> Option<u64> {
+    redis::cmd("HGET")
+        .arg(format!("{prefix}tributary:offsets:cache"))
+        .arg("pg.public.customers/0")
+        .query(&mut redis())
+        .expect("HGET")
+}
+
 /// `on_error: stop` pauses the sink at the refused row: its stored
 /// offset stops there (rows after it in the same transaction may be in
 /// the cache already: applied again later, to the same effect); once the
@@ -400,28 +294,18 @@ async fn stop_pauses_at_the_refused_row_and_loses_nothing() {
     let (db, prefix, dir) = refused_row_setup("redisstop", "stop").await;
     let file = dir.path().join("pipeline.yaml");
     let child = start(&file);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let stored = loop {
-        let next: Option<u64> = redis::cmd("HGET")
-            .arg(format!("{prefix}tributary:offsets:cache"))
-            .arg("pg.public.customers/0")
-            .query(&mut redis())
-            .expect("HGET");
-        if next.is_some() && cached(&prefix).len() >= 6 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            break next;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "nothing cached");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let out = terminate(child);
+    let (stored, _) = common::eventually_within(
+        Duration::from_secs(30),
+        "nothing cached",
+        async || (stored_offset(&prefix), cached(&prefix).len()),
+        |(next, n)| next.is_some() && *n >= 6,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = stop(child);
     assert!(out.contains("sink cache: paused"), "{out}");
     assert!(out.contains("WRONGTYPE"), "the error is in status: {out}");
-    let now: Option<u64> = redis::cmd("HGET")
-        .arg(format!("{prefix}tributary:offsets:cache"))
-        .arg("pg.public.customers/0")
-        .query(&mut redis())
-        .expect("HGET");
+    let now = stored_offset(&prefix);
     assert_eq!(now, stored, "the offset did not move while paused");
     assert!(
         now.is_some_and(|n| n < 50),
@@ -434,8 +318,8 @@ async fn stop_pauses_at_the_refused_row_and_loses_nothing() {
         .expect("fix");
     let child = start(&file);
     settle_at(&prefix, 50).await;
-    terminate(child);
-    cleanup(db, &prefix).await;
+    stop(child);
+    clean_up(db, &prefix).await;
 }
 
 /// `on_error: skip` logs the refused row and goes on; no dead letter.
@@ -444,22 +328,19 @@ async fn skip_goes_on_past_the_refused_row() {
     let (db, prefix, dir) = refused_row_setup("redisskip", "skip").await;
     let child = start(&dir.path().join("pipeline.yaml"));
     settle_at(&prefix, 49).await;
-    terminate(child);
+    stop(child);
     assert!(
         common::dead_letters(&dir.path().join("data"), "cache").is_empty(),
         "skip writes no dead letter"
     );
-    cleanup(db, &prefix).await;
+    clean_up(db, &prefix).await;
 }
 
 /// Every JSON row under `prefix`: id -> the object.
 fn json_rows(prefix: &str) -> BTreeMap<String, serde_json::Value> {
     let mut c = redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}docs:*"))
-        .query(&mut c)
-        .expect("keys");
-    keys.into_iter()
+    redis_keys(&format!("{prefix}docs:"))
+        .into_iter()
         .filter_map(|k| {
             let v: String = redis::cmd("GET").arg(&k).query(&mut c).ok()?;
             let doc = serde_json::from_str(&v).unwrap_or_else(|e| panic!("{k}: {e}: {v}"));
@@ -512,22 +393,17 @@ async fn json_rows_with_a_key_template_ttl_and_invalidation() {
     // Invalidation messages, collected by a subscriber.
     let rx = subscribe(&channel);
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.docs]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}sinks:\n{}\
              \x20   key: \"{{table}}:{{id}}\"\n    format: json\n    ttl_seconds: 3600\n\
-             \x20   publish: {channel}\n    topics: [\"pg.public.*\"]\n",
-            db = db.name
+             \x20   publish: {channel}\n",
+            common::log_yaml(None),
+            common::pg_source_yaml(&db.name, "public.docs"),
+            common::redis_sink_yaml("cache", &prefix, "[\"pg.public.*\"]")
         ),
-    )
-    .expect("pipeline file");
+    );
     let child = start(&file);
     let wait = async |what: &str| {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -591,6 +467,6 @@ async fn json_rows_with_a_key_template_ttl_and_invalidation() {
         .query(&mut redis())
         .expect("get");
     assert_eq!(other.as_deref(), Some("x"), "another table's key stays");
-    terminate(child);
-    cleanup(db, &prefix).await;
+    stop(child);
+    clean_up(db, &prefix).await;
 }

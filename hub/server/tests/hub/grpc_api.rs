@@ -7,9 +7,7 @@
 //! server up; and the CLI in client mode (`topics`, `produce`,
 //! `offsets list`, `status`) against a running hub.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -18,9 +16,7 @@ use tonic::{Code, Request};
 use tributary_api::v1::{self, hub_client::HubClient};
 use tributary_tests::pg::TestDb;
 
-mod common;
-
-use common::Serving;
+use crate::common::{self, Serving, eventually, ok, tributary};
 
 const TOPIC: &str = "pg.public.items";
 const ROWS: u64 = 5;
@@ -31,7 +27,6 @@ struct PgHub {
     db: TestDb,
     _dir: tempfile::TempDir,
     data: PathBuf,
-    slot: String,
     prefix: String,
     hub: Option<Serving>,
 }
@@ -47,30 +42,22 @@ impl PgHub {
             .await
             .expect("items");
         let dir = tempfile::tempdir().expect("tempdir");
-        let slot = format!("{}_slot", db.name);
         let prefix = format!("{}:", db.name);
-        let file = dir.path().join("pipeline.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-                 server:\n  http: 127.0.0.1:0\n\
-                 sources:\n  - name: pg\n    kind: postgres\n\
-                 \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-                 \x20   slot: {slot}\n    publication: {db}_pub\n    heartbeat_ms: 200\n\
-                 \x20   tables:\n      include: [public.items]\n\
-                 sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-                 \x20   topics: [\"pg.public.*\"]\n",
-                db = db.name
+        let file = common::pipeline_file(
+            dir.path(),
+            &format!(
+                "{}{}{}    heartbeat_ms: 200\nsinks:\n{}",
+                common::log_yaml(Some(2)),
+                common::SERVER_YAML,
+                common::pg_source_yaml(&db.name, "public.items"),
+                common::redis_sink_yaml("cache", &prefix, "[\"pg.public.*\"]")
             ),
-        )
-        .expect("pipeline file");
-        let hub = common::serving(&[OsStr::new("run"), file.as_os_str()], &[], None);
+        );
+        let hub = common::run_serving(&file, &[], None);
         let me = Self {
             db,
             data: dir.path().join("data"),
             _dir: dir,
-            slot,
             prefix,
             hub: Some(hub),
         };
@@ -90,7 +77,7 @@ impl PgHub {
 
     /// `host:port` of the gRPC API.
     fn addr(&self) -> String {
-        self.grpc().trim_start_matches("http://").to_string()
+        self.hub.as_ref().map_or(String::new(), Serving::grpc_addr)
     }
 
     async fn client(&self) -> HubClient<Channel> {
@@ -100,26 +87,13 @@ impl PgHub {
     /// Stops the pipeline (cleanly) and removes what the test made.
     async fn stop(mut self) {
         if let Some(hub) = self.hub.take() {
-            let (status, out) = hub.terminate();
-            assert!(status.success(), "clean stop: {out}");
+            hub.stop();
         }
         self.clean().await;
     }
 
     async fn clean(self) {
-        tributary_tests::pg::drop_slot(&self.db, &self.slot).await;
-        self.db.drop_db().await;
-        let mut r = redis::Client::open("redis://127.0.0.1:6379")
-            .expect("client")
-            .get_connection()
-            .expect("connect to Redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut r)
-            .expect("keys");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query(&mut r).expect("clean up");
-        }
+        common::clean_up(self.db, &self.prefix).await;
     }
 }
 
@@ -146,23 +120,6 @@ async fn records_in(c: &mut HubClient<Channel>) -> u64 {
     }
 }
 
-/// Polls `probe` every 100 ms for up to 60 s until `check` holds.
-async fn eventually<T: std::fmt::Debug>(
-    what: &str,
-    mut probe: impl AsyncFnMut() -> T,
-    check: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = probe().await;
-        if check(&v) {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: last {v:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn item(id: i64, name: &str) -> String {
     format!(r#"{{"value":{{"op":"c","after":{{"id":{id},"name":"{name}"}}}}}}"#)
 }
@@ -178,37 +135,6 @@ async fn describe(c: &mut HubClient<Channel>) -> v1::TopicDescription {
     .await
     .expect("DescribeTopic")
     .into_inner()
-}
-
-/// `tributary ARGS`, with `stdin`, no hub or token from the environment.
-fn tributary(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(args)
-        .env_remove("TRIBUTARY_HUB")
-        .env_remove("TRIBUTARY_TOKEN")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn data_arg(p: &Path) -> &str {
@@ -465,9 +391,7 @@ async fn commit_offset_then_offsets_list_shows_it() {
     assert_eq!((first.partition, first.offset), (1, 1));
     drop(stream);
 
-    let hub = h.hub.take().expect("running");
-    let (status, out) = hub.terminate();
-    assert!(status.success(), "clean stop: {out}");
+    h.hub.take().expect("running").stop();
     // Stored: the directory itself says the same.
     assert_eq!(ok(&tributary(&args, None, &[])), want);
     h.clean().await;
@@ -599,17 +523,7 @@ async fn calls_need_the_token() {
     let token = "grpc-tok-7f3c";
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let hub = common::serving(
-        &[
-            OsStr::new("serve"),
-            OsStr::new("--http"),
-            OsStr::new("127.0.0.1:0"),
-            OsStr::new("--data-dir"),
-            data.as_os_str(),
-        ],
-        &[("TRIBUTARY_TOKEN", token)],
-        None,
-    );
+    let hub = common::serve(&data, &[("TRIBUTARY_TOKEN", token)], None);
     let mut c = connect(&hub.grpc).await;
     let refused = |r: Result<tonic::Response<v1::ListTopicsResponse>, tonic::Status>| match r {
         Ok(_) => panic!("answered without the right token"),
@@ -653,7 +567,7 @@ async fn calls_need_the_token() {
     );
 
     // The CLI: refused without the token, fine with it.
-    let addr = hub.grpc.trim_start_matches("http://").to_string();
+    let addr = hub.grpc_addr();
     let out = tributary(&["status", "--hub", &addr], None, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -664,8 +578,7 @@ async fn calls_need_the_token() {
         &[("TRIBUTARY_TOKEN", token)],
     );
     assert_eq!(ok(&out), "");
-    let (status, _) = hub.terminate();
-    assert!(status.success());
+    hub.stop();
 }
 
 /// Each malformed call gets its code and a message naming the field; a
@@ -860,9 +773,7 @@ async fn cli_produce_through_the_hub_reports_like_on_the_directory() {
     let through_hub = ok(&tributary(&consume, None, &[]));
     assert_eq!(through_hub.lines().count() as u64, ROWS + 4);
     let mut h = h;
-    let hub = h.hub.take().expect("running");
-    let (status, out) = hub.terminate();
-    assert!(status.success(), "clean stop: {out}");
+    h.hub.take().expect("running").stop();
     assert_eq!(ok(&tributary(&consume, None, &[])), through_hub);
     h.clean().await;
 }
@@ -871,33 +782,16 @@ async fn cli_produce_through_the_hub_reports_like_on_the_directory() {
 /// started (over Subscribe) and ends cleanly on SIGINT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_consume_follow_through_the_hub_prints_new_records() {
-    use std::io::BufRead as _;
     let h = PgHub::start("grpcfollow").await;
     let mut c = h.client().await;
-    let mut follower = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args([
-            "consume",
-            TOPIC,
-            "--follow",
-            "--data-dir",
-            data_arg(&h.data),
-        ])
-        .env_remove("TRIBUTARY_HUB")
-        .env_remove("TRIBUTARY_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn consume --follow");
-    let stdout = follower.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let follower = common::follow(&[
+        "consume",
+        TOPIC,
+        "--follow",
+        "--data-dir",
+        data_arg(&h.data),
+    ]);
+    let rx = &follower.lines;
     // The follower subscribes from the end: produce until it has printed
     // a record (it may not be subscribed yet when the first lands).
     let mut first = None;
@@ -932,16 +826,6 @@ async fn cli_consume_follow_through_the_hub_prints_new_records() {
         ids.push(json(&line)["key"]["id"].as_i64().expect("id"));
     }
     assert!(ids.iter().all(|i| *i >= 600), "only new records: {ids:?}");
-    let status = Command::new("kill")
-        .args(["-INT", &follower.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = follower.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    follower.interrupt();
     h.stop().await;
 }

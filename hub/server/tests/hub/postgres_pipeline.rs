@@ -6,52 +6,14 @@
 
 use std::time::Duration;
 
-use tributary_tests::pg::TestDb;
+use tributary_tests::pg::{TestDb, wait_same_tables};
 
-mod common;
+use crate::common::{self, start, stop};
 
-use common::start;
-
-/// SIGTERM; the stop must be clean. Returns what the process printed.
-fn terminate(running: common::Running) -> String {
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {status}\n{out}");
-    out
-}
-
-/// Every row of `table` as PostgreSQL prints it, in key order.
-async fn rows(db: &TestDb, table: &str) -> Vec<String> {
-    match db
-        .client
-        .query(&format!("SELECT t::text FROM {table} t ORDER BY id"), &[])
-        .await
-    {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        // Not created yet.
-        Err(_) => vec!["<no table>".into()],
-    }
-}
-
-/// Waits until every table of `tables` is the same in both databases.
-async fn wait_equal(src: &TestDb, dst: &TestDb, tables: &[&str]) {
-    for t in tables {
-        common::wait_same_rows(t, async || rows(src, t).await, async || rows(dst, t).await).await;
-    }
-}
-
+/// `src` replicated into `dst` (every table of `public`, 2 partitions) in
+/// batches of 500, with the sink's further settings `extra`.
 fn pipeline(src: &TestDb, dst: &TestDb, extra: &str) -> String {
-    format!(
-        "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-         sources:\n  - name: pg\n    kind: postgres\n\
-         \x20   url: postgres://postgres@127.0.0.1:5432/{src}?sslmode=disable\n\
-         \x20   slot: {src}_slot\n    publication: {src}_pub\n\
-         \x20   tables:\n      include: [public.*]\n\
-         sinks:\n  - name: replica\n    kind: postgres\n\
-         \x20   url: postgres://postgres@127.0.0.1:5432/{dst}?sslmode=disable\n\
-         \x20   topics: [\"pg.public.*\"]\n    batch_size: 500\n{extra}",
-        src = src.name,
-        dst = dst.name
-    )
+    common::replica_yaml(src, dst, &format!("    batch_size: 500\n{extra}"))
 }
 
 const ITEMS: &str = "CREATE TABLE items (
@@ -98,12 +60,11 @@ async fn a_database_follows_another_through_kills() {
         .await
         .expect("notes");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(&file, pipeline(&src, &dst, "    parallelism: 2\n")).expect("pipeline file");
+    let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, "    parallelism: 2\n"));
 
     // Snapshot, then changes of every kind.
     let child = start(&file);
-    wait_equal(&src, &dst, &["items", "notes", "typed"]).await;
+    wait_same_tables(&src, &dst, &["items", "notes", "typed"]).await;
     src.client
         .batch_execute(
             "UPDATE typed SET tx = tx || E'\\r', jb = jb || '{\"u\": 1}', tz = tz + interval '1 microsecond' WHERE id % 3 = 0;
@@ -122,7 +83,7 @@ async fn a_database_follows_another_through_kills() {
         )
         .await
         .expect("changes");
-    wait_equal(&src, &dst, &["items", "notes", "typed"]).await;
+    wait_same_tables(&src, &dst, &["items", "notes", "typed"]).await;
 
     // SIGKILL while the sink is part-way through many batches.
     src.client
@@ -155,7 +116,7 @@ async fn a_database_follows_another_through_kills() {
         .await
         .expect("changes while down");
     let child = start(&file);
-    wait_equal(&src, &dst, &["items", "notes"]).await;
+    wait_same_tables(&src, &dst, &["items", "notes"]).await;
 
     // The server ends the sink's connections: the sink reconnects.
     let killed: i64 = src
@@ -176,8 +137,8 @@ async fn a_database_follows_another_through_kills() {
         )
         .await
         .expect("changes after terminate");
-    wait_equal(&src, &dst, &["items", "notes"]).await;
-    terminate(child);
+    wait_same_tables(&src, &dst, &["items", "notes"]).await;
+    stop(child);
 
     // Offsets are kept with the data.
     let stored: i64 = dst
@@ -190,8 +151,7 @@ async fn a_database_follows_another_through_kills() {
         .expect("offsets")
         .get(0);
     assert_eq!(stored, 6, "three topics of two partitions");
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
 
@@ -222,30 +182,24 @@ async fn truncates_new_columns_and_refused_rows() {
         .await
         .expect("target");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
     // One partition (ordering over partitions: see
     // `a_truncate_is_ordered_with_every_partition`).
     let yaml =
         pipeline(&src, &dst, "    on_error: dlq\n").replace("partitions: 2", "partitions: 1");
-    std::fs::write(&file, yaml).expect("pipeline file");
+    let file = common::pipeline_file(dir.path(), &yaml);
     let child = start(&file);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let n: i64 = dst
-            .client
-            .query_one("SELECT count(*) FROM stock", &[])
-            .await
-            .expect("count")
-            .get(0);
-        if n == 99 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rows never arrived ({n})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "rows never arrived",
+        async || -> i64 {
+            dst.client
+                .query_one("SELECT count(*) FROM stock", &[])
+                .await
+                .expect("count")
+                .get(0)
+        },
+        |n| *n == 99,
+    )
+    .await;
     let stale: i32 = dst
         .client
         .query_one("SELECT qty FROM stock WHERE id = 7", &[])
@@ -271,10 +225,9 @@ async fn truncates_new_columns_and_refused_rows() {
         )
         .await
         .expect("truncate and a new column");
-    wait_equal(&src, &dst, &["stock"]).await;
-    terminate(child);
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    wait_same_tables(&src, &dst, &["stock"]).await;
+    stop(child);
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
 
@@ -297,10 +250,9 @@ async fn a_hanging_write_times_out_and_is_retried() {
         .await
         .expect("target");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(&file, pipeline(&src, &dst, "    timeout_ms: 300\n")).expect("pipeline file");
+    let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, "    timeout_ms: 300\n"));
     let child = start(&file);
-    wait_equal(&src, &dst, &["t"]).await;
+    wait_same_tables(&src, &dst, &["t"]).await;
     // Hold a lock that blocks every write to the target table (taken once
     // the source streams: creating its slot waits for open transactions).
     let locker = tributary_tests::pg::connect(&dst.name).await;
@@ -313,32 +265,27 @@ async fn a_hanging_write_times_out_and_is_retried() {
         .await
         .expect("more rows");
     // Each abandoned attempt leaves a backend waiting on the lock.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: i64 = src
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1
-                   AND application_name = 'tributary-sink-replica' AND wait_event_type = 'Lock'",
-                &[&dst.name],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if waiting >= 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the write was never tried again ({waiting} waiting)"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually_within(
+        Duration::from_secs(30),
+        "the write was never tried again (backends waiting)",
+        async || -> i64 {
+            src.client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1
+                       AND application_name = 'tributary-sink-replica' AND wait_event_type = 'Lock'",
+                    &[&dst.name],
+                )
+                .await
+                .expect("activity")
+                .get(0)
+        },
+        |waiting| *waiting >= 2,
+    )
+    .await;
     locker.batch_execute("ROLLBACK").await.expect("unlock");
-    wait_equal(&src, &dst, &["t"]).await;
-    terminate(child);
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    wait_same_tables(&src, &dst, &["t"]).await;
+    stop(child);
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
 
@@ -360,11 +307,10 @@ async fn a_target_without_a_key_index_is_refused() {
         .await
         .expect("target");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(&file, pipeline(&src, &dst, "")).expect("pipeline file");
+    let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, ""));
     let child = start(&file);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let out = terminate(child);
+    let out = stop(child);
     assert!(
         out.contains("sink replica: paused")
             && out.contains("no primary key or unique index on (id)"),
@@ -377,8 +323,7 @@ async fn a_target_without_a_key_index_is_refused() {
         .expect("count")
         .get(0);
     assert_eq!(n, 0, "nothing written");
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
 
@@ -398,12 +343,11 @@ async fn a_truncate_is_ordered_with_every_partition() {
         .await
         .expect("source");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
     let yaml =
         pipeline(&src, &dst, "    parallelism: 2\n").replace("partitions: 2", "partitions: 4");
-    std::fs::write(&file, yaml).expect("pipeline file");
+    let file = common::pipeline_file(dir.path(), &yaml);
     let child = start(&file);
-    wait_equal(&src, &dst, &["stock"]).await;
+    wait_same_tables(&src, &dst, &["stock"]).await;
     // A reload: rows before the truncate (in every partition) must go,
     // rows after it must stay.
     src.client
@@ -423,9 +367,9 @@ async fn a_truncate_is_ordered_with_every_partition() {
         )
         .await
         .expect("reloads");
-    wait_equal(&src, &dst, &["stock"]).await;
+    wait_same_tables(&src, &dst, &["stock"]).await;
     // Still ordered after a restart in between truncates.
-    terminate(child);
+    stop(child);
     src.client
         .batch_execute(
             "INSERT INTO stock SELECT g, g FROM generate_series(6000, 6400) g;
@@ -435,9 +379,8 @@ async fn a_truncate_is_ordered_with_every_partition() {
         .await
         .expect("while down");
     let child = start(&file);
-    wait_equal(&src, &dst, &["stock"]).await;
-    terminate(child);
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    wait_same_tables(&src, &dst, &["stock"]).await;
+    stop(child);
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }

@@ -1,27 +1,18 @@
 //! The `tributary` binary as a user runs it. Needs the local Redis and
 //! NATS (scripts/services.sh) for the benchmark's references.
 
-use std::process::Command;
+use crate::common;
 
-mod common;
-
-fn tributary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
+/// `tributary ARGS` (a benchmark), which must succeed: the last line it
+/// printed.
+fn summary_line(args: &[&str]) -> String {
+    let stdout = common::ok(&common::tributary(args, None, &[]));
+    stdout.lines().last().expect("a summary line").to_string()
 }
 
 #[test]
 fn bench_log_prints_the_summary_line() {
-    let out = tributary()
-        .args(["bench", "log", "--records", "20000"])
-        .output()
-        .expect("run tributary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().expect("a summary line");
+    let last = summary_line(&["bench", "log", "--records", "20000"]);
     // log: append <N> rec/s, read <N> rec/s, redis-xadd <N> rec/s, jetstream <N> rec/s, append/redis <R>x, append/jetstream <R>x
     let words: Vec<&str> = last.split(' ').collect();
     assert_eq!(words.len(), 17, "{last}");
@@ -86,20 +77,9 @@ fn pipeline_layout(dir: &std::path::Path) {
     log.flush().expect("flush");
 }
 
+/// `tributary ARGS --data-dir DIR`, which must succeed: its stdout.
 fn stdout_of(args: &[&str], dir: &std::path::Path) -> String {
-    let out = tributary()
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("TRIBUTARY_HUB")
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::ok(&common::tributary_on(dir, args, None))
 }
 
 #[test]
@@ -112,13 +92,9 @@ fn topics_describe_shows_what_the_log_holds() {
     assert_eq!(v["partitions"][2]["high_watermark"], 1);
     assert_eq!(v["partitions"][0]["high_watermark"], 0);
     assert_eq!(v["config"]["partitions"], 3);
-    let out = tributary()
-        .args(["topics", "describe", "nope", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .expect("run");
+    let out = common::tributary_on(dir.path(), &["topics", "describe", "nope"], None);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic \"nope\""));
+    assert!(common::stderr(&out).contains("unknown topic \"nope\""));
 }
 
 /// `serve --data-dir DIR` and `topics` read the log where a pipeline
@@ -135,17 +111,7 @@ fn serve_and_topics_share_the_pipeline_layout() {
     );
     let describe = stdout_of(&["topics", "describe", "orders"], dir.path());
 
-    let hub = common::serving(
-        &[
-            std::ffi::OsStr::new("serve"),
-            std::ffi::OsStr::new("--http"),
-            std::ffi::OsStr::new("127.0.0.1:0"),
-            std::ffi::OsStr::new("--data-dir"),
-            dir.path().as_os_str(),
-        ],
-        &[],
-        None,
-    );
+    let hub = common::serve(dir.path(), &[], None);
     let published = std::fs::read_to_string(dir.path().join("grpc.addr")).expect("grpc.addr");
     assert_eq!(format!("http://{}", published.trim()), hub.grpc);
     // The hub holds the directory: these are answered over gRPC.
@@ -155,21 +121,21 @@ fn serve_and_topics_share_the_pipeline_layout() {
         describe
     );
     // And an explicit --hub, without a data directory at all.
-    let addr = hub.grpc.trim_start_matches("http://").to_string();
-    let out = tributary()
-        .args([
+    let addr = hub.grpc_addr();
+    let out = common::tributary(
+        &[
             "topics",
             "list",
             "--hub",
             &addr,
             "--data-dir",
             "/nonexistent",
-        ])
-        .output()
-        .expect("run");
+        ],
+        None,
+        &[],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), list);
-    let (status, _) = hub.terminate();
-    assert!(status.success(), "{status}");
+    hub.stop();
     assert!(
         !dir.path().join("topics").exists(),
         "serve made a log at the data directory's root"
@@ -186,49 +152,14 @@ fn serve_and_topics_share_the_pipeline_layout() {
 /// there after a restart (SIGTERM, then start again on the same data dir).
 #[test]
 fn serve_keeps_registered_schemas_across_restarts() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
-    let start = || {
-        let mut child = tributary()
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--grpc",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let addr = line
-            .trim()
-            .strip_prefix("http listening on ")
-            .expect("address line")
-            .to_string();
-        (child, format!("http://{addr}"))
-    };
-    let stop = |mut child: std::process::Child| {
-        let pid = child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let exit = child.wait().expect("wait");
-        assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
-    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#;
-    let (child, url) = start();
+    let hub = common::serve(dir.path(), &[], None);
+    let url = hub.base.clone();
     let id = rt.block_on(async {
         let resp = reqwest::Client::new()
             .post(format!("{url}/subjects/orders-value/versions"))
@@ -241,8 +172,10 @@ fn serve_keeps_registered_schemas_across_restarts() {
         let v: serde_json::Value = resp.json().await.expect("json");
         v["id"].as_u64().expect("id")
     });
-    stop(child);
-    let (child, url) = start();
+    // serve exits cleanly on SIGTERM.
+    hub.stop();
+    let hub = common::serve(dir.path(), &[], None);
+    let url = hub.base.clone();
     rt.block_on(async {
         let v: serde_json::Value =
             reqwest::get(format!("{url}/subjects/orders-value/versions/latest"))
@@ -254,22 +187,12 @@ fn serve_keeps_registered_schemas_across_restarts() {
         assert_eq!(v["id"].as_u64(), Some(id));
         assert_eq!(v["version"], 1);
     });
-    stop(child);
+    hub.stop();
 }
 
 #[test]
 fn bench_avro_prints_the_summary_line() {
-    let out = tributary()
-        .args(["bench", "avro", "--events", "20000"])
-        .output()
-        .expect("run tributary");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a summary line");
+    let last = summary_line(&["bench", "avro", "--events", "20000"]);
     // avro: encode <N> ev/s, decode <N> ev/s, apache-avro-value encode <N> ev/s, speedup <R>x
     let w: Vec<&str> = last.split(' ').collect();
     assert_eq!(w.len(), 13, "{last}");
@@ -305,17 +228,7 @@ fn bench_avro_prints_the_summary_line() {
 
 #[test]
 fn bench_pg_source_prints_the_summary_line() {
-    let out = tributary()
-        .args(["bench", "pg-source", "--rows", "5000"])
-        .output()
-        .expect("run tributary");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a summary line");
+    let last = summary_line(&["bench", "pg-source", "--rows", "5000"]);
     // pg-source: <N> rows/s, pg_recvlogical <N> rows/s, ratio <R>
     let w: Vec<&str> = last.split(' ').collect();
     assert_eq!(w.len(), 8, "{last}");

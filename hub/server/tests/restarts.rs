@@ -1,16 +1,16 @@
-//! A sink's target restarted under a running `tributary run`: the sink
-//! retries, resumes, and the target ends equal to the source. A test
-//! binary of its own (cargo runs test binaries one after another, so no
-//! other test sees the servers go away); its tests take turns.
+//! The hub's tests that stop or restart a shared service (Redis,
+//! PostgreSQL) under a running `tributary run`: the sink retries,
+//! resumes, and the target ends equal to the source. A test binary of its
+//! own: cargo runs test binaries one after another, so no other test sees
+//! the servers go away; here each test holds
+//! `tributary_tests::services::exclusive()` so they take turns (and
+//! .config/nextest.toml runs them alone under nextest).
 
 use std::time::Duration;
 
 use tributary_tests::pg::TestDb;
 
 mod common;
-
-/// The tests restart shared servers: one at a time.
-static SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Rows keep coming while the servers restart: `batches` inserts of ten
 /// rows and an update of an earlier row each, a failed one tried again
@@ -20,16 +20,7 @@ async fn keep_writing(db_name: String, batches: i32) {
     let mut b = 0;
     while b < batches {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = tokio_postgres::connect(
-                &format!("host=127.0.0.1 port=5432 user=postgres dbname={db_name}"),
-                tokio_postgres::NoTls,
-            )
-            .await
-            .ok()
-            .map(|(c, conn)| {
-                tokio::spawn(conn);
-                c
-            });
+            client = tributary_tests::pg::try_connect(&db_name).await;
         }
         let Some(c) = client.as_ref() else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -58,30 +49,18 @@ async fn keep_writing(db_name: String, batches: i32) {
     }
 }
 
+/// Every customer as `id|name|balance`, in id order.
 async fn customers(db: &TestDb) -> Vec<String> {
-    match db
-        .client
-        .query(
-            "SELECT id || '|' || name || '|' || balance FROM customers ORDER BY id",
-            &[],
-        )
-        .await
-    {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(_) => vec!["<no table>".into()],
-    }
-}
-
-fn redis() -> Option<redis::Connection> {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .ok()?
-        .get_connection()
-        .ok()
+    tributary_tests::pg::rows(
+        db,
+        "SELECT id || '|' || name || '|' || balance FROM customers ORDER BY id",
+    )
+    .await
 }
 
 /// Every cached customer as `id|name|balance`, in id order.
 fn cached(prefix: &str) -> Vec<String> {
-    let Some(mut c) = redis() else {
+    let Some(mut c) = common::try_redis() else {
         return vec!["<no redis>".into()];
     };
     let keys: Vec<String> = redis::cmd("KEYS")
@@ -114,7 +93,7 @@ async fn restart_redis(save: bool) {
         .status()
         .await;
     for _ in 0..100 {
-        if redis().is_none() {
+        if common::try_redis().is_none() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -135,32 +114,16 @@ async fn restart_redis(save: bool) {
 /// Redis), and the cache ends equal to the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_stream_the_cache_ends_equal() {
-    let _servers = SERVERS.lock().await;
-    let db = TestDb::new("redis_restart").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, g * 1.25 FROM generate_series(1, 200) g;",
-        )
-        .await
-        .expect("ddl");
-    let prefix = format!("{}:", db.name);
+    let _services = tributary_tests::services::exclusive().await;
+    let (db, prefix) = common::customers_db("redis_restart", 200, "g * 1.25").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.customers]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 50\n    timeout_ms: 2000\n",
-            db = db.name
-        ),
-    )
-    .expect("pipeline file");
+    let file = common::customers_pipeline(
+        dir.path(),
+        &db,
+        &prefix,
+        "",
+        "    batch_size: 50\n    timeout_ms: 2000\n",
+    );
     let child = common::start(&file);
     common::wait_same_rows(
         "customers",
@@ -181,19 +144,8 @@ async fn redis_restarted_mid_stream_the_cache_ends_equal() {
     )
     .await;
     assert_eq!(customers(&db).await.len(), 200 + 100 * 10);
-    let (status, out) = common::terminate(child);
-    assert!(status.success(), "clean stop: {status}\n{out}");
-    if let Some(mut c) = redis() {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query(&mut c)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    }
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
+    common::stop(child);
+    common::clean_up(db, &prefix).await;
 }
 
 /// PostgreSQL, the source and the target of a replica pipeline, restarted
@@ -202,34 +154,14 @@ async fn redis_restarted_mid_stream_the_cache_ends_equal() {
 /// the target; the replica ends equal, row by row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_target_restarted_mid_stream_ends_equal() {
-    let _servers = SERVERS.lock().await;
-    let src = TestDb::new("pg_restart_src").await;
+    let _services = tributary_tests::services::exclusive().await;
+    let (src, _) = common::customers_db("pg_restart_src", 200, "g * 1.25").await;
     let dst = TestDb::new("pg_restart_dst").await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
-             INSERT INTO customers SELECT g, 'c' || g, g * 1.25 FROM generate_series(1, 200) g;",
-        )
-        .await
-        .expect("ddl");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{src}?sslmode=disable\n\
-             \x20   slot: {src}_slot\n    publication: {src}_pub\n\
-             \x20   tables:\n      include: [public.*]\n\
-             sinks:\n  - name: replica\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{dst}?sslmode=disable\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 50\n    timeout_ms: 5000\n",
-            src = src.name,
-            dst = dst.name
-        ),
-    )
-    .expect("pipeline file");
+    let file = common::pipeline_file(
+        dir.path(),
+        &common::replica_yaml(&src, &dst, "    batch_size: 50\n    timeout_ms: 5000\n"),
+    );
     let child = common::start(&file);
     common::wait_same_rows(
         "customers",
@@ -252,9 +184,7 @@ async fn postgres_target_restarted_mid_stream_ends_equal() {
     )
     .await;
     assert_eq!(customers(&dst).await.len(), 200 + 100 * 10);
-    let (status, out) = common::terminate(child);
-    assert!(status.success(), "clean stop: {status}\n{out}");
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    common::stop(child);
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }

@@ -6,27 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use tributary_tests::pg::TestDb;
 
-mod common;
+use crate::common;
 
-/// `tributary search INDEX QUERY ...`: the hits, one JSON object each.
+/// `tributary search INDEX QUERY ...`, which must succeed: the hits, one
+/// JSON object each.
 fn search(index: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("search")
-        .arg(index)
-        .args(args)
-        .output()
-        .expect("run tributary search");
-    assert!(
-        out.status.success(),
-        "tributary search {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    common::ok(&common::search(index, args))
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
@@ -92,23 +81,17 @@ async fn wait_equal(what: &str, db: &TestDb, index: &Path) {
 }
 
 fn pipeline(dir: &Path, db: &TestDb, batch_size: u32) -> PathBuf {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.people]\n\
+    common::pipeline_file(
+        dir,
+        &format!(
+            "{}{}\
              sinks:\n  - name: people\n    kind: tantivy\n\
              \x20   topics: [\"pg.public.*\"]\n    batch_size: {batch_size}\n    parallelism: 2\n\
              \x20   flush_interval_ms: 20\n",
-            db = db.name
+            common::log_yaml(None),
+            common::pg_source_yaml(&db.name, "public.people")
         ),
     )
-    .expect("pipeline file");
-    file
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,54 +196,18 @@ async fn the_index_follows_the_table_through_changes_and_a_crash() {
     );
     let child = common::start(&file);
     wait_equal("after the SIGKILL", &db, &index).await;
-    let (status, out) = common::terminate(child);
-    assert!(status.success(), "clean stop: {status}\n{out}");
+    common::stop(child);
 
     // The HTTP API of `tributary serve` over the same data directory.
     http_search(&dir.path().join("data")).await;
 
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
+    tributary_tests::pg::drop_db_and_slot(db).await;
 }
 
 /// `GET /search/people?q=...` on `tributary serve --data-dir data`.
 async fn http_search(data: &Path) {
-    use std::io::BufRead as _;
-    /// Killed if the test fails before stopping it.
-    struct Serving(std::process::Child);
-    impl Drop for Serving {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut serving = Serving(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--grpc",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn serve"),
-    );
-    let child = &mut serving.0;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .trim()
-        .strip_prefix("http listening on ")
-        .expect("address line")
-        .to_string();
-    let url = format!("http://{addr}");
+    let serving = common::serve(data, &[], Some(&data.with_file_name("serve.stderr")));
+    let url = serving.base.clone();
     let get = async |path: &str| {
         let resp = reqwest::get(format!("{url}{path}")).await.expect("get");
         let status = resp.status().as_u16();
@@ -288,13 +235,6 @@ async fn http_search(data: &Path) {
     assert!(body["error"].is_string(), "{body}");
     let (status, _) = get("/search/people").await;
     assert_eq!(status, 400, "no query");
-    let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = child.wait().expect("wait");
-    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
-    drop(serving);
+    // serve exits cleanly on SIGTERM.
+    serving.stop();
 }

@@ -5,17 +5,9 @@
 //! the transforms say, through a snapshot, inserts, updates and deletes;
 //! the log holds the routed topic and not the original one.
 
-use tributary_tests::pg::TestDb;
+use tributary_tests::pg::{TestDb, rows};
 
-mod common;
-
-/// Every row of `sql` (a query returning one text column).
-async fn rows(db: &TestDb, sql: &str) -> Vec<String> {
-    match db.client.query(sql, &[]).await {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(_) => vec!["<no table>".into()],
-    }
-}
+use crate::common;
 
 async fn wait_rows(db: &TestDb, sql: &str, want: &[&str]) {
     let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
@@ -24,11 +16,7 @@ async fn wait_rows(db: &TestDb, sql: &str, want: &[&str]) {
 
 fn pipeline(src: &TestDb, dst: &TestDb) -> String {
     format!(
-        "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-         sources:\n  - name: pg\n    kind: postgres\n\
-         \x20   url: postgres://postgres@127.0.0.1:5432/{src}?sslmode=disable\n\
-         \x20   slot: {src}_slot\n    publication: {src}_pub\n\
-         \x20   tables:\n      include: [public.*]\n\
+        "{}{}\
          transforms:\n\
          \x20 - name: adults\n    kind: filter\n    topics: [pg.public.users]\n    where: \"age >= 18\"\n\
          \x20 - name: no-secrets\n    kind: drop_columns\n    topics: [pg.public.users]\n    columns: [secret]\n\
@@ -36,11 +24,10 @@ fn pipeline(src: &TestDb, dst: &TestDb) -> String {
          \x20 - name: hide-email\n    kind: mask_columns\n    topics: [\"pg.public.*\"]\n    columns: [email]\n\
          \x20 - name: audit-topic\n    kind: route\n    topics: [pg.public.audit]\n    to: \"{{table}}-log\"\n\
          \x20 - name: rows\n    kind: unwrap\n    topics: [audit-log]\n\
-         sinks:\n  - name: replica\n    kind: postgres\n\
-         \x20   url: postgres://postgres@127.0.0.1:5432/{dst}?sslmode=disable\n\
-         \x20   topics: [pg.public.users, audit-log]\n    batch_size: 100\n",
-        src = src.name,
-        dst = dst.name
+         sinks:\n{}    batch_size: 100\n",
+        common::log_yaml(Some(2)),
+        common::pg_source_yaml(&src.name, "public.*"),
+        common::pg_sink_yaml("replica", &dst.name, "[pg.public.users, audit-log]"),
     )
 }
 
@@ -59,8 +46,7 @@ async fn transforms_shape_what_reaches_the_log_and_the_target() {
         .await
         .expect("source tables");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(&file, pipeline(&src, &dst)).expect("pipeline file");
+    let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst));
     let child = common::start(&file);
 
     let users = "SELECT t::text FROM users t ORDER BY id";
@@ -105,22 +91,9 @@ async fn transforms_shape_what_reaches_the_log_and_the_target() {
 
     // The log: the routed topic, not the original one; its registered
     // value schema is the row, not the envelope.
-    let (status, _) = common::terminate(child);
-    assert!(status.success(), "clean stop: {status}");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .output()
-            .expect("tributary");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    common::stop(child);
+    let cli =
+        |args: &[&str]| common::ok(&common::tributary_on(&dir.path().join("data"), args, None));
     let listed = cli(&["schemas", "list"]);
     assert!(listed.contains("audit-log-value"), "{listed}");
     assert!(!listed.contains("pg.public.audit-value"), "{listed}");

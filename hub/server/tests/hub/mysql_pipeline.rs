@@ -8,74 +8,51 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
-use tributary_tests::pg::TestDb;
+use tributary_tests::mysql::MyDb;
+use tributary_tests::pg::{TestDb, texts};
 
-mod common;
+use crate::common::{self, start};
 
-use common::start;
-
-/// A MariaDB database for one test.
-struct MyDb {
-    name: String,
-    conn: mysql_async::Conn,
-}
-
-impl MyDb {
-    async fn new(name: &str) -> Self {
-        let mut conn = mysql_async::Conn::new(
-            mysql_async::Opts::from_url("mysql://root@127.0.0.1:3306/").expect("url"),
-        )
-        .await
-        .expect("connect to MariaDB");
-        conn.query_drop(format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
-        .await
-        .expect("database");
-        conn.query_drop(format!("USE {name}")).await.expect("use");
-        Self {
-            name: name.to_string(),
-            conn,
-        }
-    }
-
-    async fn drop_db(mut self) {
-        let _ = self
-            .conn
-            .query_drop(format!("DROP DATABASE IF EXISTS {}", self.name))
-            .await;
-    }
+/// `dir/pipeline.yaml`: the tables `include` of `src` into the MariaDB
+/// sink `maria` on the database of the same name, one partition, batches
+/// of `batch_size`, refused rows to the dead-letter topic.
+fn pipeline(
+    dir: &std::path::Path,
+    src: &TestDb,
+    include: &str,
+    batch_size: u32,
+) -> std::path::PathBuf {
+    common::pipeline_file(
+        dir,
+        &format!(
+            "{}{}sinks:\n{}    batch_size: {batch_size}\n    on_error: dlq\n",
+            common::log_yaml(Some(1)),
+            common::pg_source_yaml(&src.name, include),
+            common::mysql_sink_yaml("maria", &src.name, "[\"pg.public.*\"]")
+        ),
+    )
 }
 
 /// The source's rows as text, in id order.
 async fn pg_rows(db: &TestDb) -> Vec<String> {
-    db.client
-        .query(
-            "SELECT concat_ws('|', id, name, price::text,
-                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), day::text,
-                    uid::text, encode(raw, 'hex'), flag::int::text, array_to_json(tags)::text,
-                    meta::text, md5(big), extra)
-               FROM items ORDER BY id",
-            &[],
-        )
-        .await
-        .expect("select")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    texts(
+        db,
+        "SELECT concat_ws('|', id, name, price::text,
+                to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), day::text,
+                uid::text, encode(raw, 'hex'), flag::int::text, array_to_json(tags)::text,
+                meta::text, md5(big), extra)
+           FROM items ORDER BY id",
+    )
+    .await
 }
 
 /// The target's rows as the same text; empty while the table is missing.
 async fn my_rows(db: &mut MyDb) -> Vec<String> {
-    let extra: Vec<String> = db
-        .conn
-        .query(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS
-              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'items' AND COLUMN_NAME = 'extra'",
-        )
-        .await
-        .unwrap_or_default();
-    let extra = if extra.is_empty() { "NULL" } else { "extra" };
+    let extra = if db.has_column("items", "extra").await {
+        "extra"
+    } else {
+        "NULL"
+    };
     db.conn
         .query(format!(
             "SELECT concat_ws('|', id, name, CAST(price AS CHAR),
@@ -99,7 +76,7 @@ async fn wait_equal(src: &TestDb, dst: &mut MyDb, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_to_mariadb_stays_equal() {
     let src = TestDb::new("mysink").await;
-    let mut dst = MyDb::new(&src.name).await;
+    let mut dst = MyDb::named(&src.name).await;
     src.client
         .batch_execute(
             "CREATE TABLE items (
@@ -118,22 +95,12 @@ async fn postgres_to_mariadb_stays_equal() {
         .await
         .expect("source table");
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.items, public.words, public.events]\n\
-             sinks:\n  - name: maria\n    kind: mysql\n\
-             \x20   url: mysql://root@127.0.0.1:3306/{db}\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 400\n    on_error: dlq\n",
-            db = src.name
-        ),
-    )
-    .expect("pipeline file");
+    let file = pipeline(
+        dir.path(),
+        &src,
+        "public.items, public.words, public.events",
+        400,
+    );
     // Keys that differ only in case or accents, and timestamp keys: rows
     // stay apart, and deletes find them.
     src.client
@@ -149,20 +116,13 @@ async fn postgres_to_mariadb_stays_equal() {
     let child = start(&file);
     wait_equal(&src, &mut dst, "snapshot").await;
     let keyed = async |src: &TestDb, dst: &mut MyDb| {
-        let want: Vec<String> = src
-            .client
-            .query(
-                "SELECT w || '=' || n FROM words UNION ALL
-                 SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '=' || v FROM events",
-                &[],
-            )
-            .await
-            .expect("select")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let mut want = texts(
+            src,
+            "SELECT w || '=' || n FROM words UNION ALL
+             SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '=' || v FROM events",
+        )
+        .await;
         // Compared in byte order, whatever each server's collation.
-        let mut want = want;
         want.sort();
         common::wait_same_rows(
             "keys",
@@ -215,22 +175,18 @@ async fn postgres_to_mariadb_stays_equal() {
         )
         .await
         .expect("refused row");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let n: Option<u64> = dst
-            .conn
-            .query_first("SELECT COUNT(*) FROM items WHERE id IN (2000, 2002)")
-            .await
-            .expect("count");
-        if n == Some(2) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rows around the refused one"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually_within(
+        Duration::from_secs(30),
+        "rows around the refused one",
+        async || -> Option<u64> {
+            dst.conn
+                .query_first("SELECT COUNT(*) FROM items WHERE id IN (2000, 2002)")
+                .await
+                .expect("count")
+        },
+        |n| *n == Some(2),
+    )
+    .await;
     let dead = common::wait_dead_letters(&dir.path().join("data"), "maria").await;
     assert_eq!(dead.len(), 1, "one dead letter");
     let error = common::header(&dead[0], "tributary.error");
@@ -271,10 +227,8 @@ async fn postgres_to_mariadb_stays_equal() {
         .expect("changes while down");
     let child = start(&file);
     wait_equal(&src, &mut dst, "after the kill and a truncate").await;
-    let (status, out) = common::terminate(child);
-    assert!(status.success(), "clean stop: {out}");
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    common::stop(child);
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
 
@@ -283,7 +237,7 @@ async fn postgres_to_mariadb_stays_equal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mariadb_example_runs() {
     let src = TestDb::new("myexample").await;
-    let mut dst = MyDb::new(&src.name).await;
+    let mut dst = MyDb::named(&src.name).await;
     src.client
         .batch_execute(
             "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, since date NOT NULL);
@@ -307,24 +261,18 @@ async fn the_mariadb_example_runs() {
             ("MYSQL_URL", &url),
         ],
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let got: Vec<(i32, String, String)> = dst
-            .conn
-            .query("SELECT id, name, CAST(since AS CHAR) FROM customers ORDER BY id")
-            .await
-            .unwrap_or_default();
-        if got.len() == 100 && got[41] == (42, "customer 42".into(), "2024-02-12".into()) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the example never synced"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (status, out) = common::terminate(child);
-    assert!(status.success(), "clean stop: {out}");
+    common::eventually(
+        "the example never synced",
+        async || -> Vec<(i32, String, String)> {
+            dst.conn
+                .query("SELECT id, name, CAST(since AS CHAR) FROM customers ORDER BY id")
+                .await
+                .unwrap_or_default()
+        },
+        |got| got.len() == 100 && got[41] == (42, "customer 42".into(), "2024-02-12".into()),
+    )
+    .await;
+    common::stop(child);
     tributary_tests::pg::drop_slot(&src, &slot).await;
     src.drop_db().await;
     dst.drop_db().await;
@@ -349,7 +297,7 @@ async fn loads(db: &mut MyDb) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
     let src = TestDb::new("myload").await;
-    let mut dst = MyDb::new(&src.name).await;
+    let mut dst = MyDb::named(&src.name).await;
     src.client
         .batch_execute(
             "CREATE TABLE plain (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2),
@@ -372,35 +320,15 @@ async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
         .expect("target table");
     let before = loads(&mut dst).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  partitions: 1\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.plain]\n\
-             sinks:\n  - name: maria\n    kind: mysql\n\
-             \x20   url: mysql://root@127.0.0.1:3306/{db}\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 500\n    on_error: dlq\n",
-            db = src.name
-        ),
-    )
-    .expect("pipeline file");
+    let file = pipeline(dir.path(), &src, "public.plain", 500);
     let pg = async |src: &TestDb| -> Vec<String> {
-        src.client
-            .query(
-                "SELECT concat_ws('|', id, encode(convert_to(name, 'UTF8'), 'hex'), price::text,
-                        to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc->>'s')
-                   FROM plain ORDER BY id",
-                &[],
-            )
-            .await
-            .expect("select")
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
+        texts(
+            src,
+            "SELECT concat_ws('|', id, encode(convert_to(name, 'UTF8'), 'hex'), price::text,
+                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc->>'s')
+               FROM plain ORDER BY id",
+        )
+        .await
     };
     let my = async |dst: &mut MyDb| -> Vec<String> {
         dst.conn
@@ -447,9 +375,7 @@ async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
         loads(&mut dst).await > before,
         "new rows went through LOAD DATA"
     );
-    let (status, out) = common::terminate(child);
-    assert!(status.success(), "clean stop: {out}");
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    common::stop(child);
+    tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }

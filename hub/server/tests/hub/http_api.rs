@@ -4,25 +4,11 @@
 //! token, and malformed requests that get a 4xx and leave the server up.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::time::Duration;
 
 use tributary_tests::pg::TestDb;
 
-mod common;
-
-use common::Serving;
-
-/// `tributary run FILE` (its `server:` section as written).
-fn run(file: &std::path::Path, env: &[(&str, &str)], stderr: Option<&std::path::Path>) -> Serving {
-    common::serving(&[OsStr::new("run"), file.as_os_str()], env, stderr)
-}
-
-fn stop(s: Serving) -> String {
-    let (status, out) = s.terminate();
-    assert!(status.success(), "clean stop: {status}\n{out}");
-    out
-}
+use crate::common::{self, eventually, redis_keys};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -87,48 +73,6 @@ async fn metrics(base: &str) -> BTreeMap<String, f64> {
     samples(&text)
 }
 
-fn redis() -> redis::Connection {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .expect("client")
-        .get_connection()
-        .expect("connect to Redis")
-}
-
-fn redis_keys(prefix: &str) -> Vec<String> {
-    redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut redis())
-        .expect("keys")
-}
-
-fn redis_clean(prefix: &str) {
-    let keys = redis_keys(prefix);
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query(&mut redis())
-            .expect("clean up");
-    }
-}
-
-/// Polls `check` every 100 ms for up to 60 s; panics with `what` and the
-/// last value.
-async fn eventually<T: std::fmt::Debug>(
-    what: &str,
-    mut probe: impl AsyncFnMut() -> T,
-    check: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = probe().await;
-        if check(&v) {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: last {v:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn connector<'a>(pipelines: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     pipelines
         .as_array()
@@ -156,26 +100,24 @@ async fn metrics_and_status_follow_rows_from_postgres_to_redis() {
     let prefix = format!("{}:", db.name);
     let password = "pg-Pa55word-in-the-url";
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-             server:\n  http: 127.0.0.1:0\n\
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}\
              sources:\n  - name: pg\n    kind: postgres\n\
              \x20   url: postgres://postgres:{password}@127.0.0.1:5432/{db}?sslmode=disable\n\
              \x20   slot: {db}_slot\n    publication: {db}_pub\n\
              \x20   heartbeat_ms: 200\n    tables:\n      include: [public.items]\n\
-             sinks:\n  - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n\
-             \x20   topics: [\"pg.public.*\"]\n    batch_size: 100\n\
-             \x20 - name: down\n    kind: redis\n    url: redis://127.0.0.1:1\n\
-             \x20   prefix: \"{prefix}down:\"\n    topics: [\"pg.public.*\"]\n",
+             sinks:\n{}    batch_size: 100\n{}    url: redis://127.0.0.1:1\n",
+            common::log_yaml(Some(2)),
+            common::SERVER_YAML,
+            common::redis_sink_yaml("cache", &prefix, "[\"pg.public.*\"]"),
+            common::redis_sink_yaml("down", &format!("{prefix}down:"), "[\"pg.public.*\"]"),
             db = db.name
         ),
-    )
-    .expect("pipeline file");
+    );
     let stderr = dir.path().join("stderr");
-    let hub = run(&file, &[], Some(&stderr));
+    let hub = common::run_serving(&file, &[], Some(&stderr));
     let base = hub.base.clone();
 
     eventually(
@@ -308,7 +250,7 @@ async fn metrics_and_status_follow_rows_from_postgres_to_redis() {
     let (_, metrics_text) = get(&base, "/metrics").await;
     let (_, pipelines_text) = get(&base, "/pipelines").await;
     let (_, ready_text) = get(&base, "/ready").await;
-    let out = stop(hub);
+    let out = hub.stop();
     let err = std::fs::read_to_string(&stderr).expect("stderr");
     for (what, text) in [
         ("/metrics", &metrics_text),
@@ -324,9 +266,7 @@ async fn metrics_and_status_follow_rows_from_postgres_to_redis() {
     }
     assert!(out.contains("source pg: stopped"), "{out}");
 
-    redis_clean(&prefix);
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
+    common::clean_up(db, &prefix).await;
 }
 
 /// `/health` answers at once; `/ready` is 503 with the reason while the
@@ -340,26 +280,19 @@ async fn ready_turns_200_once_the_source_streams() {
     let pg_password = "pg-secret-7a1f";
     let redis_password = "redis-secret-93bd";
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
-             server:\n  http: 127.0.0.1:0\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable\n\
-             \x20   password: {pg_password}\n\
-             \x20   slot: {db}_slot\n    publication: {db}_pub\n\
-             \x20   tables:\n      include: [public.later]\n\
-             sinks:\n  - name: locked\n    kind: redis\n\
-             \x20   url: redis://:{redis_password}@127.0.0.1:6379\n\
-             \x20   prefix: \"{prefix}\"\n    topics: [\"pg.public.*\"]\n",
-            db = db.name
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}{}    password: {pg_password}\nsinks:\n{}\
+             \x20   url: redis://:{redis_password}@127.0.0.1:6379\n",
+            common::log_yaml(None),
+            common::SERVER_YAML,
+            common::pg_source_yaml(&db.name, "public.later"),
+            common::redis_sink_yaml("locked", &prefix, "[\"pg.public.*\"]"),
         ),
-    )
-    .expect("pipeline file");
+    );
     let stderr = dir.path().join("stderr");
-    let hub = run(&file, &[], Some(&stderr));
+    let hub = common::run_serving(&file, &[], Some(&stderr));
     let base = hub.base.clone();
 
     let (status, health) = json(&base, "/health").await;
@@ -413,7 +346,7 @@ async fn ready_turns_200_once_the_source_streams() {
     assert!(m[r#"tributary_connector_errors_total{connector="locked",role="sink"}"#] >= 1.0);
 
     let (_, metrics_text) = get(&base, "/metrics").await;
-    let out = stop(hub);
+    let out = hub.stop();
     let err = std::fs::read_to_string(&stderr).expect("stderr");
     for (what, text) in [
         ("/pipelines", &pipelines_before),
@@ -432,26 +365,20 @@ async fn ready_turns_200_once_the_source_streams() {
         );
     }
 
-    redis_clean(&prefix);
-    tributary_tests::pg::drop_slot(&db, &format!("{}_slot", db.name)).await;
-    db.drop_db().await;
+    common::clean_up(db, &prefix).await;
 }
 
 /// A pipeline with nothing to read but a sink that waits: what the API
 /// tests below need of `tributary run`.
 fn idle_pipeline(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n\
-             server:\n  http: 127.0.0.1:0\n{server}\
-             sinks:\n  - name: idle\n    kind: redis\n\
-             \x20   prefix: \"tributary-http-idle:\"\n    topics: [\"nothing.matches.this\"]\n"
+    common::pipeline_file(
+        dir,
+        &format!(
+            "log:\n  dir: data\n{}{server}sinks:\n{}",
+            common::SERVER_YAML,
+            common::redis_sink_yaml("idle", "tributary-http-idle:", "[\"nothing.matches.this\"]")
         ),
     )
-    .expect("pipeline file");
-    file
 }
 
 async fn status_with(base: &str, path: &str, auth: Option<&str>) -> (u16, String) {
@@ -512,13 +439,13 @@ async fn run_refuses_requests_without_the_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = idle_pipeline(dir.path(), "  token: ${HTTP_TEST_TOKEN}\n");
     let stderr = dir.path().join("stderr");
-    let hub = run(
+    let hub = common::run_serving(
         &file,
         &[("HTTP_TEST_TOKEN", token), ("TRIBUTARY_LOG", "debug")],
         Some(&stderr),
     );
     every_route_wants_the_token(&hub.base, token).await;
-    let out = stop(hub);
+    let out = hub.stop();
     let err = std::fs::read_to_string(&stderr).expect("stderr");
     assert!(!out.contains(token), "stdout: {out}");
     assert!(!err.contains(token), "stderr: {err}");
@@ -532,14 +459,8 @@ async fn serve_serves_the_hub_routes_behind_its_token() {
     let token = "serve-tok-41aa";
     let dir = tempfile::tempdir().expect("tempdir");
     let stderr = dir.path().join("stderr");
-    let hub = common::serving(
-        &[
-            OsStr::new("serve"),
-            OsStr::new("--http"),
-            OsStr::new("127.0.0.1:0"),
-            OsStr::new("--data-dir"),
-            dir.path().join("data").as_os_str(),
-        ],
+    let hub = common::serve(
+        &dir.path().join("data"),
         &[("TRIBUTARY_TOKEN", token), ("TRIBUTARY_LOG", "debug")],
         Some(&stderr),
     );
@@ -556,17 +477,13 @@ async fn serve_serves_the_hub_routes_behind_its_token() {
         m.contains_key(r#"tributary_log_fsync_seconds_bucket{le="+Inf"}"#),
         "{body}"
     );
-    let out = stop(hub);
+    let out = hub.stop();
     let err = std::fs::read_to_string(&stderr).expect("stderr");
     assert!(!out.contains(token), "stdout: {out}");
     assert!(!err.contains(token), "stderr: {err}");
 
     // `serve --help` does not show the environment's token either.
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["serve", "--help"])
-        .env("TRIBUTARY_TOKEN", token)
-        .output()
-        .expect("help");
+    let help = common::tributary(&["serve", "--help"], None, &[("TRIBUTARY_TOKEN", token)]);
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--token"), "{help}");
     assert!(!help.contains(token), "{help}");
@@ -578,7 +495,7 @@ async fn serve_serves_the_hub_routes_behind_its_token() {
 async fn malformed_requests_get_4xx_and_the_server_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = idle_pipeline(dir.path(), "");
-    let mut hub = run(&file, &[], None);
+    let mut hub = common::run_serving(&file, &[], None);
     let base = hub.base.clone();
     let c = client();
     let avro = "application/vnd.schemaregistry.v1+json";
@@ -660,7 +577,7 @@ async fn malformed_requests_get_4xx_and_the_server_goes_on() {
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 200, "a valid registration still works");
-    stop(hub);
+    hub.stop();
 }
 
 /// A MariaDB source reports its phase, its binlog position and its lag
@@ -674,23 +591,23 @@ async fn a_mariadb_source_reports_phase_position_and_readiness() {
     )
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  fsync_interval_ms: 20\n\
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}\
              sources:\n  - name: my\n    kind: mysql\n\
              \x20   url: mysql://root@127.0.0.1:3306/\n\
              \x20   server_id: {}\n\
              \x20   tables:\n      include: [\"{}.*\"]\n\
              sinks:\n  - name: index\n    kind: tantivy\n    topics: [\"my.*\"]\n\
-             server:\n  http: 127.0.0.1:0\n",
+             {}",
+            common::log_yaml(None),
             41000 + std::process::id() % 10000,
-            db.name
+            db.name,
+            common::SERVER_YAML
         ),
-    )
-    .expect("pipeline file");
-    let hub = run(&file, &[], None);
+    );
+    let hub = common::run_serving(&file, &[], None);
     let base = hub.base.clone();
     let (status, ready) = eventually(
         "ready once the binlog streams",
@@ -728,6 +645,6 @@ async fn a_mariadb_source_reports_phase_position_and_readiness() {
     )
     .await;
     assert!(m[r#"tributary_source_replication_lag_bytes{connector="my"}"#] >= 0.0);
-    stop(hub);
+    hub.stop();
     db.drop_db().await;
 }

@@ -5,26 +5,16 @@
 //! without the reset they would resume where their stored offsets say.
 
 use std::path::Path;
-use std::process::Command;
 
 use mysql_async::prelude::Queryable as _;
 use tributary_tests::mysql::MyDb;
 use tributary_tests::pg::TestDb;
 
-mod common;
-
-fn redis() -> redis::Connection {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .and_then(|c| c.get_connection())
-        .expect("Redis at 127.0.0.1:6379 (run scripts/services.sh)")
-}
+use crate::common::{self, redis_keys};
 
 /// The ids of the rows cached under `prefix`.
 fn cached_ids(prefix: &str) -> Vec<String> {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}public.items:*"))
-        .query(&mut redis())
-        .expect("KEYS");
+    let keys = redis_keys(&format!("{prefix}public.items:"));
     let mut ids: Vec<String> = keys
         .iter()
         .filter_map(|k| k.rsplit(':').next().map(str::to_string))
@@ -43,12 +33,7 @@ async fn maria_ids(db: &mut MyDb) -> Vec<String> {
 
 /// The ids the tantivy index holds (every hit of `*`).
 fn indexed_ids(index: &Path) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("search")
-        .arg(index)
-        .args(["--all", "--limit", "100000"])
-        .output()
-        .expect("tributary search");
+    let out = common::search(index, &["--all", "--limit", "100000"]);
     if !out.status.success() {
         return Vec::new();
     }
@@ -62,13 +47,7 @@ fn indexed_ids(index: &Path) -> Vec<String> {
 }
 
 async fn source_ids(db: &TestDb) -> Vec<String> {
-    db.client
-        .query("SELECT id::text FROM items ORDER BY items.id", &[])
-        .await
-        .expect("select")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    tributary_tests::pg::texts(db, "SELECT id::text FROM items ORDER BY items.id").await
 }
 
 async fn wait_all_equal(src: &TestDb, maria: &mut MyDb, prefix: &str, index: &Path) {
@@ -103,25 +82,17 @@ async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let index = data.join("search/index");
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "log:\n  dir: data\n  partitions: 2\n  fsync_interval_ms: 20\n\
-             sources:\n  - name: pg\n    kind: postgres\n\
-             \x20   url: postgres://postgres@127.0.0.1:5432/{src}?sslmode=disable\n\
-             \x20   slot: {src}_slot\n    publication: {src}_pub\n\
-             \x20   tables:\n      include: [public.items]\n\
-             sinks:\n\
-             \x20 - name: maria\n    kind: mysql\n    url: mysql://root@127.0.0.1:3306/{maria}\n\
-             \x20   topics: [pg.public.items]\n\
-             \x20 - name: cache\n    kind: redis\n    prefix: \"{prefix}\"\n    topics: [pg.public.items]\n\
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}sinks:\n{}{}\
              \x20 - name: index\n    kind: tantivy\n    topics: [pg.public.items]\n",
-            src = src.name,
-            maria = maria.name,
+            common::log_yaml(Some(2)),
+            common::pg_source_yaml(&src.name, "public.items"),
+            common::mysql_sink_yaml("maria", &maria.name, "[pg.public.items]"),
+            common::redis_sink_yaml("cache", &prefix, "[pg.public.items]"),
         ),
-    )
-    .expect("pipeline file");
+    );
     let running = common::start(&file);
     wait_all_equal(&src, &mut maria, &prefix, &index).await;
     src.client
@@ -129,18 +100,14 @@ async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
         .await
         .expect("changes");
     wait_all_equal(&src, &mut maria, &prefix, &index).await;
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {out}");
+    common::stop(running);
 
     // The targets lose their rows; their stored offsets stay.
     maria.exec("DELETE FROM items").await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}public.items:*"))
-        .query(&mut redis())
-        .expect("KEYS");
+    let keys = redis_keys(&format!("{prefix}public.items:"));
     let _: () = redis::cmd("DEL")
         .arg(&keys)
-        .query(&mut redis())
+        .query(&mut common::redis())
         .expect("DEL");
     std::fs::remove_dir_all(&index).expect("remove the index");
 
@@ -155,23 +122,23 @@ async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
         cached_ids(&prefix).is_empty(),
         "redis resumed from its stored offsets"
     );
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {out}");
+    common::stop(running);
 
     for group in ["maria", "cache", "index"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args([
+        let out = common::tributary_on(
+            &data,
+            &[
                 "offsets",
                 "reset",
                 "--group",
                 group,
                 "--topic",
                 "pg.public.items",
-            ])
-            .args(["--to", "earliest", "--data-dir"])
-            .arg(&data)
-            .output()
-            .expect("offsets reset");
+                "--to",
+                "earliest",
+            ],
+            None,
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -183,14 +150,8 @@ async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
     }
     let running = common::start(&file);
     wait_all_equal(&src, &mut maria, &prefix, &index).await;
-    let (status, out) = common::terminate(running);
-    assert!(status.success(), "clean stop: {out}");
+    common::stop(running);
 
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}tributary:offsets:cache"))
-        .query(&mut redis())
-        .expect("DEL");
-    tributary_tests::pg::drop_slot(&src, &format!("{}_slot", src.name)).await;
-    src.drop_db().await;
+    common::clean_up(src, &prefix).await;
     maria.drop_db().await;
 }

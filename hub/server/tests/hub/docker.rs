@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -506,7 +505,7 @@ fn compose_runs_a_valid_pipeline_against_its_services() {
 
     // The real binary, with only the environment compose gives it.
     let env = environment("tributary", t, &mut failures);
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = crate::common::command()
         .env_clear()
         .envs(&env)
         .arg("validate")
