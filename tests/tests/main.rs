@@ -2,6 +2,7 @@
 //! uses real files, real processes and (in later areas) the real local
 //! services, each with its own directory, database or key prefix.
 
+mod capture;
 mod log;
 mod mysql;
 mod pipeline;

@@ -24,6 +24,11 @@ use crate::position::BinlogPosition;
 /// The history topic of source `s` is `s` followed by this.
 pub const TOPIC_SUFFIX: &str = ".schema-history";
 
+/// The schema history topic of source `source`.
+pub fn topic_name(source: &str) -> String {
+    format!("{source}{TOPIC_SUFFIX}")
+}
+
 /// Errors of the history topic.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -96,7 +101,7 @@ fn def_from(j: &Json) -> Option<TableDef> {
 impl History {
     /// Opens (creating when missing) `<source>.schema-history` in `log`.
     pub fn open(log: &Log, source: &str, base: &TopicConfig) -> Result<Self, HistoryError> {
-        let name = format!("{source}{TOPIC_SUFFIX}");
+        let name = topic_name(source);
         let err = |source| HistoryError::Log {
             topic: name.clone(),
             source,

@@ -85,6 +85,12 @@ impl std::fmt::Debug for MysqlConfig {
 }
 
 impl MysqlConfig {
+    /// The topics the source writes that hold no change events (its
+    /// schema history): sinks never read them.
+    pub fn internal_topics(&self) -> Vec<String> {
+        vec![crate::history::topic_name(&self.name)]
+    }
+
     /// The topic of `db.table`.
     pub fn topic(&self, db: &str, table: &str) -> String {
         self.topic_template
@@ -521,6 +527,10 @@ impl ChangeSource for MysqlSource {
         }
         drop(conn);
         self.stream(capture, start, stop).await
+    }
+
+    fn internal_topics(&self) -> Vec<String> {
+        self.cfg.internal_topics()
     }
 
     fn classify(&self, error: &SourceError, _streamed: bool) -> ErrorKind {
@@ -1234,7 +1244,7 @@ impl MysqlSource {
                         None,
                         None,
                         now_ms(),
-                    );
+                    )?;
                 }
             }
         }
@@ -1411,7 +1421,7 @@ impl MysqlSource {
                 before,
                 after,
                 ts_ms,
-            );
+            )?;
         }
         Ok(())
     }
@@ -1442,7 +1452,7 @@ fn push(
     before: Option<Vec<Datum>>,
     after: Option<Vec<Datum>>,
     ts_ms: i64,
-) {
+) -> Result<()> {
     capture.push(topic, |order, _| ChangeEvent {
         op,
         before,
@@ -1454,7 +1464,8 @@ fn push(
             total_order: order.total,
             data_collection_order: order.in_table,
         }),
-    });
+    })?;
+    Ok(())
 }
 
 /// A MariaDB GTID event's body: sequence number (u64 LE), domain (u32

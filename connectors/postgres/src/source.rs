@@ -529,11 +529,12 @@ impl StreamSource {
         op: Op,
         before: Option<Vec<tributary_core::Datum>>,
         after: Option<Vec<tributary_core::Datum>>,
-    ) {
+    ) -> Result<()> {
         capture.push(&rel.topic, |order, shared| {
             let source = shared.get_or_insert_with(|| ctx.shared_source(&rel.source, false));
             ctx.event(source, op, before, after, order.total, order.in_table)
-        });
+        })?;
+        Ok(())
     }
 
     /// Applies one message of the transaction `ctx`: a change becomes an
@@ -567,7 +568,7 @@ impl StreamSource {
             Message::Insert { oid, new, .. } => {
                 let rel = self.relation(oid)?;
                 let after = events::row(&rel.table, &new)?;
-                Self::push(capture, ctx, rel, Op::Create, None, Some(after));
+                Self::push(capture, ctx, rel, Op::Create, None, Some(after))?;
             }
             Message::Update { oid, old, new, .. } => {
                 let rel = self.relation(oid)?;
@@ -575,7 +576,7 @@ impl StreamSource {
                     .map(|(k, t)| events::old_row(&rel.table, k, &t))
                     .transpose()?;
                 let after = events::row(&rel.table, &new)?;
-                Self::push(capture, ctx, rel, Op::Update, before, Some(after));
+                Self::push(capture, ctx, rel, Op::Update, before, Some(after))?;
             }
             Message::Delete {
                 oid,
@@ -584,13 +585,13 @@ impl StreamSource {
             } => {
                 let rel = self.relation(oid)?;
                 let before = events::old_row(&rel.table, kind, &tuple)?;
-                Self::push(capture, ctx, rel, Op::Delete, Some(before), None);
+                Self::push(capture, ctx, rel, Op::Delete, Some(before), None)?;
             }
             Message::Truncate { oids, .. } => {
                 for oid in oids {
                     let rel = self.relation(oid)?;
                     if rel.as_of <= ctx.commit_lsn {
-                        Self::push(capture, ctx, rel, Op::Truncate, None, None);
+                        Self::push(capture, ctx, rel, Op::Truncate, None, None)?;
                     }
                 }
             }

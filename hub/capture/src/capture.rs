@@ -195,10 +195,19 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
     }
 
     /// Registers `topic`'s (new) shape (see [`EventWriter::register`]),
-    /// in order with the stream: the events pushed before are appended
-    /// first, with the shape they had. Returns once it is registered.
+    /// in order with the stream: the topic's events pushed before are
+    /// appended first, with the shape they had (only then: where a
+    /// transaction is cut must not depend on when a source happens to
+    /// register a shape, or a replay after a crash would cut it
+    /// elsewhere). Returns once it is registered.
     pub async fn register(&mut self, topic: &str, schema: EventSchema) -> Result<(), CaptureError> {
-        self.write_pending().await?;
+        let pending_here = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.events.iter().any(|(t, _)| &**t == topic));
+        if pending_here {
+            self.write_pending().await?;
+        }
         let (done, registered) = oneshot::channel();
         self.send(Job::Register {
             topic: topic.to_string(),
@@ -253,16 +262,17 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
 
     /// Adds an event of `topic` to the open transaction: `make` builds
     /// it from its place in the transaction and a `source` block slot its
-    /// topic's events share in this transaction. Ignored without an open
-    /// transaction (a source bug, logged).
+    /// topic's events share in this transaction. Without an open
+    /// transaction (a source's bug) the event is refused, not dropped.
     pub fn push(
         &mut self,
         topic: &Arc<str>,
         make: impl FnOnce(Order, &mut Option<Arc<SourceInfo>>) -> ChangeEvent,
-    ) {
+    ) -> Result<(), CaptureError> {
         let Some(tx) = self.tx.as_mut() else {
-            tracing::error!(topic = %topic, "event pushed outside a transaction: dropped");
-            return;
+            return Err(CaptureError::NoTransaction {
+                topic: topic.to_string(),
+            });
         };
         tx.total += 1;
         tx.pending += 1;
@@ -287,6 +297,7 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
                 tx.events.push((Arc::clone(topic), run));
             }
         }
+        Ok(())
     }
 
     /// A point where the source may cut the transaction (after an

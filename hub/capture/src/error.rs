@@ -34,6 +34,12 @@ pub enum CaptureError {
     /// where it is known.
     #[error("the log writer stopped")]
     WriterStopped,
+    /// A source pushed an event without opening a transaction.
+    #[error("an event of topic {topic} was pushed outside a transaction")]
+    NoTransaction {
+        /// The event's topic.
+        topic: String,
+    },
     /// The log-writer thread panicked.
     #[error("the log writer panicked: {0}")]
     WriterPanicked(#[source] tokio::task::JoinError),

@@ -64,6 +64,12 @@ pub trait ChangeSource: Send {
     /// says whether any session of this run reached the stream.
     fn classify(&self, error: &Self::Error, streamed: bool) -> ErrorKind;
 
+    /// The topics the source writes that hold no change events (a schema
+    /// history): readers of change events leave them out.
+    fn internal_topics(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A hook the log-writer thread calls with each newly durable
     /// position (for sources that store it themselves).
     fn on_durable(&self) -> Option<AckHook<Self::Position>> {

@@ -176,6 +176,19 @@ pub enum SnapshotName {
     WhenNeeded,
 }
 
+impl SnapshotName {
+    /// The capture engine's mode of this name.
+    pub fn mode(self) -> tributary_capture::SnapshotMode {
+        use tributary_capture::SnapshotMode as M;
+        match self {
+            SnapshotName::Initial => M::Initial,
+            SnapshotName::Never => M::Never,
+            SnapshotName::InitialOnly => M::InitialOnly,
+            SnapshotName::WhenNeeded => M::WhenNeeded,
+        }
+    }
+}
+
 /// `sources[i]:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1099,14 +1112,6 @@ fn valid_name(s: &str) -> bool {
 }
 
 pub use tributary_core::pattern::matches;
-
-/// Whether a sink reading `patterns` consumes `topic`: dead-letter topics
-/// and sources' schema histories are never data.
-pub fn consumes(patterns: &[String], topic: &str) -> bool {
-    !topic.ends_with(".dlq")
-        && !topic.ends_with(tributary_connector_mysql::history::TOPIC_SUFFIX)
-        && patterns.iter().any(|p| matches(p, topic))
-}
 
 #[cfg(test)]
 mod tests {

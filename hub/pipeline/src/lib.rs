@@ -19,5 +19,6 @@ pub mod source;
 mod stack;
 pub mod status;
 pub mod telemetry;
+pub mod topics;
 
 pub use config::{ConfigError, Pipeline, load, parse};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tributary_connector_mysql::source::{
-    Backoff, MysqlConfig, SnapshotMode, check_server as server_checks, check_url, connect,
-    list_tables, show_create,
+    Backoff, MysqlConfig, check_server as server_checks, check_url, connect, list_tables,
+    show_create,
 };
 
-use crate::config::{LogSection, SnapshotName, SourceSection, matches};
+use crate::config::{LogSection, SourceSection, matches};
 use crate::error::{SectionError, ServerCheckError};
 
 /// The connection URL of `s`: `url`, or one made of its fields.
@@ -70,12 +70,7 @@ pub fn mysql_config(s: &SourceSection, log: &LogSection) -> Result<MysqlConfig, 
         topic_template: s.topic.value.clone(),
         engine: tributary_capture::Settings {
             topic_config: crate::source::topic_config(log),
-            snapshot: match s.snapshot {
-                SnapshotName::Initial => SnapshotMode::Initial,
-                SnapshotName::Never => SnapshotMode::Never,
-                SnapshotName::InitialOnly => SnapshotMode::InitialOnly,
-                SnapshotName::WhenNeeded => SnapshotMode::WhenNeeded,
-            },
+            snapshot: s.snapshot.mode(),
             reconnect: Backoff::default(),
             status_interval: Duration::from_millis(200),
         },

@@ -158,6 +158,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
                 permits: Arc::clone(&permits),
                 status: Arc::clone(&status),
                 telemetry: Arc::clone(t),
+                data: telemetry.data(),
                 stop: stop_rx.clone(),
                 initial: opts.restart_initial,
                 max: opts.restart_max,
@@ -443,6 +444,7 @@ struct SupervisedSink {
     permits: Arc<tokio::sync::Semaphore>,
     status: Status,
     telemetry: Arc<SinkTelemetry>,
+    data: Arc<crate::topics::DataTopics>,
     stop: watch::Receiver<bool>,
     initial: Duration,
     max: Duration,
@@ -471,6 +473,7 @@ impl SupervisedSink {
                         committed: BTreeMap::new(),
                         sink_stores_offsets: false,
                         telemetry: Arc::clone(&self.telemetry),
+                        data: Arc::clone(&self.data),
                     }
                     .run()
                     .await

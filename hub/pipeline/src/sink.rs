@@ -16,9 +16,10 @@ use tributary_core::{OffsetStore, Sink, SinkError, SinkRecord, TopicPartition};
 use tributary_log::{BatchBuilder, Log, RecordIn, SledOffsetStore, TopicConfig};
 use tributary_schemas::RecordDecoder;
 
-use crate::config::{OnError, SinkSection, consumes};
+use crate::config::{OnError, SinkSection};
 use crate::error::WorkerError;
 use crate::telemetry::SinkTelemetry;
+use crate::topics::{DLQ_SUFFIX, DataTopics};
 
 /// What a worker needs.
 pub(crate) struct Worker {
@@ -38,6 +39,8 @@ pub(crate) struct Worker {
     pub sink_stores_offsets: bool,
     /// The sink's counters, shared by its workers.
     pub telemetry: Arc<SinkTelemetry>,
+    /// Which topics hold data.
+    pub data: Arc<DataTopics>,
 }
 
 /// How a worker's run ended.
@@ -66,7 +69,7 @@ impl Worker {
         let mut mine = Vec::new();
         for t in self.log.topics() {
             let name = t.name();
-            if !consumes(&self.section.topics, name) {
+            if !self.data.consumed_by(&self.section.topics, name) {
                 continue;
             }
             for p in 0..t.partitions().len() as u32 {
@@ -390,7 +393,7 @@ impl Worker {
             partition: r.partition,
             offset: r.offset,
         })?;
-        let name = format!("{}.dlq", self.section.name.value);
+        let name = format!("{}{DLQ_SUFFIX}", self.section.name.value);
         let topic = match self.log.topic(&name) {
             Ok(t) => t,
             Err(_) => self.log.create_topic(

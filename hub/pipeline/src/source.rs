@@ -7,12 +7,12 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tributary_connector_postgres::replication::ConnectConfig;
 use tributary_connector_postgres::source::{
-    Backoff, PublicationScope, SnapshotMode, SourceError, StreamConfig, sql_connect,
+    Backoff, PublicationScope, SourceError, StreamConfig, sql_connect,
 };
 use tributary_connector_postgres::tls::SslMode;
 use tributary_log::TopicConfig;
 
-use crate::config::{LogSection, SnapshotName, SourceSection, matches};
+use crate::config::{LogSection, SourceSection, matches};
 use crate::error::{SectionError, ServerCheckError};
 
 /// The connection settings of `s` (URL first, then fields over it).
@@ -100,12 +100,7 @@ pub fn stream_config(
         publication_scope: PublicationScope::Tables,
         engine: tributary_capture::Settings {
             topic_config: topic_config(log),
-            snapshot: match s.snapshot {
-                SnapshotName::Initial => SnapshotMode::Initial,
-                SnapshotName::Never => SnapshotMode::Never,
-                SnapshotName::InitialOnly => SnapshotMode::InitialOnly,
-                SnapshotName::WhenNeeded => SnapshotMode::WhenNeeded,
-            },
+            snapshot: s.snapshot.mode(),
             reconnect: Backoff::default(),
             status_interval: Duration::from_millis(500),
         },

@@ -85,6 +85,7 @@ impl SinkTelemetry {
 pub struct Telemetry {
     log: Log,
     status: Status,
+    data: Arc<crate::topics::DataTopics>,
     pub(crate) sources: Vec<Arc<SourceTelemetry>>,
     pub(crate) sinks: Vec<Arc<SinkTelemetry>>,
     /// Per connector, (when, records) samples of the last [`RATE_WINDOW`].
@@ -164,6 +165,7 @@ pub(crate) fn state_name(s: &State) -> &'static str {
 
 impl Telemetry {
     pub(crate) fn new(p: &Pipeline, log: Log, status: Status) -> Self {
+        let data = Arc::new(crate::topics::DataTopics::of(p));
         let sources = p
             .sources
             .iter()
@@ -198,6 +200,7 @@ impl Telemetry {
         Self {
             log,
             status,
+            data,
             sources,
             sinks,
             samples: Mutex::new(BTreeMap::new()),
@@ -279,6 +282,11 @@ impl Telemetry {
         }
     }
 
+    /// Which topics of the log hold data for sinks.
+    pub fn data(&self) -> Arc<crate::topics::DataTopics> {
+        Arc::clone(&self.data)
+    }
+
     /// A sink's lag: over every partition of the topics it reads, the
     /// high watermark minus the offset its group resumes from, and the
     /// age of the oldest record in between.
@@ -291,7 +299,7 @@ impl Telemetry {
         let now = tributary_log::now_ms();
         let mut lag = Lag::default();
         for t in self.log.topics() {
-            if !crate::config::consumes(&sink.topics, t.name()) {
+            if !self.data.consumed_by(&sink.topics, t.name()) {
                 continue;
             }
             for p in t.partitions() {
