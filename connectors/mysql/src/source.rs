@@ -27,7 +27,8 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
 use tokio::sync::watch;
 use tributary_capture::writer::{EventWriter, WriteError};
 use tributary_capture::{
-    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, Settings, StreamKey,
+    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, Settings, SnapshotProgress,
+    StreamKey, TableProgress,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{
@@ -265,6 +266,16 @@ impl TxMeta {
         ]));
         self
     }
+}
+
+/// A table of the initial snapshot, with its progress.
+#[derive(Debug, Clone, Copy)]
+struct SnapshotTable<'a> {
+    db: &'a str,
+    table: &'a str,
+    /// The snapshot's last table (its last row ends the snapshot).
+    last: bool,
+    progress: &'a TableProgress,
 }
 
 /// The capture handle of a MySQL session: positions are binlog
@@ -781,12 +792,37 @@ impl MysqlSource {
             .map(|(d, t, _)| (d.to_string(), t.to_string()))
             .collect();
         let n_tables = tables.len();
+        let mut progress = Vec::with_capacity(n_tables);
+        for (db, t) in &tables {
+            // InnoDB's estimate: good enough for an ETA.
+            let estimate: Option<Option<u64>> = conn
+                .exec_first(
+                    "SELECT TABLE_ROWS FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (db.as_str(), t.as_str()),
+                )
+                .await
+                .map_err(sql("estimating the table's rows"))?;
+            progress.push(Arc::new(TableProgress::new(
+                format!("{db}.{t}"),
+                estimate.flatten(),
+            )));
+        }
+        let mut display =
+            SnapshotProgress::new(&self.cfg.name, progress.clone(), self.cfg.progress_interval);
         for (ti, (db, t)) in tables.iter().enumerate() {
+            let table = SnapshotTable {
+                db,
+                table: t,
+                last: ti + 1 == n_tables,
+                progress: &progress[ti],
+            };
             let rows = self
-                .snapshot_table(capture, conn, db, t, ti + 1 == n_tables)
+                .snapshot_table(capture, conn, table, &mut display)
                 .await?;
             capture.stats.snapshot_rows += rows;
         }
+        display.finish();
         conn.query_drop("COMMIT")
             .await
             .map_err(sql("ending the snapshot"))?;
@@ -802,10 +838,11 @@ impl MysqlSource {
         &mut self,
         capture: &mut MyCapture,
         conn: &mut Conn,
-        db: &str,
-        table: &str,
-        last_table: bool,
+        which: SnapshotTable<'_>,
+        display: &mut SnapshotProgress,
     ) -> Result<u64> {
+        let (db, table, last_table) = (which.db, which.table, which.last);
+        which.progress.start();
         let shape = self.register(capture, db, table).await?;
         let topic = self.cfg.topic(db, table);
         let cols: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
@@ -832,8 +869,6 @@ impl MysqlSource {
         let mut last_key: Option<Vec<Value>> = None;
         let mut held: Option<ChangeEvent> = None;
         let mut rows_done = 0u64;
-        let started = Instant::now();
-        let mut logged = Instant::now();
         loop {
             let rows: Vec<Row> = match &last_key {
                 // The binary protocol: typed values (dates, times,
@@ -892,15 +927,13 @@ impl MysqlSource {
             if !batch.is_empty() {
                 capture.writer().append(&topic, &batch)?;
             }
-            if logged.elapsed() >= self.cfg.progress_interval {
-                logged = Instant::now();
-                let rate = rows_done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                tracing::info!(source = %self.cfg.name, table = %format!("{db}.{table}"), rows = rows_done, rows_per_s = rate as u64, "snapshot progress");
-            }
+            which.progress.add(n);
+            display.show_if_due();
             if done {
                 break;
             }
         }
+        which.progress.finish();
         tracing::info!(source = %self.cfg.name, table = %format!("{db}.{table}"), rows = rows_done, "table snapshot finished");
         Ok(rows_done)
     }

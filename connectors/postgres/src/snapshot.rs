@@ -11,14 +11,14 @@
 //! snapshot resumes with the tables it had not finished.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use tributary_capture::writer::EventWriter;
+use tributary_capture::{SnapshotProgress, TableProgress};
 use tributary_core::{ChangeEvent, ColumnType, Datum, Op, SnapshotFlag, SourceInfo, TableSchema};
 
 use crate::error::SourceError;
@@ -40,14 +40,11 @@ pub(crate) struct TableJob {
     pub shape: TableSchema,
     /// The `source` block of its events.
     pub source: SourceInfo,
-    /// Estimated rows (for progress), if known.
-    pub estimate: Option<u64>,
     /// `WHERE` clauses of its chunks; `None`: the whole table.
     pub chunks: Vec<Option<String>>,
-    rows: AtomicU64,
     chunks_left: AtomicUsize,
-    started: Mutex<Option<Instant>>,
-    finished: Mutex<Option<Instant>>,
+    /// Rows, rate and ETA for the progress display.
+    pub progress: Arc<TableProgress>,
 }
 
 impl TableJob {
@@ -122,22 +119,19 @@ impl TableJob {
             }
         }
         Ok(Self {
+            progress: Arc::new(TableProgress::new(name.clone(), estimate)),
             name,
             topic,
             shape,
             source,
-            estimate,
             chunks_left: AtomicUsize::new(chunks.len()),
             chunks,
-            rows: AtomicU64::new(0),
-            started: Mutex::new(None),
-            finished: Mutex::new(None),
         })
     }
 
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
-        self.rows.load(Ordering::Relaxed)
+        self.progress.rows()
     }
 }
 
@@ -173,6 +167,8 @@ pub(crate) struct Reader {
     pub on_table_done: TableDoneFn,
     /// How often progress is logged (when stderr is not a terminal).
     pub progress_interval: Duration,
+    /// The source's name (in progress lines).
+    pub source_name: String,
 }
 
 /// What a snapshot does when a table's rows are all appended.
@@ -211,15 +207,13 @@ impl Reader {
                 Ok::<_, SourceError>((rows, client))
             });
         }
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let mut display = Display::new(tty);
-        let every = if tty {
-            Duration::from_millis(250)
-        } else {
-            me.progress_interval
-        };
+        let mut display = SnapshotProgress::new(
+            &me.source_name,
+            me.jobs.iter().map(|j| Arc::clone(&j.progress)).collect(),
+            me.progress_interval,
+        );
+        let every = display.every();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let started = Instant::now();
         let mut total = 0;
         let mut back = Vec::new();
         loop {
@@ -239,10 +233,10 @@ impl Reader {
                         return Err(SourceError::Snapshot(format!("a snapshot worker failed: {e}")));
                     }
                 },
-                _ = tick.tick() => display.show(&me.jobs, started),
+                _ = tick.tick() => display.show(),
             }
         }
-        display.finish(&me.jobs, started);
+        display.finish();
         Ok((total, back))
     }
 
@@ -260,10 +254,7 @@ impl Reader {
                 return Ok(total);
             };
             let job = &self.jobs[t];
-            job.started
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert_with(Instant::now);
+            job.progress.start();
             let cols: Vec<String> = job
                 .shape
                 .columns
@@ -322,7 +313,7 @@ impl Reader {
             }
             total += self.append(job, &mut batch)?;
             if table_done {
-                *job.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                job.progress.finish();
                 (self.on_table_done)(job)?;
             }
         }
@@ -365,7 +356,7 @@ impl Reader {
             .append(&job.topic, batch)
             .map_err(|e| SourceError::Write(Box::new(e)))?;
         let n = batch.len() as u64;
-        job.rows.fetch_add(n, Ordering::Relaxed);
+        job.progress.add(n);
         batch.clear();
         Ok(n)
     }
@@ -383,114 +374,6 @@ fn unshared(s: &SourceInfo) -> SourceInfo {
         table: fresh(&s.table),
         ..s.clone()
     }
-}
-
-/// Progress output: redrawn lines on a terminal, log lines otherwise.
-struct Display {
-    tty: bool,
-    drawn: usize,
-}
-
-impl Display {
-    fn new(tty: bool) -> Self {
-        Self { tty, drawn: 0 }
-    }
-
-    fn show(&mut self, jobs: &[TableJob], started: Instant) {
-        if self.tty {
-            self.draw(jobs);
-            return;
-        }
-        for j in jobs {
-            let begun = *j.started.lock().unwrap_or_else(|e| e.into_inner());
-            let done = j
-                .finished
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some();
-            if let (Some(begun), false) = (begun, done) {
-                let (rate, eta) = rate_eta(j, begun);
-                tracing::info!(
-                    table = %j.name,
-                    rows = j.rows(),
-                    estimated_rows = j.estimate.unwrap_or(0),
-                    rows_per_s = rate,
-                    eta_s = eta.unwrap_or(0),
-                    elapsed_s = started.elapsed().as_secs(),
-                    "snapshot progress"
-                );
-            }
-        }
-    }
-
-    fn draw(&mut self, jobs: &[TableJob]) {
-        let mut out = String::new();
-        if self.drawn > 0 {
-            out.push_str(&format!("\x1b[{}A", self.drawn));
-        }
-        for j in jobs {
-            let begun = *j.started.lock().unwrap_or_else(|e| e.into_inner());
-            let finished = *j.finished.lock().unwrap_or_else(|e| e.into_inner());
-            let rows = j.rows();
-            let frac = match (finished, j.estimate) {
-                (Some(_), _) => 1.0,
-                (None, Some(e)) if e > 0 => (rows as f64 / e as f64).min(0.99),
-                _ => 0.0,
-            };
-            let filled = (frac * 30.0) as usize;
-            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(30 - filled));
-            let status = match (begun, finished) {
-                (None, _) => "waiting".to_string(),
-                (Some(b), Some(f)) => {
-                    let secs = f.duration_since(b).as_secs_f64().max(0.001);
-                    format!("done in {secs:.1}s, {} rows/s", (rows as f64 / secs) as u64)
-                }
-                (Some(b), None) => {
-                    let (rate, eta) = rate_eta(j, b);
-                    match eta {
-                        Some(eta) => format!("{rate} rows/s, ETA {eta}s"),
-                        None => format!("{rate} rows/s"),
-                    }
-                }
-            };
-            let of = j.estimate.map(|e| format!("/~{e}")).unwrap_or_default();
-            out.push_str(&format!(
-                "\x1b[2K{} [{bar}] {rows}{of} rows, {status}\n",
-                j.name
-            ));
-        }
-        self.drawn = jobs.len();
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(out.as_bytes());
-        let _ = err.flush();
-    }
-
-    fn finish(&mut self, jobs: &[TableJob], started: Instant) {
-        if self.tty {
-            self.draw(jobs);
-        }
-        let rows: u64 = jobs.iter().map(TableJob::rows).sum();
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        tracing::info!(
-            tables = jobs.len(),
-            rows,
-            rows_per_s = (rows as f64 / secs) as u64,
-            "snapshot read"
-        );
-    }
-}
-
-/// Rows per second since `begun`, and the seconds left if the size is
-/// known.
-fn rate_eta(j: &TableJob, begun: Instant) -> (u64, Option<u64>) {
-    let secs = begun.elapsed().as_secs_f64().max(0.001);
-    let rows = j.rows();
-    let rate = rows as f64 / secs;
-    let eta = j
-        .estimate
-        .filter(|_| rate > 0.0)
-        .map(|e| (e.saturating_sub(rows) as f64 / rate) as u64);
-    (rate as u64, eta)
 }
 
 /// What the source remembers about its snapshots: the tables read, each

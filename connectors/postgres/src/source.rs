@@ -490,6 +490,24 @@ impl StreamSource {
         Ok(())
     }
 
+    /// A Relation message (inside a transaction or not): the table's
+    /// shape, registered when it changed.
+    async fn relation_message(&mut self, capture: &mut PgCapture, msg: Message) -> Result<()> {
+        if let Message::Relation {
+            oid,
+            namespace,
+            name,
+            replica_identity,
+            columns,
+            ..
+        } = msg
+        {
+            self.on_relation(capture, oid, &namespace, &name, &columns, replica_identity)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A table that appears in the stream of a schema or all-tables
     /// publication without having been snapshotted was created after the
     /// snapshot: the stream has all its rows. Recorded, so a restart does
@@ -547,17 +565,7 @@ impl StreamSource {
         msg: Message,
     ) -> Result<()> {
         match msg {
-            Message::Relation {
-                oid,
-                namespace,
-                name,
-                replica_identity,
-                columns,
-                ..
-            } => {
-                self.on_relation(capture, oid, &namespace, &name, &columns, replica_identity)
-                    .await?;
-            }
+            msg @ Message::Relation { .. } => self.relation_message(capture, msg).await?,
             Message::Insert { oid, .. }
             | Message::Update { oid, .. }
             | Message::Delete { oid, .. }
@@ -710,24 +718,7 @@ impl StreamSource {
                     s.open = Some(ctx);
                 }
                 None => match msg {
-                    Message::Relation {
-                        oid,
-                        namespace,
-                        name,
-                        replica_identity,
-                        columns,
-                        ..
-                    } => {
-                        self.on_relation(
-                            capture,
-                            oid,
-                            &namespace,
-                            &name,
-                            &columns,
-                            replica_identity,
-                        )
-                        .await?;
-                    }
+                    msg @ Message::Relation { .. } => self.relation_message(capture, msg).await?,
                     // Non-transactional messages and Origin/Type outside a
                     // transaction carry no rows.
                     Message::LogicalMessage { .. }
@@ -934,6 +925,7 @@ impl StreamSource {
             ctx: TxContext::snapshot(point),
             on_table_done: on_done,
             progress_interval: self.cfg.progress_interval,
+            source_name: self.cfg.name.clone(),
         };
         let read = reader.read(clients).await;
         self.state = state.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -11,6 +11,8 @@
 //! - [`writer`]: the validated write path (Avro in Confluent's wire
 //!   format, transforms, partitioning, replay skip), used by sources,
 //!   `produce` and the hub's Produce;
+//! - [`snapshot`]: snapshot progress (rows, rate, ETA per table) on a
+//!   terminal or in the log, for every source;
 //! - [`position`]: the record position and truncate barrier headers, one
 //!   encoder and one parser for the writer and every reader.
 //!
@@ -49,6 +51,7 @@ pub mod config;
 pub mod error;
 pub mod position;
 pub mod run;
+pub mod snapshot;
 pub mod source;
 pub mod writer;
 
@@ -57,5 +60,6 @@ pub use config::{Backoff, Engine, RunStats, Settings, SnapshotMode};
 pub use error::{CaptureError, ErrorKind};
 pub use position::{BARRIER_HEADER, POSITION_HEADER, RecordMarks, RecordPosition, StreamKey};
 pub use run::run;
+pub use snapshot::{SnapshotProgress, TableProgress};
 pub use source::ChangeSource;
 pub use writer::{EncodedRecord, EventWriter, WriteError, Written, append_records};
