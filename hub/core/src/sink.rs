@@ -65,8 +65,12 @@ pub struct SinkRecord {
     pub table: Arc<TableSchema>,
 }
 
+/// What caused a sink error, shared so the error stays cheap to clone
+/// (the tower stack clones requests and errors while it retries).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why a sink could not apply a batch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
     /// The target refuses record `index` of the batch (a value it cannot
     /// hold, a constraint); the records before it are applied.
@@ -78,17 +82,73 @@ pub enum SinkError {
         reason: String,
     },
     /// The target is unreachable or busy: retry the whole batch.
-    #[error("{0}")]
-    Transient(String),
+    #[error("{message}")]
+    Transient {
+        /// What failed, and the target's words.
+        message: String,
+        /// The error behind it, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Retrying will not help (configuration, privileges).
-    #[error("{0}")]
-    Fatal(String),
+    #[error("{message}")]
+    Fatal {
+        /// What failed, and the target's words.
+        message: String,
+        /// The error behind it, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The target no longer holds what the sink applied (its stored
     /// offsets are gone: a cache restarted without persistence, a
     /// `FLUSHALL`): the worker starts again from the offsets the target
     /// now reports, replaying what it lost.
-    #[error("{0}")]
-    Rewind(String),
+    #[error("{what}")]
+    Rewind {
+        /// What the sink found missing.
+        what: String,
+    },
+}
+
+impl SinkError {
+    /// A transient error described by `message` alone (the target's
+    /// words, already rendered).
+    pub fn transient(message: impl Into<String>) -> Self {
+        SinkError::Transient {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A transient error: `what: cause`, the cause kept as the source.
+    pub fn transient_from(
+        what: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        SinkError::Transient {
+            message: format!("{what}: {cause}"),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
+    /// A fatal error described by `message` alone.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        SinkError::Fatal {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A fatal error: `what: cause`, the cause kept as the source.
+    pub fn fatal_from(
+        what: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        SinkError::Fatal {
+            message: format!("{what}: {cause}"),
+            cause: Some(Arc::new(cause)),
+        }
+    }
 }
 
 /// A sink: see the module documentation for the contract.
@@ -111,7 +171,7 @@ pub trait Sink: Send {
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         let n = offsets.len();
         Box::pin(async move {
-            Err(SinkError::Fatal(format!(
+            Err(SinkError::fatal(format!(
                 "this sink cannot store an offsets reset ({n} partitions): \
                  clear its target's stored offsets by hand"
             )))

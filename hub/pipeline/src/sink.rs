@@ -279,22 +279,25 @@ impl Worker {
                     }
                     // The stack retries transient errors for as long as the
                     // pipeline runs: one that comes out means it stops.
-                    Err(SinkError::Transient(e)) => {
+                    Err(e @ SinkError::Transient { .. }) => {
                         self.commit_positions(&group, &positions)?;
                         if *self.stop.borrow() {
                             return Ok(Ended::Stopped { applied });
                         }
-                        return Err(WorkerError::Sink(SinkError::Transient(e)));
+                        return Err(WorkerError::Sink(e));
                     }
-                    Err(SinkError::Fatal(e)) => {
+                    Err(e @ SinkError::Fatal { .. }) => {
                         self.commit_positions(&group, &positions)?;
-                        return Ok(Ended::Paused { applied, error: e });
+                        return Ok(Ended::Paused {
+                            applied,
+                            error: e.to_string(),
+                        });
                     }
                     // Restarted by the supervisor, the worker resumes from
                     // what the target stores now.
-                    Err(SinkError::Rewind(e)) => {
+                    Err(e @ SinkError::Rewind { .. }) => {
                         tracing::warn!(sink = %self.section.name.value, error = %e, "the target lost its data; replaying from its stored offsets");
-                        return Err(WorkerError::Rewind(SinkError::Rewind(e)));
+                        return Err(WorkerError::Rewind(e));
                     }
                 }
             }

@@ -109,8 +109,8 @@ impl tower::retry::Policy<Apply, (), BoxError> for RetryTransient {
 
 /// The reason to retry `e`, if it is worth retrying.
 fn transient(e: &BoxError, timeout: Duration) -> Option<String> {
-    if let Some(SinkError::Transient(m)) = e.downcast_ref::<SinkError>() {
-        return Some(m.clone());
+    if let Some(SinkError::Transient { message, .. }) = e.downcast_ref::<SinkError>() {
+        return Some(message.clone());
     }
     if e.is::<tower::timeout::error::Elapsed>() {
         return Some(format!("no answer in {} ms", timeout.as_millis()));
@@ -151,6 +151,9 @@ pub(crate) fn build(
 pub(crate) fn sink_error(e: BoxError, timeout: Duration) -> SinkError {
     match e.downcast::<SinkError>() {
         Ok(e) => *e,
-        Err(e) => SinkError::Transient(transient(&e, timeout).unwrap_or_else(|| e.to_string())),
+        Err(e) => SinkError::Transient {
+            message: transient(&e, timeout).unwrap_or_else(|| e.to_string()),
+            cause: Some(tributary_core::sink::Cause::from(e)),
+        },
     }
 }

@@ -87,8 +87,8 @@ impl Fail {
     fn into_tx(self) -> TxError {
         match self {
             Fail::Data(m) => TxError::Data(m),
-            Fail::Transient(m) => TxError::Sink(SinkError::Transient(m)),
-            Fail::Fatal(m) => TxError::Sink(SinkError::Fatal(m)),
+            Fail::Transient(m) => TxError::Sink(SinkError::transient(m)),
+            Fail::Fatal(m) => TxError::Sink(SinkError::fatal(m)),
         }
     }
 }
@@ -189,8 +189,7 @@ fn source_key(t: &TableSchema) -> (String, String) {
 impl MySqlSink {
     /// A sink for `cfg` (connects on first use); the URL is checked now.
     pub fn new(cfg: MySqlSinkConfig) -> Result<Self, SinkError> {
-        mysql_async::Opts::from_url(&cfg.url)
-            .map_err(|e| SinkError::Fatal(format!("mysql URL: {e}")))?;
+        mysql_async::Opts::from_url(&cfg.url).map_err(|e| SinkError::fatal_from("mysql URL", e))?;
         Ok(Self {
             cfg,
             conn: None,
@@ -732,7 +731,7 @@ impl Sink for MySqlSink {
     fn stored_offsets(&mut self) -> BoxFuture<'_, Result<Option<StoredOffsets>, SinkError>> {
         Box::pin(async move {
             let mut c = self.connect().await.map_err(|e| match e.into_tx() {
-                TxError::Data(m) => SinkError::Transient(m),
+                TxError::Data(m) => SinkError::transient(m),
                 TxError::Sink(e) => e,
             })?;
             let mut sql =
@@ -746,8 +745,8 @@ impl Sink for MySqlSink {
                 }
                 Err(e) => {
                     return Err(match classify(OFFSETS, &e) {
-                        Fail::Fatal(m) => SinkError::Fatal(m),
-                        Fail::Data(m) | Fail::Transient(m) => SinkError::Transient(m),
+                        Fail::Fatal(m) => SinkError::fatal(m),
+                        Fail::Data(m) | Fail::Transient(m) => SinkError::transient(m),
                     });
                 }
             };
@@ -774,8 +773,8 @@ impl Sink for MySqlSink {
                 return Ok(());
             }
             let sink_err = |f: Fail| match f {
-                Fail::Fatal(m) => SinkError::Fatal(m),
-                Fail::Data(m) | Fail::Transient(m) => SinkError::Transient(m),
+                Fail::Fatal(m) => SinkError::fatal(m),
+                Fail::Data(m) | Fail::Transient(m) => SinkError::transient(m),
             };
             let mut c = self.connect().await.map_err(sink_err)?;
             let mut sql =

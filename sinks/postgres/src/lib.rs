@@ -67,8 +67,8 @@ enum Fail {
 impl Fail {
     fn into_sink(self) -> SinkError {
         match self {
-            Fail::Data(m) | Fail::Fatal(m) => SinkError::Fatal(m),
-            Fail::Transient(m) => SinkError::Transient(m),
+            Fail::Data(m) | Fail::Fatal(m) => SinkError::fatal(m),
+            Fail::Transient(m) => SinkError::transient(m),
         }
     }
 }

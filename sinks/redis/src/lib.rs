@@ -93,7 +93,7 @@ impl RedisSink {
     /// A sink for `cfg` (connects on first use).
     pub fn new(cfg: RedisSinkConfig) -> Result<Self, SinkError> {
         let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| SinkError::Fatal(format!("redis URL: {e}")))?;
+            .map_err(|e| SinkError::fatal_from("redis URL", e))?;
         Ok(Self {
             template: KeyTemplate::parse(&cfg.key),
             cfg,
@@ -236,7 +236,7 @@ impl RedisSink {
     ) -> Result<T, SinkError> {
         self.start(f)
             .await
-            .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))?
+            .map_err(|e| SinkError::transient_from("Redis worker", e))?
     }
 
     /// [`Self::with_conn`], started now; await the handle for its result.
@@ -251,11 +251,11 @@ impl RedisSink {
                 *guard = Some(
                     client
                         .get_connection()
-                        .map_err(|e| SinkError::Transient(format!("connecting to Redis: {e}")))?,
+                        .map_err(|e| SinkError::transient_from("connecting to Redis", e))?,
                 );
             }
             let Some(c) = guard.as_mut() else {
-                return Err(SinkError::Transient("no Redis connection".into()));
+                return Err(SinkError::transient("no Redis connection"));
             };
             f(c).map_err(|e| {
                 *guard = None;
@@ -266,9 +266,9 @@ impl RedisSink {
                     Some("LOADING" | "BUSY" | "READONLY" | "OOM" | "TRYAGAIN" | "MASTERDOWN")
                 );
                 if busy || e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                    SinkError::Transient(format!("Redis: {e}"))
+                    SinkError::transient_from("Redis", e)
                 } else {
-                    SinkError::Fatal(format!("Redis: {e}"))
+                    SinkError::fatal_from("Redis", e)
                 }
             })
         })
@@ -977,12 +977,14 @@ impl Sink for RedisSink {
                 if let Some((at, handle)) = inflight.take() {
                     let (done, err) = handle
                         .await
-                        .map_err(|e| SinkError::Transient(format!("Redis worker: {e}")))??;
+                        .map_err(|e| SinkError::transient_from("Redis worker", e))??;
                     if err == "TRIBUTARY_LOST" {
-                        return Err(SinkError::Rewind(format!(
-                            "Redis no longer holds the sink's offsets ({}): it lost its data (restarted without persistence, or flushed)",
-                            self.offsets_key()
-                        )));
+                        return Err(SinkError::Rewind {
+                            what: format!(
+                                "Redis no longer holds the sink's offsets ({}): it lost its data (restarted without persistence, or flushed)",
+                                self.offsets_key()
+                            ),
+                        });
                     }
                     if done > 0 {
                         let mut known = self.known();
@@ -1008,7 +1010,7 @@ impl Sink for RedisSink {
                         .iter()
                         .any(|p| err.starts_with(p));
                         return Err(if busy {
-                            SinkError::Transient(format!("Redis: {err}"))
+                            SinkError::transient(format!("Redis: {err}"))
                         } else {
                             SinkError::Record {
                                 index: at + done,
@@ -1060,6 +1062,28 @@ impl Sink for RedisSink {
 mod tests {
     use super::*;
     use tributary_core::{Column, ColumnType, Datum, TableSchema};
+
+    #[test]
+    fn a_bad_url_is_refused_with_the_parser_error_as_its_source() {
+        let err = RedisSink::new(RedisSinkConfig {
+            name: "cache".into(),
+            url: "redis://127.0.0.1:notaport".into(),
+            prefix: String::new(),
+            key: DEFAULT_KEY.into(),
+            format: RowFormat::Hash,
+            ttl_seconds: None,
+            publish: None,
+        })
+        .err()
+        .expect("refused");
+        assert!(matches!(err, SinkError::Fatal { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("redis URL: "), "{err}");
+        let cause = std::error::Error::source(&err).expect("the parser's error kept");
+        assert!(
+            err.to_string().ends_with(&cause.to_string()),
+            "{err} / {cause}"
+        );
+    }
 
     fn table() -> TableSchema {
         let col = |name: &str, ty| Column {

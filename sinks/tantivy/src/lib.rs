@@ -477,11 +477,11 @@ fn open_indexes() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 }
 
 fn fatal(path: &Path, e: impl std::fmt::Display) -> SinkError {
-    SinkError::Fatal(format!("search index {}: {e}", path.display()))
+    SinkError::fatal(format!("search index {}: {e}", path.display()))
 }
 
-fn transient(path: &Path, e: impl std::fmt::Display) -> SinkError {
-    SinkError::Transient(format!("search index {}: {e}", path.display()))
+fn transient(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> SinkError {
+    SinkError::transient_from(format!("search index {}", path.display()), e)
 }
 
 /// The offsets of a commit payload (`{"topic/partition": next, ...}`).
@@ -582,9 +582,9 @@ impl Shared {
             st.offsets = parse_payload(&self.path, metas.payload.as_deref())?;
             st.writer = Some(w);
         }
-        st.writer
-            .as_mut()
-            .ok_or_else(|| transient(&self.path, "no writer"))
+        st.writer.as_mut().ok_or_else(|| {
+            SinkError::transient(format!("search index {}: no writer", self.path.display()))
+        })
     }
 
     /// The `_doc` of `key` in the last commit.
@@ -663,7 +663,7 @@ impl Shared {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = &mut *guard;
         let result = self.apply_locked(st, batch);
-        if let Err(SinkError::Transient(_) | SinkError::Fatal(_)) = &result {
+        if let Err(SinkError::Transient { .. } | SinkError::Fatal { .. }) = &result {
             // What was added is not committed: a new writer starts from
             // the last commit.
             st.writer = None;
@@ -849,7 +849,7 @@ impl TantivySink {
         let (path, analyzer) = (self.cfg.path.clone(), self.cfg.analyzer);
         let s = tokio::task::spawn_blocking(move || Shared::open(&path, analyzer))
             .await
-            .map_err(|e| SinkError::Transient(format!("search index worker: {e}")))??;
+            .map_err(|e| SinkError::transient_from("search index worker", e))??;
         self.shared = Some(Arc::clone(&s));
         Ok(s)
     }
@@ -901,7 +901,7 @@ impl Sink for TantivySink {
             let offsets = offsets.to_vec();
             tokio::task::spawn_blocking(move || shared.reset_offsets(&offsets))
                 .await
-                .map_err(|e| SinkError::Transient(format!("search index worker: {e}")))?
+                .map_err(|e| SinkError::transient_from("search index worker", e))?
         })
     }
 }

@@ -356,7 +356,7 @@ async fn a_long_text_and_stemming() {
     // Another analyzer on the same index is refused, by name.
     let mut other = sink(&path);
     match other.stored_offsets().await {
-        Err(SinkError::Fatal(m)) => assert!(m.contains("analyzer"), "{m}"),
+        Err(SinkError::Fatal { message: m, .. }) => assert!(m.contains("analyzer"), "{m}"),
         r => panic!("expected a fatal error: {r:?}"),
     }
 }
