@@ -1074,8 +1074,7 @@ mod tests {
             ttl_seconds: None,
             publish: None,
         })
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(matches!(err, SinkError::Fatal { .. }), "{err:?}");
         assert!(err.to_string().starts_with("redis URL: "), "{err}");
         let cause = std::error::Error::source(&err).expect("the parser's error kept");
