@@ -160,8 +160,9 @@ pub enum SourceError {
         table: String,
         /// Where.
         position: String,
-        /// Why.
-        reason: String,
+        /// Why: the row or value decoding error.
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The binlog holds something we cannot read.
     #[error("{0}")]
@@ -897,7 +898,7 @@ impl MysqlSource {
                         value::datum(v, &c.ty, &c.name).map_err(|e| SourceError::Row {
                             table: format!("{db}.{table}"),
                             position: "snapshot".into(),
-                            reason: e.to_string(),
+                            reason: Box::new(e),
                         })?,
                     );
                 }
@@ -1426,7 +1427,7 @@ impl MysqlSource {
         let row_err = |e: binrow::RowError| SourceError::Row {
             table: table.schema.qualified_name(),
             position: where_.clone(),
-            reason: e.to_string(),
+            reason: Box::new(e),
         };
         while at < data.len() {
             let before = if op == Op::Create {
