@@ -85,7 +85,6 @@ struct OpenTx {
 /// One session's handle on the engine (see the module docs).
 pub struct Capture<P: Clone + Send + Sync + 'static> {
     writer: Arc<EventWriter>,
-    log: Log,
     progress: Arc<SourceProgress>,
     topic_config: TopicConfig,
     jobs: Option<mpsc::Sender<Job<P>>>,
@@ -146,7 +145,6 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
         });
         Self {
             writer: Arc::clone(&engine.writer),
-            log: engine.log.clone(),
             progress: Arc::clone(&engine.progress),
             topic_config: engine.settings.topic_config.clone(),
             jobs: Some(jobs),
@@ -166,19 +164,9 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
         &self.writer
     }
 
-    /// The log.
-    pub fn log(&self) -> &Log {
-        &self.log
-    }
-
     /// The source's live progress (phase, positions) for the hub.
     pub fn progress(&self) -> &Arc<SourceProgress> {
         &self.progress
-    }
-
-    /// The configuration of topics the source creates.
-    pub fn topic_config(&self) -> &TopicConfig {
-        &self.topic_config
     }
 
     /// The session reached the stream: phase streaming, one more session.
@@ -240,18 +228,6 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
             events: Vec::new(),
             pending: 0,
         });
-    }
-
-    /// Opens a transaction at `key` unless one is open.
-    pub fn begin_if_none(&mut self, key: impl FnOnce() -> StreamKey) {
-        if self.tx.is_none() {
-            self.begin(key());
-        }
-    }
-
-    /// Whether a transaction is open.
-    pub fn in_transaction(&self) -> bool {
-        self.tx.is_some()
     }
 
     /// Whether nothing is in flight: no open transaction, and every
@@ -349,12 +325,6 @@ impl<P: Clone + Send + Sync + 'static> Capture<P> {
         }
         self.commits += 1;
         self.send(Job::Commit(at)).await
-    }
-
-    /// Drops the open transaction without writing what is pending (its
-    /// changes are not part of the stream: a rolled back transaction).
-    pub fn abort(&mut self) {
-        self.tx = None;
     }
 
     /// The newest committed position everything before which is durable
