@@ -14,14 +14,19 @@
 //! maintained, never panics on input, and locates every error).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
-use tributary_postgres_conn::ConnectConfig;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use tributary_core::Op;
 use tributary_core::transform::{Predicate, Step, Transform, Transforms};
+
+use crate::sections::{Invalid, RawSink, RawSource};
+pub use crate::sections::{
+    MysqlSection, MysqlTarget, OnError, PostgresSection, PostgresTarget, RedisFormat, RedisTarget,
+    Secret, SinkKind, SinkSection, SnapshotName, SourceKind, SourceSection, TablesSection,
+    TantivyTarget,
+};
 
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,49 +63,36 @@ impl ConfigError {
     }
 }
 
-/// A value that must not be shown: `Debug` and `Display` redact it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A whole pipeline.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A whole pipeline, checked: each source and sink section is its
+/// kind's type (see [`crate::sections`]).
+#[derive(Debug, Clone)]
 pub struct Pipeline {
     /// The embedded log.
-    #[serde(default)]
     pub log: LogSection,
     /// Change streams into the log.
-    #[serde(default)]
     pub sources: Vec<SourceSection>,
     /// Record transformations between the log and sinks.
-    #[serde(default)]
     pub transforms: Vec<TransformSection>,
     /// Consumers of the log.
-    #[serde(default)]
     pub sinks: Vec<SinkSection>,
     /// The gRPC and HTTP APIs.
-    #[serde(default)]
     pub server: ServerSection,
+}
+
+/// The file as serde reads it, before [`check`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    #[serde(default)]
+    transforms: Vec<TransformSection>,
+    #[serde(default)]
+    sinks: Vec<RawSink>,
+    #[serde(default)]
+    server: ServerSection,
 }
 
 /// `log:`.
@@ -141,6 +133,29 @@ impl Default for LogSection {
     }
 }
 
+impl LogSection {
+    /// Settings of the topics the pipeline creates.
+    pub fn topic_config(&self) -> tributary_log::TopicConfig {
+        use tributary_log::{Cleanup, FsyncPolicy, TopicConfig};
+        TopicConfig {
+            partitions: self.partitions,
+            fsync: if self.fsync_interval_ms == 0 {
+                FsyncPolicy::Always
+            } else {
+                FsyncPolicy::interval(self.fsync_interval_ms)
+            },
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            cleanup: if self.compaction {
+                Cleanup::Compact
+            } else {
+                TopicConfig::default().cleanup
+            },
+            ..TopicConfig::default()
+        }
+    }
+}
+
 fn default_dir() -> PathBuf {
     PathBuf::from("tributary-data")
 }
@@ -149,146 +164,6 @@ fn default_partitions() -> u32 {
 }
 fn default_fsync_ms() -> u64 {
     50
-}
-
-/// Source kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// PostgreSQL logical replication.
-    Postgres,
-    /// MySQL/MariaDB row binlog.
-    Mysql,
-}
-
-/// Snapshot modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SnapshotName {
-    /// Read the tables when the slot is new, then stream.
-    #[default]
-    Initial,
-    /// Only stream.
-    Never,
-    /// Read the tables and stop.
-    InitialOnly,
-    /// As initial, and again when the position was lost.
-    WhenNeeded,
-}
-
-impl SnapshotName {
-    /// The capture engine's mode of this name.
-    pub fn mode(self) -> tributary_capture::SnapshotMode {
-        use tributary_capture::SnapshotMode as M;
-        match self {
-            SnapshotName::Initial => M::Initial,
-            SnapshotName::Never => M::Never,
-            SnapshotName::InitialOnly => M::InitialOnly,
-            SnapshotName::WhenNeeded => M::WhenNeeded,
-        }
-    }
-}
-
-/// `sources[i]:`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceSection {
-    /// Unique name: the topic prefix.
-    pub name: Spanned<String>,
-    /// What it reads.
-    pub kind: SourceKind,
-    /// `postgres://user:password@host:port/database?sslmode=...`; or the
-    /// fields below.
-    #[serde(default)]
-    pub url: Option<Spanned<Secret>>,
-    /// Host.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Port.
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// User.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Database.
-    #[serde(default)]
-    pub database: Option<String>,
-    /// TLS: disable, prefer, require, verify-full.
-    #[serde(default)]
-    pub sslmode: Option<Spanned<String>>,
-    /// CA certificate(s) for verify-full.
-    #[serde(default)]
-    pub sslrootcert: Option<PathBuf>,
-    /// Which tables.
-    pub tables: TablesSection,
-    /// Publication (default `tributary_<name>`).
-    #[serde(default)]
-    pub publication: Option<String>,
-    /// Replication slot (default `tributary_<name>`).
-    #[serde(default)]
-    pub slot: Option<String>,
-    /// Snapshot mode.
-    #[serde(default)]
-    pub snapshot: SnapshotName,
-    /// Topic per table, from `{source}`, `{schema}`, `{table}`.
-    #[serde(default = "default_topic")]
-    pub topic: Spanned<String>,
-    /// Heartbeat interval; 0 turns heartbeats off.
-    #[serde(default = "default_heartbeat_ms")]
-    pub heartbeat_ms: u64,
-    /// pgoutput protocol version (1 or 2).
-    #[serde(default = "default_protocol")]
-    pub protocol: Spanned<u32>,
-    /// Parallel snapshot connections.
-    #[serde(default = "default_workers")]
-    pub snapshot_workers: usize,
-    /// Rows per key range of a big table's snapshot (mysql: rows per
-    /// query of the primary-key ordered read).
-    #[serde(default = "default_chunk_rows")]
-    pub snapshot_chunk_rows: u64,
-    /// mysql: our replica server id, unique among the server's replicas
-    /// (default: derived from the source name).
-    #[serde(default)]
-    pub server_id: Option<u32>,
-}
-
-fn default_topic() -> Spanned<String> {
-    Spanned::new(
-        "{source}.{schema}.{table}".into(),
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
-}
-fn default_heartbeat_ms() -> u64 {
-    10_000
-}
-fn default_protocol() -> Spanned<u32> {
-    Spanned::new(
-        2,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
-}
-fn default_workers() -> usize {
-    2
-}
-fn default_chunk_rows() -> u64 {
-    250_000
-}
-
-/// `tables:`: `schema.table` patterns, `*` matching any run of
-/// characters.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TablesSection {
-    /// Tables to capture.
-    pub include: Vec<Spanned<String>>,
-    /// Tables to leave out, of those included.
-    #[serde(default)]
-    pub exclude: Vec<Spanned<String>>,
 }
 
 /// Transform kinds.
@@ -470,149 +345,6 @@ pub struct TransformError {
     pub message: String,
 }
 
-/// Sink kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    /// A tantivy search index.
-    Tantivy,
-    /// Redis.
-    Redis,
-    /// A PostgreSQL database.
-    Postgres,
-    /// A MySQL/MariaDB database.
-    Mysql,
-}
-
-/// How the Redis sink stores a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RedisFormat {
-    /// A hash, a field per column.
-    Hash,
-    /// A JSON object in a string.
-    Json,
-}
-
-/// What a sink does with a record it cannot apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Pause at the committed offset, the error in status.
-    #[default]
-    Stop,
-    /// Write it with error headers to `<sink>.dlq` and go on.
-    Dlq,
-    /// Count it, log it, and go on.
-    Skip,
-}
-
-/// `sinks[i]:`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkSection {
-    /// Unique name.
-    pub name: Spanned<String>,
-    /// What it writes to.
-    pub kind: SinkKind,
-    /// Topics or patterns (`*`).
-    pub topics: Vec<String>,
-    /// Consumer group (default: the sink's name).
-    #[serde(default)]
-    pub group: Option<String>,
-    /// The target, as a URL (may hold credentials).
-    #[serde(default)]
-    pub url: Option<Secret>,
-    /// tantivy: the index directory (relative paths are relative to the
-    /// pipeline file; default `<log.dir>/search/<name>`).
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// tantivy: how text is split into terms: `default` (words,
-    /// lowercased), `raw` (the whole value) or `en_stem` (words,
-    /// lowercased, English stems). Fixed when the index is created.
-    #[serde(default)]
-    pub analyzer: Option<String>,
-    /// redis: prepended to every key.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// redis: the key template (`{schema}.{table}:{key}`; `{key}` is the
-    /// key columns joined by `:`, `{<column>}` one of them).
-    #[serde(default)]
-    pub key: Option<String>,
-    /// redis: `hash` (a field per column) or `json` (one string).
-    #[serde(default)]
-    pub format: Option<RedisFormat>,
-    /// redis: expire written keys after this many seconds.
-    #[serde(default)]
-    pub ttl_seconds: Option<u64>,
-    /// redis: publish each changed key to this channel.
-    #[serde(default)]
-    pub publish: Option<String>,
-    /// postgres, mysql: the target table, a template of the source's
-    /// `{database}`, `{schema}` and `{table}` (default `{schema}.{table}`).
-    #[serde(default)]
-    pub table: Option<String>,
-    /// postgres, mysql: source column name to target column name.
-    #[serde(default)]
-    pub columns: BTreeMap<String, String>,
-    /// postgres, mysql: create missing tables and add columns the source
-    /// gains (default true).
-    #[serde(default = "default_true")]
-    pub create_tables: bool,
-    /// Records per write.
-    #[serde(default)]
-    pub batch_size: Option<u32>,
-    /// At most this long before a partial batch is written.
-    #[serde(default = "default_flush_ms")]
-    pub flush_interval_ms: u64,
-    /// Workers of the consumer group (a topic's partitions split among
-    /// them).
-    #[serde(default = "default_parallelism")]
-    pub parallelism: u32,
-    /// Records it cannot apply.
-    #[serde(default)]
-    pub on_error: OnError,
-    /// An attempt to write a batch that takes longer is abandoned and
-    /// retried.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Batches written at once across the sink's workers (default: its
-    /// parallelism).
-    #[serde(default)]
-    pub max_in_flight: Option<u32>,
-    /// At most this many batches per second per worker.
-    #[serde(default)]
-    pub max_batches_per_second: Option<u32>,
-}
-
-fn default_timeout_ms() -> u64 {
-    60_000
-}
-fn default_true() -> bool {
-    true
-}
-fn default_flush_ms() -> u64 {
-    500
-}
-fn default_parallelism() -> u32 {
-    1
-}
-
-impl SinkSection {
-    /// Records per write: as configured, else 10000 for databases and
-    /// search indexes (a transaction and a bulk load per batch cost the
-    /// same for 1000 rows as for 10000; a batch is only as large as the
-    /// backlog, so this costs no latency) and 1000 for Redis (one script
-    /// per batch holds Redis for its duration).
-    pub fn batch_size(&self) -> usize {
-        let default = match self.kind {
-            SinkKind::Redis => 1000,
-            SinkKind::Postgres | SinkKind::Mysql | SinkKind::Tantivy => 10_000,
-        };
-        self.batch_size.unwrap_or(default).max(1) as usize
-    }
-}
-
 /// `server:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -660,10 +392,10 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipelin
             pipeline.log.dir = parent.join(&pipeline.log.dir);
         }
         for s in &mut pipeline.sinks {
-            if let Some(p) = &mut s.path
-                && p.is_relative()
+            if let SinkKind::Tantivy(t) = &mut s.kind
+                && t.path.is_relative()
             {
-                *p = parent.join(&*p);
+                t.path = parent.join(&t.path);
             }
         }
     }
@@ -693,9 +425,9 @@ pub fn parse(
             path,
             message: redact(message),
         };
-    let result: Result<Pipeline, serde_saphyr::Error> =
+    let result: Result<RawPipeline, serde_saphyr::Error> =
         serde_saphyr::with_deserializer_from_str(&text, |de| {
-            serde_path_to_error::deserialize::<_, Pipeline>(de).map_err(|e| {
+            serde_path_to_error::deserialize::<_, RawPipeline>(de).map_err(|e| {
                 // Carried through the parser's error type as text, then
                 // split again below.
                 <serde_saphyr::Error as serde::de::Error>::custom(format!(
@@ -718,7 +450,7 @@ pub fn parse(
             return Err(located(line, column, path, message));
         }
     };
-    check(&pipeline).map_err(|(loc, path, message)| {
+    check(pipeline).map_err(|(loc, path, message)| {
         let known = loc.filter(|l| *l != serde_saphyr::Location::UNKNOWN);
         located(
             known.map(|l| l.line()),
@@ -726,24 +458,19 @@ pub fn parse(
             path,
             message,
         )
-    })?;
-    let mut pipeline = pipeline;
-    for s in &mut pipeline.sinks {
-        if s.kind == SinkKind::Tantivy && s.path.is_none() {
-            s.path = Some(pipeline.log.dir.join("search").join(&s.name.value));
-        }
-    }
-    Ok(pipeline)
+    })
 }
 
 /// Separates the path from the message while both travel as one error
 /// text through the parser.
 const PATH_END: &str = " @@path-end@@ ";
 
-/// serde_path_to_error's path, without its `?` for unknown map keys.
+/// serde_path_to_error's path, without its `?` for unknown map keys and
+/// the `.value` of a located (`Spanned`) field.
 fn clean_path(p: &str) -> String {
     let p = p.trim();
     let p = p.strip_suffix(".?").unwrap_or(p);
+    let p = p.strip_suffix(".value").unwrap_or(p);
     if p == "." || p == "?" {
         String::new()
     } else {
@@ -904,108 +631,38 @@ fn interpolate(
 
 type Located = (Option<serde_saphyr::Location>, String, String);
 
-/// What parsing cannot check: unique names, values that must be one of
-/// a few, topic templates.
-fn check(p: &Pipeline) -> Result<(), Located> {
+/// What parsing cannot check: unique names, each section's fields for
+/// its kind and their values, transforms that compile.
+fn check(p: RawPipeline) -> Result<Pipeline, Located> {
     let mut names = HashSet::new();
-    for (i, s) in p.sources.iter().enumerate() {
-        let at = |field: &str| format!("sources[{i}].{field}");
-        if !valid_name(&s.name.value) {
-            return Err((
-                Some(s.name.referenced),
-                at("name"),
-                format!(
-                    "{:?}: use letters, digits, `_` and `-` (it prefixes topic names)",
-                    s.name.value
-                ),
-            ));
+    let mut unique = |name: &Spanned<String>, path: String| {
+        if names.insert(name.value.clone()) {
+            Ok(())
+        } else {
+            Err((
+                Some(name.referenced),
+                path,
+                format!("{:?} is used twice", name.value),
+            ))
         }
-        if !names.insert(s.name.value.clone()) {
-            return Err((
-                Some(s.name.referenced),
-                at("name"),
-                format!("{:?} is used twice", s.name.value),
-            ));
+    };
+    let invalid = |section: String| {
+        move |e: Invalid| {
+            let path = if e.field.is_empty() {
+                section.clone()
+            } else {
+                format!("{section}.{}", e.field)
+            };
+            (e.at, path, e.message)
         }
-        if let Some(mode) = &s.sslmode
-            && tributary_connector_postgres::tls::SslMode::parse(&mode.value).is_none()
-        {
-            return Err((
-                Some(mode.referenced),
-                at("sslmode"),
-                format!(
-                    "unknown sslmode {:?}: expected disable, prefer, require or verify-full",
-                    mode.value
-                ),
-            ));
-        }
-        if !matches!(s.protocol.value, 1 | 2) {
-            return Err((
-                Some(s.protocol.referenced),
-                at("protocol"),
-                format!("pgoutput protocol {} : expected 1 or 2", s.protocol.value),
-            ));
-        }
-        if s.kind == SourceKind::Mysql {
-            if let Some(url) = &s.url
-                && let Err(e) = tributary_connector_mysql::source::check_url(url.value.expose())
-            {
-                return Err((Some(url.referenced), at("url"), e.to_string()));
-            }
-        } else if s.url.is_none() && s.database.is_none() {
-            return Err((
-                Some(s.name.referenced),
-                format!("sources[{i}]"),
-                "needs `url` or `database` (with `host`, `port`, `user`)".into(),
-            ));
-        }
-        if s.kind == SourceKind::Postgres
-            && let Some(url) = &s.url
-            && let Err(e) = ConnectConfig::from_url(url.value.expose())
-        {
-            return Err((Some(url.referenced), at("url"), e.to_string()));
-        }
-        if s.tables.include.is_empty() {
-            return Err((
-                Some(s.name.referenced),
-                at("tables.include"),
-                "needs at least one `schema.table` pattern".into(),
-            ));
-        }
-        for (j, pat) in s.tables.include.iter().chain(&s.tables.exclude).enumerate() {
-            if !pat.value.contains('.') {
-                let which = if j < s.tables.include.len() {
-                    format!("tables.include[{j}]")
-                } else {
-                    format!("tables.exclude[{}]", j - s.tables.include.len())
-                };
-                return Err((
-                    Some(pat.referenced),
-                    at(&which),
-                    format!(
-                        "{:?}: expected `schema.table` (`*` matches anything)",
-                        pat.value
-                    ),
-                ));
-            }
-        }
-        let t = &s.topic.value;
-        if !t.contains("{table}") {
-            return Err((
-                Some(s.topic.referenced),
-                at("topic"),
-                format!("{t:?} must contain {{table}} (each table needs a topic of its own)"),
-            ));
-        }
+    };
+    let mut sources = Vec::with_capacity(p.sources.len());
+    for (i, s) in p.sources.into_iter().enumerate() {
+        unique(s.name(), format!("sources[{i}].name"))?;
+        sources.push(SourceSection::try_from(s).map_err(invalid(format!("sources[{i}]")))?);
     }
     for (i, t) in p.transforms.iter().enumerate() {
-        if !names.insert(t.name.value.clone()) {
-            return Err((
-                Some(t.name.referenced),
-                format!("transforms[{i}].name"),
-                format!("{:?} is used twice", t.name.value),
-            ));
-        }
+        unique(&t.name, format!("transforms[{i}].name"))?;
         if let Err((field, e)) = t.compile() {
             return Err((
                 Some(t.name.referenced),
@@ -1014,101 +671,22 @@ fn check(p: &Pipeline) -> Result<(), Located> {
             ));
         }
     }
-    for (i, s) in p.sinks.iter().enumerate() {
-        if !valid_name(&s.name.value) {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].name"),
-                format!("{:?}: use letters, digits, `_` and `-`", s.name.value),
-            ));
-        }
-        if !names.insert(s.name.value.clone()) {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].name"),
-                format!("{:?} is used twice", s.name.value),
-            ));
-        }
-        if s.topics.is_empty() {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].topics"),
-                "needs at least one topic or pattern".into(),
-            ));
-        }
-        let needs = match s.kind {
-            SinkKind::Postgres if s.url.is_none() => Some((
-                "url",
-                "a postgres sink needs `url: postgres://user@host:port/database`",
-            )),
-            SinkKind::Mysql if s.url.is_none() => Some((
-                "url",
-                "a mysql sink needs `url: mysql://user@host:port/database`",
-            )),
-            _ => None,
-        };
-        if let Some(a) = &s.analyzer
-            && tributary_sink_tantivy::Analyzer::parse(a).is_none()
-        {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].analyzer"),
-                format!("unknown analyzer {a:?}: expected default, raw or en_stem"),
-            ));
-        }
-        if s.kind == SinkKind::Postgres
-            && let Some(url) = &s.url
-            && let Err(e) = ConnectConfig::from_url(url.expose())
-        {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].url"),
-                e.to_string(),
-            ));
-        }
-        if s.kind == SinkKind::Mysql
-            && let Some(url) = &s.url
-            && !url.expose().starts_with("mysql://")
-        {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].url"),
-                "expected mysql://user:password@host:port/database".into(),
-            ));
-        }
-        if let Some((field, why)) = needs {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].{field}"),
-                why.into(),
-            ));
-        }
-        if let Some(k) = &s.key
-            && !k.contains("{table}")
-        {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].key"),
-                format!("{k:?} must contain {{table}} (a truncate clears the keys of one table)"),
-            ));
-        }
-        if let Some(t) = &s.table
-            && !t.contains("{table}")
-        {
-            return Err((
-                Some(s.name.referenced),
-                format!("sinks[{i}].table"),
-                format!("{t:?} must contain {{table}} (each source table needs its own target)"),
-            ));
-        }
+    let search = p.log.dir.join("search");
+    let mut sinks = Vec::with_capacity(p.sinks.len());
+    for (i, s) in p.sinks.into_iter().enumerate() {
+        unique(s.name(), format!("sinks[{i}].name"))?;
+        sinks.push(
+            s.into_section(&search)
+                .map_err(invalid(format!("sinks[{i}]")))?,
+        );
     }
-    Ok(())
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    Ok(Pipeline {
+        log: p.log,
+        sources,
+        transforms: p.transforms,
+        sinks,
+        server: p.server,
+    })
 }
 
 pub use tributary_core::pattern::matches;
@@ -1138,7 +716,14 @@ mod tests {
         )
         .expect("write");
         let p = load(&file, &|_| None).expect("load");
-        let paths: Vec<_> = p.sinks.iter().map(|s| s.path.clone()).collect();
+        let paths: Vec<_> = p
+            .sinks
+            .iter()
+            .map(|s| match &s.kind {
+                SinkKind::Tantivy(t) => Some(t.path.clone()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(
             paths,
             [

@@ -61,42 +61,11 @@ pub enum WorkerError {
     ReadAhead(#[source] tokio::task::JoinError),
 }
 
-/// Why a `sources[i]` or `sinks[i]` section could not become a
-/// connector. Never repeats a URL (it may hold a password).
+/// Why a `sinks[i]` section could not become a sink (its fields were
+/// checked when the file was read; what is left is what the sink itself
+/// refuses).
 #[derive(Debug, thiserror::Error)]
 pub enum SectionError {
-    /// A `postgres://` URL was refused.
-    #[error(transparent)]
-    PostgresUrl(#[from] tributary_postgres_conn::UrlError),
-    /// A `mysql://` URL was refused.
-    #[error(transparent)]
-    MysqlUrl(#[from] tributary_connector_mysql::source::UrlError),
-    /// A URL did not parse.
-    #[error("not a URL: {0}")]
-    Url(#[from] url::ParseError),
-    /// An `sslmode` libpq does not know.
-    #[error("sslmode {0:?}: expected disable, prefer, require or verify-full")]
-    SslMode(String),
-    /// The password could not be put into the URL.
-    #[error("cannot set the password in the URL")]
-    Password,
-    /// A sink of `kind` has no `url`.
-    #[error("a {kind} sink needs `url: {example}`")]
-    NoUrl {
-        /// The sink's kind.
-        kind: &'static str,
-        /// A URL of the right shape.
-        example: &'static str,
-    },
-    /// A sink's `url` was refused.
-    #[error("url: {0}")]
-    SinkUrl(#[source] tributary_postgres_conn::UrlError),
-    /// A tantivy sink without `path`.
-    #[error("a tantivy sink needs `path:` (the index directory)")]
-    NoPath,
-    /// An analyzer tantivy's sink does not have.
-    #[error("unknown analyzer {0:?}: expected default, raw or en_stem")]
-    Analyzer(String),
     /// The sink refused its configuration.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -105,9 +74,6 @@ pub enum SectionError {
 /// Why a source's life ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceRunError {
-    /// Its section could not become a source.
-    #[error(transparent)]
-    Section(#[from] SectionError),
     /// The PostgreSQL source failed.
     #[error(transparent)]
     Postgres(#[from] tributary_connector_postgres::source::SourceError),
@@ -125,9 +91,6 @@ pub enum SourceRunError {
 /// What `validate` found wrong with a source's server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerCheckError {
-    /// Its section could not become a source.
-    #[error(transparent)]
-    Section(#[from] SectionError),
     /// The PostgreSQL server failed or refused.
     #[error(transparent)]
     Postgres(#[from] tributary_connector_postgres::source::SourceError),

@@ -272,15 +272,14 @@ fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry, views: &[ConnectorV
     match m.name {
         n if n == SOURCE_RECORDS.name => {
             for s in &t.sources {
-                let kind = format!("{:?}", s.kind).to_ascii_lowercase();
                 let v = s.written.load(Ordering::Relaxed);
-                e.sample(m, "", &[&s.name, &kind], &[], v as f64);
+                e.sample(m, "", &[&s.name, s.format.kind], &[], v as f64);
             }
         }
         n if n == SINK_RECORDS.name => {
             for s in &t.sinks {
                 let v = s.applied.load(Ordering::Relaxed);
-                e.sample(m, "", &[&s.name, &s.kind], &[], v as f64);
+                e.sample(m, "", &[&s.name, s.kind], &[], v as f64);
             }
         }
         n if n == SINK_LAG_RECORDS.name || n == SINK_LAG_SECONDS.name => {

@@ -10,14 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tributary_capture::writer::EventWriter;
-use tributary_connector_mysql::source::MysqlSource;
-use tributary_connector_postgres::source::{SourceError, StreamSource, prepare, sql_connect};
 use tributary_log::Log;
 use tributary_schemas::Registry;
 
-use crate::config::{Pipeline, SinkKind, SinkSection, SourceKind, SourceSection};
-use crate::error::{SectionError, SourceRunError, WorkerError};
+use crate::config::{Pipeline, SinkSection, SourceSection};
+use crate::error::{SourceRunError, WorkerError};
 use crate::status::worker_label;
 pub use crate::status::{ConnectorStatus, State, Status};
 use crate::telemetry::{SinkTelemetry, SourceTelemetry, Telemetry};
@@ -121,7 +118,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
     let mut tasks = Vec::new();
     let transforms = Arc::new(crate::config::transforms(&p).map_err(Unsupported::from)?);
     for (s, t) in p.sources.iter().zip(&telemetry.sources) {
-        set(&status, &s.name.value, |c| c.state = State::Starting);
+        set(&status, &s.name, |c| c.state = State::Starting);
         let sup = Supervised {
             section: s.clone(),
             pipeline: p.clone(),
@@ -146,7 +143,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
             s.max_in_flight.unwrap_or(s.parallelism).max(1) as usize,
         ));
         for w in 0..s.parallelism.max(1) {
-            let label = worker_label(&s.name.value, w, s.parallelism);
+            let label = worker_label(&s.name, w, s.parallelism);
             set(&status, &label, |c| c.role = "sink");
             let sup = SupervisedSink {
                 label,
@@ -269,7 +266,7 @@ struct Supervised {
 
 impl Supervised {
     async fn run(mut self) {
-        let name = self.section.name.value.clone();
+        let name = self.section.name.clone();
         let mut delay = self.initial;
         loop {
             if *self.stop.borrow() {
@@ -301,136 +298,22 @@ impl Supervised {
         set(&self.status, &name, |c| c.state = State::Stopped);
     }
 
-    /// One life of the source: connect, resolve tables, prepare, stream.
+    /// One life of the source.
     async fn once(&mut self) -> Result<u64, SourceRunError> {
-        if self.section.kind == SourceKind::Mysql {
-            return self.once_mysql().await;
-        }
-        let s = &self.section;
-        let connect = crate::source::connect_config(s)?;
-        let client = sql_connect(&connect).await.map_err(SourceError::from)?;
-        let tables = crate::source::resolve_tables(&client, s).await?;
-        if tables.is_empty() {
-            return Err(SourceRunError::NoTables {
-                database: connect.database,
-            });
-        }
-        let cfg = crate::source::stream_config(s, &self.pipeline.log, connect, tables);
-        crate::source::sync_publication(&client, &cfg).await?;
-        prepare(&client, &cfg).await?;
-        drop(client);
-        let writer = EventWriter::new(self.log.clone(), self.registry.clone())
-            .counting(Arc::clone(&self.telemetry.written))
-            .with_transforms(Arc::clone(&self.transforms));
-        let mut source = StreamSource::new(cfg, self.log.clone(), writer)
-            .with_progress(Arc::clone(&self.telemetry.progress));
-        set(&self.status, &s.name.value, |c| c.state = State::Running);
-        let stats = source.run(self.stop.clone()).await?;
-        Ok(stats.events + stats.snapshot_rows)
-    }
-}
-
-impl Supervised {
-    /// One life of a MySQL/MariaDB source.
-    async fn once_mysql(&mut self) -> Result<u64, SourceRunError> {
-        let s = &self.section;
-        let cfg = crate::mysql_source::mysql_config(s, &self.pipeline.log)?;
-        let writer = EventWriter::new(self.log.clone(), self.registry.clone())
-            .counting(Arc::clone(&self.telemetry.written))
-            .with_transforms(Arc::clone(&self.transforms));
-        let mut source = MysqlSource::new(cfg, self.log.clone(), writer)
-            .with_progress(Arc::clone(&self.telemetry.progress));
-        set(&self.status, &s.name.value, |c| c.state = State::Running);
-        let stats = source.run(self.stop.clone()).await?;
-        Ok(stats.events + stats.snapshot_rows)
-    }
-}
-
-/// Makes the sink a section declares.
-pub fn make_sink(s: &SinkSection) -> Result<Box<dyn tributary_core::Sink>, SectionError> {
-    match s.kind {
-        SinkKind::Redis => {
-            let sink =
-                tributary_sink_redis::RedisSink::new(tributary_sink_redis::RedisSinkConfig {
-                    name: s.name.value.clone(),
-                    url: s.url.as_ref().map_or_else(
-                        || "redis://127.0.0.1:6379".to_string(),
-                        |u| u.expose().to_string(),
-                    ),
-                    prefix: s.prefix.clone().unwrap_or_default(),
-                    key: s
-                        .key
-                        .clone()
-                        .unwrap_or_else(|| tributary_sink_redis::DEFAULT_KEY.to_string()),
-                    format: match s.format {
-                        Some(crate::config::RedisFormat::Json) => {
-                            tributary_sink_redis::RowFormat::Json
-                        }
-                        _ => tributary_sink_redis::RowFormat::Hash,
-                    },
-                    ttl_seconds: s.ttl_seconds,
-                    publish: s.publish.clone(),
-                })?;
-            Ok(Box::new(sink))
-        }
-        SinkKind::Postgres => {
-            let url = s.url.as_ref().ok_or(SectionError::NoUrl {
-                kind: "postgres",
-                example: "postgres://user@host:port/database",
-            })?;
-            let mut connect = tributary_postgres_conn::ConnectConfig::from_url(url.expose())
-                .map_err(SectionError::SinkUrl)?;
-            connect.application_name = format!("tributary-sink-{}", s.name.value);
-            Ok(Box::new(tributary_sink_postgres::PostgresSink::new(
-                tributary_sink_postgres::PgSinkConfig {
-                    name: s.name.value.clone(),
-                    connect,
-                    map: tributary_core::changes::TableMap {
-                        template: s
-                            .table
-                            .clone()
-                            .unwrap_or_else(|| "{schema}.{table}".to_string()),
-                        columns: s.columns.clone(),
-                    },
-                    create_tables: s.create_tables,
-                },
-            )))
-        }
-        SinkKind::Mysql => {
-            let url = s.url.as_ref().ok_or(SectionError::NoUrl {
-                kind: "mysql",
-                example: "mysql://user@host:port/database",
-            })?;
-            let sink =
-                tributary_sink_mysql::MySqlSink::new(tributary_sink_mysql::MySqlSinkConfig {
-                    name: s.name.value.clone(),
-                    url: url.expose().to_string(),
-                    map: tributary_core::changes::TableMap {
-                        template: s
-                            .table
-                            .clone()
-                            .unwrap_or_else(|| tributary_sink_mysql::DEFAULT_TABLE.to_string()),
-                        columns: s.columns.clone(),
-                    },
-                    create_tables: s.create_tables,
-                })?;
-            Ok(Box::new(sink))
-        }
-        SinkKind::Tantivy => {
-            let path = s.path.clone().ok_or(SectionError::NoPath)?;
-            let analyzer = match s.analyzer.as_deref() {
-                None => tributary_sink_tantivy::Analyzer::default(),
-                Some(a) => tributary_sink_tantivy::Analyzer::parse(a)
-                    .ok_or_else(|| SectionError::Analyzer(a.to_string()))?,
-            };
-            Ok(Box::new(tributary_sink_tantivy::TantivySink::new(
-                tributary_sink_tantivy::TantivySinkConfig {
-                    name: s.name.value.clone(),
-                    path,
-                    analyzer,
-                },
-            )))
-        }
+        let (status, name) = (&self.status, &self.section.name);
+        let running = || set(status, name, |c| c.state = State::Running);
+        self.section
+            .run_once(crate::source::SourceRun {
+                log_section: &self.pipeline.log,
+                log: self.log.clone(),
+                registry: self.registry.clone(),
+                transforms: Arc::clone(&self.transforms),
+                written: Arc::clone(&self.telemetry.written),
+                progress: Arc::clone(&self.telemetry.progress),
+                stop: self.stop.clone(),
+                running: &running,
+            })
+            .await
     }
 }
 
@@ -457,7 +340,7 @@ impl SupervisedSink {
             if *self.stop.borrow() {
                 break;
             }
-            let ended = match make_sink(&self.section) {
+            let ended = match self.section.build() {
                 Ok(sink) => {
                     set(&self.status, &self.label, |c| c.state = State::Running);
                     crate::sink::Worker {

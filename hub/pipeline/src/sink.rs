@@ -58,7 +58,7 @@ impl Worker {
         self.section
             .group
             .clone()
-            .unwrap_or_else(|| self.section.name.value.clone())
+            .unwrap_or_else(|| self.section.name.clone())
     }
 
     /// The partitions of topics matching the sink's patterns that this
@@ -110,10 +110,10 @@ impl Worker {
             }
             let tps: Vec<TopicPartition> = pending.iter().map(|(tp, _)| tp.clone()).collect();
             self.offsets.clear_resets(&group, &tps)?;
-            tracing::info!(sink = %self.section.name.value, worker = self.worker, partitions = pending.len(), "offsets reset taken over");
+            tracing::info!(sink = %self.section.name, worker = self.worker, partitions = pending.len(), "offsets reset taken over");
         }
         let stack_cfg = crate::stack::StackConfig {
-            name: self.section.name.value.clone(),
+            name: self.section.name.clone(),
             timeout: Duration::from_millis(self.section.timeout_ms.max(1)),
             max_batches_per_second: self.section.max_batches_per_second,
             backoff_initial: Duration::from_millis(200),
@@ -140,7 +140,7 @@ impl Worker {
         let idle = Duration::from_millis(self.section.flush_interval_ms.clamp(10, 200));
         loop {
             if *self.stop.borrow() {
-                tracing::info!(sink = %self.section.name.value, worker = self.worker, applied, read_ms = read_time.as_millis() as u64, apply_ms = apply_time.as_millis() as u64, "sink worker stopped");
+                tracing::info!(sink = %self.section.name, worker = self.worker, applied, read_ms = read_time.as_millis() as u64, apply_ms = apply_time.as_millis() as u64, "sink worker stopped");
                 return Ok(Ended::Stopped { applied });
             }
             for tp in self.assignment() {
@@ -266,12 +266,12 @@ impl Worker {
                             }
                             OnError::Skip => {
                                 self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record skipped");
+                                tracing::warn!(sink = %self.section.name, record = %at, %reason, "record skipped");
                             }
                             OnError::Dlq => {
                                 self.dead_letter(r, &reason)?;
                                 self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(sink = %self.section.name.value, record = %at, %reason, "record sent to the dead-letter topic");
+                                tracing::warn!(sink = %self.section.name, record = %at, %reason, "record sent to the dead-letter topic");
                             }
                         }
                         self.advance(&mut positions, std::slice::from_ref(r));
@@ -296,7 +296,7 @@ impl Worker {
                     // Restarted by the supervisor, the worker resumes from
                     // what the target stores now.
                     Err(e @ SinkError::Rewind { .. }) => {
-                        tracing::warn!(sink = %self.section.name.value, error = %e, "the target lost its data; replaying from its stored offsets");
+                        tracing::warn!(sink = %self.section.name, error = %e, "the target lost its data; replaying from its stored offsets");
                         return Err(WorkerError::Rewind(e));
                     }
                 }
@@ -396,7 +396,7 @@ impl Worker {
             partition: r.partition,
             offset: r.offset,
         })?;
-        let name = format!("{}{DLQ_SUFFIX}", self.section.name.value);
+        let name = format!("{}{DLQ_SUFFIX}", self.section.name);
         let topic = match self.log.topic(&name) {
             Ok(t) => t,
             Err(_) => self.log.create_topic(

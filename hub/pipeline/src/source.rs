@@ -1,205 +1,127 @@
-//! From a pipeline's `sources[i]` to a running PostgreSQL source: the
-//! connection (URL or fields), the tables its patterns select, and the
-//! checks `validate` runs against the server.
+//! What a `sources[i]` section does, whatever its kind: one life of its
+//! source, the checks `validate` runs against its server, the internal
+//! topics it announces, and how its progress reads. The kinds' own work
+//! is in [`crate::postgres_source`] and [`crate::mysql_source`]; this is
+//! the one place that chooses between them.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-use tokio_postgres::Client;
-use tributary_connector_postgres::replication::ConnectConfig;
-use tributary_connector_postgres::source::{
-    Backoff, PublicationScope, SourceError, StreamConfig, sql_connect,
-};
-use tributary_connector_postgres::tls::SslMode;
-use tributary_log::TopicConfig;
+use tokio::sync::watch;
+use tributary_capture::RunStats;
+use tributary_capture::writer::EventWriter;
+use tributary_connector_mysql::source::MysqlSource;
+use tributary_connector_postgres::source::{SourceError, StreamSource, prepare, sql_connect};
+use tributary_core::telemetry::SourceProgress;
+use tributary_log::Log;
+use tributary_schemas::Registry;
 
-use crate::config::{LogSection, SourceSection, matches};
-use crate::error::{SectionError, ServerCheckError};
+use crate::config::{LogSection, SourceKind, SourceSection};
+use crate::error::{ServerCheckError, SourceRunError};
+use crate::telemetry::{Position, ProgressFormat};
 
-/// The connection settings of `s` (URL first, then fields over it).
-pub fn connect_config(s: &SourceSection) -> Result<ConnectConfig, SectionError> {
-    let mut cfg = match &s.url {
-        Some(u) => ConnectConfig::from_url(u.value.expose())?,
-        None => ConnectConfig::default(),
-    };
-    if let Some(h) = &s.host {
-        cfg.host = h.clone();
-    }
-    if let Some(p) = s.port {
-        cfg.port = p;
-    }
-    if let Some(u) = &s.user {
-        cfg.user = u.clone();
-    }
-    if let Some(p) = &s.password {
-        cfg.password = Some(p.expose().to_string());
-    }
-    if let Some(d) = &s.database {
-        cfg.database = d.clone();
-    }
-    if let Some(m) = &s.sslmode {
-        cfg.ssl_mode =
-            SslMode::parse(&m.value).ok_or_else(|| SectionError::SslMode(m.value.clone()))?;
-    }
-    if let Some(c) = &s.sslrootcert {
-        cfg.ssl_root_cert = Some(c.clone());
-    }
-    cfg.application_name = format!("tributary-{}", s.name.value);
-    Ok(cfg)
+/// What one life of a source needs from the pipeline.
+pub(crate) struct SourceRun<'a> {
+    /// The pipeline's log settings.
+    pub log_section: &'a LogSection,
+    /// The log.
+    pub log: Log,
+    /// The schema registry.
+    pub registry: Registry,
+    /// The pipeline's transforms.
+    pub transforms: Arc<tributary_core::transform::Transforms>,
+    /// Counts the change events written.
+    pub written: Arc<AtomicU64>,
+    /// Where the source reports its phase and positions.
+    pub progress: Arc<SourceProgress>,
+    /// Turns true to stop.
+    pub stop: watch::Receiver<bool>,
+    /// Called once the source is set up and about to capture.
+    pub running: &'a (dyn Fn() + Send + Sync),
 }
 
-/// The tables of the database that `s`'s patterns select, sorted.
-pub async fn resolve_tables(
-    client: &Client,
-    s: &SourceSection,
-) -> Result<Vec<(String, String)>, SourceError> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(|source| SourceError::Sql {
-            what: "listing tables".into(),
-            source,
-        })?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-        .filter(|(schema, table)| {
-            let name = format!("{schema}.{table}");
-            s.tables.include.iter().any(|p| matches(&p.value, &name))
-                && !s.tables.exclude.iter().any(|p| matches(&p.value, &name))
-        })
-        .collect())
-}
-
-/// The streaming source's configuration for `s`, with `tables` resolved.
-pub fn stream_config(
-    s: &SourceSection,
-    log: &LogSection,
-    connect: ConnectConfig,
-    tables: Vec<(String, String)>,
-) -> StreamConfig {
-    let name = &s.name.value;
-    StreamConfig {
-        name: name.clone(),
-        connect,
-        publication: s
-            .publication
-            .clone()
-            .unwrap_or_else(|| format!("tributary_{}", name.replace('-', "_"))),
-        slot: s
-            .slot
-            .clone()
-            .unwrap_or_else(|| format!("tributary_{}", name.replace('-', "_"))),
-        tables,
-        publication_scope: PublicationScope::Tables,
-        engine: tributary_capture::Settings {
-            topic_config: topic_config(log),
-            snapshot: s.snapshot.mode(),
-            reconnect: Backoff::default(),
-            status_interval: Duration::from_millis(500),
-        },
-        heartbeat: (s.heartbeat_ms > 0).then(|| Duration::from_millis(s.heartbeat_ms)),
-        proto_version: s.protocol.value,
-        topic_template: s.topic.value.clone(),
-        snapshot_workers: s.snapshot_workers,
-        snapshot_chunk_rows: s.snapshot_chunk_rows,
-        progress_interval: Duration::from_secs(10),
+impl SourceRun<'_> {
+    fn writer(&self) -> EventWriter {
+        EventWriter::new(self.log.clone(), self.registry.clone())
+            .counting(Arc::clone(&self.written))
+            .with_transforms(Arc::clone(&self.transforms))
     }
 }
 
-/// Adds to an existing publication the tables the patterns now select
-/// (a table created since the last start): the pipeline owns it. The
-/// source then snapshots them as tables added to its configuration.
-pub async fn sync_publication(client: &Client, cfg: &StreamConfig) -> Result<(), SourceError> {
-    use tributary_connector_postgres::replication::quote_ident;
-    use tributary_connector_postgres::source::{is_published, publication_exists};
-    if !publication_exists(client, &cfg.publication).await? {
-        return Ok(());
+impl SourceSection {
+    /// One life of the source: connect, set up, capture until stopped or
+    /// failed. Returns the events and snapshot rows it wrote.
+    pub(crate) async fn run_once(&self, run: SourceRun<'_>) -> Result<u64, SourceRunError> {
+        let stats: RunStats = match &self.kind {
+            SourceKind::Postgres(pg) => {
+                use crate::postgres_source as p;
+                let client = sql_connect(&pg.connect).await.map_err(SourceError::from)?;
+                let tables = p::resolve_tables(&client, self).await?;
+                if tables.is_empty() {
+                    return Err(SourceRunError::NoTables {
+                        database: pg.connect.database.clone(),
+                    });
+                }
+                let cfg = p::stream_config(self, pg, run.log_section, tables);
+                p::sync_publication(&client, &cfg).await?;
+                prepare(&client, &cfg).await?;
+                drop(client);
+                let mut source = StreamSource::new(cfg, run.log.clone(), run.writer())
+                    .with_progress(Arc::clone(&run.progress));
+                (run.running)();
+                source.run(run.stop.clone()).await?
+            }
+            SourceKind::Mysql(my) => {
+                let cfg = crate::mysql_source::mysql_config(self, my, run.log_section);
+                let mut source = MysqlSource::new(cfg, run.log.clone(), run.writer())
+                    .with_progress(Arc::clone(&run.progress));
+                (run.running)();
+                source.run(run.stop.clone()).await?
+            }
+        };
+        Ok(stats.events + stats.snapshot_rows)
     }
-    for (schema, table) in &cfg.tables {
-        let published = is_published(client, &cfg.publication, schema, table).await?;
-        if !published {
-            let ddl = format!(
-                "ALTER PUBLICATION {} ADD TABLE {}.{}",
-                quote_ident(&cfg.publication),
-                quote_ident(schema),
-                quote_ident(table)
-            );
-            client
-                .batch_execute(&ddl)
-                .await
-                .map_err(|source| SourceError::Sql {
-                    what: ddl.clone(),
-                    source,
-                })?;
-            tracing::info!(publication = %cfg.publication, table = %format!("{schema}.{table}"), "table added to the publication");
+
+    /// What `validate` checks against the server: that it can serve as
+    /// this source, and which tables the patterns select.
+    pub async fn check_server(&self) -> Result<Vec<(String, String)>, ServerCheckError> {
+        match &self.kind {
+            SourceKind::Postgres(pg) => crate::postgres_source::check_server(self, pg).await,
+            SourceKind::Mysql(my) => crate::mysql_source::check_server(self, my).await,
         }
     }
-    Ok(())
-}
 
-/// Topic settings from `log:`.
-pub fn topic_config(log: &LogSection) -> TopicConfig {
-    let mut t = TopicConfig {
-        partitions: log.partitions,
-        fsync: if log.fsync_interval_ms == 0 {
-            tributary_log::FsyncPolicy::Always
-        } else {
-            tributary_log::FsyncPolicy::interval(log.fsync_interval_ms)
-        },
-        ..TopicConfig::default()
-    };
-    t.retention_ms = log.retention_ms;
-    t.retention_bytes = log.retention_bytes;
-    if log.compaction {
-        t.cleanup = tributary_log::Cleanup::Compact;
+    /// The topics it writes that hold no data for sinks (MySQL's schema
+    /// history), as its source announces them.
+    pub fn internal_topics(&self, log: &LogSection) -> Vec<String> {
+        match &self.kind {
+            SourceKind::Postgres(_) => Vec::new(),
+            SourceKind::Mysql(my) => {
+                crate::mysql_source::mysql_config(self, my, log).internal_topics()
+            }
+        }
     }
-    t
-}
 
-/// What `validate` checks against the server: it answers, wal_level is
-/// logical, the user may replicate, the patterns select tables and every
-/// one has a key. Returns the tables.
-pub async fn check_server(s: &SourceSection) -> Result<Vec<(String, String)>, ServerCheckError> {
-    let connect = connect_config(s)?;
-    let client = sql_connect(&connect).await.map_err(SourceError::from)?;
-    let wal: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
-    if wal != "logical" {
-        return Err(SourceError::WalLevel(wal).into());
+    /// How its progress positions read.
+    pub(crate) fn progress_format(&self) -> ProgressFormat {
+        match &self.kind {
+            SourceKind::Postgres(_) => ProgressFormat {
+                kind: "postgres",
+                position: |at| {
+                    Position::Lsn(tributary_connector_postgres::replication::format_lsn(at))
+                },
+                lag_bytes: Some,
+            },
+            SourceKind::Mysql(_) => ProgressFormat {
+                kind: "mysql",
+                position: |at| {
+                    let (file, pos) =
+                        tributary_connector_mysql::source::split_progress_position(at);
+                    Position::Binlog(format!("{file:06}:{pos}"))
+                },
+                // Positions in different binlog files do not subtract.
+                lag_bytes: |lag| (lag < 1 << 32).then_some(lag),
+            },
+        }
     }
-    let may: bool = client
-        .query_one(
-            "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !may {
-        return Err(ServerCheckError::NoReplication { user: connect.user });
-    }
-    let tables = resolve_tables(&client, s).await?;
-    if tables.is_empty() {
-        let pats: Vec<&str> = s.tables.include.iter().map(|p| p.value.as_str()).collect();
-        return Err(ServerCheckError::NoTables {
-            where_: format!("of database {} ", connect.database),
-            patterns: pats.join(", "),
-        });
-    }
-    for (schema, table) in &tables {
-        tributary_connector_postgres::catalog::table_schema(
-            &client,
-            &connect.database,
-            schema,
-            table,
-        )
-        .await
-        .map_err(SourceError::from)?;
-    }
-    Ok(tables)
 }

@@ -16,22 +16,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tributary_connector_mysql::source::split_progress_position;
 use tributary_core::TopicPartition;
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_log::Log;
 
-use crate::config::{Pipeline, SourceKind};
+use crate::config::Pipeline;
 use crate::status::{State, Status, worker_label};
 
 /// The window rates are measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
+/// How a kind of source's positions read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProgressFormat {
+    /// The kind, as YAML names it.
+    pub kind: &'static str,
+    /// A position as the database prints it.
+    pub position: fn(u64) -> Position,
+    /// The replication lag in bytes, when the distance means bytes.
+    pub lag_bytes: fn(u64) -> Option<u64>,
+}
+
 /// A source's counters.
 #[derive(Debug)]
 pub(crate) struct SourceTelemetry {
     pub name: String,
-    pub kind: SourceKind,
+    pub format: ProgressFormat,
     /// Change events written to the log.
     pub written: Arc<AtomicU64>,
     /// Failures (each restarts the source).
@@ -46,11 +56,7 @@ impl SourceTelemetry {
     /// yet made durable and acknowledged. For MySQL/MariaDB only within
     /// one binlog file (positions in different files do not subtract).
     pub(crate) fn lag_bytes(&self) -> Option<u64> {
-        let lag = self.progress.lag()?;
-        match self.kind {
-            SourceKind::Postgres => Some(lag),
-            _ => (lag < 1 << 32).then_some(lag),
-        }
+        (self.format.lag_bytes)(self.progress.lag()?)
     }
 }
 
@@ -58,7 +64,7 @@ impl SourceTelemetry {
 #[derive(Debug)]
 pub(crate) struct SinkTelemetry {
     pub name: String,
-    pub kind: String,
+    pub kind: &'static str,
     /// The topic patterns it reads.
     pub topics: Vec<String>,
     /// Its workers' names in [`Status`].
@@ -100,7 +106,7 @@ pub struct ConnectorView {
     /// `source` or `sink`.
     pub role: &'static str,
     /// `postgres`, `mysql`, `redis`, ...
-    pub kind: String,
+    pub kind: &'static str,
     /// `starting`, `running`, `restarting`, `paused`, `stopped` (a sink
     /// with several workers: the first of these any worker is in, in the
     /// order `restarting`, `paused`, `starting`, `running`, `stopped`).
@@ -171,8 +177,8 @@ impl Telemetry {
             .iter()
             .map(|s| {
                 Arc::new(SourceTelemetry {
-                    name: s.name.value.clone(),
-                    kind: s.kind,
+                    name: s.name.clone(),
+                    format: s.progress_format(),
                     written: Arc::default(),
                     errors: AtomicU64::new(0),
                     progress: Arc::default(),
@@ -184,11 +190,11 @@ impl Telemetry {
             .iter()
             .map(|s| {
                 let workers = (0..s.parallelism.max(1))
-                    .map(|w| worker_label(&s.name.value, w, s.parallelism))
+                    .map(|w| worker_label(&s.name, w, s.parallelism))
                     .collect();
                 Arc::new(SinkTelemetry {
-                    name: s.name.value.clone(),
-                    kind: kind_name(&s.kind),
+                    name: s.name.clone(),
+                    kind: s.kind.as_str(),
                     topics: s.topics.clone(),
                     workers,
                     applied: AtomicU64::new(0),
@@ -333,12 +339,11 @@ impl Telemetry {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&s.name)
                 .cloned();
-            let pg = s.kind == SourceKind::Postgres;
             let acked = s.progress.acknowledged();
             out.push(ConnectorView {
                 name: s.name.clone(),
                 role: "source",
-                kind: kind_name(&s.kind),
+                kind: s.format.kind,
                 state: c.as_ref().map_or("starting", |c| state_name(&c.state)),
                 phase: Some(s.progress.phase().as_str()),
                 restarts: c.as_ref().map_or(0, |c| c.restarts),
@@ -346,14 +351,7 @@ impl Telemetry {
                 records: s.written.load(Ordering::Relaxed),
                 records_per_second: self.rate(&s.name),
                 errors: s.errors.load(Ordering::Relaxed),
-                position: acked.map(|at| {
-                    if pg {
-                        Position::Lsn(tributary_connector_postgres::replication::format_lsn(at))
-                    } else {
-                        let (file, pos) = split_progress_position(at);
-                        Position::Binlog(format!("{file:06}:{pos}"))
-                    }
-                }),
+                position: acked.map(s.format.position),
                 lag_records: None,
                 lag_seconds: None,
                 replication_lag_bytes: s.lag_bytes(),
@@ -372,7 +370,7 @@ impl Telemetry {
             out.push(ConnectorView {
                 name: s.name.clone(),
                 role: "sink",
-                kind: s.kind.clone(),
+                kind: s.kind,
                 state,
                 phase: None,
                 restarts,
@@ -418,11 +416,6 @@ impl Telemetry {
         }
         (state_name(&state), restarts, last_error)
     }
-}
-
-/// `Postgres` -> `postgres`, as the YAML spells kinds.
-fn kind_name(kind: &impl std::fmt::Debug) -> String {
-    format!("{kind:?}").to_ascii_lowercase()
 }
 
 /// The timestamp of the record at `offset` (or the first after it).

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{Pipeline, SourceKind, matches};
+use crate::config::{Pipeline, matches};
 
 /// The topics of a pipeline that are never data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,9 +18,7 @@ impl DataTopics {
         let internal = p
             .sources
             .iter()
-            .filter(|s| s.kind == SourceKind::Mysql)
-            .filter_map(|s| crate::mysql_source::mysql_config(s, &p.log).ok())
-            .flat_map(|c| c.internal_topics())
+            .flat_map(|s| s.internal_topics(&p.log))
             .collect();
         Self { internal }
     }

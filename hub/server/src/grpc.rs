@@ -247,7 +247,7 @@ fn connector_message(c: ConnectorView) -> v1::Connector {
     v1::Connector {
         name: c.name,
         role: c.role.into(),
-        kind: c.kind,
+        kind: c.kind.to_string(),
         state: c.state.into(),
         phase: c.phase.map(str::to_string),
         restarts: c.restarts,

@@ -44,25 +44,13 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         let rt = crate::runtime()?;
         rt.block_on(async {
             for (i, s) in p.sources.iter().enumerate() {
-                let tables = match s.kind {
-                    tributary_pipeline::config::SourceKind::Postgres => {
-                        tributary_pipeline::source::check_server(s).await
-                    }
-                    tributary_pipeline::config::SourceKind::Mysql => {
-                        tributary_pipeline::mysql_source::check_server(s).await
-                    }
-                }
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: sources[{i}] ({}): {e}",
-                        args.file.display(),
-                        s.name.value
-                    )
+                let tables = s.check_server().await.map_err(|e| {
+                    anyhow::anyhow!("{}: sources[{i}] ({}): {e}", args.file.display(), s.name)
                 })?;
                 let names: Vec<String> = tables.iter().map(|(s, t)| format!("{s}.{t}")).collect();
                 println!(
                     "sources[{i}] ({}): ok, {} tables: {}",
-                    s.name.value,
+                    s.name,
                     names.len(),
                     names.join(", ")
                 );

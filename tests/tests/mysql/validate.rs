@@ -23,17 +23,17 @@ async fn validate_lists_tables_and_names_a_table_without_a_key() {
          CREATE TABLE nokey (x INT);",
     )
     .await;
-    let ok = tributary_pipeline::mysql_source::check_server(&pipeline(&db.name, "[ab]").sources[0])
-        .await;
+    let ok = pipeline(&db.name, "[ab]").sources[0].check_server().await;
     // Patterns are `*` globs: `[ab]` matches nothing.
     let err = ok.expect_err("no table matches").to_string();
     assert!(err.contains("no table matches"), "{err}");
-    let tables =
-        tributary_pipeline::mysql_source::check_server(&pipeline(&db.name, "a*").sources[0])
-            .await
-            .expect("valid");
+    let tables = pipeline(&db.name, "a*").sources[0]
+        .check_server()
+        .await
+        .expect("valid");
     assert_eq!(tables, vec![(db.name.clone(), "a".to_string())]);
-    let err = tributary_pipeline::mysql_source::check_server(&pipeline(&db.name, "*").sources[0])
+    let err = pipeline(&db.name, "*").sources[0]
+        .check_server()
         .await
         .expect_err("a table without a key")
         .to_string();
