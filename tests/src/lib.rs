@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests and the child processes they
 //! start. Real files, real processes: nothing here fakes a service.
 
+use std::time::Duration;
+
 pub mod mysql;
 pub mod pg;
 pub mod services;
@@ -65,26 +67,36 @@ pub fn pg_stream_config(
         slot: format!("{database}_slot"),
         tables: vec![("public".into(), table.into())],
         publication_scope: tributary_connector_postgres::source::PublicationScope::Tables,
-        engine: tributary_capture::Settings {
-            topic_config: tributary_log::TopicConfig {
-                partitions,
-                fsync: tributary_log::FsyncPolicy::interval(50),
-                ..tributary_log::TopicConfig::default()
-            },
-            snapshot,
-            reconnect: tributary_connector_postgres::source::Backoff {
-                initial: std::time::Duration::from_millis(100),
-                max: std::time::Duration::from_secs(2),
-            },
-            status_interval: std::time::Duration::from_millis(100),
-        },
-        heartbeat: Some(std::time::Duration::from_millis(200)),
+        engine: engine_settings(partitions, snapshot, Some(Duration::from_millis(200))),
         proto_version: 2,
         topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
         snapshot_workers: 2,
         // Small, so the tests' tables are read in several chunks.
         snapshot_chunk_rows: 5_000,
-        progress_interval: std::time::Duration::from_secs(1),
+    }
+}
+
+/// The capture engine's settings the tests' sources share: fsync every
+/// 50 ms, quick reconnects, durable positions looked for every 100 ms.
+pub fn engine_settings(
+    partitions: u32,
+    snapshot: tributary_capture::SnapshotMode,
+    heartbeat: Option<Duration>,
+) -> tributary_capture::Settings {
+    tributary_capture::Settings {
+        topic_config: tributary_log::TopicConfig {
+            partitions,
+            fsync: tributary_log::FsyncPolicy::interval(50),
+            ..tributary_log::TopicConfig::default()
+        },
+        snapshot,
+        reconnect: tributary_capture::Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        },
+        status_interval: Duration::from_millis(100),
+        heartbeat,
+        progress_interval: Duration::from_secs(1),
     }
 }
 

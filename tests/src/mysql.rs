@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use tributary_connector_mysql::source::{Backoff, MysqlConfig, SnapshotMode};
+use tributary_connector_mysql::source::{MysqlConfig, SnapshotMode};
 use tributary_core::{ChangeEvent, Datum, TableSchema};
 
 /// The local MariaDB as root over TCP.
@@ -116,22 +116,8 @@ pub fn config(db: &str, tables: &[&str], partitions: u32, snapshot: SnapshotMode
         },
         captured: Arc::new(move |d: &str, t: &str| d == db && tables.iter().any(|x| x == t)),
         topic_template: "{source}.{schema}.{table}".into(),
-        engine: tributary_capture::Settings {
-            topic_config: tributary_log::TopicConfig {
-                partitions,
-                fsync: tributary_log::FsyncPolicy::interval(50),
-                ..tributary_log::TopicConfig::default()
-            },
-            snapshot,
-            reconnect: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(2),
-            },
-            status_interval: Duration::from_millis(100),
-        },
+        engine: crate::engine_settings(partitions, snapshot, Some(Duration::from_secs(1))),
         snapshot_chunk_rows: 1000,
-        heartbeat: Duration::from_secs(1),
-        progress_interval: Duration::from_secs(1),
     }
 }
 

@@ -46,6 +46,14 @@ use crate::value;
 
 pub use tributary_capture::{Backoff, RunStats, SnapshotMode};
 
+/// The ledger file of the tables the snapshot read, in the source's
+/// state directory. The snapshot as a whole is done once the position
+/// file exists: it is stored after the last table.
+const LEDGER: &str = "snapshot.json";
+
+/// The shortest interval of the server's heartbeat events.
+const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Whether `db.table` is captured.
 pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
@@ -68,10 +76,6 @@ pub struct MysqlConfig {
     pub topic_template: String,
     /// Rows per snapshot query (keyset pagination on the primary key).
     pub snapshot_chunk_rows: u64,
-    /// The server sends a heartbeat when the binlog is idle this long.
-    pub heartbeat: Duration,
-    /// How often snapshot progress is logged.
-    pub progress_interval: Duration,
 }
 
 impl std::fmt::Debug for MysqlConfig {
@@ -179,6 +183,9 @@ pub enum SourceError {
     /// The capture engine failed.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// The snapshot ledger could not be read or stored.
+    #[error(transparent)]
+    Ledger(#[from] tributary_capture::LedgerError),
     /// Our own state files.
     #[error("source state {path}: {source}")]
     State {
@@ -572,7 +579,9 @@ impl ChangeSource for MysqlSource {
     }
 
     fn forget_position(&mut self) -> Result<()> {
-        position::clear(&self.state_path()).map_err(self.state_err())
+        position::clear(&self.state_path()).map_err(self.state_err())?;
+        self.engine.ledger::<BinlogPosition>(LEDGER)?.clear()?;
+        Ok(())
     }
 }
 
@@ -809,8 +818,15 @@ impl MysqlSource {
                 estimate.flatten(),
             )));
         }
-        let mut display =
-            SnapshotProgress::new(&self.cfg.name, progress.clone(), self.cfg.progress_interval);
+        let mut display = SnapshotProgress::new(
+            &self.cfg.name,
+            progress.clone(),
+            self.cfg.engine.progress_interval,
+        );
+        // A snapshot cut short starts over: one consistent read covers
+        // every table.
+        let mut ledger = self.engine.ledger::<BinlogPosition>(LEDGER)?;
+        ledger.clear()?;
         for (ti, (db, t)) in tables.iter().enumerate() {
             let table = SnapshotTable {
                 db,
@@ -822,6 +838,7 @@ impl MysqlSource {
                 .snapshot_table(capture, conn, table, &mut display)
                 .await?;
             capture.stats.snapshot_rows += rows;
+            ledger.table_read(db, t, at.clone(), rows)?;
         }
         display.finish();
         conn.query_drop("COMMIT")
@@ -947,11 +964,15 @@ impl MysqlSource {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
         let mut conn = connect(&self.cfg.url).await?;
-        let heartbeat_ns = self
+        // The server sends heartbeat events while the binlog is idle: they
+        // also tell an idle binlog from a dead connection, so they are
+        // never off (one a second at the most often).
+        let every = self
             .cfg
+            .engine
             .heartbeat
-            .as_nanos()
-            .min(u128::from(u32::MAX) * 1000) as u64;
+            .map_or(MIN_HEARTBEAT, |h| h.max(MIN_HEARTBEAT));
+        let heartbeat_ns = every.as_nanos().min(u128::from(u32::MAX) * 1000) as u64;
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
             .map_err(sql("setting the heartbeat period"))?;

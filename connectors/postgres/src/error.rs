@@ -86,6 +86,21 @@ pub enum SourceError {
     /// The snapshot could not be read.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A thread reading the snapshot panicked or was cancelled.
+    #[error("a snapshot worker failed: {0}")]
+    SnapshotWorker(#[source] tokio::task::JoinError),
+    /// A file of the source's own state (its spill directory).
+    #[error("source state {path}: {source}")]
+    State {
+        /// File or directory.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshot ledger could not be read or stored.
+    #[error(transparent)]
+    Ledger(#[from] tributary_capture::LedgerError),
     /// The SQL connection could not be opened.
     #[error(transparent)]
     Connect(#[from] ConnectError),

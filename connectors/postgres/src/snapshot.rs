@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use tributary_capture::writer::EventWriter;
 use tributary_capture::{SnapshotProgress, TableProgress};
@@ -230,7 +229,7 @@ impl Reader {
                     }
                     Some(Err(e)) => {
                         work.abort_all();
-                        return Err(SourceError::Snapshot(format!("a snapshot worker failed: {e}")));
+                        return Err(SourceError::SnapshotWorker(e));
                     }
                 },
                 _ = tick.tick() => display.show(),
@@ -373,76 +372,6 @@ fn unshared(s: &SourceInfo) -> SourceInfo {
         schema: s.schema.as_ref().map(fresh),
         table: fresh(&s.table),
         ..s.clone()
-    }
-}
-
-/// What the source remembers about its snapshots: the tables read, each
-/// as of the consistent point of the snapshot that read it. Changes to a
-/// table that committed before that point are in its snapshot rows, so
-/// the stream skips them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotState {
-    /// Tables fully read.
-    pub tables: Vec<TableDone>,
-}
-
-/// One table fully read by a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableDone {
-    /// Schema.
-    pub schema: String,
-    /// Table.
-    pub table: String,
-    /// The snapshot's consistent point.
-    pub as_of: u64,
-    /// Rows read.
-    pub rows: u64,
-}
-
-impl SnapshotState {
-    /// Reads the state at `path`; empty when there is none.
-    pub fn load(path: &std::path::Path) -> Result<Self, SourceError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| SourceError::Snapshot(format!("reading {}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(SourceError::Snapshot(format!(
-                "reading {}: {e}",
-                path.display()
-            ))),
-        }
-    }
-
-    /// Writes the state to `path` durably (write, fsync, rename, fsync the
-    /// directory).
-    pub fn save(&self, path: &std::path::Path) -> Result<(), SourceError> {
-        let io = |e: std::io::Error| {
-            SourceError::Snapshot(format!("recording the snapshot in {}: {e}", path.display()))
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let body = serde_json::to_vec_pretty(self)
-            .map_err(|e| SourceError::Snapshot(format!("encoding the snapshot state: {e}")))?;
-        std::fs::write(&tmp, body).map_err(io)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
-    }
-
-    /// The record of `schema.table`, if it was read.
-    pub fn get(&self, schema: &str, table: &str) -> Option<&TableDone> {
-        self.tables
-            .iter()
-            .find(|t| t.schema == schema && t.table == table)
     }
 }
 

@@ -12,13 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use tributary_capture::writer::{EventWriter, WriteError};
-use tributary_capture::{Capture, ChangeSource, Engine, ErrorKind, Settings, StreamKey};
+use tributary_capture::{
+    Capture, ChangeSource, Engine, ErrorKind, Settings, SnapshotLedger, StreamKey,
+};
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{Op, TableSchema};
 use tributary_log::Log;
@@ -30,7 +31,7 @@ use crate::error::{Result, sql};
 use crate::events::{self, TxContext};
 use crate::pgoutput::{Decoder, Message};
 use crate::replication::{ConnectConfig, Connection, ReplicationError, StreamMessage, quote_ident};
-use crate::snapshot::{Reader, SnapshotState, TableDone, TableDoneFn, TableJob};
+use crate::snapshot::{Reader, TableDoneFn, TableJob};
 use crate::spill::Spill;
 
 /// What the streaming source needs.
@@ -52,9 +53,6 @@ pub struct StreamConfig {
     pub tables: Vec<(String, String)>,
     /// What the publication (created when missing) covers.
     pub publication_scope: PublicationScope,
-    /// Interval of heartbeat messages (`pg_logical_emit_message`); `None`
-    /// sends none.
-    pub heartbeat: Option<Duration>,
     /// pgoutput protocol version: 1, or 2 to receive large transactions
     /// while they are in progress (spilled to disk until they commit).
     pub proto_version: u32,
@@ -66,9 +64,6 @@ pub struct StreamConfig {
     /// Tables with more rows than this and a one-column integer key are
     /// read in key ranges of about this many rows; 0 never splits.
     pub snapshot_chunk_rows: u64,
-    /// How often snapshot progress is logged when stderr is not a
-    /// terminal (on a terminal a live display is redrawn instead).
-    pub progress_interval: Duration,
 }
 
 /// What the source's publication covers, and so what is captured.
@@ -263,13 +258,19 @@ struct Session {
 /// The capture handle of a PostgreSQL session: positions are end LSNs.
 type PgCapture = Capture<u64>;
 
+/// The ledger file of the tables a source's snapshots read, per slot (a
+/// new slot starts a new snapshot).
+fn ledger_file(slot: &str) -> String {
+    format!("snapshot-{slot}.json")
+}
+
 /// The streaming source.
 pub struct StreamSource {
     cfg: StreamConfig,
     client: Option<Client>,
     engine: Engine,
     relations: HashMap<u32, Relation>,
-    state: SnapshotState,
+    state: SnapshotLedger<u64>,
 }
 
 impl std::fmt::Debug for StreamSource {
@@ -304,8 +305,9 @@ impl ChangeSource for StreamSource {
         }
         let spill_dir = self.spill_dir();
         if spill_dir.exists() {
-            std::fs::remove_dir_all(&spill_dir).map_err(|e| {
-                SourceError::Snapshot(format!("clearing {}: {e}", spill_dir.display()))
+            std::fs::remove_dir_all(&spill_dir).map_err(|source| SourceError::State {
+                path: spill_dir.display().to_string(),
+                source,
             })?;
         }
         let proto = self.cfg.proto_version.to_string();
@@ -329,9 +331,7 @@ impl ChangeSource for StreamSource {
         // Heartbeats: a transactional logical message commits a small
         // transaction into the stream, so the slot keeps advancing (and
         // retained WAL stays bounded) while the captured tables are idle.
-        let mut heartbeat =
-            tokio::time::interval(self.cfg.heartbeat.unwrap_or(Duration::from_secs(3600)));
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = self.engine.heartbeat();
         loop {
             tokio::select! {
                 _ = stop.changed() => {
@@ -339,7 +339,7 @@ impl ChangeSource for StreamSource {
                         break;
                     }
                 }
-                _ = heartbeat.tick(), if self.cfg.heartbeat.is_some() => {
+                _ = heartbeat.due() => {
                     self.client()?
                         .execute("SELECT pg_logical_emit_message(true, 'tributary.heartbeat', now()::text)", &[])
                         .await
@@ -409,12 +409,16 @@ impl StreamSource {
     /// run.
     pub fn new(cfg: StreamConfig, log: Log, writer: EventWriter) -> Self {
         let engine = Engine::new(&cfg.name, log, writer, cfg.engine.clone());
+        let state = SnapshotLedger::empty(
+            engine.state_dir().join(ledger_file(&cfg.slot)),
+            engine.log.clone(),
+        );
         Self {
             cfg,
             client: None,
             engine,
             relations: HashMap::new(),
-            state: SnapshotState::default(),
+            state,
         }
     }
 
@@ -437,11 +441,7 @@ impl StreamSource {
     }
 
     fn spill_dir(&self) -> std::path::PathBuf {
-        self.log()
-            .dir()
-            .join("sources")
-            .join(&self.cfg.name)
-            .join("spill")
+        self.engine.state_dir().join("spill")
     }
 
     async fn on_relation(
@@ -523,13 +523,7 @@ impl StreamSource {
         {
             return Ok(());
         }
-        self.state.tables.push(TableDone {
-            schema: schema.into(),
-            table: table.into(),
-            as_of: 0,
-            rows: 0,
-        });
-        self.state.save(&self.state_path())?;
+        self.state.table_read(schema, table, 0, 0)?;
         tracing::info!(source = %self.cfg.name, table = %format!("{schema}.{table}"), "new table in the publication: captured from its creation");
         Ok(())
     }
@@ -620,15 +614,6 @@ impl StreamSource {
     fn begin(capture: &mut PgCapture, xid: u32, commit_lsn: u64, commit_time: i64) -> TxContext {
         capture.begin(StreamKey::from_parts(&[&commit_lsn.to_be_bytes()]));
         TxContext::new(xid, commit_lsn, commit_time)
-    }
-
-    /// The file that records which tables this source's snapshots read.
-    fn state_path(&self) -> std::path::PathBuf {
-        self.log()
-            .dir()
-            .join("sources")
-            .join(&self.cfg.name)
-            .join(format!("snapshot-{}.json", self.cfg.slot))
     }
 
     /// Streams until `stop` turns true or a permanent error occurs. A
@@ -743,8 +728,7 @@ impl StreamSource {
         conn: &mut Connection,
     ) -> Result<bool> {
         let mode = self.cfg.engine.snapshot;
-        let path = self.state_path();
-        self.state = SnapshotState::load(&path)?;
+        self.state = self.engine.ledger(&ledger_file(&self.cfg.slot))?;
         if mode == SnapshotMode::Never {
             return Ok(true);
         }
@@ -760,7 +744,7 @@ impl StreamSource {
             .map(|r| r.get(0));
         let lost = matches!(&slot, Some(Some(w)) if w == "lost");
         let mut slot_exists = slot.is_some();
-        if streaming && (lost || (!slot_exists && !self.state.tables.is_empty())) {
+        if streaming && (lost || (!slot_exists && !self.state.is_empty())) {
             let how = if lost {
                 "was invalidated by PostgreSQL (its WAL was removed: max_slot_wal_keep_size)"
             } else {
@@ -770,7 +754,7 @@ impl StreamSource {
                 return Err(SourceError::SlotLost {
                     slot: self.cfg.slot.clone(),
                     how: how.into(),
-                    state: path.display().to_string(),
+                    state: self.state.path().display().to_string(),
                 });
             }
             tracing::warn!(slot = %self.cfg.slot, how, "slot lost: taking a new snapshot (snapshot mode when_needed)");
@@ -781,8 +765,7 @@ impl StreamSource {
                     .map_err(sql(format!("dropping the lost slot {}", self.cfg.slot)))?;
                 slot_exists = false;
             }
-            self.state = SnapshotState::default();
-            self.state.save(&path)?;
+            self.state.clear()?;
         }
         let todo: Vec<(String, String)> = captured_tables(self.client()?, &self.cfg)
             .await?
@@ -897,24 +880,16 @@ impl StreamSource {
             point = %crate::replication::format_lsn(point),
             "snapshot started"
         );
-        let state = Arc::new(std::sync::Mutex::new(std::mem::take(&mut self.state)));
+        let state = Arc::new(std::sync::Mutex::new(self.state.clone()));
         let on_done: TableDoneFn = {
-            let (state, path, log) = (Arc::clone(&state), self.state_path(), self.log().clone());
+            let state = Arc::clone(&state);
             Box::new(move |job: &TableJob| -> Result<()> {
-                // The table's records durable before it is recorded as read.
-                let flushing = std::time::Instant::now();
-                log.flush().map_err(WriteError::from)?;
-                let flush_ms = flushing.elapsed().as_millis() as u64;
+                // The ledger makes the table's records durable before it
+                // records the table as read.
+                let recording = std::time::Instant::now();
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                st.tables
-                    .retain(|t| !(t.schema == job.shape.schema && t.table == job.shape.table));
-                st.tables.push(TableDone {
-                    schema: job.shape.schema.clone(),
-                    table: job.shape.table.clone(),
-                    as_of: point,
-                    rows: job.rows(),
-                });
-                st.save(&path)?;
+                st.table_read(&job.shape.schema, &job.shape.table, point, job.rows())?;
+                let flush_ms = recording.elapsed().as_millis() as u64;
                 tracing::info!(table = %job.name, rows = job.rows(), flush_ms, "snapshot of table done");
                 Ok(())
             })
@@ -924,7 +899,7 @@ impl StreamSource {
             writer: Arc::clone(capture.writer()),
             ctx: TxContext::snapshot(point),
             on_table_done: on_done,
-            progress_interval: self.cfg.progress_interval,
+            progress_interval: self.cfg.engine.progress_interval,
             source_name: self.cfg.name.clone(),
         };
         let read = reader.read(clients).await;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tributary_core::telemetry::SourceProgress;
 use tributary_log::{Log, TopicConfig};
 
+use crate::ledger::{LedgerError, SnapshotLedger};
 use crate::writer::EventWriter;
 
 /// Exponential backoff: `initial`, doubling up to `max`.
@@ -86,6 +87,41 @@ pub struct Settings {
     pub reconnect: Backoff,
     /// How often the engine looks for newly durable positions.
     pub status_interval: Duration,
+    /// How often the source proves it is alive when its tables are idle
+    /// (see [`Heartbeat`]); `None` turns heartbeats off.
+    pub heartbeat: Option<Duration>,
+    /// How often snapshot progress is logged when stderr is not a
+    /// terminal (on a terminal a live display is redrawn instead).
+    pub progress_interval: Duration,
+}
+
+/// When a source's heartbeat is due: every [`Settings::heartbeat`]
+/// (the first at once), never when heartbeats are off. What a heartbeat
+/// is belongs to the source: PostgreSQL commits a logical message that
+/// comes back through the stream (so an idle slot still advances),
+/// MySQL asks the server to send heartbeat events at this interval.
+#[derive(Debug)]
+pub struct Heartbeat(Option<tokio::time::Interval>);
+
+impl Heartbeat {
+    /// A schedule for `every`; late ticks are delayed, not bunched.
+    pub fn new(every: Option<Duration>) -> Self {
+        Self(every.map(|d| {
+            let mut i = tokio::time::interval(d);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        }))
+    }
+
+    /// Resolves when the next heartbeat is due; never when off.
+    pub async fn due(&mut self) {
+        match &mut self.0 {
+            Some(i) => {
+                i.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// The engine's part of a source: where it writes, what it reports, how
@@ -105,6 +141,26 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Where the source keeps its state: `sources/<name>` under the log's
+    /// directory.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.log.dir().join("sources").join(&self.name)
+    }
+
+    /// The source's snapshot ledger, stored as `file` in its
+    /// [`state_dir`](Self::state_dir).
+    pub fn ledger<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        file: &str,
+    ) -> Result<SnapshotLedger<P>, LedgerError> {
+        SnapshotLedger::load(self.state_dir().join(file), self.log.clone())
+    }
+
+    /// The heartbeat schedule of the source's settings.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat::new(self.settings.heartbeat)
+    }
+
     /// The engine of source `name` writing through `writer` into `log`,
     /// reporting to a fresh progress (replace it to share one).
     pub fn new(name: &str, log: Log, writer: EventWriter, settings: Settings) -> Self {

@@ -13,6 +13,8 @@
 //!   `produce` and the hub's Produce;
 //! - [`snapshot`]: snapshot progress (rows, rate, ETA per table) on a
 //!   terminal or in the log, for every source;
+//! - [`ledger`]: per-table snapshot bookkeeping: which tables were read,
+//!   as of which position, recorded only once their rows are durable;
 //! - [`position`]: the record position and truncate barrier headers, one
 //!   encoder and one parser for the writer and every reader.
 //!
@@ -49,6 +51,7 @@
 pub mod capture;
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod position;
 pub mod run;
 pub mod snapshot;
@@ -56,8 +59,9 @@ pub mod source;
 pub mod writer;
 
 pub use capture::{AckHook, CHUNK, Capture, Order, WriterJob};
-pub use config::{Backoff, Engine, RunStats, Settings, SnapshotMode};
+pub use config::{Backoff, Engine, Heartbeat, RunStats, Settings, SnapshotMode};
 pub use error::{CaptureError, ErrorKind};
+pub use ledger::{LedgerError, SnapshotLedger, TableRead, write_durably};
 pub use position::{BARRIER_HEADER, POSITION_HEADER, RecordMarks, RecordPosition, StreamKey};
 pub use run::run;
 pub use snapshot::{SnapshotProgress, TableProgress};

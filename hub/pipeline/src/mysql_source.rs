@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tributary_connector_mysql::source::{
-    Backoff, MysqlConfig, check_server as server_checks, connect, list_tables, show_create,
+    MysqlConfig, check_server as server_checks, connect, list_tables, show_create,
 };
 
 use crate::config::{LogSection, MysqlSection, SourceSection};
@@ -26,15 +26,8 @@ pub fn mysql_config(s: &SourceSection, my: &MysqlSection, log: &LogSection) -> M
         server_id: my.server_id,
         captured: filter(s),
         topic_template: s.topic.clone(),
-        engine: tributary_capture::Settings {
-            topic_config: log.topic_config(),
-            snapshot: s.snapshot.mode(),
-            reconnect: Backoff::default(),
-            status_interval: Duration::from_millis(200),
-        },
+        engine: s.engine_settings(log, Duration::from_millis(200)),
         snapshot_chunk_rows: s.snapshot_chunk_rows.clamp(1, 100_000),
-        heartbeat: Duration::from_millis(s.heartbeat_ms.max(1000)),
-        progress_interval: Duration::from_secs(10),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 use tributary_connector_postgres::source::{
-    Backoff, PublicationScope, SourceError, StreamConfig, sql_connect,
+    PublicationScope, SourceError, StreamConfig, sql_connect,
 };
 
 use crate::config::{LogSection, PostgresSection, SourceSection};
@@ -53,18 +53,11 @@ pub fn stream_config(
         slot: pg.slot.clone(),
         tables,
         publication_scope: PublicationScope::Tables,
-        engine: tributary_capture::Settings {
-            topic_config: log.topic_config(),
-            snapshot: s.snapshot.mode(),
-            reconnect: Backoff::default(),
-            status_interval: Duration::from_millis(500),
-        },
-        heartbeat: (s.heartbeat_ms > 0).then(|| Duration::from_millis(s.heartbeat_ms)),
+        engine: s.engine_settings(log, Duration::from_millis(500)),
         proto_version: pg.protocol,
         topic_template: s.topic.clone(),
         snapshot_workers: pg.snapshot_workers,
         snapshot_chunk_rows: s.snapshot_chunk_rows,
-        progress_interval: Duration::from_secs(10),
     }
 }
 

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use std::time::Duration;
 use tokio::sync::watch;
-use tributary_capture::RunStats;
+
 use tributary_capture::writer::EventWriter;
+use tributary_capture::{Backoff, RunStats, Settings};
 use tributary_connector_mysql::source::MysqlSource;
 use tributary_connector_postgres::source::{SourceError, StreamSource, prepare, sql_connect};
 use tributary_core::telemetry::SourceProgress;
@@ -49,6 +51,20 @@ impl SourceRun<'_> {
 }
 
 impl SourceSection {
+    /// What the capture engine takes from this section, whatever the
+    /// kind; `status_interval` is how often the source looks for
+    /// durable positions to acknowledge.
+    pub(crate) fn engine_settings(&self, log: &LogSection, status_interval: Duration) -> Settings {
+        Settings {
+            topic_config: log.topic_config(),
+            snapshot: self.snapshot.mode(),
+            reconnect: Backoff::default(),
+            status_interval,
+            heartbeat: (self.heartbeat_ms > 0).then(|| Duration::from_millis(self.heartbeat_ms)),
+            progress_interval: Duration::from_secs(10),
+        }
+    }
+
     /// One life of the source: connect, set up, capture until stopped or
     /// failed. Returns the events and snapshot rows it wrote.
     pub(crate) async fn run_once(&self, run: SourceRun<'_>) -> Result<u64, SourceRunError> {

@@ -102,6 +102,8 @@ async fn commits_are_acknowledged_only_once_the_log_holds_them_durably() {
         snapshot: SnapshotMode::Never,
         reconnect: Backoff::default(),
         status_interval: Duration::from_millis(20),
+        heartbeat: None,
+        progress_interval: Duration::from_secs(10),
     };
     let engine = Engine::new("src", log.clone(), writer, settings);
     let (handed_tx, mut handed) = watch::channel(false);

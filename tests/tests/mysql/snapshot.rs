@@ -54,6 +54,14 @@ async fn snapshot_while_writing_every_row_exactly_once() {
     wait_stored(log.dir(), "my", &end, Duration::from_secs(60)).await;
     let stats = running.stop().await;
     assert!(stats.snapshot_rows > 20_000, "{stats:?}");
+    // The engine's ledger records the table as read, with its rows.
+    let ledger = tributary_capture::SnapshotLedger::<
+        tributary_connector_mysql::position::BinlogPosition,
+    >::load(log.dir().join("sources/my/snapshot.json"), log.clone())
+    .expect("ledger");
+    let read = ledger.get(&db.name, "items").expect("items in the ledger");
+    assert_eq!(read.rows, stats.snapshot_rows);
+    assert!(!read.as_of.file.is_empty(), "{:?}", read.as_of);
     let evs = events(&log, &registry, &topic);
     // A row is read by the snapshot or created in the binlog, not both.
     let mut seen = std::collections::HashMap::new();

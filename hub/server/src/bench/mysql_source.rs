@@ -256,10 +256,10 @@ async fn ours(
             snapshot: SnapshotMode::Never,
             reconnect: Backoff::default(),
             status_interval: Duration::from_millis(100),
+            heartbeat: Some(Duration::from_secs(1)),
+            progress_interval: Duration::from_secs(10),
         },
         snapshot_chunk_rows: 100_000,
-        heartbeat: Duration::from_secs(1),
-        progress_interval: Duration::from_secs(10),
     };
     let topic = cfg.topic(DB, TABLE);
     let mut source = MysqlSource::new(cfg, log.clone(), EventWriter::new(log.clone(), registry));

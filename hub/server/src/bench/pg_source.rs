@@ -77,13 +77,13 @@ impl PgArgs {
                 snapshot,
                 reconnect: Backoff::default(),
                 status_interval: Duration::from_millis(100),
+                heartbeat: None,
+                progress_interval: Duration::from_secs(10),
             },
-            heartbeat: None,
             proto_version: 2,
             topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
             snapshot_workers: 2,
             snapshot_chunk_rows: 250_000,
-            progress_interval: Duration::from_secs(10),
         }
     }
 
