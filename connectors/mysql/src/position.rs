@@ -7,7 +7,6 @@
 //! new position, never a torn one.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -184,15 +183,8 @@ pub fn load(path: &Path) -> std::io::Result<Option<Stored>> {
 
 /// Writes `s` durably (temporary file, fsync, rename, fsync the directory).
 pub fn save(path: &Path, s: &Stored) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    let body = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
+    tributary_capture::write_durably(path, &body)
 }
 
 /// Removes the stored position (a re-snapshot starts over).
