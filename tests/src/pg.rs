@@ -466,3 +466,33 @@ pub async fn restart_server() {
         .expect("pg_ctlcluster");
     assert!(status.success(), "restarting PostgreSQL failed");
 }
+
+/// A running PostgreSQL source: its stop switch and its task.
+pub type SourceTask = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<
+        Result<
+            tributary_connector_postgres::source::RunStats,
+            tributary_connector_postgres::source::SourceError,
+        >,
+    >,
+);
+
+/// Starts the source of `cfg` writing into `log` through `registry`:
+/// send `true` to stop it, await the task for its stats.
+pub fn spawn_source(
+    cfg: &tributary_connector_postgres::source::StreamConfig,
+    log: &tributary_log::Log,
+    registry: tributary_schemas::Registry,
+) -> SourceTask {
+    let mut source = tributary_connector_postgres::source::StreamSource::new(
+        cfg.clone(),
+        log.clone(),
+        tributary_capture::EventWriter::new(log.clone(), registry),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    (
+        stop_tx,
+        tokio::spawn(async move { source.run(stop_rx).await }),
+    )
+}

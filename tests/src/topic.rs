@@ -32,3 +32,19 @@ pub fn each_record(
         }
     }
 }
+
+/// The change events of `topic` in `log` decoded with `schema`, partition
+/// by partition in offset order, and the number of tombstones left out.
+pub fn events(
+    log: &tributary_log::Log,
+    topic: &str,
+    schema: &tributary_schemas::EventSchema,
+) -> (Vec<tributary_core::ChangeEvent>, usize) {
+    let (mut events, mut tombstones) = (Vec::new(), 0);
+    each_record(log, topic, |r| match r.value {
+        // The Confluent wire format: magic byte and schema id first.
+        Some(v) => events.push(schema.decode_value(&v[5..]).expect("decode")),
+        None => tombstones += 1,
+    });
+    (events, tombstones)
+}

@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::source::{
-    SnapshotMode, StreamConfig, StreamSource, prepare, sql_connect, topic_name,
+    SnapshotMode, StreamConfig, prepare, sql_connect, topic_name,
 };
 use tributary_connector_postgres::tls::SslMode;
 use tributary_log::Log;
@@ -31,13 +30,7 @@ async fn capture(db: &TestDb, cfg: StreamConfig) -> bool {
     prepare(&sql_connect(&cfg.connect).await.expect("sql"), &cfg)
         .await
         .expect("prepare");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     let topic = topic_name("pg", "public", "items");
     let rows = |log: &Log| {
         log.topic(&topic).map_or(0, |t| {

@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::replication::parse_lsn;
-use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+use tributary_connector_postgres::source::{SnapshotMode, prepare, topic_name};
 use tributary_log::Log;
 use tributary_schemas::Registry;
 
@@ -33,13 +32,7 @@ async fn idle_table_slot_advances() {
         .expect("lsn")
         .get(0);
     let start = parse_lsn(&start).expect("lsn");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     // WAL from a table the publication does not hold.
     db.client
         .batch_execute(

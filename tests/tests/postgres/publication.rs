@@ -140,13 +140,7 @@ async fn a_table_created_while_the_slot_is_created_is_read() {
     cfg.publication_scope = PublicationScope::Schemas(vec!["s1".into()]);
     prepare(&db.client, &cfg).await.expect("prepare");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     // The slot shows while it waits for the open transaction.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while db

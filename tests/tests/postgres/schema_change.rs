@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use tributary_capture::writer::EventWriter;
-use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+use tributary_connector_postgres::source::{SnapshotMode, prepare, topic_name};
 use tributary_log::Log;
 use tributary_schemas::Registry;
 
@@ -85,13 +84,7 @@ async fn table_changes_register_new_versions_in_order() {
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
     let cfg = tributary_tests::pg_stream_config(&db.name, "items", 2, SnapshotMode::Never);
     prepare(&db.client, &cfg).await.expect("prepare");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry.clone()),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry.clone());
 
     for step in [
         "INSERT INTO items VALUES (1, 'one')",

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tributary_capture::writer::EventWriter;
-use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+use tributary_connector_postgres::source::{SnapshotMode, prepare, topic_name};
 use tributary_core::{Datum, Op, SnapshotFlag};
 use tributary_log::Log;
 use tributary_schemas::{Connector, EventSchema, Registry};
@@ -43,13 +42,7 @@ async fn snapshot_while_writing_gives_every_row_once() {
                 .expect("insert");
         }
     });
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     writes.await.expect("writes");
 
     let want = (BEFORE + DURING) as u64;
@@ -84,29 +77,16 @@ async fn snapshot_while_writing_gives_every_row_once() {
     let schema = EventSchema::new("pg", Connector::Postgres, table).expect("schema");
     let mut seen: HashMap<i32, Vec<Op>> = HashMap::new();
     let mut last_flags = 0;
-    for p in topic.partitions() {
-        let mut offset = 0;
-        while offset < p.high_watermark() {
-            for b in p.read(offset, 1 << 20).expect("read") {
-                for r in b.records().expect("records").iter() {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    let ev = schema
-                        .decode_value(&r.value.expect("value")[5..])
-                        .expect("decode");
-                    if ev.source.snapshot == SnapshotFlag::Last {
-                        last_flags += 1;
-                    }
-                    let Some(Datum::Int(id)) = ev.after.as_ref().map(|a| a[0].clone()) else {
-                        panic!("row without id")
-                    };
-                    seen.entry(id).or_default().push(ev.op);
-                }
-            }
+    let (events, tombstones) = tributary_tests::topic::events(&log, topic.name(), &schema);
+    assert_eq!(tombstones, 0);
+    for ev in events {
+        if ev.source.snapshot == SnapshotFlag::Last {
+            last_flags += 1;
         }
+        let Some(Datum::Int(id)) = ev.after.as_ref().map(|a| a[0].clone()) else {
+            panic!("row without id")
+        };
+        seen.entry(id).or_default().push(ev.op);
     }
     assert_eq!(seen.len() as u64, want, "every row arrived");
     for (id, ops) in &seen {
@@ -152,13 +132,7 @@ async fn unfinished_snapshot_is_taken_again() {
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
     let sql = connect(&db.name).await;
     prepare(&sql, &cfg).await.expect("prepare");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(t) = log.topic(&topic_name("pg", "public", "items"))
@@ -223,9 +197,7 @@ async fn snapshot_modes_initial_only_and_when_needed() {
         let registry = Registry::open(dir.join("registry")).expect("registry");
         let sql = connect(&name).await;
         prepare(&sql, &cfg).await.expect("prepare");
-        let mut source = StreamSource::new(cfg, log.clone(), EventWriter::new(log, registry));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move { source.run(stop_rx).await });
+        let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
         if mode != SnapshotMode::InitialOnly {
             // Streaming sources run until stopped: stop once streaming.
             tokio::time::sleep(Duration::from_secs(2)).await;

@@ -7,8 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use tributary_capture::writer::EventWriter;
-use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+use tributary_connector_postgres::source::{SnapshotMode, prepare, topic_name};
 use tributary_core::{Datum, Op};
 use tributary_log::Log;
 use tributary_schemas::{Connector, EventSchema, Registry};
@@ -54,13 +53,7 @@ async fn interrupted_snapshot_resumes_with_unfinished_tables_only() {
 
     // First run: stopped dead once `a` is recorded and `b` is under way.
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (_stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let state = std::fs::read_to_string(&state_path).unwrap_or_default();
@@ -92,13 +85,7 @@ async fn interrupted_snapshot_resumes_with_unfinished_tables_only() {
         .expect("changes");
 
     let registry = tributary_tests::reopen_registry(&dir.path().join("registry")).await;
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     let end = current_lsn(&db).await;
     wait_confirmed_within(&db, &cfg.slot, end, Duration::from_secs(120)).await;
     stop_tx.send(true).expect("stop");
@@ -147,9 +134,6 @@ async fn replay(db: &TestDb, log: &Log, table: &str) -> Replayed {
             .await
             .expect("catalog");
     let schema = EventSchema::new("pg", Connector::Postgres, shape).expect("schema");
-    let t = log
-        .topic(&topic_name("pg", "public", table))
-        .expect("topic");
     let mut out = Replayed {
         rows: BTreeMap::new(),
         reads: HashMap::new(),
@@ -158,36 +142,25 @@ async fn replay(db: &TestDb, log: &Log, table: &str) -> Replayed {
         Datum::Int(i) => *i,
         other => panic!("id {other:?}"),
     };
-    for p in t.partitions() {
-        let mut offset = 0;
-        while offset < p.high_watermark() {
-            for batch in p.read(offset, 1 << 20).expect("read") {
-                for r in batch.records().expect("records").iter() {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    let Some(value) = r.value else { continue };
-                    let ev = schema.decode_value(&value[5..]).expect("decode");
-                    match (ev.op, &ev.before, &ev.after) {
-                        (Op::Delete, Some(before), _) => {
-                            out.rows.remove(&id_of(before));
-                        }
-                        (op, _, Some(after)) => {
-                            let id = id_of(after);
-                            if op == Op::Read {
-                                *out.reads.entry(id).or_default() += 1;
-                            }
-                            let Datum::Text(v) = &after[1] else {
-                                panic!("v {:?}", after[1])
-                            };
-                            out.rows.insert(id, v.clone());
-                        }
-                        other => panic!("unexpected event {other:?}"),
-                    }
-                }
+    let topic = topic_name("pg", "public", table);
+    assert!(log.topic(&topic).is_ok(), "no topic {topic}");
+    let (events, _) = tributary_tests::topic::events(log, &topic, &schema);
+    for ev in events {
+        match (ev.op, &ev.before, &ev.after) {
+            (Op::Delete, Some(before), _) => {
+                out.rows.remove(&id_of(before));
             }
+            (op, _, Some(after)) => {
+                let id = id_of(after);
+                if op == Op::Read {
+                    *out.reads.entry(id).or_default() += 1;
+                }
+                let Datum::Text(v) = &after[1] else {
+                    panic!("v {:?}", after[1])
+                };
+                out.rows.insert(id, v.clone());
+            }
+            other => panic!("unexpected event {other:?}"),
         }
     }
     out

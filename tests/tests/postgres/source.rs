@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use tributary_capture::writer::EventWriter;
 use tributary_connector_postgres::replication::parse_lsn;
-use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+use tributary_connector_postgres::source::{SnapshotMode, prepare, topic_name};
 use tributary_core::{Datum, Op};
 use tributary_log::Log;
 use tributary_schemas::Registry;
@@ -23,13 +22,10 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
-    let writer = EventWriter::new(log.clone(), registry.clone());
     let cfg = tributary_tests::pg_stream_config(&db.name, "customers", 2, SnapshotMode::Never);
     let sql = connect(&db.name).await;
     prepare(&sql, &cfg).await.expect("prepare");
-    let mut source = StreamSource::new(cfg.clone(), log.clone(), writer);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry.clone());
 
     db.client
         .batch_execute(
@@ -77,19 +73,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     let schema =
         tributary_schemas::EventSchema::new("pg", tributary_schemas::Connector::Postgres, table)
             .expect("schema");
-    let mut events = Vec::new();
-    let mut tombstones = 0;
-    for p in t.partitions() {
-        for b in p.read(0, 1 << 20).expect("read") {
-            for r in b.records().expect("records").iter() {
-                let r = r.expect("record");
-                match r.value {
-                    None => tombstones += 1,
-                    Some(v) => events.push(schema.decode_value(&v[5..]).expect("decode")),
-                }
-            }
-        }
-    }
+    let (events, tombstones) = tributary_tests::topic::events(&log, t.name(), &schema);
     assert_eq!(tombstones, 1);
     assert_eq!(events.len(), 5);
     let by_op = |op: Op| events.iter().filter(|e| e.op == op).count();

@@ -308,7 +308,7 @@ fn same(a: &[Datum], b: &[Datum]) -> bool {
 /// out of the log (decoded from Avro) equal to what PostgreSQL holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_round_trips_through_the_stream() {
-    use tributary_connector_postgres::source::{SnapshotMode, StreamSource, prepare, topic_name};
+    use tributary_connector_postgres::source::{SnapshotMode, prepare, topic_name};
     use tributary_core::Op;
 
     let db = TestDb::new("typestream").await;
@@ -334,13 +334,7 @@ async fn every_type_round_trips_through_the_stream() {
         tributary_schemas::Registry::open(dir.path().join("registry")).expect("registry");
     let cfg = tributary_tests::pg_stream_config(&db.name, "every_type", 3, SnapshotMode::Never);
     prepare(&db.client, &cfg).await.expect("prepare");
-    let mut source = StreamSource::new(
-        cfg.clone(),
-        log.clone(),
-        tributary_capture::writer::EventWriter::new(log.clone(), registry),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move { source.run(stop_rx).await });
+    let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
 
     let schema = table_schema(&db.client, &db.name, "public", "every_type")
         .await
@@ -373,24 +367,7 @@ async fn every_type_round_trips_through_the_stream() {
     let topic = log
         .topic(&topic_name("pg", "public", "every_type"))
         .expect("topic");
-    let mut events = Vec::new();
-    for p in topic.partitions() {
-        let mut offset = 0;
-        while offset < p.high_watermark() {
-            for b in p.read(offset, 1 << 20).expect("read") {
-                for r in b.records().expect("records").iter() {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    if let Some(v) = r.value {
-                        events.push(avro.decode_value(&v[5..]).expect("decode"));
-                    }
-                }
-            }
-        }
-    }
+    let (events, _) = tributary_tests::topic::events(&log, topic.name(), &avro);
     let find = |op: Op, id: i64| {
         events
             .iter()
