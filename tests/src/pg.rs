@@ -108,6 +108,14 @@ impl TestDb {
         }
     }
 
+    /// Runs `sql` (one or more statements) on the database; panics with
+    /// the statement and the server's error if it fails.
+    pub async fn exec(&self, sql: &str) {
+        if let Err(e) = self.client.batch_execute(sql).await {
+            panic!("{sql}: {e}");
+        }
+    }
+
     /// The same database over fresh connections (after a server restart),
     /// waiting up to 30 s for the server to accept them.
     pub async fn reconnect(self) -> Self {

@@ -49,10 +49,8 @@ async fn capture(db: &TestDb, cfg: StreamConfig) -> bool {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    db.client
-        .batch_execute("INSERT INTO items SELECT g, 'more' FROM generate_series(101, 110) g")
-        .await
-        .expect("insert");
+    db.exec("INSERT INTO items SELECT g, 'more' FROM generate_series(101, 110) g")
+        .await;
     while rows(&log) < 110 {
         assert!(!task.is_finished(), "source stopped");
         assert!(
@@ -75,22 +73,17 @@ async fn capture(db: &TestDb, cfg: StreamConfig) -> bool {
     stop_tx.send(true).expect("stop");
     task.await.expect("join").expect("source ran cleanly");
     super::drop_slot(db, &cfg.slot).await;
-    db.client
-        .batch_execute("DELETE FROM items WHERE id > 100")
-        .await
-        .expect("reset");
+    db.exec("DELETE FROM items WHERE id > 100").await;
     tls
 }
 
 async fn items_db(tag: &str) -> TestDb {
     let db = TestDb::new(tag).await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
              INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 100) g;",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     db
 }
 

@@ -13,20 +13,14 @@ const RSS_LIMIT_KB: u64 = 200 * 1024;
 
 async fn one_big_transaction(proto: &str) {
     let db = TestDb::new(&format!("bigtx{proto}")).await;
-    db.client
-        .batch_execute(
+    db.exec(
             "CREATE TABLE big (id bigint PRIMARY KEY, name text NOT NULL, n bigint, amount numeric(12,2), at timestamptz)",
-        )
-        .await
-        .expect("ddl");
+        ).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = start_child(dir.path(), &db.name, &["big", proto]);
-    db.client
-        .batch_execute(&format!(
+    db.exec(&format!(
             "INSERT INTO big SELECT g, 'row ' || g, g * 2, g / 7.0, now() FROM generate_series(1, {ROWS}) g"
-        ))
-        .await
-        .expect("insert");
+        )).await;
     let end = current_lsn(&db).await;
     let slot = format!("{}_slot", db.name);
     wait_confirmed_within(&db, &slot, end, std::time::Duration::from_secs(300)).await;

@@ -21,20 +21,16 @@ fn source(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_mistakes_say_how_to_fix_them() {
     let db = TestDb::new("errors").await;
-    db.client
-        .batch_execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);")
-        .await
-        .expect("ddl");
+    db.exec("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);")
+        .await;
 
     // A publication that lacks a configured table.
     let mut cfg = tributary_tests::pg_stream_config(&db.name, "b", 1, SnapshotMode::Never);
-    db.client
-        .batch_execute(&format!(
-            "CREATE PUBLICATION {} FOR TABLE a",
-            cfg.publication
-        ))
-        .await
-        .expect("publication");
+    db.exec(&format!(
+        "CREATE PUBLICATION {} FOR TABLE a",
+        cfg.publication
+    ))
+    .await;
     let err = prepare(&db.client, &cfg)
         .await
         .expect_err("b is not published");
@@ -87,12 +83,10 @@ async fn setup_mistakes_say_how_to_fix_them() {
 
     // A user without the REPLICATION attribute.
     let role = format!("{}_norepl", db.name);
-    db.client
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
-        ))
-        .await
-        .expect("role");
+    db.exec(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+    ))
+    .await;
     let mut as_role = cfg.clone();
     as_role.connect.user = role.clone();
     let dir_c = tempfile::tempdir().expect("tempdir");
@@ -114,10 +108,7 @@ async fn setup_mistakes_say_how_to_fix_them() {
 
     // A table without a primary key or replica identity: its updates and
     // deletes could not say which row they change.
-    db.client
-        .batch_execute("CREATE TABLE nokey (v text)")
-        .await
-        .expect("ddl");
+    db.exec("CREATE TABLE nokey (v text)").await;
     let mut nokey = tributary_tests::pg_stream_config(&db.name, "nokey", 1, SnapshotMode::Initial);
     nokey.publication = format!("{}_nokey", db.name);
     nokey.slot = format!("{}_nokey", db.name);
@@ -131,10 +122,7 @@ async fn setup_mistakes_say_how_to_fix_them() {
         "{msg}"
     );
     // REPLICA IDENTITY FULL is a way out.
-    db.client
-        .batch_execute("ALTER TABLE nokey REPLICA IDENTITY FULL")
-        .await
-        .expect("replica identity");
+    db.exec("ALTER TABLE nokey REPLICA IDENTITY FULL").await;
     prepare(&db.client, &nokey).await.expect("full identity");
 
     super::drop_slot(&db, &cfg.slot).await;

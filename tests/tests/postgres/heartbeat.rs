@@ -15,10 +15,10 @@ use super::{TestDb, connect};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_table_slot_advances() {
     let db = TestDb::new("heartbeat").await;
-    db.client
-        .batch_execute("CREATE TABLE idle (id int PRIMARY KEY); CREATE TABLE busy (id int PRIMARY KEY, v text);")
-        .await
-        .expect("ddl");
+    db.exec(
+        "CREATE TABLE idle (id int PRIMARY KEY); CREATE TABLE busy (id int PRIMARY KEY, v text);",
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
@@ -34,12 +34,8 @@ async fn idle_table_slot_advances() {
     let start = parse_lsn(&start).expect("lsn");
     let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry);
     // WAL from a table the publication does not hold.
-    db.client
-        .batch_execute(
-            "INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g",
-        )
-        .await
-        .expect("busy writes");
+    db.exec("INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")
+        .await;
     let after: String = db
         .client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])

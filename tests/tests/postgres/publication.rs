@@ -50,13 +50,11 @@ async fn run_once(db: &TestDb, cfg: &StreamConfig, dir: &std::path::Path, log: &
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A table created while streaming.
-    db.client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS s1.later (id int PRIMARY KEY);
+    db.exec(
+        "CREATE TABLE IF NOT EXISTS s1.later (id int PRIMARY KEY);
              INSERT INTO s1.later SELECT g FROM generate_series(1, 5) g ON CONFLICT DO NOTHING;",
-        )
-        .await
-        .expect("later table");
+    )
+    .await;
     let end = current_lsn(db).await;
     wait_confirmed_within(db, &cfg.slot, end, Duration::from_secs(30)).await;
     stop_tx.send(true).expect("stop");
@@ -66,15 +64,12 @@ async fn run_once(db: &TestDb, cfg: &StreamConfig, dir: &std::path::Path, log: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_and_all_tables_publications() {
     let db = TestDb::new("pubscope").await;
-    db.client
-        .batch_execute(
+    db.exec(
             "CREATE SCHEMA s1; CREATE SCHEMA s2;
              CREATE TABLE s1.a (id int PRIMARY KEY); INSERT INTO s1.a SELECT g FROM generate_series(1, 30) g;
              CREATE TABLE s1.b (id int PRIMARY KEY); INSERT INTO s1.b SELECT g FROM generate_series(1, 20) g;
              CREATE TABLE s2.c (id int PRIMARY KEY); INSERT INTO s2.c SELECT g FROM generate_series(1, 10) g;",
-        )
-        .await
-        .expect("ddl");
+        ).await;
 
     // The tables of schema s1 only.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -115,13 +110,11 @@ async fn schema_and_all_tables_publications() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_created_while_the_slot_is_created_is_read() {
     let db = TestDb::new("publate").await;
-    db.client
-        .batch_execute(
-            "CREATE SCHEMA s1; CREATE TABLE s1.a (id int PRIMARY KEY);
+    db.exec(
+        "CREATE SCHEMA s1; CREATE TABLE s1.a (id int PRIMARY KEY);
              INSERT INTO s1.a SELECT g FROM generate_series(1, 3) g;",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     // Open, with the table and its rows, before the source starts: the
     // slot's creation waits for it to end.
     let other = tributary_tests::pg::connect(&db.name).await;
@@ -158,10 +151,7 @@ async fn a_table_created_while_the_slot_is_created_is_read() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     other.batch_execute("COMMIT").await.expect("commit");
-    db.client
-        .batch_execute("INSERT INTO s1.late VALUES (8)")
-        .await
-        .expect("insert after");
+    db.exec("INSERT INTO s1.late VALUES (8)").await;
     let end = current_lsn(&db).await;
     wait_confirmed_within(&db, &cfg.slot, end, Duration::from_secs(30)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -16,10 +16,8 @@ const TXS: i32 = 400;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_source_resumes_with_every_change_exactly_once() {
     let db = TestDb::new("resume").await;
-    db.client
-        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
-        .await
-        .expect("ddl");
+    db.exec("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+        .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = start_child(dir.path(), &db.name, &[]);
 

@@ -75,10 +75,8 @@ fn column(cols: &BTreeMap<String, Value>, name: &str) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_changes_register_new_versions_in_order() {
     let db = TestDb::new("ddl").await;
-    db.client
-        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, a text)")
-        .await
-        .expect("ddl");
+    db.exec("CREATE TABLE items (id int PRIMARY KEY, a text)")
+        .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
@@ -153,12 +151,8 @@ async fn table_changes_register_new_versions_in_order() {
     // default BACKWARD compatibility. The source stops, says why, and the
     // slot keeps the change for after the fix.
     let before = confirmed_flush_lsn(&db, &cfg.slot).await;
-    db.client
-        .batch_execute(
-            "ALTER TABLE items ALTER COLUMN b TYPE text; INSERT INTO items VALUES (7, 'seven')",
-        )
-        .await
-        .expect("incompatible change");
+    db.exec("ALTER TABLE items ALTER COLUMN b TYPE text; INSERT INTO items VALUES (7, 'seven')")
+        .await;
     let ended = tokio::time::timeout(Duration::from_secs(20), task)
         .await
         .expect("the source stops")

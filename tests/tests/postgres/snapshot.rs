@@ -18,13 +18,11 @@ const DURING: i32 = 2_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_while_writing_gives_every_row_once() {
     let db = TestDb::new("snap").await;
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+    db.exec(&format!(
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
              INSERT INTO items SELECT g, 'before ' || g FROM generate_series(1, {BEFORE}) g;"
-        ))
-        .await
-        .expect("ddl");
+    ))
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
@@ -112,13 +110,11 @@ async fn snapshot_while_writing_gives_every_row_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_snapshot_is_taken_again() {
     let db = TestDb::new("resnap").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
              INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 500) g;",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     let cfg = tributary_tests::pg_stream_config(&db.name, "items", 1, SnapshotMode::Initial);
     db.client
         .query_one(
@@ -173,13 +169,11 @@ async fn unfinished_snapshot_is_taken_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_modes_initial_only_and_when_needed() {
     let db = TestDb::new("snapmodes").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
              INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 12000) g;",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     let like = format!("{}%", db.name);
     let slots = async || {
         db.client

@@ -15,10 +15,10 @@ use super::{TestDb, connect};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     let db = TestDb::new("source").await;
-    db.client
-        .batch_execute("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2))")
-        .await
-        .expect("ddl");
+    db.exec(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2))",
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path().join("log")).expect("log");
     let registry = Registry::open(dir.path().join("registry")).expect("registry");
@@ -27,14 +27,12 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     prepare(&sql, &cfg).await.expect("prepare");
     let (stop_tx, task) = tributary_tests::pg::spawn_source(&cfg, &log, registry.clone());
 
-    db.client
-        .batch_execute(
-            "INSERT INTO customers VALUES (1, 'ada', 10.50), (2, 'bob', NULL), (3, 'cy', 0);
+    db.exec(
+        "INSERT INTO customers VALUES (1, 'ada', 10.50), (2, 'bob', NULL), (3, 'cy', 0);
              UPDATE customers SET balance = 99.99 WHERE id = 2;
              DELETE FROM customers WHERE id = 3;",
-        )
-        .await
-        .expect("changes");
+    )
+    .await;
     let end: String = db
         .client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -117,12 +115,9 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
 
     // A column added mid-stream: a new schema version, registered before
     // the first event with the new shape.
-    db.client
-        .batch_execute(
+    db.exec(
             "ALTER TABLE customers ADD COLUMN email text; INSERT INTO customers VALUES (4, 'dee', 1, 'd@example.com');",
-        )
-        .await
-        .expect("alter");
+        ).await;
     let subject = format!("{topic}-value");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while t
@@ -165,10 +160,7 @@ async fn changes_land_in_the_log_and_the_slot_follows_durability() {
     assert!(found, "the new row is written with version 2");
 
     // TRUNCATE becomes one `op: t` event, with no key and no rows.
-    db.client
-        .batch_execute("TRUNCATE customers")
-        .await
-        .expect("truncate");
+    db.exec("TRUNCATE customers").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let truncate = loop {
         let p0 = t.partition(0).expect("partition 0");

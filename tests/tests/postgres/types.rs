@@ -110,10 +110,8 @@ async fn every_type_maps_and_parses() {
     // non-key column can be unavailable in a before-image.
     assert!(!unavailable(&schema, "id"));
     assert!(unavailable(&schema, "i4"));
-    db.client
-        .batch_execute("ALTER TABLE every_type REPLICA IDENTITY FULL")
-        .await
-        .expect("replica identity full");
+    db.exec("ALTER TABLE every_type REPLICA IDENTITY FULL")
+        .await;
     let full = table_schema(&db.client, &db.name, "public", "every_type")
         .await
         .expect("catalog");
@@ -125,10 +123,7 @@ async fn every_type_maps_and_parses() {
         .split("-c ")
         .filter(|s| !s.trim().is_empty())
     {
-        db.client
-            .batch_execute(&format!("SET {}", opt.trim()))
-            .await
-            .expect("set");
+        db.exec(&format!("SET {}", opt.trim())).await;
     }
     // The simple query protocol returns each value as its type's output
     // function prints it: the same text pgoutput sends.
@@ -313,20 +308,15 @@ async fn every_type_round_trips_through_the_stream() {
 
     let db = TestDb::new("typestream").await;
     let (create, insert) = DDL.split_at(DDL.find("INSERT").expect("insert"));
-    db.client
-        .batch_execute(&format!(
-            "{create}; ALTER TABLE every_type REPLICA IDENTITY FULL;"
-        ))
-        .await
-        .expect("ddl");
+    db.exec(&format!(
+        "{create}; ALTER TABLE every_type REPLICA IDENTITY FULL;"
+    ))
+    .await;
     for opt in SESSION_OPTIONS
         .split("-c ")
         .filter(|s| !s.trim().is_empty())
     {
-        db.client
-            .batch_execute(&format!("SET {}", opt.trim()))
-            .await
-            .expect("set");
+        db.exec(&format!("SET {}", opt.trim())).await;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let log = tributary_log::Log::open(dir.path().join("log")).expect("log");
@@ -341,18 +331,13 @@ async fn every_type_round_trips_through_the_stream() {
         .expect("catalog");
     db.client.batch_execute(insert).await.expect("insert");
     let inserted = rows_as_printed(&db, &schema).await;
-    db.client
-        .batch_execute(
-            "UPDATE every_type SET i4 = i4 - 1, t = 'changed ' || t, jb = '{\"c\": 3}', \
+    db.exec(
+        "UPDATE every_type SET i4 = i4 - 1, t = 'changed ' || t, jb = '{\"c\": 3}', \
              ia = array_append(ia, 9), tstz = '2030-06-01 00:00:00+00', n = n * 2 WHERE id = 1",
-        )
-        .await
-        .expect("update");
+    )
+    .await;
     let updated = rows_as_printed(&db, &schema).await;
-    db.client
-        .batch_execute("DELETE FROM every_type WHERE id = 2")
-        .await
-        .expect("delete");
+    db.exec("DELETE FROM every_type WHERE id = 2").await;
     let end = super::current_lsn(&db).await;
     let task = super::wait_confirmed_running(&db, &cfg.slot, end, task).await;
     stop_tx.send(true).expect("stop");

@@ -83,13 +83,10 @@ pub fn replica_yaml(src: &TestDb, dst: &TestDb, sink: &str) -> String {
 /// (`<db>:`).
 pub async fn customers_db(tag: &str, rows: u32, balance: &str) -> (TestDb, String) {
     let db = TestDb::new(tag).await;
-    db.client
-        .batch_execute(&format!(
+    db.exec(&format!(
             "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2) NOT NULL);
              INSERT INTO customers SELECT g, 'c' || g, {balance} FROM generate_series(1, {rows}) g;"
-        ))
-        .await
-        .expect("ddl");
+        )).await;
     let prefix = format!("{}:", db.name);
     (db, prefix)
 }

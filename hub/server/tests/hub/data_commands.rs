@@ -100,14 +100,12 @@ impl Captured {
             Duration::from_secs(60),
         )
         .await;
-        db.client
-            .batch_execute(
-                "UPDATE items SET name = 'renamed', price = NULL WHERE id = 1;
+        db.exec(
+            "UPDATE items SET name = 'renamed', price = NULL WHERE id = 1;
                  DELETE FROM items WHERE id BETWEEN 2 AND 4;
                  INSERT INTO items (id, name, tags) VALUES (1000, 'new', '{}');",
-            )
-            .await
-            .expect("changes");
+        )
+        .await;
         let lsn = tributary_tests::pg::current_lsn(&db).await;
         tributary_tests::pg::wait_confirmed_within(&db, &slot, lsn, Duration::from_secs(60)).await;
         // While the pipeline runs, the data directory is its own: a
@@ -702,17 +700,14 @@ async fn wait_equal(src: &TestDb, dst: &TestDb) {
 async fn the_event_sourcing_read_model_is_rebuilt_after_a_reset() {
     let src = TestDb::new("ledger").await;
     let dst = TestDb::new("ledger_read").await;
-    src.client
-        .batch_execute(
+    src.exec(
             "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12,2) NOT NULL);
              CREATE TABLE entries (id bigint PRIMARY KEY, account int NOT NULL, amount numeric(12,2) NOT NULL, at timestamptz NOT NULL);
              INSERT INTO accounts SELECT g, 'owner ' || g, 0 FROM generate_series(1, 50) g;
              INSERT INTO entries SELECT g, 1 + g % 50, g * 0.5, TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * interval '1 minute'
                FROM generate_series(1, 500) g;
              UPDATE accounts a SET balance = (SELECT sum(amount) FROM entries e WHERE e.account = a.id);",
-        )
-        .await
-        .expect("ledger");
+        ).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/event-sourcing.yaml");
@@ -728,14 +723,12 @@ async fn the_event_sourcing_read_model_is_rebuilt_after_a_reset() {
     ];
     let running = common::start_with_env(&example, &env);
     wait_equal(&src, &dst).await;
-    src.client
-        .batch_execute(
-            "INSERT INTO entries VALUES (501, 7, 12.5, now());
+    src.exec(
+        "INSERT INTO entries VALUES (501, 7, 12.5, now());
              UPDATE accounts SET balance = balance + 12.5 WHERE id = 7;
              DELETE FROM entries WHERE id <= 10;",
-        )
-        .await
-        .expect("changes");
+    )
+    .await;
     wait_equal(&src, &dst).await;
     common::stop(running);
 
@@ -762,17 +755,12 @@ async fn the_event_sourcing_read_model_is_rebuilt_after_a_reset() {
             "{l}"
         );
     }
-    dst.client
-        .batch_execute("TRUNCATE accounts, entries")
-        .await
-        .expect("clear the read model");
-    src.client
-        .batch_execute(
-            "UPDATE accounts SET owner = 'renamed' WHERE id = 3;
+    dst.exec("TRUNCATE accounts, entries").await;
+    src.exec(
+        "UPDATE accounts SET owner = 'renamed' WHERE id = 3;
              INSERT INTO entries VALUES (502, 3, 1.25, now());",
-        )
-        .await
-        .expect("changes while stopped");
+    )
+    .await;
     let running = common::start_with_env(&example, &env);
     wait_equal(&src, &dst).await;
     common::stop(running);

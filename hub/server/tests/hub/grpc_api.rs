@@ -34,13 +34,11 @@ struct PgHub {
 impl PgHub {
     async fn start(tag: &str) -> Self {
         let db = TestDb::new(tag).await;
-        db.client
-            .batch_execute(&format!(
-                "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+        db.exec(&format!(
+            "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
                  INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, {ROWS}) g;"
-            ))
-            .await
-            .expect("items");
+        ))
+        .await;
         let dir = tempfile::tempdir().expect("tempdir");
         let prefix = format!("{}:", db.name);
         let file = common::pipeline_file(
@@ -269,10 +267,8 @@ async fn subscribe_receives_records_produced_after_it_started() {
         .expect("Produce")
         .into_inner()
         .positions;
-    h.db.client
-        .batch_execute("INSERT INTO items VALUES (300, 'captured')")
-        .await
-        .expect("insert");
+    h.db.exec("INSERT INTO items VALUES (300, 'captured')")
+        .await;
     let mut got = Vec::new();
     while got.len() < 4 {
         let next = tokio::time::timeout(Duration::from_secs(30), stream.message())

@@ -90,13 +90,11 @@ const MORE: i64 = 40;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_status_follow_rows_from_postgres_to_redis() {
     let db = TestDb::new("httpmetrics").await;
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL);
+    db.exec(&format!(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL);
              INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, {ROWS}) g;"
-        ))
-        .await
-        .expect("ddl");
+    ))
+    .await;
     let prefix = format!("{}:", db.name);
     let password = "pg-Pa55word-in-the-url";
     let dir = tempfile::tempdir().expect("tempdir");
@@ -179,14 +177,12 @@ async fn metrics_and_status_follow_rows_from_postgres_to_redis() {
     );
 
     // More rows while streaming: the counters go on.
-    db.client
-        .batch_execute(&format!(
-            "INSERT INTO items SELECT g, 'more' || g FROM generate_series({}, {}) g;",
-            ROWS + 1,
-            ROWS + MORE
-        ))
-        .await
-        .expect("more rows");
+    db.exec(&format!(
+        "INSERT INTO items SELECT g, 'more' || g FROM generate_series({}, {}) g;",
+        ROWS + 1,
+        ROWS + MORE
+    ))
+    .await;
     let m = eventually(
         "the new rows counted",
         async || metrics(&base).await,
@@ -324,13 +320,11 @@ async fn ready_turns_200_once_the_source_streams() {
     assert_ne!(locked["state"], "running", "{locked}");
     let pipelines_before = p.to_string();
 
-    db.client
-        .batch_execute(
-            "CREATE TABLE later (id int PRIMARY KEY, v text);
+    db.exec(
+        "CREATE TABLE later (id int PRIMARY KEY, v text);
              INSERT INTO later VALUES (1, 'a'), (2, 'b');",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     let (_, ready) = eventually(
         "ready once the table exists",
         async || json(&base, "/ready").await,

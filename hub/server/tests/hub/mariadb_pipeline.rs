@@ -62,13 +62,11 @@ async fn pg_rows(db: &TestDb) -> Vec<String> {
 async fn mariadb_to_postgres_stays_equal() {
     let mut src = MyDb::new("mypg").await;
     let dst = TestDb::new("mypg").await;
-    dst.client
-        .batch_execute(
-            "CREATE FUNCTION abs_t(i interval) RETURNS interval LANGUAGE sql IMMUTABLE
+    dst.exec(
+        "CREATE FUNCTION abs_t(i interval) RETURNS interval LANGUAGE sql IMMUTABLE
                AS $$ SELECT CASE WHEN i < interval '0' THEN -i ELSE i END $$",
-        )
-        .await
-        .expect("helper");
+    )
+    .await;
     src.exec(
         "CREATE TABLE customers (
              id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, balance DECIMAL(12,2), since DATE,

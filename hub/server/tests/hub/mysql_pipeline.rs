@@ -77,9 +77,8 @@ async fn wait_equal(src: &TestDb, dst: &mut MyDb, what: &str) {
 async fn postgres_to_mariadb_stays_equal() {
     let src = TestDb::new("mysink").await;
     let mut dst = MyDb::named(&src.name).await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE items (
+    src.exec(
+        "CREATE TABLE items (
                  id int PRIMARY KEY, name varchar(20) NOT NULL, price numeric(12,3),
                  at timestamptz, day date, uid uuid, raw bytea, flag boolean, tags text[],
                  meta jsonb, big text);
@@ -91,9 +90,8 @@ async fn postgres_to_mariadb_stays_equal() {
                                             FROM generate_series(1, 400) i) END
                FROM generate_series(1, 300) g;
              ALTER TABLE items ADD COLUMN extra text;",
-        )
-        .await
-        .expect("source table");
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = pipeline(
         dir.path(),
@@ -103,16 +101,13 @@ async fn postgres_to_mariadb_stays_equal() {
     );
     // Keys that differ only in case or accents, and timestamp keys: rows
     // stay apart, and deletes find them.
-    src.client
-        .batch_execute(
+    src.exec(
             "CREATE TABLE words (w text PRIMARY KEY, n int);
              INSERT INTO words VALUES ('abc', 1), ('ABC', 2), ('résumé', 3), ('resume', 4), ('x ', 5), ('x', 6);
              CREATE TABLE events (at timestamptz PRIMARY KEY, v text);
              INSERT INTO events SELECT '2024-01-01 00:00:00.000001+00'::timestamptz + g * interval '1 day', 'e' || g
                FROM generate_series(1, 5) g;",
-        )
-        .await
-        .expect("key tables");
+        ).await;
     let child = start(&file);
     wait_equal(&src, &mut dst, "snapshot").await;
     let keyed = async |src: &TestDb, dst: &mut MyDb| {
@@ -143,38 +138,31 @@ async fn postgres_to_mariadb_stays_equal() {
         .await;
     };
     keyed(&src, &mut dst).await;
-    src.client
-        .batch_execute(
-            "DELETE FROM words WHERE w IN ('ABC', 'résumé', 'x ');
+    src.exec(
+        "DELETE FROM words WHERE w IN ('ABC', 'résumé', 'x ');
              DELETE FROM events WHERE v = 'e3';
              UPDATE events SET v = 'changed' WHERE v = 'e4';",
-        )
-        .await
-        .expect("key changes");
+    )
+    .await;
     keyed(&src, &mut dst).await;
-    src.client
-        .batch_execute(
-            "UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;
+    src.exec(
+        "UPDATE items SET name = 'renamed', price = NULL, tags = '{}' WHERE id = 1;
              UPDATE items SET flag = NOT flag WHERE id % 50 = 0; -- big is unchanged TOAST
              UPDATE items SET id = 5000 WHERE id = 51;
              DELETE FROM items WHERE id BETWEEN 2 AND 20;
              INSERT INTO items (id, name) VALUES (1000, 'new');
              ALTER TABLE items ADD COLUMN IF NOT EXISTS extra2 int;
              UPDATE items SET extra = 'added' WHERE id = 1000;",
-        )
-        .await
-        .expect("changes");
+    )
+    .await;
     wait_equal(&src, &mut dst, "changes").await;
 
     // A value MariaDB cannot hold (a year past 9999) goes to the
     // dead-letter topic; the rows around it are written.
-    src.client
-        .batch_execute(
+    src.exec(
             "INSERT INTO items (id, name, at) VALUES (2000, 'before', now()), (2001, 'far', '12000-01-01'),
                  (2002, 'after', now());",
-        )
-        .await
-        .expect("refused row");
+        ).await;
     common::eventually_within(
         Duration::from_secs(30),
         "rows around the refused one",
@@ -191,18 +179,11 @@ async fn postgres_to_mariadb_stays_equal() {
     assert_eq!(dead.len(), 1, "one dead letter");
     let error = common::header(&dead[0], "tributary.error");
     assert!(error.contains("items") && error.contains("9999"), "{error}");
-    src.client
-        .batch_execute("DELETE FROM items WHERE id = 2001")
-        .await
-        .expect("remove the refused row");
+    src.exec("DELETE FROM items WHERE id = 2001").await;
 
     // SIGKILL mid-batches, changes while down, restart.
-    src.client
-        .batch_execute(
-            "INSERT INTO items (id, name) SELECT g, 'bulk' FROM generate_series(10000, 29999) g",
-        )
-        .await
-        .expect("bulk");
+    src.exec("INSERT INTO items (id, name) SELECT g, 'bulk' FROM generate_series(10000, 29999) g")
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let n: Option<u64> = dst
@@ -218,13 +199,11 @@ async fn postgres_to_mariadb_stays_equal() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     common::kill(child);
-    src.client
-        .batch_execute(
-            "UPDATE items SET name = 'while down' WHERE id % 1000 = 7; TRUNCATE items;
+    src.exec(
+        "UPDATE items SET name = 'while down' WHERE id % 1000 = 7; TRUNCATE items;
                         INSERT INTO items (id, name) VALUES (1, 'after truncate');",
-        )
-        .await
-        .expect("changes while down");
+    )
+    .await;
     let child = start(&file);
     wait_equal(&src, &mut dst, "after the kill and a truncate").await;
     common::stop(child);
@@ -238,14 +217,12 @@ async fn postgres_to_mariadb_stays_equal() {
 async fn the_mariadb_example_runs() {
     let src = TestDb::new("myexample").await;
     let mut dst = MyDb::named(&src.name).await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, since date NOT NULL);
+    src.exec(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, since date NOT NULL);
              INSERT INTO customers SELECT g, 'customer ' || g, DATE '2024-01-01' + g
                FROM generate_series(1, 100) g;",
-        )
-        .await
-        .expect("source");
+    )
+    .await;
     let data = tempfile::tempdir().expect("tempdir");
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/postgres-to-mariadb.yaml");
@@ -298,17 +275,15 @@ async fn loads(db: &mut MyDb) -> u64 {
 async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
     let src = TestDb::new("myload").await;
     let mut dst = MyDb::named(&src.name).await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE plain (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2),
+    src.exec(
+        "CREATE TABLE plain (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2),
                  at timestamptz, doc jsonb);
              INSERT INTO plain SELECT g, 'row ' || g || E'\\t\\n\\\\''\"' || chr(1), g * 0.25,
                  '2024-02-29 12:00:00.000001+00'::timestamptz + g * interval '1 minute',
                  jsonb_build_object('n', g, 's', E'a\\tb')
                FROM generate_series(1, 2000) g;",
-        )
-        .await
-        .expect("source table");
+    )
+    .await;
     // A row the target already holds, stale: as after a replay.
     dst.conn
         .query_drop(
@@ -348,23 +323,17 @@ async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
     )
     .await;
     // Streamed new rows, one MariaDB refuses, and an update.
-    src.client
-        .batch_execute(
+    src.exec(
             "INSERT INTO plain (id, name, at) SELECT g, 'new ' || g, now() FROM generate_series(3000, 3999) g;
              INSERT INTO plain (id, name, at) VALUES (4000, 'far', '12000-01-01');
              INSERT INTO plain (id, name) VALUES (4001, 'after');
              UPDATE plain SET name = 'updated' WHERE id = 1;",
-        )
-        .await
-        .expect("changes");
+        ).await;
     let dead = common::wait_dead_letters(&dir.path().join("data"), "maria").await;
     assert_eq!(dead.len(), 1, "one dead letter");
     let error = common::header(&dead[0], "tributary.error");
     assert!(error.contains("plain") && error.contains("9999"), "{error}");
-    src.client
-        .batch_execute("DELETE FROM plain WHERE id = 4000")
-        .await
-        .expect("remove the refused row");
+    src.exec("DELETE FROM plain WHERE id = 4000").await;
     common::wait_same_rows(
         "changes",
         async || pg(&src).await,

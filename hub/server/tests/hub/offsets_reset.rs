@@ -71,13 +71,11 @@ async fn wait_all_equal(src: &TestDb, maria: &mut MyDb, prefix: &str, index: &Pa
 async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
     let src = TestDb::new("reset_src").await;
     let mut maria = MyDb::new("reset_dst").await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+    src.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
              INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 120) g;",
-        )
-        .await
-        .expect("source");
+    )
+    .await;
     let prefix = format!("{}:", src.name);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
@@ -95,10 +93,8 @@ async fn a_reset_rebuilds_mariadb_redis_and_tantivy_targets() {
     );
     let running = common::start(&file);
     wait_all_equal(&src, &mut maria, &prefix, &index).await;
-    src.client
-        .batch_execute("DELETE FROM items WHERE id > 100; UPDATE items SET name = 'x' WHERE id = 1")
-        .await
-        .expect("changes");
+    src.exec("DELETE FROM items WHERE id > 100; UPDATE items SET name = 'x' WHERE id = 1")
+        .await;
     wait_all_equal(&src, &mut maria, &prefix, &index).await;
     common::stop(running);
 

@@ -52,21 +52,18 @@ async fn a_database_follows_another_through_kills() {
     let dst = TestDb::new("pgsink_dst").await;
     src.client.batch_execute(ITEMS).await.expect("source table");
     src.client.batch_execute(TYPED).await.expect("typed table");
-    src.client
-        .batch_execute(
-            "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+    src.exec(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
              INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 100) g;",
-        )
-        .await
-        .expect("notes");
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, "    parallelism: 2\n"));
 
     // Snapshot, then changes of every kind.
     let child = start(&file);
     wait_same_tables(&src, &dst, &["items", "notes", "typed"]).await;
-    src.client
-        .batch_execute(
+    src.exec(
             "UPDATE typed SET tx = tx || E'\\r', jb = jb || '{\"u\": 1}', tz = tz + interval '1 microsecond' WHERE id % 3 = 0;
              UPDATE typed SET id = id + 500 WHERE id % 10 = 1;
              DELETE FROM typed WHERE id % 10 = 2;
@@ -80,18 +77,12 @@ async fn a_database_follows_another_through_kills() {
              INSERT INTO items (id, name, score) VALUES (1000, 'new', 'NaN'), (1001, 'inf', '-Infinity');
              UPDATE items SET name = 'twice' WHERE id = 1000;
              DELETE FROM notes WHERE id > 90;",
-        )
-        .await
-        .expect("changes");
+        ).await;
     wait_same_tables(&src, &dst, &["items", "notes", "typed"]).await;
 
     // SIGKILL while the sink is part-way through many batches.
-    src.client
-        .batch_execute(
-            "INSERT INTO notes SELECT g, repeat('x', 200) FROM generate_series(1000, 40999) g;",
-        )
-        .await
-        .expect("many notes");
+    src.exec("INSERT INTO notes SELECT g, repeat('x', 200) FROM generate_series(1000, 40999) g;")
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let n: i64 = dst
@@ -111,10 +102,8 @@ async fn a_database_follows_another_through_kills() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     common::kill(child);
-    src.client
-        .batch_execute("UPDATE notes SET body = 'after the kill' WHERE id % 1000 = 7")
-        .await
-        .expect("changes while down");
+    src.exec("UPDATE notes SET body = 'after the kill' WHERE id % 1000 = 7")
+        .await;
     let child = start(&file);
     wait_same_tables(&src, &dst, &["items", "notes"]).await;
 
@@ -130,13 +119,11 @@ async fn a_database_follows_another_through_kills() {
         .expect("terminate")
         .get(0);
     assert!(killed >= 1, "the sink holds connections");
-    src.client
-        .batch_execute(
-            "UPDATE items SET meta = '{\"after\": \"terminate\"}' WHERE id < 100;
+    src.exec(
+        "UPDATE items SET meta = '{\"after\": \"terminate\"}' WHERE id < 100;
              INSERT INTO notes VALUES (-1, 'after terminate');",
-        )
-        .await
-        .expect("changes after terminate");
+    )
+    .await;
     wait_same_tables(&src, &dst, &["items", "notes"]).await;
     stop(child);
 
@@ -163,24 +150,20 @@ async fn a_database_follows_another_through_kills() {
 async fn truncates_new_columns_and_refused_rows() {
     let src = TestDb::new("pgsink_trunc_src").await;
     let dst = TestDb::new("pgsink_trunc_dst").await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
+    src.exec(
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
              INSERT INTO stock SELECT g, g FROM generate_series(1, 100) g;
              UPDATE stock SET qty = -1 WHERE id = 40;",
-        )
-        .await
-        .expect("source");
+    )
+    .await;
     // An existing target with a rule the source does not have, holding a
     // stale row the snapshot must overwrite (a bulk insert finds its key
     // taken and goes through the upsert).
-    dst.client
-        .batch_execute(
-            "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL CHECK (qty >= 0));
+    dst.exec(
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL CHECK (qty >= 0));
              INSERT INTO stock VALUES (7, 999);",
-        )
-        .await
-        .expect("target");
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     // One partition (ordering over partitions: see
     // `a_truncate_is_ordered_with_every_partition`).
@@ -215,16 +198,14 @@ async fn truncates_new_columns_and_refused_rows() {
         "the database's words, naming the table: {error}"
     );
 
-    src.client
-        .batch_execute(
-            "UPDATE stock SET qty = 0 WHERE id = 40;
+    src.exec(
+        "UPDATE stock SET qty = 0 WHERE id = 40;
              TRUNCATE stock;
              INSERT INTO stock SELECT g, g FROM generate_series(500, 520) g;
              ALTER TABLE stock ADD COLUMN note text;
              INSERT INTO stock VALUES (600, 6, 'with a note');",
-        )
-        .await
-        .expect("truncate and a new column");
+    )
+    .await;
     wait_same_tables(&src, &dst, &["stock"]).await;
     stop(child);
     tributary_tests::pg::drop_db_and_slot(src).await;
@@ -238,17 +219,13 @@ async fn truncates_new_columns_and_refused_rows() {
 async fn a_hanging_write_times_out_and_is_retried() {
     let src = TestDb::new("pgsink_timeout_src").await;
     let dst = TestDb::new("pgsink_timeout_dst").await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);
+    src.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
              INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;",
-        )
-        .await
-        .expect("source");
-    dst.client
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await
-        .expect("target");
+    )
+    .await;
+    dst.exec("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, "    timeout_ms: 300\n"));
     let child = start(&file);
@@ -260,10 +237,8 @@ async fn a_hanging_write_times_out_and_is_retried() {
         .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         .await
         .expect("lock");
-    src.client
-        .batch_execute("INSERT INTO t SELECT g, 'later' FROM generate_series(11, 20) g")
-        .await
-        .expect("more rows");
+    src.exec("INSERT INTO t SELECT g, 'later' FROM generate_series(11, 20) g")
+        .await;
     // Each abandoned attempt leaves a backend waiting on the lock.
     common::eventually_within(
         Duration::from_secs(30),
@@ -296,16 +271,9 @@ async fn a_hanging_write_times_out_and_is_retried() {
 async fn a_target_without_a_key_index_is_refused() {
     let src = TestDb::new("pgsink_nokey_src").await;
     let dst = TestDb::new("pgsink_nokey_dst").await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');",
-        )
-        .await
-        .expect("source");
-    dst.client
-        .batch_execute("CREATE TABLE t (id int, v text)")
-        .await
-        .expect("target");
+    src.exec("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');")
+        .await;
+    dst.exec("CREATE TABLE t (id int, v text)").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, ""));
     let child = start(&file);
@@ -335,13 +303,11 @@ async fn a_target_without_a_key_index_is_refused() {
 async fn a_truncate_is_ordered_with_every_partition() {
     let src = TestDb::new("pgsink_barrier_src").await;
     let dst = TestDb::new("pgsink_barrier_dst").await;
-    src.client
-        .batch_execute(
-            "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
+    src.exec(
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
              INSERT INTO stock SELECT g, g FROM generate_series(1, 1000) g;",
-        )
-        .await
-        .expect("source");
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml =
         pipeline(&src, &dst, "    parallelism: 2\n").replace("partitions: 2", "partitions: 4");
@@ -350,9 +316,8 @@ async fn a_truncate_is_ordered_with_every_partition() {
     wait_same_tables(&src, &dst, &["stock"]).await;
     // A reload: rows before the truncate (in every partition) must go,
     // rows after it must stay.
-    src.client
-        .batch_execute(
-            "BEGIN;
+    src.exec(
+        "BEGIN;
              INSERT INTO stock SELECT g, g FROM generate_series(1001, 1500) g;
              UPDATE stock SET qty = 0 WHERE id % 3 = 0;
              TRUNCATE stock;
@@ -364,20 +329,17 @@ async fn a_truncate_is_ordered_with_every_partition() {
              INSERT INTO stock SELECT g, g * 2 FROM generate_series(5000, 5200) g;
              DELETE FROM stock WHERE id % 10 = 0;
              COMMIT;",
-        )
-        .await
-        .expect("reloads");
+    )
+    .await;
     wait_same_tables(&src, &dst, &["stock"]).await;
     // Still ordered after a restart in between truncates.
     stop(child);
-    src.client
-        .batch_execute(
-            "INSERT INTO stock SELECT g, g FROM generate_series(6000, 6400) g;
+    src.exec(
+        "INSERT INTO stock SELECT g, g FROM generate_series(6000, 6400) g;
              TRUNCATE stock;
              INSERT INTO stock VALUES (1, 1), (2, 2), (3, 3);",
-        )
-        .await
-        .expect("while down");
+    )
+    .await;
     let child = start(&file);
     wait_same_tables(&src, &dst, &["stock"]).await;
     stop(child);

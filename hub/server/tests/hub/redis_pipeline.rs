@@ -98,15 +98,13 @@ async fn the_cache_follows_the_table_across_a_restart() {
 
     let child = start(&file);
     wait_equal(&db, &prefix).await;
-    db.client
-        .batch_execute(
-            "UPDATE customers SET name = 'renamed', balance = 0.01 WHERE id = 1;
+    db.exec(
+        "UPDATE customers SET name = 'renamed', balance = 0.01 WHERE id = 1;
              DELETE FROM customers WHERE id BETWEEN 2 AND 20;
              INSERT INTO customers VALUES (1000, 'new', 99.99);
              UPDATE customers SET id = 5000 WHERE id = 50;",
-        )
-        .await
-        .expect("changes");
+    )
+    .await;
     wait_equal(&db, &prefix).await;
     let out = stop(child);
     assert!(
@@ -115,13 +113,11 @@ async fn the_cache_follows_the_table_across_a_restart() {
     );
 
     // Changes while it is down, then a restart.
-    db.client
-        .batch_execute(
-            "UPDATE customers SET name = 'while down' WHERE id = 30;
+    db.exec(
+        "UPDATE customers SET name = 'while down' WHERE id = 30;
              DELETE FROM customers WHERE id = 31;",
-        )
-        .await
-        .expect("changes while down");
+    )
+    .await;
     let child = start(&file);
     wait_equal(&db, &prefix).await;
     stop(child);
@@ -149,12 +145,9 @@ async fn a_kill_mid_stream_neither_loses_nor_repeats_a_row() {
     let mut heard: Vec<String> = Vec::new();
     let child = start(&file);
     wait_equal(&db, &prefix).await;
-    db.client
-        .batch_execute(
+    db.exec(
             "INSERT INTO customers SELECT g, 'bulk ' || g, g * 0.5 FROM generate_series(10000, 29999) g",
-        )
-        .await
-        .expect("bulk insert");
+        ).await;
     // Killed as soon as the first rows of the change are heard.
     let keys = format!("{prefix}public.customers:");
     tokio::task::block_in_place(|| {
@@ -379,15 +372,13 @@ async fn json_table(db: &TestDb, prefix: &str) -> BTreeMap<String, serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rows_with_a_key_template_ttl_and_invalidation() {
     let db = TestDb::new("redisjson").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE docs (id int PRIMARY KEY, name text NOT NULL, note text, big text);
+    db.exec(
+        "CREATE TABLE docs (id int PRIMARY KEY, name text NOT NULL, note text, big text);
              INSERT INTO docs SELECT g, 'doc ' || g, NULL,
                  (SELECT string_agg(md5((g * 1000 + i)::text), '') FROM generate_series(1, 300) i)
                FROM generate_series(1, 20) g;",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     let prefix = format!("{}:", db.name);
     let channel = format!("{}-changes", db.name);
     // Invalidation messages, collected by a subscriber.
@@ -430,14 +421,12 @@ async fn json_rows_with_a_key_template_ttl_and_invalidation() {
         }
     };
     wait("snapshot").await;
-    db.client
-        .batch_execute(
-            "UPDATE docs SET note = 'noted' WHERE id <= 5; -- big is unchanged TOAST
+    db.exec(
+        "UPDATE docs SET note = 'noted' WHERE id <= 5; -- big is unchanged TOAST
              DELETE FROM docs WHERE id = 20;
              INSERT INTO docs VALUES (100, 'new', 'n', NULL);",
-        )
-        .await
-        .expect("changes");
+    )
+    .await;
     wait("changes").await;
     let ttl: i64 = redis::cmd("TTL")
         .arg(format!("{prefix}docs:3"))
@@ -457,10 +446,7 @@ async fn json_rows_with_a_key_template_ttl_and_invalidation() {
         .arg("x")
         .query(&mut redis())
         .expect("set");
-    db.client
-        .batch_execute("TRUNCATE docs")
-        .await
-        .expect("truncate");
+    db.exec("TRUNCATE docs").await;
     wait("truncate").await;
     let other: Option<String> = redis::cmd("GET")
         .arg(format!("{prefix}other:1"))

@@ -15,13 +15,11 @@ const ROWS_PER_TX: i64 = 5;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_then_restart_loses_and_repeats_nothing() {
     let db = TestDb::new("run").await;
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL);
+    db.exec(&format!(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL);
              INSERT INTO items SELECT g, 'before ' || g FROM generate_series(1, {BEFORE}) g;"
-        ))
-        .await
-        .expect("ddl");
+    ))
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let slot = format!("{}_slot", db.name);
     let file = common::pipeline_file(

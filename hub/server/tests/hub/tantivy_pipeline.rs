@@ -97,13 +97,11 @@ fn pipeline(dir: &Path, db: &TestDb, batch_size: u32) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_follows_the_table_through_changes_and_a_crash() {
     let db = TestDb::new("tantivy").await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, age int);
+    db.exec(
+        "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, age int);
              INSERT INTO people SELECT g, 'person ' || g, g % 90 FROM generate_series(1, 200) g;",
-        )
-        .await
-        .expect("ddl");
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = pipeline(dir.path(), &db, 200);
     // No `path:`: the index is the data directory's search/<sink>.
@@ -111,21 +109,15 @@ async fn the_index_follows_the_table_through_changes_and_a_crash() {
 
     let child = common::start(&file);
     wait_equal("snapshot", &db, &index).await;
-    db.client
-        .batch_execute(
-            "INSERT INTO people SELECT g, 'late ' || g, NULL FROM generate_series(201, 250) g",
-        )
-        .await
-        .expect("inserts");
+    db.exec("INSERT INTO people SELECT g, 'late ' || g, NULL FROM generate_series(201, 250) g")
+        .await;
     wait_equal("inserts", &db, &index).await;
-    db.client
-        .batch_execute(
-            "UPDATE people SET name = 'Ada Lovelace', age = 36 WHERE id = 1;
+    db.exec(
+        "UPDATE people SET name = 'Ada Lovelace', age = 36 WHERE id = 1;
              UPDATE people SET age = age + 1 WHERE id BETWEEN 100 AND 120;
              UPDATE people SET id = 5000 WHERE id = 50;",
-        )
-        .await
-        .expect("updates");
+    )
+    .await;
     wait_equal("updates and a key change", &db, &index).await;
     // Queries over the row's columns: words, a range.
     let hits = search(&index, &["name:lovelace"]);
@@ -144,33 +136,27 @@ async fn the_index_follows_the_table_through_changes_and_a_crash() {
         .expect("count")
         .get(0);
     assert_eq!(hits.len() as i64, want, "a range over an integer column");
-    db.client
-        .batch_execute("DELETE FROM people WHERE id BETWEEN 2 AND 40 OR id = 5000")
-        .await
-        .expect("deletes");
+    db.exec("DELETE FROM people WHERE id BETWEEN 2 AND 40 OR id = 5000")
+        .await;
     wait_equal("deletes", &db, &index).await;
     // A truncate between rows in one transaction: the rows before it go,
     // the rows after it stay, whichever partition holds them.
-    db.client
-        .batch_execute(
-            "BEGIN;
+    db.exec(
+        "BEGIN;
              INSERT INTO people SELECT g, 'before ' || g, 2 FROM generate_series(6000, 6100) g;
              TRUNCATE people;
              INSERT INTO people VALUES (7, 'after the truncate', 1), (8, 'also after', NULL);
              COMMIT;",
-        )
-        .await
-        .expect("truncate between rows");
+    )
+    .await;
     wait_equal("a truncate between rows", &db, &index).await;
 
     // A large change, killed in the middle: the first rows searchable,
     // not all.
-    db.client
-        .batch_execute(
-            "INSERT INTO people SELECT g, 'bulk ' || g, g % 50 FROM generate_series(10000, 29999) g",
-        )
-        .await
-        .expect("bulk insert");
+    db.exec(
+        "INSERT INTO people SELECT g, 'bulk ' || g, g % 50 FROM generate_series(10000, 29999) g",
+    )
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let seen = loop {
         let (rows, _) = indexed(&index);

@@ -35,16 +35,13 @@ fn pipeline(src: &TestDb, dst: &TestDb) -> String {
 async fn transforms_shape_what_reaches_the_log_and_the_target() {
     let src = TestDb::new("xform_src").await;
     let dst = TestDb::new("xform_dst").await;
-    src.client
-        .batch_execute(
+    src.exec(
             "CREATE TABLE users (id int PRIMARY KEY, email text, age int, note text, secret text);
              INSERT INTO users VALUES (1, 'ann@x', 30, 'first', 's1'), (2, 'bob@x', 12, 'kid', 's2'),
                                       (3, NULL, 45, NULL, 's3');
              CREATE TABLE audit (id int PRIMARY KEY, msg text NOT NULL);
              INSERT INTO audit VALUES (1, 'created'), (2, 'paid');",
-        )
-        .await
-        .expect("source tables");
+        ).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst));
     let child = common::start(&file);
@@ -65,18 +62,16 @@ async fn transforms_shape_what_reaches_the_log_and_the_target() {
 
     // Streaming: inserts, updates and deletes go through the same chain;
     // the unwrapped topic's deletes delete.
-    src.client
-        .batch_execute(
-            "INSERT INTO users VALUES (4, 'dee@x', 17, 'young', 's4'), (5, 'eve@x', 50, 'new', 's5');
+    src.exec(
+        "INSERT INTO users VALUES (4, 'dee@x', 17, 'young', 's4'), (5, 'eve@x', 50, 'new', 's5');
              UPDATE users SET note = 'changed', secret = 'zzz' WHERE id = 1;
              UPDATE users SET age = 18 WHERE id = 4;
              DELETE FROM users WHERE id = 3;
              UPDATE audit SET msg = 'refunded' WHERE id = 2;
              DELETE FROM audit WHERE id = 1;
              INSERT INTO audit VALUES (3, 'shipped');",
-        )
-        .await
-        .expect("changes");
+    )
+    .await;
     wait_rows(
         &dst,
         users,
