@@ -8,3 +8,4 @@ mod mysql;
 mod pipeline;
 mod postgres;
 mod schemas;
+mod sinks;

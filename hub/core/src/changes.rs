@@ -251,6 +251,61 @@ pub enum TxError {
     Sink(SinkError),
 }
 
+impl TxError {
+    /// Retry: `message` in the target's words, `cause` behind it.
+    pub fn transient(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        TxError::Sink(SinkError::transient(message).with_cause(cause))
+    }
+
+    /// Stop: `message` in the target's words, `cause` behind it.
+    pub fn fatal(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        TxError::Sink(SinkError::fatal(message).with_cause(cause))
+    }
+
+    /// Stop, for a reason the sink found itself (no error behind it).
+    pub fn refused(message: impl Into<String>) -> Self {
+        TxError::Sink(SinkError::fatal(message))
+    }
+
+    /// Whether retrying the transaction on a new connection may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TxError::Sink(SinkError::Transient { .. }))
+    }
+
+    /// A record's fault taken as transient: where the only constraint
+    /// that can fail is another worker doing the same DDL at once.
+    pub fn data_as_transient(self) -> Self {
+        match self {
+            TxError::Data(m) => TxError::Sink(SinkError::transient(m)),
+            other => other,
+        }
+    }
+
+    /// As a sink error, where no record is to blame (reading or storing
+    /// offsets): a record's fault there is transient.
+    pub fn into_sink(self) -> SinkError {
+        match self {
+            TxError::Data(m) => SinkError::transient(m),
+            TxError::Sink(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for TxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxError::Data(m) => f.write_str(m),
+            TxError::Sink(e) => e.fmt(f),
+        }
+    }
+}
+
 /// A sink that writes a run of records in one transaction (with their
 /// offsets), or nothing of it.
 pub trait TransactionalWriter: Send {

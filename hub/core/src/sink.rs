@@ -131,6 +131,22 @@ impl SinkError {
         }
     }
 
+    /// The same error with `cause` kept as its source (a transient or
+    /// fatal error whose message the sink rendered from the cause).
+    pub fn with_cause(self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match self {
+            SinkError::Transient { message, .. } => SinkError::Transient {
+                message,
+                cause: Some(Arc::new(cause)),
+            },
+            SinkError::Fatal { message, .. } => SinkError::Fatal {
+                message,
+                cause: Some(Arc::new(cause)),
+            },
+            other => other,
+        }
+    }
+
     /// A fatal error described by `message` alone.
     pub fn fatal(message: impl Into<String>) -> Self {
         SinkError::Fatal {

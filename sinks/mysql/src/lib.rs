@@ -75,35 +75,17 @@ const LOAD_CHUNK: usize = 64 * 1024;
 /// MiB by default on MariaDB, 64 MiB on MySQL 8).
 const STATEMENT_BYTES: usize = 4 << 20;
 
-/// Why a statement failed.
-#[derive(Debug)]
-enum Fail {
-    Data(String),
-    Transient(String),
-    Fatal(String),
-}
-
-impl Fail {
-    fn into_tx(self) -> TxError {
-        match self {
-            Fail::Data(m) => TxError::Data(m),
-            Fail::Transient(m) => TxError::Sink(SinkError::transient(m)),
-            Fail::Fatal(m) => TxError::Sink(SinkError::fatal(m)),
-        }
-    }
-}
-
 /// Classifies an error; `what` names the table.
-fn classify(what: &str, e: &mysql_async::Error) -> Fail {
-    let mysql_async::Error::Server(se) = e else {
+fn classify(what: &str, e: mysql_async::Error) -> TxError {
+    let mysql_async::Error::Server(se) = &e else {
         let msg = format!("{what}: {e}");
         // The driver refuses a packet past max_allowed_packet: a row too
         // large, not a connection problem.
         if msg.contains("max_allowed_packet") {
-            return Fail::Data(msg);
+            return TxError::Data(msg);
         }
         // The connection, the driver: try again on a new connection.
-        return Fail::Transient(msg);
+        return TxError::transient(msg, e);
     };
     let msg = format!(
         "{what}: {} (error {}, SQLSTATE {})",
@@ -113,17 +95,17 @@ fn classify(what: &str, e: &mysql_async::Error) -> Fail {
         // Deadlock, lock wait timeout, read-only (a failover), too many
         // connections, shutting down, connection killed.
         1213 | 1205 | 1290 | 1836 | 1040 | 1053 | 1927 | 2006 | 2013 | 1317 | 4031 => {
-            Fail::Transient(msg)
+            TxError::transient(msg, e)
         }
-        _ if se.state.starts_with("08") => Fail::Transient(msg),
+        _ if se.state.starts_with("08") => TxError::transient(msg, e),
         // A statement past max_allowed_packet: some row is too large.
-        1153 => Fail::Data(msg),
+        1153 => TxError::Data(msg),
         // Access denied, unknown database or table.
-        1044 | 1045 | 1142 | 1143 | 1049 | 1146 => Fail::Fatal(msg),
-        _ if se.state.starts_with("22") || se.state.starts_with("23") => Fail::Data(msg),
+        1044 | 1045 | 1142 | 1143 | 1049 | 1146 => TxError::fatal(msg, e),
+        _ if se.state.starts_with("22") || se.state.starts_with("23") => TxError::Data(msg),
         // Out of range, bad value, too long, CHECK (MySQL, MariaDB).
-        1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1690 | 3819 | 4025 => Fail::Data(msg),
-        _ => Fail::Fatal(msg),
+        1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1690 | 3819 | 4025 => TxError::Data(msg),
+        _ => TxError::fatal(msg, e),
     }
 }
 
@@ -200,15 +182,15 @@ impl MySqlSink {
         })
     }
 
-    async fn connect(&mut self) -> Result<mysql_async::Conn, Fail> {
+    async fn connect(&mut self) -> Result<mysql_async::Conn, TxError> {
         if let Some(c) = self.conn.take() {
             return Ok(c);
         }
         let opts = mysql_async::Opts::from_url(&self.cfg.url)
-            .map_err(|e| Fail::Fatal(format!("mysql URL: {e}")))?;
+            .map_err(|e| TxError::fatal(format!("mysql URL: {e}"), e))?;
         let mut c = mysql_async::Conn::new(opts)
             .await
-            .map_err(|e| classify("connecting", &e))?;
+            .map_err(|e| classify("connecting", e))?;
         // Strict: a value that does not fit is an error. No backslash
         // escapes: a literal's only special character is the quote.
         c.query_drop(
@@ -216,7 +198,7 @@ impl MySqlSink {
                  time_zone = '+00:00', NAMES utf8mb4",
         )
         .await
-        .map_err(|e| classify("session settings", &e))?;
+        .map_err(|e| classify("session settings", e))?;
         // MariaDB's utf8mb4_bin pads (`'x'` = `'x '`); its no-pad twin, or
         // MySQL 8's, does not.
         let nopad: Option<String> = c
@@ -226,7 +208,7 @@ impl MySqlSink {
                   ORDER BY COLLATION_NAME DESC LIMIT 1",
             )
             .await
-            .map_err(|e| classify("collations", &e))?;
+            .map_err(|e| classify("collations", e))?;
         if let Some(n) = nopad {
             self.collation = n;
         }
@@ -238,13 +220,17 @@ impl MySqlSink {
                  PRIMARY KEY (sink, topic, `partition`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         ))
         .await
-        .map_err(|e| classify(OFFSETS, &e))?;
+        .map_err(|e| classify(OFFSETS, e))?;
         Ok(c)
     }
 
     /// The target of `shape` exists with every mapped column (created or
     /// extended as configured).
-    async fn ensure(&mut self, c: &mut mysql_async::Conn, shape: &TableSchema) -> Result<(), Fail> {
+    async fn ensure(
+        &mut self,
+        c: &mut mysql_async::Conn,
+        shape: &TableSchema,
+    ) -> Result<(), TxError> {
         let src = source_key(shape);
         if let Some(t) = self.targets.get(&src)
             && (!self.cfg.create_tables
@@ -279,10 +265,10 @@ impl MySqlSink {
         let mut existing: Vec<String> = c
             .query(&columns_sql)
             .await
-            .map_err(|e| classify(&name, &e))?;
+            .map_err(|e| classify(&name, e))?;
         if existing.is_empty() {
             if !self.cfg.create_tables {
-                return Err(Fail::Fatal(format!(
+                return Err(TxError::refused(format!(
                     "target table {name} does not exist (create_tables is off)"
                 )));
             }
@@ -292,14 +278,14 @@ impl MySqlSink {
             if let Some(d) = &db {
                 c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {}", ident(d)))
                     .await
-                    .map_err(|e| classify(&name, &e))?;
+                    .map_err(|e| classify(&name, e))?;
             }
             c.query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {quoted_name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
                 defs.join(", ")
             ))
             .await
-            .map_err(|e| classify(&name, &e))?;
+            .map_err(|e| classify(&name, e))?;
             tracing::info!(sink = %self.cfg.name, table = %name, "target table created");
         } else if self.cfg.create_tables {
             for (i, col, t) in self
@@ -317,14 +303,14 @@ impl MySqlSink {
                     )
                 ))
                 .await
-                .map_err(|e| classify(&name, &e))?;
+                .map_err(|e| classify(&name, e))?;
                 tracing::info!(sink = %self.cfg.name, table = %name, column = %t, "target column added");
             }
         }
         existing = c
             .query(&columns_sql)
             .await
-            .map_err(|e| classify(&name, &e))?;
+            .map_err(|e| classify(&name, e))?;
         self.targets.insert(
             src,
             Target {
@@ -337,7 +323,7 @@ impl MySqlSink {
         Ok(())
     }
 
-    async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), Fail> {
+    async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), TxError> {
         let todo: Vec<&SinkRecord> = batch
             .iter()
             .filter(|r| {
@@ -362,7 +348,7 @@ impl MySqlSink {
                 }
                 self.conn = Some(c);
             }
-            Err(Fail::Transient(_)) => {
+            Err(e) if e.is_transient() => {
                 // The connection may be broken: a new one next time.
                 let _ = c.disconnect().await;
             }
@@ -379,7 +365,7 @@ impl MySqlSink {
         &mut self,
         c: &mut mysql_async::Conn,
         todo: &[&SinkRecord],
-    ) -> Result<(), Fail> {
+    ) -> Result<(), TxError> {
         // Tables and columns first: DDL commits.
         let mut last: Option<&Arc<TableSchema>> = None;
         for r in todo {
@@ -387,15 +373,14 @@ impl MySqlSink {
                 continue;
             }
             last = Some(&r.table);
-            self.ensure(c, &r.table).await.map_err(|e| match e {
-                // Another worker creating the same table.
-                Fail::Data(m) => Fail::Transient(m),
-                other => other,
-            })?;
+            // A constraint here is another worker creating the same table.
+            self.ensure(c, &r.table)
+                .await
+                .map_err(TxError::data_as_transient)?;
         }
         c.query_drop("START TRANSACTION")
             .await
-            .map_err(|e| classify("START TRANSACTION", &e))?;
+            .map_err(|e| classify("START TRANSACTION", e))?;
         let mut pending: Pending<'_, (String, String)> = Pending::default();
         let mut shapes: HashMap<(String, String), Arc<TableSchema>> = HashMap::new();
         let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
@@ -438,7 +423,7 @@ impl MySqlSink {
                 let (name, shown) = (t.name.clone(), t.shown.clone());
                 c.query_drop(format!("DELETE FROM {name}"))
                     .await
-                    .map_err(|e| classify(&shown, &e))?;
+                    .map_err(|e| classify(&shown, e))?;
                 continue;
             }
             // Keys as the literals the statements use.
@@ -462,17 +447,17 @@ impl MySqlSink {
             sql.push_str(&format!(",{p},{next})"));
         }
         sql.push_str(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)");
-        c.query_drop(sql).await.map_err(|e| classify(OFFSETS, &e))?;
+        c.query_drop(sql).await.map_err(|e| classify(OFFSETS, e))?;
         c.query_drop("COMMIT")
             .await
-            .map_err(|e| classify("COMMIT", &e))?;
+            .map_err(|e| classify("COMMIT", e))?;
         Ok(())
     }
 
-    fn target(&self, src: &(String, String)) -> Result<&Target, Fail> {
+    fn target(&self, src: &(String, String)) -> Result<&Target, TxError> {
         self.targets
             .get(src)
-            .ok_or_else(|| Fail::Fatal(format!("no target for table {}", src.1)))
+            .ok_or_else(|| TxError::refused(format!("no target for table {}", src.1)))
     }
 
     /// Writes one table's changes: deletes, then upserts grouped by which
@@ -483,7 +468,7 @@ impl MySqlSink {
         src: &(String, String),
         shape: &TableSchema,
         changes: TableChanges<'_>,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), TxError> {
         let t = self.target(src)?;
         let (name, shown) = (t.name.clone(), t.shown.clone());
         // Per source column: the quoted target column, if it has one.
@@ -500,7 +485,7 @@ impl MySqlSink {
             match cols.get(i).cloned().flatten() {
                 Some(k) => key_cols.push(k),
                 None => {
-                    return Err(Fail::Fatal(format!(
+                    return Err(TxError::refused(format!(
                         "target table {shown} has no column for key column {}",
                         shape.columns.get(i).map_or("?", |c| c.name.as_str())
                     )));
@@ -524,7 +509,7 @@ impl MySqlSink {
                 sql.push(')');
             }
             sql.push(')');
-            c.query_drop(sql).await.map_err(|e| classify(&shown, &e))?;
+            c.query_drop(sql).await.map_err(|e| classify(&shown, e))?;
         }
         for ((mask, inserted), rows) in writes.upserts {
             let written: Vec<usize> = (0..cols.len())
@@ -570,7 +555,7 @@ impl MySqlSink {
                         continue;
                     };
                     text::literal(&mut sql, &col.ty, d)
-                        .map_err(|e| Fail::Data(format!("{shown}: column {}: {e}", col.name)))?;
+                        .map_err(|e| TxError::Data(format!("{shown}: column {}: {e}", col.name)))?;
                 }
                 sql.push(')');
                 in_statement += 1;
@@ -579,7 +564,7 @@ impl MySqlSink {
                     sql.push_str(&tail);
                     c.query_drop(std::mem::take(&mut sql))
                         .await
-                        .map_err(|e| classify(&shown, &e))?;
+                        .map_err(|e| classify(&shown, e))?;
                     in_statement = 0;
                 }
             }
@@ -625,11 +610,11 @@ impl MySqlSink {
         shape: &TableSchema,
         written: &[usize],
         rows: &[Vec<&tributary_core::Datum>],
-    ) -> Result<bool, Fail> {
+    ) -> Result<bool, TxError> {
         let shown = self.target(src)?.shown.clone();
         c.query_drop("SAVEPOINT tributary_direct")
             .await
-            .map_err(|e| classify(&shown, &e))?;
+            .map_err(|e| classify(&shown, e))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         let data = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (chunk, rx))
@@ -694,25 +679,23 @@ impl MySqlSink {
                 return Ok(true);
             }
             Ok(()) => "a row was there already or a value did not fit".to_string(),
-            Err(e) => match classify(&shown, &e) {
-                Fail::Transient(m) => return Err(Fail::Transient(m)),
-                other => {
-                    let m = match other {
-                        Fail::Data(m) | Fail::Fatal(m) | Fail::Transient(m) => m,
-                    };
-                    if let mysql_async::Error::Server(se) = &e
-                        && matches!(se.code, 1148 | 3948 | 4166)
-                    {
-                        tracing::warn!(sink = %self.cfg.name, error = %m, "the server refuses LOAD DATA LOCAL; new rows take the INSERT path");
-                        self.load_data = false;
-                    }
-                    m
+            Err(e) => {
+                let refuses_local = matches!(&e, mysql_async::Error::Server(se) if matches!(se.code, 1148 | 3948 | 4166));
+                let failed = classify(&shown, e);
+                if failed.is_transient() {
+                    return Err(failed);
                 }
-            },
+                let m = failed.to_string();
+                if refuses_local {
+                    tracing::warn!(sink = %self.cfg.name, error = %m, "the server refuses LOAD DATA LOCAL; new rows take the INSERT path");
+                    self.load_data = false;
+                }
+                m
+            }
         };
         c.query_drop("ROLLBACK TO SAVEPOINT tributary_direct")
             .await
-            .map_err(|e| classify(&shown, &e))?;
+            .map_err(|e| classify(&shown, e))?;
         tracing::debug!(sink = %self.cfg.name, table = %shown, reason = %outcome, "bulk load rolled back; the INSERT path takes these rows");
         if let Some(t) = self.targets.get_mut(src) {
             t.direct_pause = 16;
@@ -723,17 +706,14 @@ impl MySqlSink {
 
 impl TransactionalWriter for MySqlSink {
     fn write<'a>(&'a mut self, records: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), TxError>> {
-        Box::pin(async move { self.try_batch(records).await.map_err(Fail::into_tx) })
+        Box::pin(self.try_batch(records))
     }
 }
 
 impl Sink for MySqlSink {
     fn stored_offsets(&mut self) -> BoxFuture<'_, Result<Option<StoredOffsets>, SinkError>> {
         Box::pin(async move {
-            let mut c = self.connect().await.map_err(|e| match e.into_tx() {
-                TxError::Data(m) => SinkError::transient(m),
-                TxError::Sink(e) => e,
-            })?;
+            let mut c = self.connect().await.map_err(TxError::into_sink)?;
             let mut sql =
                 format!("SELECT topic, `partition`, next_offset FROM {OFFSETS} WHERE sink = ");
             quoted(&mut sql, &self.cfg.name);
@@ -744,10 +724,7 @@ impl Sink for MySqlSink {
                     r
                 }
                 Err(e) => {
-                    return Err(match classify(OFFSETS, &e) {
-                        Fail::Fatal(m) => SinkError::fatal(m),
-                        Fail::Data(m) | Fail::Transient(m) => SinkError::transient(m),
-                    });
+                    return Err(classify(OFFSETS, e).into_sink());
                 }
             };
             self.done.clear();
@@ -772,11 +749,7 @@ impl Sink for MySqlSink {
             if offsets.is_empty() {
                 return Ok(());
             }
-            let sink_err = |f: Fail| match f {
-                Fail::Fatal(m) => SinkError::fatal(m),
-                Fail::Data(m) | Fail::Transient(m) => SinkError::transient(m),
-            };
-            let mut c = self.connect().await.map_err(sink_err)?;
+            let mut c = self.connect().await.map_err(TxError::into_sink)?;
             let mut sql =
                 format!("INSERT INTO {OFFSETS} (sink, topic, `partition`, next_offset) VALUES ");
             for (i, (tp, next)) in offsets.iter().enumerate() {
@@ -793,7 +766,7 @@ impl Sink for MySqlSink {
             // Autocommit: one statement, durable when it returns.
             c.query_drop(sql)
                 .await
-                .map_err(|e| sink_err(classify(OFFSETS, &e)))?;
+                .map_err(|e| classify(OFFSETS, e).into_sink())?;
             self.conn = Some(c);
             for (tp, next) in offsets {
                 self.done

@@ -53,31 +53,20 @@ pub struct PgSinkConfig {
     pub create_tables: bool,
 }
 
-/// Why a statement failed, as the retry logic needs it.
-#[derive(Debug)]
-enum Fail {
-    /// A value or constraint: the record's fault.
-    Data(String),
-    /// Connection, deadlock, serialization, shutdown: retry.
-    Transient(String),
-    /// Configuration, privileges, schema mismatch: stop.
-    Fatal(String),
-}
-
-impl Fail {
-    fn into_sink(self) -> SinkError {
-        match self {
-            Fail::Data(m) | Fail::Fatal(m) => SinkError::fatal(m),
-            Fail::Transient(m) => SinkError::transient(m),
-        }
+/// As a sink error where no record is to blame (connecting, reading or
+/// storing offsets): a value or constraint error there is not retried.
+fn no_record(e: TxError) -> SinkError {
+    match e {
+        TxError::Data(m) => SinkError::fatal(m),
+        TxError::Sink(e) => e,
     }
 }
 
 /// Classifies a database error by SQLSTATE; `what` names the statement's
 /// table.
-fn classify(what: &str, e: &tokio_postgres::Error) -> Fail {
+fn classify(what: &str, e: tokio_postgres::Error) -> TxError {
     let Some(db) = e.as_db_error() else {
-        return Fail::Transient(format!("{what}: {e}"));
+        return TxError::transient(format!("{what}: {e}"), e);
     };
     let code = db.code().code();
     let mut msg = format!("{what}: {}", db.message());
@@ -95,13 +84,16 @@ fn classify(what: &str, e: &tokio_postgres::Error) -> Fail {
     match (class, code) {
         // Values, constraints, two keys the target holds equal (21000),
         // an index row too large (54000).
-        ("22" | "23", _) | (_, "21000" | "54000") => Fail::Data(msg),
+        ("22" | "23", _) | (_, "21000" | "54000") => TxError::Data(msg),
         (_, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "57014")
-        | ("08" | "53" | "58", _) => Fail::Transient(msg),
-        (_, "42P10") => Fail::Fatal(format!(
-            "{msg}: the target table needs a primary key or unique index on the source's key columns"
-        )),
-        _ => Fail::Fatal(msg),
+        | ("08" | "53" | "58", _) => TxError::transient(msg, e),
+        (_, "42P10") => TxError::fatal(
+            format!(
+                "{msg}: the target table needs a primary key or unique index on the source's key columns"
+            ),
+            e,
+        ),
+        _ => TxError::fatal(msg, e),
     }
 }
 
@@ -168,7 +160,7 @@ impl PostgresSink {
         }
     }
 
-    async fn connect(&mut self) -> Result<Client, Fail> {
+    async fn connect(&mut self) -> Result<Client, TxError> {
         if let Some(c) = self.client.take()
             && !c.is_closed()
         {
@@ -180,7 +172,7 @@ impl PostgresSink {
         self.stmts.clear();
         let c = tributary_postgres_conn::sql_connect(&self.cfg.connect)
             .await
-            .map_err(|e| Fail::Transient(e.to_string()))?;
+            .map_err(|e| TxError::transient(e.to_string(), e))?;
         // Commits stay synchronous: the worker goes on from the offsets it
         // saw committed, so a commit the server lost in a crash would never
         // be applied again (with 10000-row batches the WAL flush per commit
@@ -195,7 +187,7 @@ impl PostgresSink {
         .or_else(|e| match e.code().map(|c| c.code()) {
             // Another worker of the sink created it at the same moment.
             Some("23505" | "42P07") => Ok(()),
-            _ => Err(classify(OFFSETS, &e)),
+            _ => Err(classify(OFFSETS, e)),
         })?;
         Ok(c)
     }
@@ -203,14 +195,13 @@ impl PostgresSink {
     /// The target for `shape`, created or extended as configured. A
     /// constraint error here is another worker creating the same table:
     /// retried, never blamed on a record.
-    async fn ensure(&mut self, c: &Client, shape: &Arc<TableSchema>) -> Result<(), Fail> {
-        self.ensure_inner(c, shape).await.map_err(|e| match e {
-            Fail::Data(m) => Fail::Transient(m),
-            other => other,
-        })
+    async fn ensure(&mut self, c: &Client, shape: &Arc<TableSchema>) -> Result<(), TxError> {
+        self.ensure_inner(c, shape)
+            .await
+            .map_err(TxError::data_as_transient)
     }
 
-    async fn ensure_inner(&mut self, c: &Client, shape: &Arc<TableSchema>) -> Result<(), Fail> {
+    async fn ensure_inner(&mut self, c: &Client, shape: &Arc<TableSchema>) -> Result<(), TxError> {
         let src = source_key(shape);
         if let Some(t) = self.targets.get(&src)
             && (Arc::ptr_eq(&t.shape, shape) || *t.shape == **shape)
@@ -223,10 +214,10 @@ impl PostgresSink {
         let name = format!("{}.{}", ident(&schema), ident(&table));
         let mut existing = target_columns(c, &schema, &table)
             .await
-            .map_err(|e| classify(&shown, &e))?;
+            .map_err(|e| classify(&shown, e))?;
         if existing.is_empty() {
             if !self.cfg.create_tables {
-                return Err(Fail::Fatal(format!(
+                return Err(TxError::refused(format!(
                     "target table {shown} does not exist (create_tables is off)"
                 )));
             }
@@ -241,7 +232,7 @@ impl PostgresSink {
             );
             c.batch_execute(&ddl)
                 .await
-                .map_err(|e| classify(&shown, &e))?;
+                .map_err(|e| classify(&shown, e))?;
             tracing::info!(sink = %self.cfg.name, table = %shown, "target table created");
         } else {
             let mut added = false;
@@ -258,7 +249,7 @@ impl PostgresSink {
                     );
                     c.batch_execute(&ddl)
                         .await
-                        .map_err(|e| classify(&shown, &e))?;
+                        .map_err(|e| classify(&shown, e))?;
                     tracing::info!(sink = %self.cfg.name, table = %shown, column = %t, "target column added");
                     added = true;
                 } else {
@@ -274,7 +265,7 @@ impl PostgresSink {
         }
         existing = target_columns(c, &schema, &table)
             .await
-            .map_err(|e| classify(&shown, &e))?;
+            .map_err(|e| classify(&shown, e))?;
         self.finish_ensure(c, shape, src, shown, name, existing)
             .await
     }
@@ -287,7 +278,7 @@ impl PostgresSink {
         shown: String,
         name: String,
         existing: Vec<(String, String)>,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), TxError> {
         let cols: Vec<Option<(String, String)>> = shape
             .columns
             .iter()
@@ -308,7 +299,7 @@ impl PostgresSink {
                     key_types.push(ty);
                 }
                 None => {
-                    return Err(Fail::Fatal(format!(
+                    return Err(TxError::refused(format!(
                         "target table {shown} has no column for key column {}",
                         shape.columns.get(i).map_or("?", |c| c.name.as_str())
                     )));
@@ -335,12 +326,12 @@ impl PostgresSink {
                     &[&name],
                 )
                 .await
-                .map_err(|e| classify(&shown, &e))?
+                .map_err(|e| classify(&shown, e))?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
             if !unique.contains(&key_names) {
-                return Err(Fail::Fatal(format!(
+                return Err(TxError::refused(format!(
                     "target table {shown} has no primary key or unique index on ({}): rows cannot be matched; add one",
                     key_names.join(", ")
                 )));
@@ -361,7 +352,7 @@ impl PostgresSink {
             defs.join(", ")
         ))
         .await
-        .map_err(|e| classify(&shown, &e))?;
+        .map_err(|e| classify(&shown, e))?;
         if let Some(old) = self.targets.remove(&src) {
             // Dropped outside the batch's fate: a failed batch rolls back
             // only what it did.
@@ -387,7 +378,7 @@ impl PostgresSink {
     }
 
     /// Applies `batch` (records not applied before) in one transaction.
-    async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), Fail> {
+    async fn try_batch(&mut self, batch: &[SinkRecord]) -> Result<(), TxError> {
         let mut seen: Option<(&Arc<str>, u32, Option<u64>)> = None;
         let todo: Vec<&SinkRecord> = batch
             .iter()
@@ -465,10 +456,10 @@ impl PostgresSink {
         }
     }
 
-    async fn transaction(&mut self, c: &Client, todo: &[&SinkRecord]) -> Result<(), Fail> {
+    async fn transaction(&mut self, c: &Client, todo: &[&SinkRecord]) -> Result<(), TxError> {
         c.batch_execute("BEGIN")
             .await
-            .map_err(|e| classify("BEGIN", &e))?;
+            .map_err(|e| classify("BEGIN", e))?;
         // Per table (few in a batch), in order of appearance.
         let mut pending: Pending<'_, (String, String)> = Pending::default();
         let mut offsets: BTreeMap<(Arc<str>, u32), u64> = BTreeMap::new();
@@ -503,7 +494,7 @@ impl PostgresSink {
                 }
             }
             let Some(target) = self.targets.get(src) else {
-                return Err(Fail::Fatal(format!(
+                return Err(TxError::refused(format!(
                     "no target for table {}",
                     r.table.qualified_name()
                 )));
@@ -512,7 +503,7 @@ impl PostgresSink {
                 Op::Truncate => {
                     c.batch_execute(&format!("TRUNCATE {}", target.name))
                         .await
-                        .map_err(|e| classify(&target.shown, &e))?;
+                        .map_err(|e| classify(&target.shown, e))?;
                 }
                 _ => pending.table(src).record(r, text::value),
             }
@@ -539,13 +530,13 @@ impl PostgresSink {
             ),
         )
         .await
-        .map_err(|e| classify(OFFSETS, &e))?;
+        .map_err(|e| classify(OFFSETS, e))?;
         c.execute(&store, &[&self.cfg.name, &topics, &parts, &nexts])
             .await
-            .map_err(|e| classify(OFFSETS, &e))?;
+            .map_err(|e| classify(OFFSETS, e))?;
         c.batch_execute("COMMIT")
             .await
-            .map_err(|e| classify("COMMIT", &e))?;
+            .map_err(|e| classify("COMMIT", e))?;
         Ok(())
     }
 
@@ -556,7 +547,7 @@ impl PostgresSink {
         c: &Client,
         src: &(String, String),
         p: TableChanges<'_>,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), TxError> {
         let Some(t) = self.targets.get_mut(src) else {
             return Ok(());
         };
@@ -592,7 +583,7 @@ impl PostgresSink {
                 .collect();
             c.execute(&sql, &params)
                 .await
-                .map_err(|e| classify(&t.shown, &e))?;
+                .map_err(|e| classify(&t.shown, e))?;
         }
         for ((mask, inserted), rows) in groups {
             // The columns written: mapped and visible.
@@ -615,7 +606,7 @@ impl PostgresSink {
             if inserted && t.direct_pause == 0 {
                 c.batch_execute("SAVEPOINT tributary_direct")
                     .await
-                    .map_err(|e| classify(&t.shown, &e))?;
+                    .map_err(|e| classify(&t.shown, e))?;
                 let sql = format!("COPY {} ({list}) FROM STDIN{}", t.name, format.option());
                 match copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &format, &rows).await
                 {
@@ -625,10 +616,10 @@ impl PostgresSink {
                     {
                         c.batch_execute("ROLLBACK TO SAVEPOINT tributary_direct")
                             .await
-                            .map_err(|e| classify(&t.shown, &e))?;
+                            .map_err(|e| classify(&t.shown, e))?;
                         t.direct_pause = 16;
                     }
-                    Err(e) => return Err(classify(&t.shown, &e)),
+                    Err(e) => return Err(classify(&t.shown, e)),
                 }
             } else {
                 t.direct_pause = t.direct_pause.saturating_sub(1);
@@ -636,12 +627,12 @@ impl PostgresSink {
             if t.stage_dirty {
                 c.batch_execute(&format!("DELETE FROM {}", t.stage))
                     .await
-                    .map_err(|e| classify(&t.shown, &e))?;
+                    .map_err(|e| classify(&t.shown, e))?;
             }
             let sql = format!("COPY {} ({list}) FROM STDIN{}", t.stage, format.option());
             copy_rows(c, &mut self.stmts, &sql, &t.shape, &written, &format, &rows)
                 .await
-                .map_err(|e| classify(&t.shown, &e))?;
+                .map_err(|e| classify(&t.shown, e))?;
             t.stage_dirty = true;
             let updates: Vec<String> = names
                 .iter()
@@ -661,7 +652,7 @@ impl PostgresSink {
             );
             c.batch_execute(&sql)
                 .await
-                .map_err(|e| classify(&t.shown, &e))?;
+                .map_err(|e| classify(&t.shown, e))?;
         }
         Ok(())
     }
@@ -821,14 +812,14 @@ async fn target_columns(
 impl Sink for PostgresSink {
     fn stored_offsets(&mut self) -> BoxFuture<'_, Result<Option<StoredOffsets>, SinkError>> {
         Box::pin(async move {
-            let c = self.connect().await.map_err(Fail::into_sink)?;
+            let c = self.connect().await.map_err(no_record)?;
             let rows = c
                 .query(
                     &format!("SELECT topic, partition, next_offset FROM {OFFSETS} WHERE sink = $1"),
                     &[&self.cfg.name],
                 )
                 .await
-                .map_err(|e| classify(OFFSETS, &e).into_sink());
+                .map_err(|e| no_record(classify(OFFSETS, e)));
             self.keep(c);
             let mut out = Vec::new();
             self.done.clear();
@@ -851,7 +842,7 @@ impl Sink for PostgresSink {
         offsets: &'a [(TopicPartition, u64)],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let c = self.connect().await.map_err(Fail::into_sink)?;
+            let c = self.connect().await.map_err(no_record)?;
             let topics: Vec<&str> = offsets.iter().map(|(tp, _)| tp.topic.as_str()).collect();
             let parts: Vec<i32> = offsets.iter().map(|(tp, _)| tp.partition as i32).collect();
             let nexts: Vec<i64> = offsets.iter().map(|(_, o)| *o as i64).collect();
@@ -866,7 +857,7 @@ impl Sink for PostgresSink {
                     &[&self.cfg.name, &topics, &parts, &nexts],
                 )
                 .await
-                .map_err(|e| classify(OFFSETS, &e).into_sink());
+                .map_err(|e| no_record(classify(OFFSETS, e)));
             self.keep(c);
             done?;
             for (tp, next) in offsets {
@@ -880,11 +871,6 @@ impl Sink for PostgresSink {
 
 impl TransactionalWriter for PostgresSink {
     fn write<'a>(&'a mut self, records: &'a [SinkRecord]) -> BoxFuture<'a, Result<(), TxError>> {
-        Box::pin(async move {
-            self.try_batch(records).await.map_err(|e| match e {
-                Fail::Data(m) => TxError::Data(m),
-                other => TxError::Sink(other.into_sink()),
-            })
-        })
+        Box::pin(async move { self.try_batch(records).await })
     }
 }
