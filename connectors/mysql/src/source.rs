@@ -121,6 +121,9 @@ pub enum SourceError {
     /// The server is not set up for row-based change capture.
     #[error("{0}")]
     Setup(String),
+    /// The source URL does not parse.
+    #[error("the source URL is not a mysql:// URL: {0}")]
+    BadUrl(#[source] mysql_async::UrlError),
     /// The stored position is no longer in the server's binlogs.
     #[error(
         "source {source_name}: the stored binlog position {position} is no longer on the server ({reason}); changes since then are lost. Fix: set `snapshot: when_needed`, or remove {state} to take a new snapshot"
@@ -378,8 +381,7 @@ pub fn check_url(url: &str) -> std::result::Result<(), UrlError> {
 
 /// Connects with `url` (session in UTC, utf8mb4).
 pub async fn connect(url: &str) -> Result<Conn> {
-    let opts = Opts::from_url(url)
-        .map_err(|e| SourceError::Setup(format!("the source URL is not a mysql:// URL: {e}")))?;
+    let opts = Opts::from_url(url).map_err(SourceError::BadUrl)?;
     let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let mut conn = Conn::new(opts)
         .await
