@@ -23,6 +23,16 @@
 //! - interval: record `io.tributary.Interval {months, days, micros}`
 //!   instead of an approximate microsecond count;
 //! - timestamptz: `timestamp-micros` in UTC (Debezium: ISO string);
+//! - a PostgreSQL value Avro's logical type cannot hold is PostgreSQL's
+//!   own text in a union branch `{"type": "string", "connect.name":
+//!   "io.tributary.SourceText"}` beside the main type, present on
+//!   PostgreSQL timestamp, timestamptz and array columns only: a
+//!   timestamp after 294247-01-10 (past microseconds since 1970; also the
+//!   two finite values equal to the infinities' `long`s), an array of
+//!   several dimensions, with bounds other than `[1:n]`, or holding a
+//!   value its element type has no branch for (a numeric NaN, such a
+//!   timestamp). Debezium fails on these or loses them; sinks write the
+//!   text back and PostgreSQL reads the same value;
 //! - an **unavailable** value (PostgreSQL unchanged TOAST) is its own
 //!   union branch, the empty record `io.tributary.Unavailable`, present
 //!   only on columns whose type can be TOASTed. Debezium writes a
@@ -86,7 +96,7 @@ impl Connector {
 }
 
 /// Union branches of one column, in schema order: `[null] main [special]
-/// [unavailable]`; `None` means the branch does not exist.
+/// [unavailable] [text]`; `None` means the branch does not exist.
 #[derive(Debug, Clone)]
 struct Layout {
     ty: ColumnType,
@@ -95,10 +105,12 @@ struct Layout {
     main: u8,
     special: Option<u8>,
     unavailable: Option<u8>,
+    /// The source's own text for a value the main type cannot hold.
+    text: Option<u8>,
 }
 
 impl Layout {
-    fn new(c: &Column, allow_unavailable: bool) -> Self {
+    fn new(c: &Column, allow_unavailable: bool, connector: Connector) -> Self {
         let mut next = 0u8;
         let mut take = |present: bool| {
             present.then(|| {
@@ -110,6 +122,7 @@ impl Layout {
         let main = take(true).unwrap_or(0);
         let special = take(has_specials(&c.ty));
         let unavailable = take(allow_unavailable && c.may_be_unavailable);
+        let text = take(has_source_text(connector, &c.ty));
         Layout {
             ty: c.ty.clone(),
             union: next > 1,
@@ -117,8 +130,19 @@ impl Layout {
             main,
             special,
             unavailable,
+            text,
         }
     }
+}
+
+/// Whether a column's values may come as the source's own text (see the
+/// module documentation).
+fn has_source_text(connector: Connector, ty: &ColumnType) -> bool {
+    connector == Connector::Postgres
+        && matches!(
+            ty,
+            ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Array(_)
+        )
 }
 
 fn has_specials(ty: &ColumnType) -> bool {
@@ -236,6 +260,9 @@ fn column_json(l: &Layout, names: &mut Names) -> Json {
             json!({"type": "record", "name": "Unavailable", "namespace": "io.tributary", "fields": [],
                    "doc": "The source could not see this value (unchanged TOAST): not data."})
         }));
+    }
+    if l.text.is_some() {
+        branches.push(json!({"type": "string", "connect.name": "io.tributary.SourceText"}));
     }
     Json::Array(branches)
 }
@@ -383,14 +410,18 @@ impl EventSchema {
                 ))),
             });
         }
-        let columns: Vec<Layout> = table.columns.iter().map(|c| Layout::new(c, true)).collect();
+        let columns: Vec<Layout> = table
+            .columns
+            .iter()
+            .map(|c| Layout::new(c, true, connector))
+            .collect();
         let key_columns: Vec<Layout> = table
             .key
             .iter()
             .map(|&i| {
                 let mut c = table.columns[i].clone();
                 c.nullable = false;
-                Layout::new(&c, false)
+                Layout::new(&c, false, connector)
             })
             .collect();
         let mut names = Names(HashSet::new());
@@ -1026,6 +1057,11 @@ fn encode_column(l: &Layout, d: &Datum, out: &mut Vec<u8>) -> Result<(), String>
             put_long(out, special_index(*s));
             Ok(())
         }
+        Datum::Text(s) if l.text.is_some() => {
+            put_long(out, i64::from(branch(l.text, "text")?));
+            put_str(out, s);
+            Ok(())
+        }
         _ => {
             if l.union {
                 put_long(out, i64::from(l.main));
@@ -1189,6 +1225,9 @@ fn column_avro(l: &Layout, d: &Datum) -> Result<AvroValue, String> {
                 "numeric special",
             )
         }
+        Datum::Text(s) if l.text.is_some() => {
+            wrap(l.text, AvroValue::String(s.clone()), "source text")
+        }
         _ => wrap(Some(l.main), main_avro(&l.ty, d)?, "value"),
     }
 }
@@ -1265,6 +1304,9 @@ fn decode_column(l: &Layout, r: &mut Reader<'_>, name: &str) -> Result<Datum, De
         }
         if is(l.unavailable) {
             return Ok(Datum::Unavailable);
+        }
+        if is(l.text) {
+            return Ok(Datum::Text(r.string(name)?));
         }
         if is(l.special) {
             return Ok(Datum::NumericSpecial(match r.long(name)? {

@@ -7,7 +7,7 @@
 //! as text, and we need typed values straight into [`Datum`]s.
 
 use mysql_async::binlog::jsonb;
-use tributary_core::convert::{days_from_civil, digits_to_twos, i128_to_twos};
+use tributary_core::convert::{days_from_civil, digits_to_twos, ewkb_from_mysql, i128_to_twos};
 use tributary_core::{ColumnType, Datum};
 
 /// Binlog column type codes (`enum_field_types`).
@@ -187,6 +187,12 @@ pub enum DecodeError {
     /// A string for a column that holds none.
     #[error("a string for a column of type {0:?}")]
     StringFor(ColumnType),
+    /// Bytes that are not MySQL's geometry format (SRID, then WKB).
+    #[error("{len} bytes that are not a geometry (SRID and WKB)")]
+    Geometry {
+        /// How many bytes.
+        len: usize,
+    },
     /// A binlog type this decoder does not read.
     #[error("binlog type {0} is not supported")]
     UnsupportedType(u8),
@@ -480,8 +486,10 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, DecodeError> {
         GEOMETRY => {
             let len = r.le(usize::from(meta(c, 0)).clamp(1, 4))? as usize;
             let b = r.take(len)?;
-            // SRID (4 bytes) then WKB.
-            Ok(Datum::Bytes(b.get(4..).unwrap_or_default().to_vec()))
+            // SRID (4 bytes) then WKB: WKB, or EWKB with the SRID.
+            Ok(Datum::Bytes(
+                ewkb_from_mysql(b).ok_or(DecodeError::Geometry { len: b.len() })?,
+            ))
         }
         JSON => {
             let len = r.le(usize::from(meta(c, 0)).clamp(1, 4))? as usize;

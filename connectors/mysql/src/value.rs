@@ -4,7 +4,7 @@
 use std::num::{ParseIntError, TryFromIntError};
 
 use mysql_async::Value;
-use tributary_core::convert::{days_from_civil, digits_to_twos};
+use tributary_core::convert::{days_from_civil, digits_to_twos, ewkb_from_mysql};
 use tributary_core::{ColumnType, Datum};
 
 /// A value that does not fit its column.
@@ -60,6 +60,12 @@ pub enum ValueReason {
     /// Bytes for a column that cannot take them.
     #[error("bytes for type {0:?}")]
     BytesFor(ColumnType),
+    /// Bytes that are not MySQL's geometry format (SRID, then WKB).
+    #[error("{len} bytes that are not a geometry (SRID and WKB)")]
+    Geometry {
+        /// How many bytes.
+        len: usize,
+    },
 }
 
 /// Text that is not a decimal of the column's scale.
@@ -175,7 +181,9 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
                 Datum::Text(text(b))
             }
             ColumnType::Bytes => Datum::Bytes(b),
-            ColumnType::Geometry => Datum::Bytes(b.get(4..).unwrap_or_default().to_vec()),
+            ColumnType::Geometry => Datum::Bytes(
+                ewkb_from_mysql(&b).ok_or_else(|| bad(ValueReason::Geometry { len: b.len() }))?,
+            ),
             ColumnType::Bits(_) => Datum::Bytes(b.into_iter().rev().collect()),
             ColumnType::Boolean => Datum::Bool(b.iter().any(|&x| x != 0)),
             // Integers and years in text form (a text-protocol result).

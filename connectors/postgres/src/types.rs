@@ -63,12 +63,9 @@ pub enum CustomType {
     Array(u32),
 }
 
-/// Why a type or value is not supported.
+/// Why a value cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TypeError {
-    /// No mapping for this type.
-    #[error("type OID {0} is not supported")]
-    Unsupported(u32),
     /// A value that does not parse as its type.
     #[error("cannot read {text:?} as {ty}: {reason}")]
     BadValue {
@@ -84,6 +81,11 @@ pub enum TypeError {
 /// Maps a column type. `custom` answers for OIDs that are not built in
 /// (enums, domains, arrays). Returns the type and whether it can be
 /// TOASTed (varlena), i.e. arrive as "unchanged".
+///
+/// Every other type (ranges, multiranges, composites, geometric types
+/// other than point, `tsvector`, `tsquery`, `macaddr8`, `pg_lsn`,
+/// extension types such as `hstore`, `citext` and `ltree`) is carried as
+/// its exact text, which PostgreSQL reads back into the same value.
 pub fn column_type(
     type_oid: u32,
     modifier: i32,
@@ -135,7 +137,7 @@ pub fn column_type(
                 let (inner, _) = column_type(elem, -1, custom)?;
                 (ColumnType::Array(Box::new(inner)), true)
             }
-            None => return Err(TypeError::Unsupported(other)),
+            None => (ColumnType::Text, true),
         },
     };
     Ok(t)
@@ -186,21 +188,70 @@ pub fn parse_text(ty: &ColumnType, text: &str) -> Result<Datum, TypeError> {
         ColumnType::Time => Datum::Long(parse_time(text)?),
         ColumnType::Duration => Datum::Long(parse_time(text)?),
         ColumnType::TimeTz => Datum::Text(parse_timetz(text)?),
-        ColumnType::Timestamp => Datum::Long(parse_timestamp(text, false)?),
-        ColumnType::TimestampTz => Datum::Long(parse_timestamp(text, true)?),
+        ColumnType::Timestamp => timestamp_datum(text, false)?,
+        ColumnType::TimestampTz => timestamp_datum(text, true)?,
         ColumnType::Interval => parse_interval(text)?,
         ColumnType::Uuid => Datum::Uuid(parse_uuid(text)?),
         ColumnType::Point => parse_point(text)?,
-        ColumnType::Array(inner) => Datum::Array(
-            parse_array(text)?
-                .into_iter()
-                .map(|e| match e {
-                    None => Ok(Datum::Null),
-                    Some(s) => parse_text(inner, &s),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        ColumnType::Array(inner) => array_datum(inner, text)?,
     })
+}
+
+/// A timestamp as microseconds since the epoch; a finite value that
+/// microseconds cannot hold (after 294247-01-10, or the two values the
+/// infinities use) as PostgreSQL's own text ([`Datum::Text`]), which the
+/// schema carries in a branch of its own.
+fn timestamp_datum(text: &str, with_zone: bool) -> Result<Datum, TypeError> {
+    if matches!(text, "infinity" | "-infinity") {
+        return parse_timestamp(text, with_zone).map(Datum::Long);
+    }
+    match parse_timestamp(text, with_zone) {
+        Ok(us) if us != i64::MAX && us != i64::MIN => Ok(Datum::Long(us)),
+        Ok(_) => Ok(Datum::Text(text.to_string())),
+        Err(TypeError::BadValue { reason, .. }) if reason == OUT_OF_RANGE => {
+            Ok(Datum::Text(text.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An array as [`Datum::Array`] when it is one-dimensional, starts at 1
+/// and every element has its element type's form; otherwise (several
+/// dimensions, other bounds, a NaN in a numeric[], a timestamp past
+/// microseconds) as PostgreSQL's own text ([`Datum::Text`]).
+fn array_datum(inner: &ColumnType, text: &str) -> Result<Datum, TypeError> {
+    let Some(items) = parse_array(text)? else {
+        return Ok(Datum::Text(text.to_string()));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for e in items {
+        let d = match e {
+            None => Datum::Null,
+            Some(s) => parse_text(inner, &s)?,
+        };
+        if !element_fits(inner, &d) {
+            return Ok(Datum::Text(text.to_string()));
+        }
+        out.push(d);
+    }
+    Ok(Datum::Array(out))
+}
+
+/// Whether `d` has its element type's own form (an array's element has
+/// no union branch for numeric specials or text).
+fn element_fits(ty: &ColumnType, d: &Datum) -> bool {
+    match d {
+        Datum::NumericSpecial(_) | Datum::Unavailable => false,
+        Datum::Text(_) => matches!(
+            ty,
+            ColumnType::Text
+                | ColumnType::Json
+                | ColumnType::Enum(_)
+                | ColumnType::Set(_)
+                | ColumnType::TimeTz
+        ),
+        _ => true,
+    }
 }
 
 fn parse_numeric(text: &str, scale: Option<u32>) -> Result<Datum, TypeError> {
@@ -371,17 +422,16 @@ fn split_zone<'a>(s: &'a str, text: &str, ty: &'static str) -> Result<(&'a str, 
     Ok((&s[..i], sign * secs))
 }
 
+/// `timetz` keeps its offset: checked, then passed on as PostgreSQL
+/// prints it (`12:34:56.5+05:30`), which is ISO 8601 (an offset with
+/// seconds, possible in PostgreSQL, adds `:SS`).
 fn parse_timetz(text: &str) -> Result<String, TypeError> {
-    let (t, offset) = split_zone(text, text, "timetz")?;
-    let us = time_micros(t, text, "timetz")? - offset * 1_000_000;
-    let us = us.rem_euclid(86_400_000_000);
-    let (secs, frac) = (us / 1_000_000, us % 1_000_000);
-    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac != 0 {
-        out.push_str(&format!(".{frac:06}"));
+    let (t, _offset) = split_zone(text, text, "timetz")?;
+    if t.len() == text.len() {
+        return Err(bad(text, "timetz", "no offset"));
     }
-    out.push('Z');
-    Ok(out)
+    time_micros(t, text, "timetz")?;
+    Ok(text.to_string())
 }
 
 fn parse_timestamp(text: &str, with_zone: bool) -> Result<i64, TypeError> {
@@ -412,8 +462,11 @@ fn parse_timestamp(text: &str, with_zone: bool) -> Result<i64, TypeError> {
     days.checked_mul(86_400_000_000)
         .and_then(|d| d.checked_add(us))
         .and_then(|v| v.checked_sub(offset * 1_000_000))
-        .ok_or_else(|| bad(text, ty, "out of range"))
+        .ok_or_else(|| bad(text, ty, OUT_OF_RANGE))
 }
+
+/// The reason a timestamp past microseconds since 1970 gives.
+const OUT_OF_RANGE: &str = "out of range";
 
 /// ISO 8601 interval (IntervalStyle iso_8601), e.g. `P1Y2M3DT4H5M6.5S`.
 fn parse_interval(text: &str) -> Result<Datum, TypeError> {
@@ -507,20 +560,24 @@ fn parse_point(text: &str) -> Result<Datum, TypeError> {
     })
 }
 
-/// A one-dimensional array literal: elements, `None` for NULL.
-fn parse_array(text: &str) -> Result<Vec<Option<String>>, TypeError> {
-    // "[1:3]={...}" carries explicit bounds; the elements are what matter.
-    let body = match text.find('=') {
-        Some(i) if text.starts_with('[') => &text[i + 1..],
-        _ => text,
-    };
-    let inner = body
+/// A one-dimensional array literal starting at 1: its elements, `None`
+/// for NULL. `Ok(None)` for an array with explicit bounds (PostgreSQL
+/// prints `[0:2]={...}` only when they are not the default) or several
+/// dimensions: no list of elements says what it is.
+fn parse_array(text: &str) -> Result<Option<Vec<Option<String>>>, TypeError> {
+    if text.starts_with('[') {
+        return Ok(None);
+    }
+    let inner = text
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
         .ok_or_else(|| bad(text, "array", "expected {...}"))?;
     let mut out = Vec::new();
     if inner.is_empty() {
-        return Ok(out);
+        return Ok(Some(out));
+    }
+    if inner.starts_with('{') {
+        return Ok(None);
     }
     let mut chars = inner.chars().peekable();
     loop {
@@ -546,11 +603,7 @@ fn parse_array(text: &str) -> Result<Vec<Option<String>>, TypeError> {
                     break;
                 }
                 if c == '{' {
-                    return Err(bad(
-                        text,
-                        "array",
-                        "multi-dimensional arrays are not supported",
-                    ));
+                    return Err(bad(text, "array", "unexpected {"));
                 }
                 item.push(c);
                 chars.next();
@@ -567,7 +620,7 @@ fn parse_array(text: &str) -> Result<Vec<Option<String>>, TypeError> {
             Some(c) => return Err(bad(text, "array", format!("unexpected {c:?}"))),
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -665,11 +718,12 @@ mod tests {
             Ok(((13 * 60 + 45) * 60 + 10) * 1_000_000 + 500_000)
         );
         assert_eq!(parse_time("24:00:00"), Ok(86_400_000_000));
-        assert_eq!(parse_timetz("10:00:00+02"), Ok("08:00:00Z".into()));
+        assert_eq!(parse_timetz("10:00:00+02"), Ok("10:00:00+02".into()));
         assert_eq!(
             parse_timetz("23:30:00.25-01:30"),
-            Ok("01:00:00.250000Z".into())
+            Ok("23:30:00.25-01:30".into())
         );
+        assert!(parse_timetz("23:30:00").is_err());
         assert_eq!(parse_timestamp("1970-01-01 00:00:01", false), Ok(1_000_000));
         assert_eq!(
             parse_timestamp("2024-02-29 12:00:00.000001+00", true),
@@ -680,6 +734,28 @@ mod tests {
             Ok(days_from_civil(2024, 1, 1) * 86_400_000_000)
         );
         assert_eq!(parse_timestamp("-infinity", true), Ok(i64::MIN));
+        // Past microseconds since 1970, or on the infinities' values: text.
+        for (text, zone) in [
+            ("294276-12-31 23:59:59.999999", false),
+            ("294276-12-31 23:59:59.999999+00", true),
+            ("294247-01-10 04:00:54.775807", false),
+        ] {
+            let ty = if zone {
+                ColumnType::TimestampTz
+            } else {
+                ColumnType::Timestamp
+            };
+            assert_eq!(parse_text(&ty, text), Ok(Datum::Text(text.into())));
+        }
+        assert_eq!(
+            parse_text(&ColumnType::Timestamp, "294247-01-10 04:00:54.775806"),
+            Ok(Datum::Long(i64::MAX - 1))
+        );
+        assert_eq!(
+            parse_text(&ColumnType::Timestamp, "infinity"),
+            Ok(Datum::Long(i64::MAX))
+        );
+        assert!(parse_text(&ColumnType::Timestamp, "2024-13-01 00:00:00").is_err());
     }
 
     #[test]
@@ -745,10 +821,17 @@ mod tests {
             parse_text(&ColumnType::Array(Box::new(ColumnType::Int)), "{}").expect("a"),
             Datum::Array(vec![])
         );
+        // What a list of elements cannot say is kept as text.
+        let ints = ColumnType::Array(Box::new(ColumnType::Int));
+        for text in ["[0:1]={1,2}", "{{1,2},{3,4}}", "[0:1][1:1]={{1},{2}}"] {
+            assert_eq!(parse_text(&ints, text), Ok(Datum::Text(text.into())));
+        }
+        let nums = ColumnType::Array(Box::new(ColumnType::VariableDecimal));
         assert_eq!(
-            parse_text(&ColumnType::Array(Box::new(ColumnType::Int)), "[0:1]={1,2}").expect("a"),
-            Datum::Array(vec![Datum::Int(1), Datum::Int(2)])
+            parse_text(&nums, "{1.5,NaN}"),
+            Ok(Datum::Text("{1.5,NaN}".into()))
         );
+        assert!(parse_text(&ints, "{1,x}").is_err());
         assert_eq!(
             parse_text(&ColumnType::Boolean, "t").expect("b"),
             Datum::Bool(true)
@@ -799,9 +882,7 @@ mod tests {
             column_type(5002, -1, &custom),
             Ok((ColumnType::Array(Box::new(ColumnType::Text)), true))
         );
-        assert_eq!(
-            column_type(9999, -1, &custom),
-            Err(TypeError::Unsupported(9999))
-        );
+        // Any other type: its exact text.
+        assert_eq!(column_type(9999, -1, &custom), Ok((ColumnType::Text, true)));
     }
 }

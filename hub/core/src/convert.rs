@@ -63,6 +63,81 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The EWKB flag in a WKB geometry type: an SRID follows the type.
+const EWKB_SRID_FLAG: u32 = 0x2000_0000;
+
+/// A geometry in MySQL's storage format (the SRID as 4 bytes little
+/// endian, then WKB) as WKB, or, when the SRID is not 0, as EWKB (PostGIS'
+/// extended WKB: the type's `0x20000000` flag set and the SRID after it,
+/// in the WKB's byte order), so the SRID travels with the value. `None`
+/// when the bytes are not that format.
+pub fn ewkb_from_mysql(b: &[u8]) -> Option<Vec<u8>> {
+    let srid = u32::from_le_bytes(b.get(..4)?.try_into().ok()?);
+    let wkb = &b[4..];
+    let (little, ty) = wkb_type(wkb)?;
+    if srid == 0 {
+        return Some(wkb.to_vec());
+    }
+    let put = |v: u32| {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    };
+    let mut out = Vec::with_capacity(wkb.len() + 4);
+    out.push(wkb[0]);
+    out.extend_from_slice(&put(ty | EWKB_SRID_FLAG));
+    out.extend_from_slice(&put(srid));
+    out.extend_from_slice(&wkb[5..]);
+    Some(out)
+}
+
+/// WKB or EWKB as its SRID (0 when none is given) and plain WKB: what
+/// `ST_GeomFromWKB(wkb, srid)` takes. `None` when the bytes are neither.
+pub fn wkb_and_srid(b: &[u8]) -> Option<(u32, Vec<u8>)> {
+    let (little, ty) = wkb_type(b)?;
+    if ty & EWKB_SRID_FLAG == 0 {
+        return Some((0, b.to_vec()));
+    }
+    let raw: [u8; 4] = b.get(5..9)?.try_into().ok()?;
+    let srid = if little {
+        u32::from_le_bytes(raw)
+    } else {
+        u32::from_be_bytes(raw)
+    };
+    let put = |v: u32| {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    };
+    let mut wkb = Vec::with_capacity(b.len() - 4);
+    wkb.push(b[0]);
+    wkb.extend_from_slice(&put(ty & !EWKB_SRID_FLAG));
+    wkb.extend_from_slice(&b[9..]);
+    Some((srid, wkb))
+}
+
+/// A WKB header: little endian or not, and the geometry type.
+fn wkb_type(b: &[u8]) -> Option<(bool, u32)> {
+    let little = match b.first()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let raw: [u8; 4] = b.get(1..5)?.try_into().ok()?;
+    Some((
+        little,
+        if little {
+            u32::from_le_bytes(raw)
+        } else {
+            u32::from_be_bytes(raw)
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +170,29 @@ mod tests {
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11017);
+    }
+
+    #[test]
+    fn geometries_keep_their_srid() {
+        // POINT(1 2), little endian.
+        let mut wkb = vec![1, 1, 0, 0, 0];
+        wkb.extend_from_slice(&1f64.to_le_bytes());
+        wkb.extend_from_slice(&2f64.to_le_bytes());
+        let mysql = |srid: u32| [srid.to_le_bytes().as_slice(), &wkb].concat();
+        assert_eq!(ewkb_from_mysql(&mysql(0)), Some(wkb.clone()));
+        let e = ewkb_from_mysql(&mysql(4326)).expect("ewkb");
+        assert_eq!(&e[..9], &[1, 1, 0, 0, 0x20, 0xe6, 0x10, 0, 0]);
+        assert_eq!(wkb_and_srid(&e), Some((4326, wkb.clone())));
+        assert_eq!(wkb_and_srid(&wkb), Some((0, wkb.clone())));
+        // Big endian keeps its order.
+        let mut be = vec![0, 0, 0, 0, 1];
+        be.extend_from_slice(&1f64.to_be_bytes());
+        be.extend_from_slice(&2f64.to_be_bytes());
+        let e = ewkb_from_mysql(&[3857u32.to_le_bytes().as_slice(), &be].concat()).expect("be");
+        assert_eq!(&e[..9], &[0, 0x20, 0, 0, 1, 0, 0, 0x0f, 0x11]);
+        assert_eq!(wkb_and_srid(&e), Some((3857, be)));
+        assert_eq!(ewkb_from_mysql(&[0, 0, 0]), None);
+        assert_eq!(ewkb_from_mysql(&[0, 0, 0, 0, 7, 1, 0, 0, 0]), None);
+        assert_eq!(wkb_and_srid(&[1, 1]), None);
     }
 }

@@ -165,7 +165,8 @@ pub enum ColumnType {
     Bytes,
     /// bit(n), n > 1: [`Datum::Bytes`], least significant byte first.
     Bits(u32),
-    /// Geometry as WKB: [`Datum::Bytes`].
+    /// Geometry as WKB, or as EWKB (the SRID inside, as PostGIS writes
+    /// it) when its SRID is not 0: [`Datum::Bytes`].
     Geometry,
     /// date, days since 1970-01-01: [`Datum::Int`].
     Date,

@@ -128,7 +128,13 @@ pub fn date(days: i64) -> String {
 }
 
 /// [`date`] appended to `out`.
+/// The infinities PostgreSQL's `date` has are `i32::MAX` and `i32::MIN`.
 fn write_date(out: &mut String, days: i64) {
+    match days {
+        d if d == i64::from(i32::MAX) => return out.push_str("infinity"),
+        d if d == i64::from(i32::MIN) => return out.push_str("-infinity"),
+        _ => {}
+    }
     if write_ymd(out, days) {
         out.push_str(" BC");
     }
@@ -357,6 +363,11 @@ mod tests {
             text(&ColumnType::TimestampTz, &Datum::Long(i64::MIN)).as_deref(),
             Some("-infinity")
         );
+        assert_eq!(
+            text(&ColumnType::Date, &Datum::Int(i32::MAX)).as_deref(),
+            Some("infinity")
+        );
+        assert_eq!(date(i64::from(i32::MIN)), "-infinity");
         // Dates and times as the format strings have them, over a wide range.
         for days in (-1_000_000..3_000_000).step_by(997) {
             let (y, m, d) = civil_from_days(days);

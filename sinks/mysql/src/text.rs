@@ -65,6 +65,25 @@ pub fn literal(out: &mut String, ty: &ColumnType, d: &Datum) -> Result<(), Strin
             };
             return Err(format!("{what}: MySQL's DECIMAL cannot hold it"));
         }
+        (ColumnType::Timestamp | ColumnType::TimestampTz, Datum::Text(s)) => {
+            return Err(format!("timestamp {s} is outside MySQL's years 1 to 9999"));
+        }
+        (ColumnType::Array(_), Datum::Text(s)) => {
+            // An array only its source's text can say (several
+            // dimensions, other bounds): that text, as a JSON string.
+            let mut json = String::new();
+            render::json_string(&mut json, s);
+            quoted(out, &json);
+        }
+        (ColumnType::Geometry, Datum::Bytes(b)) => {
+            let (srid, wkb) = tributary_core::convert::wkb_and_srid(b)
+                .ok_or_else(|| format!("{} bytes that are not WKB", b.len()))?;
+            out.push_str("ST_GeomFromWKB(X'");
+            for byte in &wkb {
+                let _ = write!(out, "{byte:02x}");
+            }
+            let _ = write!(out, "', {srid})");
+        }
         (ColumnType::Bits(n), Datum::Bytes(b)) if *n <= 64 => {
             out.push_str("b'");
             for i in (0..*n).rev() {
@@ -140,7 +159,9 @@ pub fn load_field(
 ) -> Result<(), String> {
     match d {
         Datum::Null | Datum::Unavailable => out.extend_from_slice(b"\\N"),
-        Datum::Text(s) => load_text(out, s),
+        Datum::Text(s) if !matches!(ty, ColumnType::Timestamp | ColumnType::TimestampTz) => {
+            load_text(out, s)
+        }
         _ => {
             scratch.clear();
             literal(scratch, ty, d)?;
@@ -334,6 +355,27 @@ mod tests {
             ),
             Ok(r#"'["a\"b",null]'"#.into())
         );
+        assert_eq!(
+            lit(
+                ColumnType::Array(Box::new(ColumnType::Int)),
+                Datum::Text("{{1,2},{3,4}}".into())
+            ),
+            Ok(r#"'"{{1,2},{3,4}}"'"#.into())
+        );
+        // POINT(0 0) with SRID 4326 (EWKB): WKB and the SRID.
+        let mut ewkb = vec![1, 1, 0, 0, 0x20, 0xe6, 0x10, 0, 0];
+        ewkb.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            lit(ColumnType::Geometry, Datum::Bytes(ewkb)),
+            Ok(format!(
+                "ST_GeomFromWKB(X'0101000000{}', 4326)",
+                "0".repeat(32)
+            ))
+        );
+        assert!(lit(ColumnType::Geometry, Datum::Bytes(vec![9])).is_err());
+        let far = Datum::Text("294276-12-31 23:59:59.999999".into());
+        assert!(lit(ColumnType::Timestamp, far.clone()).is_err());
+        assert!(field(ColumnType::Timestamp, far).is_err());
         assert!(lit(ColumnType::Double, Datum::Double(f64::NAN)).is_err());
         assert!(
             lit(

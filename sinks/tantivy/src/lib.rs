@@ -258,6 +258,13 @@ fn indexed(ty: &ColumnType, d: &Datum) -> Option<OwnedValue> {
     use tributary_core::NumericSpecial as N;
     Some(match (ty, d) {
         (_, Datum::Null | Datum::Unavailable | Datum::Bytes(_)) => return None,
+        // The source's own text for a value the type cannot hold (a
+        // timestamp past microseconds, an array of several dimensions):
+        // kept in the document, not indexed as its field's type.
+        (
+            ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Array(_),
+            Datum::Text(_),
+        ) => return None,
         (ColumnType::Date, Datum::Int(days)) => {
             return i64::from(*days)
                 .checked_mul(86_400_000_000)

@@ -4,6 +4,7 @@
 mod cli;
 mod data_commands;
 mod docker;
+mod exact_values;
 mod grpc_api;
 mod http_api;
 mod mariadb_pipeline;
