@@ -201,6 +201,16 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// What the error means for the source: a lost binlog position, a
+    /// connection that may come back, or a failure that would repeat.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SourceError::PositionLost { .. } => ErrorKind::PositionLost,
+            e if e.is_transient() => ErrorKind::Transient,
+            _ => ErrorKind::Fatal,
+        }
+    }
+
     /// Whether reconnecting may help (connection lost, server restarting).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -555,11 +565,7 @@ impl ChangeSource for MysqlSource {
     }
 
     fn classify(&self, error: &SourceError, _streamed: bool) -> ErrorKind {
-        match error {
-            SourceError::PositionLost { .. } => ErrorKind::PositionLost,
-            e if e.is_transient() => ErrorKind::Transient,
-            _ => ErrorKind::Fatal,
-        }
+        error.kind()
     }
 
     /// Stores each durable position in the source's position file.

@@ -1,8 +1,8 @@
 //! Errors of the PostgreSQL source, and which of them a new connection
 //! may cure.
 
-use tributary_capture::CaptureError;
 use tributary_capture::writer::WriteError;
+use tributary_capture::{CaptureError, ErrorKind};
 use tributary_postgres_conn::ConnectError;
 
 use crate::catalog::CatalogError;
@@ -153,6 +153,21 @@ fn pg_transient(e: &tokio_postgres::Error) -> bool {
 }
 
 impl SourceError {
+    /// What the error means for the source as a whole, once the engine
+    /// gave up on it: a broken connection or a slot another session still
+    /// holds may heal ([`ErrorKind::Transient`]); a lost slot is
+    /// [`ErrorKind::PositionLost`]; anything else would fail the same way
+    /// again ([`ErrorKind::Fatal`]).
+    pub fn kind(&self) -> ErrorKind {
+        if self.is_transient() || self.is_slot_active() {
+            ErrorKind::Transient
+        } else if matches!(self, SourceError::SlotLost { .. }) {
+            ErrorKind::PositionLost
+        } else {
+            ErrorKind::Fatal
+        }
+    }
+
     /// Whether reconnecting may help: the connection broke, or the
     /// server is shutting down or starting up.
     pub fn is_transient(&self) -> bool {

@@ -88,6 +88,21 @@ pub enum SourceRunError {
     },
 }
 
+impl SourceRunError {
+    /// Whether trying again may help: a lost connection, a server
+    /// restarting, a table not created yet are
+    /// [`ErrorKind::Transient`](tributary_capture::ErrorKind); a lost
+    /// position the snapshot mode does not let the source recover from,
+    /// and anything that would fail the same way again, are not.
+    pub fn kind(&self) -> tributary_capture::ErrorKind {
+        match self {
+            SourceRunError::Postgres(e) => e.kind(),
+            SourceRunError::Mysql(e) => e.kind(),
+            SourceRunError::NoTables { .. } => tributary_capture::ErrorKind::Transient,
+        }
+    }
+}
+
 /// What `validate` found wrong with a source's server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerCheckError {

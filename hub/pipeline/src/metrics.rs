@@ -95,6 +95,13 @@ pub const CONNECTOR_UP: Metric = Metric {
     kind: Kind::Gauge,
     labels: &["connector", "role"],
 };
+/// Whether a connector is stopped by a failure until restarted.
+pub const CONNECTOR_STOPPED_BY_FAILURE: Metric = Metric {
+    name: "tributary_connector_failed",
+    help: "1 while the connector is stopped by a failure until restarted (a failed source, a paused sink), else 0; its reason is in /pipelines.",
+    kind: Kind::Gauge,
+    labels: &["connector", "role"],
+};
 /// Bytes of a topic's segments.
 pub const LOG_BYTES: Metric = Metric {
     name: "tributary_log_bytes",
@@ -134,6 +141,7 @@ pub const ALL: &[Metric] = &[
     CONNECTOR_ERRORS,
     CONNECTOR_RESTARTS,
     CONNECTOR_UP,
+    CONNECTOR_STOPPED_BY_FAILURE,
     LOG_BYTES,
     LOG_SEGMENTS,
     LOG_END_OFFSET,
@@ -310,14 +318,17 @@ fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry, views: &[ConnectorV
                 e.sample(m, "", &[&s.name, "sink"], &[], v as f64);
             }
         }
-        n if n == CONNECTOR_RESTARTS.name || n == CONNECTOR_UP.name => {
+        n if n == CONNECTOR_RESTARTS.name
+            || n == CONNECTOR_UP.name
+            || n == CONNECTOR_STOPPED_BY_FAILURE.name =>
+        {
             for v in views {
                 let x = if n == CONNECTOR_RESTARTS.name {
                     f64::from(v.restarts)
-                } else if v.state == "running" {
-                    1.0
+                } else if n == CONNECTOR_UP.name {
+                    f64::from(u8::from(v.state == "running"))
                 } else {
-                    0.0
+                    f64::from(u8::from(v.state == "failed" || v.state == "paused"))
                 };
                 e.sample(m, "", &[&v.name, v.role], &[], x);
             }

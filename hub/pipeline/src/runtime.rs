@@ -1,7 +1,9 @@
 //! Running a pipeline: every source is a supervised task. A source that
-//! fails is restarted with exponential backoff (1 s doubling to 60 s)
-//! while the others go on; its state and last error are in
-//! [`Status`]. Shutdown stops the sources (each acknowledges upstream
+//! fails in a way that may heal (a lost connection, a table not created
+//! yet) is restarted with exponential backoff (1 s doubling to 60 s)
+//! while the others go on; one whose failure would repeat stops in state
+//! `failed` until restarted ([`Telemetry::restart`]) or the pipeline runs
+//! again. Its state and last error are in [`Status`]. Shutdown stops the sources (each acknowledges upstream
 //! only what the log holds durably), then flushes the log.
 
 use std::collections::BTreeMap;
@@ -128,6 +130,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
             status: Arc::clone(&status),
             telemetry: Arc::clone(t),
             stop: stop_rx.clone(),
+            restart: telemetry.restart_requests(&s.name),
             initial: opts.restart_initial,
             max: opts.restart_max,
         };
@@ -157,6 +160,7 @@ pub fn start(p: Pipeline, mut opts: RunOptions) -> Result<Running, RuntimeError>
                 telemetry: Arc::clone(t),
                 data: telemetry.data(),
                 stop: stop_rx.clone(),
+                restart: telemetry.restart_requests(&s.name),
                 initial: opts.restart_initial,
                 max: opts.restart_max,
             };
@@ -239,6 +243,39 @@ async fn restart_wait(
     (delay * 2).min(max)
 }
 
+/// Waits until a restart is asked for (true) or the pipeline stops
+/// (false). Requests made before the connector stopped do not count.
+async fn wait_restart(
+    restart: &mut watch::Receiver<u64>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    restart.borrow_and_update();
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            changed = restart.changed() => {
+                if changed.is_err() {
+                    // The pipeline is going away: wait for its stop.
+                    while !*stop.borrow() {
+                        if stop.changed().await.is_err() {
+                            return false;
+                        }
+                    }
+                    return false;
+                }
+                return !*stop.borrow();
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
 fn set(status: &Status, name: &str, f: impl FnOnce(&mut ConnectorStatus)) {
     let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
     let entry = st.entry(name.to_string()).or_insert(ConnectorStatus {
@@ -260,6 +297,7 @@ struct Supervised {
     status: Status,
     telemetry: Arc<SourceTelemetry>,
     stop: watch::Receiver<bool>,
+    restart: watch::Receiver<u64>,
     initial: Duration,
     max: Duration,
 }
@@ -279,6 +317,23 @@ impl Supervised {
                         c.events += events;
                     });
                     break;
+                }
+                Err(e) if e.kind() != tributary_capture::ErrorKind::Transient => {
+                    self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(source = %name, error = %e, "source failed; it stays stopped until restarted (tributary restart {name}) or the pipeline runs again");
+                    set(&self.status, &name, |c| {
+                        c.state = State::Failed;
+                        c.last_error = Some(e.to_string());
+                    });
+                    if !wait_restart(&mut self.restart, &mut self.stop).await {
+                        return;
+                    }
+                    tracing::info!(source = %name, "restarting");
+                    set(&self.status, &name, |c| {
+                        c.state = State::Starting;
+                        c.restarts += 1;
+                    });
+                    delay = self.initial;
                 }
                 Err(e) => {
                     self.telemetry.errors.fetch_add(1, Ordering::Relaxed);
@@ -329,6 +384,7 @@ struct SupervisedSink {
     telemetry: Arc<SinkTelemetry>,
     data: Arc<crate::topics::DataTopics>,
     stop: watch::Receiver<bool>,
+    restart: watch::Receiver<u64>,
     initial: Duration,
     max: Duration,
 }
@@ -376,13 +432,16 @@ impl SupervisedSink {
                         c.last_error = Some(error);
                         c.state = State::Paused;
                     });
-                    // Paused until restarted by hand: wait for the stop.
-                    while !*self.stop.borrow() {
-                        if self.stop.changed().await.is_err() {
-                            break;
-                        }
+                    // Paused until restarted by hand or the pipeline stops.
+                    if !wait_restart(&mut self.restart, &mut self.stop).await {
+                        return;
                     }
-                    return;
+                    tracing::info!(sink = %self.label, "restarting at the committed offsets");
+                    set(&self.status, &self.label, |c| {
+                        c.state = State::Starting;
+                        c.restarts += 1;
+                    });
+                    delay = self.initial;
                 }
                 Err(e) => {
                     self.telemetry.errors.fetch_add(1, Ordering::Relaxed);

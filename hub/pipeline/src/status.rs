@@ -16,8 +16,29 @@ pub enum State {
     /// Stopped (shutdown, or an `initial_only` snapshot finished).
     Stopped,
     /// A sink paused by `on_error: stop` or a fatal error, at its
-    /// committed offset, until the pipeline restarts.
+    /// committed offset, until restarted (`tributary restart NAME`) or
+    /// the pipeline runs again.
     Paused,
+    /// A source stopped by a failure that would repeat (a value or
+    /// schema change it cannot capture, a lost position, a refused
+    /// login): nothing after its stored position is acknowledged; it
+    /// stays stopped until restarted (`tributary restart NAME`) or the
+    /// pipeline runs again.
+    Failed,
+}
+
+impl State {
+    /// Its name in status, `/pipelines` and the metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Stopped => "stopped",
+            State::Paused => "paused",
+            State::Failed => "failed",
+        }
+    }
 }
 
 /// What status shows of a connector.

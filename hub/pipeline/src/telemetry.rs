@@ -96,6 +96,26 @@ pub struct Telemetry {
     pub(crate) sinks: Vec<Arc<SinkTelemetry>>,
     /// Per connector, (when, records) samples of the last [`RATE_WINDOW`].
     samples: Mutex<BTreeMap<String, VecDeque<(Instant, u64)>>>,
+    /// Per connector (a sink's workers share its name's), a count of the
+    /// restarts asked for; a failed source or a paused sink waits for it
+    /// to change.
+    restarts: BTreeMap<String, tokio::sync::watch::Sender<u64>>,
+}
+
+/// Why a connector cannot be restarted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestartError {
+    /// The pipeline has no connector of that name.
+    #[error("the pipeline has no source or sink named {0:?}")]
+    Unknown(String),
+    /// It is not stopped by a failure: there is nothing to restart.
+    #[error("{name} is {state}: only a failed source or a paused sink can be restarted")]
+    NotStopped {
+        /// The connector.
+        name: String,
+        /// Its state.
+        state: &'static str,
+    },
 }
 
 /// What `/pipelines` shows of a connector.
@@ -160,13 +180,7 @@ pub struct Lag {
 }
 
 pub(crate) fn state_name(s: &State) -> &'static str {
-    match s {
-        State::Starting => "starting",
-        State::Running => "running",
-        State::Restarting => "restarting",
-        State::Stopped => "stopped",
-        State::Paused => "paused",
-    }
+    s.name()
 }
 
 impl Telemetry {
@@ -203,6 +217,13 @@ impl Telemetry {
                 })
             })
             .collect();
+        let restarts = p
+            .sources
+            .iter()
+            .map(|s| &s.name)
+            .chain(p.sinks.iter().map(|s| &s.name))
+            .map(|n| (n.clone(), tokio::sync::watch::channel(0).0))
+            .collect();
         Self {
             log,
             status,
@@ -210,7 +231,57 @@ impl Telemetry {
             sources,
             sinks,
             samples: Mutex::new(BTreeMap::new()),
+            restarts,
         }
+    }
+
+    /// What a connector's supervisor waits on while failed or paused.
+    pub(crate) fn restart_requests(&self, name: &str) -> tokio::sync::watch::Receiver<u64> {
+        match self.restarts.get(name) {
+            Some(tx) => tx.subscribe(),
+            // Every connector has one; a lone receiver never changes.
+            None => tokio::sync::watch::channel(0).1,
+        }
+    }
+
+    /// Restarts a failed source or a paused sink (every worker of it that
+    /// is paused): it starts again from its stored position or committed
+    /// offsets. Returns its role.
+    pub fn restart(&self, name: &str) -> Result<&'static str, RestartError> {
+        let tx = self
+            .restarts
+            .get(name)
+            .ok_or_else(|| RestartError::Unknown(name.to_string()))?;
+        let (role, stopped, state) = {
+            let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            if self.sources.iter().any(|s| s.name == name) {
+                let state = st.get(name).map_or(State::Starting, |c| c.state.clone());
+                ("source", state == State::Failed, state.name())
+            } else {
+                let workers = self
+                    .sinks
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.workers.clone())
+                    .unwrap_or_default();
+                let states: Vec<State> = workers
+                    .iter()
+                    .filter_map(|w| st.get(w).map(|c| c.state.clone()))
+                    .collect();
+                let paused = states.contains(&State::Paused);
+                let shown = states.first().map_or("starting", State::name);
+                ("sink", paused, if paused { "paused" } else { shown })
+            }
+        };
+        if !stopped {
+            return Err(RestartError::NotStopped {
+                name: name.to_string(),
+                state,
+            });
+        }
+        tx.send_modify(|n| *n += 1);
+        tracing::info!(connector = %name, role, "restart asked for");
+        Ok(role)
     }
 
     /// The log the pipeline writes.
@@ -274,6 +345,10 @@ impl Telemetry {
                 State::Restarting => Some(match &c.last_error {
                     Some(e) => format!("restarting after: {e}"),
                     None => "restarting".to_string(),
+                }),
+                State::Failed => Some(match &c.last_error {
+                    Some(e) => format!("failed (restart it once fixed): {e}"),
+                    None => "failed".to_string(),
                 }),
                 ref other => Some(state_name(other).to_string()),
             };
@@ -392,11 +467,12 @@ impl Telemetry {
     pub(crate) fn workers_status(&self, s: &SinkTelemetry) -> (&'static str, u32, Option<String>) {
         let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let order = |s: &State| match s {
-            State::Restarting => 0,
-            State::Paused => 1,
-            State::Starting => 2,
-            State::Running => 3,
-            State::Stopped => 4,
+            State::Failed => 0,
+            State::Restarting => 1,
+            State::Paused => 2,
+            State::Starting => 3,
+            State::Running => 4,
+            State::Stopped => 5,
         };
         let mut state = State::Stopped;
         let mut restarts = 0;

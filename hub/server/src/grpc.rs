@@ -565,6 +565,25 @@ impl v1::hub_server::Hub for Api {
         })
         .await
     }
+
+    async fn restart_connector(
+        &self,
+        request: Request<v1::RestartConnectorRequest>,
+    ) -> Result<Response<v1::RestartConnectorResponse>, Status> {
+        use tributary_pipeline::telemetry::RestartError;
+        let Some(t) = self.telemetry.as_deref() else {
+            return Err(Status::not_found("no pipeline runs in this hub"));
+        };
+        match t.restart(&request.into_inner().name) {
+            Ok(role) => Ok(Response::new(v1::RestartConnectorResponse {
+                role: role.to_string(),
+            })),
+            Err(e @ RestartError::Unknown(_)) => Err(Status::not_found(e.to_string())),
+            Err(e @ RestartError::NotStopped { .. }) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+        }
+    }
 }
 
 /// Binds `addr` (a taken port stops the hub before anything starts).

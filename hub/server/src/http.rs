@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -133,6 +133,10 @@ pub fn router(hub: Hub) -> axum::Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/pipelines", get(pipelines))
+        .route(
+            "/pipelines/connectors/{name}/restart",
+            axum::routing::post(restart),
+        )
         .with_state(shared);
     let app = tributary_schemas::registry::http::router(hub.registry)
         .merge(crate::search::router(hub.search_root))
@@ -218,6 +222,39 @@ async fn pipelines(State(s): State<Shared>) -> Response {
     match tokio::task::spawn_blocking(move || t.connectors()).await {
         Ok(views) => Json(views).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// `POST /pipelines/connectors/{name}/restart`: a failed source or a
+/// paused sink starts again (202); 404 for no such connector, 409 for one
+/// that is not stopped by a failure.
+async fn restart(State(s): State<Shared>, Path(name): Path<String>) -> Response {
+    let Some(t) = s.telemetry else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error_code": 404, "message": "no pipeline runs here"})),
+        )
+            .into_response();
+    };
+    match t.restart(&name) {
+        Ok(role) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "restarting": name, "role": role })),
+        )
+            .into_response(),
+        Err(e) => {
+            let code = match e {
+                tributary_pipeline::telemetry::RestartError::Unknown(_) => StatusCode::NOT_FOUND,
+                tributary_pipeline::telemetry::RestartError::NotStopped { .. } => {
+                    StatusCode::CONFLICT
+                }
+            };
+            (
+                code,
+                Json(serde_json::json!({"error_code": code.as_u16(), "message": e.to_string()})),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -68,6 +68,9 @@ enum Command {
     /// Every connector of the running hub's pipeline: state, position,
     /// lag, rate, restarts, last error.
     Status(status::StatusArgs),
+    /// Restart a failed source or a paused sink of the running hub's
+    /// pipeline, once what stopped it is fixed.
+    Restart(status::RestartArgs),
 }
 
 /// Where the log keeps its data unless told otherwise.
@@ -104,6 +107,7 @@ fn run() -> anyhow::Result<()> {
         Command::Offsets(cmd) => offsets::run(cmd),
         Command::Schemas(cmd) => schemas::run(cmd),
         Command::Status(args) => status::run(args),
+        Command::Restart(args) => status::restart(args),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use std::io::Write as _;
 
 use anyhow::Context;
-use tributary_pipeline::runtime::{RunOptions, State};
+use tributary_pipeline::runtime::RunOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -158,13 +158,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let status = status.with_context(|| format!("running {}", args.file.display()))?;
         let st = status.lock().unwrap_or_else(|e| e.into_inner());
         for (name, c) in st.iter() {
-            let state = match c.state {
-                State::Starting => "starting",
-                State::Running => "running",
-                State::Restarting => "restarting",
-                State::Stopped => "stopped",
-                State::Paused => "paused",
-            };
+            let state = c.state.name();
             // A closed stdout (the parent went away) is not worth a panic.
             let _ = writeln!(
                 std::io::stdout(),

@@ -132,10 +132,11 @@ fn table(connectors: &[v1::Connector]) -> String {
     out
 }
 
-pub fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let mut hub_args = args.hub.clone();
+/// The hub to ask: `--hub`, or the one running on `--data-dir`.
+fn hub_of(hub: &HubArgs, data_dir: Option<&std::path::Path>) -> anyhow::Result<HubArgs> {
+    let mut hub_args = hub.clone();
     if hub_args.hub.is_none()
-        && let Some(dir) = &args.data_dir
+        && let Some(dir) = data_dir
     {
         hub_args.hub = DataDir::existing(dir)?.running_hub()?;
         if hub_args.hub.is_none() {
@@ -145,6 +146,45 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(hub_args)
+}
+
+/// Restart a failed source or a paused sink of the running hub's
+/// pipeline: it starts again from its stored position or committed
+/// offsets. Needs a running hub.
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// The source or sink, by its name in the pipeline.
+    name: String,
+    /// Ask the hub that holds this data directory (at the address it
+    /// published there) when --hub is not given.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+pub fn restart(args: RestartArgs) -> anyhow::Result<()> {
+    let hub_args = hub_of(&args.hub, args.data_dir.as_deref())?;
+    let rt = crate::runtime()?;
+    let role = rt.block_on(async {
+        let hub = hub_args.connect().await?;
+        let got = hub
+            .client
+            .clone()
+            .restart_connector(v1::RestartConnectorRequest {
+                name: args.name.clone(),
+            })
+            .await
+            .map_err(|s| failed(&hub, s))?;
+        anyhow::Ok(got.into_inner().role)
+    })?;
+    crate::records::stdout_line(format_args!("{role} {}: restarting", args.name));
+    Ok(())
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let hub_args = hub_of(&args.hub, args.data_dir.as_deref())?;
     let rt = crate::runtime()?;
     let connectors = rt.block_on(async {
         let hub = hub_args.connect().await?;

@@ -642,3 +642,131 @@ async fn a_mariadb_source_reports_phase_position_and_readiness() {
     hub.stop();
     db.drop_db().await;
 }
+
+/// A source whose failure would repeat (the registry refuses a table's
+/// incompatible schema change) stops in state `failed`, says why in
+/// `/pipelines`, `/ready` and the metrics, and is not restarted by
+/// itself; `tributary restart` (refused while a connector runs) starts
+/// it again once the cause is fixed, and every change made meanwhile
+/// arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_would_fail_again_stays_failed_until_restarted() {
+    let db = TestDb::new("httpfailed").await;
+    db.exec(
+        "CREATE TABLE a (id int PRIMARY KEY, v int);
+         CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO a VALUES (1, 1); INSERT INTO b VALUES (1, 'one');",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            common::log_yaml(None),
+            common::SERVER_YAML,
+            common::pg_source_yaml(&db.name, "public.*"),
+        ),
+    );
+    let hub = common::run_serving(&file, &[], None);
+    let base = hub.base.clone();
+    eventually(
+        "ready",
+        async || json(&base, "/ready").await,
+        |(s, _)| *s == 200,
+    )
+    .await;
+    let restart =
+        |name: &str| common::tributary(&["restart", name, "--hub", &hub.grpc_addr()], None, &[]);
+    let refused = restart("pg");
+    assert!(!refused.status.success(), "a running source restarted");
+    assert!(
+        common::stderr(&refused).contains("pg is running"),
+        "{}",
+        common::stderr(&refused)
+    );
+    let unknown = restart("nope");
+    assert!(common::stderr(&unknown).contains("no source or sink named"));
+
+    // int -> text: Avro cannot read the old records with the new schema.
+    db.exec(
+        "ALTER TABLE a ALTER COLUMN v TYPE text USING v::text;
+         INSERT INTO a VALUES (2, 'two');",
+    )
+    .await;
+    let (_, p) = eventually(
+        "the source failed",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| connector(p, "pg")["state"] == "failed",
+    )
+    .await;
+    let pg = connector(&p, "pg").clone();
+    let error = pg["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("pg.public.a") && error.contains("incompatible"),
+        "{pg}"
+    );
+    // Nothing retries it: the state and the restart count stay.
+    db.exec("INSERT INTO b VALUES (2, 'while failed');").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, p) = json(&base, "/pipelines").await;
+    assert_eq!(connector(&p, "pg")["state"], "failed", "{p}");
+    assert_eq!(connector(&p, "pg")["restarts"], pg["restarts"], "{p}");
+    let (status, ready) = json(&base, "/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed"))
+    );
+    let m = metrics(&base).await;
+    assert_eq!(
+        m[r#"tributary_connector_failed{connector="pg",role="source"}"#],
+        1.0
+    );
+
+    // Fixed (the subject takes any change), then restarted by hand.
+    let put = client()
+        .put(format!("{base}/config/pg.public.a-value"))
+        .json(&serde_json::json!({"compatibility": "NONE"}))
+        .send()
+        .await
+        .expect("config");
+    assert!(put.status().is_success(), "{put:?}");
+    let out = restart("pg");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::ok(&out).contains("source pg: restarting"));
+    eventually(
+        "running again",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| connector(p, "pg")["state"] == "running",
+    )
+    .await;
+    let data = dir.path().join("data");
+    for (topic, id) in [("pg.public.a", 2), ("pg.public.b", 2)] {
+        eventually(
+            "the changes made meanwhile",
+            async || {
+                common::ok(&common::tributary_on(
+                    &data,
+                    &["consume", topic, "--from-beginning"],
+                    None,
+                ))
+            },
+            |out| {
+                out.lines().any(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .is_ok_and(|v| v["value"]["after"]["id"] == id)
+                })
+            },
+        )
+        .await;
+    }
+    let m = metrics(&base).await;
+    assert_eq!(
+        m[r#"tributary_connector_failed{connector="pg",role="source"}"#],
+        0.0
+    );
+    hub.stop();
+    tributary_tests::pg::drop_db_and_slot(db).await;
+}
