@@ -97,6 +97,7 @@ pub fn engine_settings(
         status_interval: Duration::from_millis(100),
         heartbeat,
         progress_interval: Duration::from_secs(1),
+        on_error: Default::default(),
     }
 }
 

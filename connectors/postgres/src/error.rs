@@ -126,6 +126,9 @@ pub enum SourceError {
     /// Deriving the Avro schema failed.
     #[error(transparent)]
     Schema(#[from] tributary_schemas::avro::SchemaError),
+    /// The list of quarantined tables could not be read or stored.
+    #[error(transparent)]
+    Quarantine(#[from] tributary_capture::QuarantineError),
 }
 
 impl From<ReplicationError> for SourceError {
@@ -165,6 +168,21 @@ impl SourceError {
             ErrorKind::PositionLost
         } else {
             ErrorKind::Fatal
+        }
+    }
+
+    /// Whether the error is about one table (a value it cannot
+    /// represent, a schema the registry refuses, a shape it cannot
+    /// read): what `on_error: quarantine` sets the table aside for.
+    pub fn is_about_table(&self) -> bool {
+        match self {
+            SourceError::Event(_) | SourceError::Schema(_) => true,
+            SourceError::Catalog(_) => !self.is_transient(),
+            SourceError::Write(w) => w.is_about_table(),
+            SourceError::Capture(c) => {
+                matches!(&**c, CaptureError::Write(w) if w.is_about_table())
+            }
+            _ => false,
         }
     }
 

@@ -10,7 +10,7 @@
 //! log could lose, and after a restart PostgreSQL resends everything not
 //! yet durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 use tributary_capture::writer::{EventWriter, WriteError};
 use tributary_capture::{
-    Capture, ChangeSource, Engine, ErrorKind, Settings, SnapshotLedger, StreamKey,
+    Capture, ChangeSource, Engine, ErrorKind, OnError, Quarantine, Quarantined, Settings,
+    SnapshotLedger, StreamKey,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{Op, TableSchema};
@@ -271,6 +272,13 @@ pub struct StreamSource {
     engine: Engine,
     relations: HashMap<u32, Relation>,
     state: SnapshotLedger<u64>,
+    /// Tables set aside (`on_error: quarantine`), loaded each session.
+    quarantine: Quarantine,
+    /// Relations of quarantined tables: their changes are skipped.
+    skipped: HashSet<u32>,
+    /// The commit LSN of the transaction being read (where a table that
+    /// cannot be captured is set aside).
+    at: u64,
 }
 
 impl std::fmt::Debug for StreamSource {
@@ -295,6 +303,7 @@ impl ChangeSource for StreamSource {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
         self.relations.clear();
+        self.skipped.clear();
         self.client = Some(sql_connect(&self.cfg.connect).await?);
         prepare(self.client()?, &self.cfg).await?;
         let mut conn = Connection::connect(&self.cfg.connect)
@@ -413,12 +422,16 @@ impl StreamSource {
             engine.state_dir().join(ledger_file(&cfg.slot)),
             engine.log.clone(),
         );
+        let quarantine = Quarantine::empty(&engine.state_dir());
         Self {
             cfg,
             client: None,
             engine,
             relations: HashMap::new(),
             state,
+            quarantine,
+            skipped: HashSet::new(),
+            at: 0,
         }
     }
 
@@ -445,6 +458,61 @@ impl StreamSource {
     }
 
     async fn on_relation(
+        &mut self,
+        capture: &mut PgCapture,
+        oid: u32,
+        namespace: &str,
+        name: &str,
+        columns: &[crate::pgoutput::RelationColumn],
+        replica_identity: u8,
+    ) -> Result<()> {
+        if self.quarantine.contains(namespace, name) {
+            self.relations.remove(&oid);
+            self.skipped.insert(oid);
+            return Ok(());
+        }
+        let registered = self
+            .register_relation(capture, oid, namespace, name, columns, replica_identity)
+            .await;
+        match registered {
+            Err(e) if self.sets_aside(&e) => self.set_aside(oid, namespace, name, &e),
+            other => other,
+        }
+    }
+
+    /// Whether `on_error: quarantine` sets a table aside for `e`.
+    fn sets_aside(&self, e: &SourceError) -> bool {
+        self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table()
+    }
+
+    /// Sets `schema.table` aside: stored with the reason and the position
+    /// of the transaction being read; its changes are skipped from here
+    /// on, every other table's keep flowing.
+    fn set_aside(&mut self, oid: u32, schema: &str, table: &str, e: &SourceError) -> Result<()> {
+        let position = crate::replication::format_lsn(self.at);
+        tracing::error!(
+            source = %self.cfg.name,
+            table = %format!("{schema}.{table}"),
+            %position,
+            error = %e,
+            "table quarantined: its changes are not captured until `tributary tables resume {} {schema}.{table}`",
+            self.cfg.name
+        );
+        self.quarantine.add(Quarantined {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            reason: e.to_string(),
+            position,
+            since_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        })?;
+        self.relations.remove(&oid);
+        self.skipped.insert(oid);
+        Ok(())
+    }
+
+    async fn register_relation(
         &mut self,
         capture: &mut PgCapture,
         oid: u32,
@@ -563,22 +631,36 @@ impl StreamSource {
             Message::Insert { oid, .. }
             | Message::Update { oid, .. }
             | Message::Delete { oid, .. }
+                if self.skipped.contains(&oid) =>
+            {
+                // A quarantined table.
+            }
+            Message::Insert { oid, .. }
+            | Message::Update { oid, .. }
+            | Message::Delete { oid, .. }
                 if self.relation(oid)?.as_of > ctx.commit_lsn =>
             {
                 // Already in the table's snapshot.
             }
             Message::Insert { oid, new, .. } => {
                 let rel = self.relation(oid)?;
-                let after = events::row(&rel.table, &new)?;
-                Self::push(capture, ctx, rel, Op::Create, None, Some(after))?;
+                match events::row(&rel.table, &new) {
+                    Ok(after) => Self::push(capture, ctx, rel, Op::Create, None, Some(after))?,
+                    Err(e) => self.row_failed(oid, e.into())?,
+                }
             }
             Message::Update { oid, old, new, .. } => {
                 let rel = self.relation(oid)?;
-                let before = old
+                let rows = old
                     .map(|(k, t)| events::old_row(&rel.table, k, &t))
-                    .transpose()?;
-                let after = events::row(&rel.table, &new)?;
-                Self::push(capture, ctx, rel, Op::Update, before, Some(after))?;
+                    .transpose()
+                    .and_then(|before| Ok((before, events::row(&rel.table, &new)?)));
+                match rows {
+                    Ok((before, after)) => {
+                        Self::push(capture, ctx, rel, Op::Update, before, Some(after))?
+                    }
+                    Err(e) => self.row_failed(oid, e.into())?,
+                }
             }
             Message::Delete {
                 oid,
@@ -586,11 +668,16 @@ impl StreamSource {
                 ..
             } => {
                 let rel = self.relation(oid)?;
-                let before = events::old_row(&rel.table, kind, &tuple)?;
-                Self::push(capture, ctx, rel, Op::Delete, Some(before), None)?;
+                match events::old_row(&rel.table, kind, &tuple) {
+                    Ok(before) => Self::push(capture, ctx, rel, Op::Delete, Some(before), None)?,
+                    Err(e) => self.row_failed(oid, e.into())?,
+                }
             }
             Message::Truncate { oids, .. } => {
                 for oid in oids {
+                    if self.skipped.contains(&oid) {
+                        continue;
+                    }
                     let rel = self.relation(oid)?;
                     if rel.as_of <= ctx.commit_lsn {
                         Self::push(capture, ctx, rel, Op::Truncate, None, None)?;
@@ -606,6 +693,16 @@ impl StreamSource {
         }
         capture.boundary().await?;
         Ok(())
+    }
+
+    /// A row of relation `oid` that cannot become an event: the table is
+    /// set aside under `on_error: quarantine`, else the source stops.
+    fn row_failed(&mut self, oid: u32, e: SourceError) -> Result<()> {
+        if !self.sets_aside(&e) {
+            return Err(e);
+        }
+        let table = Arc::clone(&self.relation(oid)?.table);
+        self.set_aside(oid, &table.schema, &table.table, &e)
     }
 
     /// Opens the transaction that commits at `commit_lsn`: its records'
@@ -653,6 +750,7 @@ impl StreamSource {
                 commit_time,
                 xid,
             } => {
+                self.at = final_lsn;
                 s.open = Some(Self::begin(capture, xid, final_lsn, commit_time));
             }
             Message::Commit { end_lsn, .. } => {
@@ -686,6 +784,7 @@ impl StreamSource {
                 commit_time,
                 ..
             } => {
+                self.at = commit_lsn;
                 let ctx = Self::begin(capture, xid, commit_lsn, commit_time);
                 if let Some(spill) = s.streams.remove(&xid) {
                     let mut rd = spill.finish().map_err(SourceError::Spill)?;
@@ -729,6 +828,13 @@ impl StreamSource {
     ) -> Result<bool> {
         let mode = self.cfg.engine.snapshot;
         self.state = self.engine.ledger(&ledger_file(&self.cfg.slot))?;
+        self.quarantine = self.engine.quarantine()?;
+        for back in self.quarantine.take_resumed()? {
+            // Read again at a new point, as a table added to the
+            // configuration is (its old keys deleted first).
+            self.state.forget(&back.schema, &back.table)?;
+            tracing::info!(source = %self.cfg.name, table = %back.name(), quarantined_at = %back.position, "table taken back from quarantine: reading it again");
+        }
         if mode == SnapshotMode::Never {
             return Ok(true);
         }
@@ -770,7 +876,7 @@ impl StreamSource {
         let todo: Vec<(String, String)> = captured_tables(self.client()?, &self.cfg)
             .await?
             .into_iter()
-            .filter(|(s, t)| self.state.get(s, t).is_none())
+            .filter(|(s, t)| self.state.get(s, t).is_none() && !self.quarantine.contains(s, t))
             .collect();
         if todo.is_empty() {
             return Ok(streaming);
@@ -789,7 +895,7 @@ impl StreamSource {
             let late: Vec<(String, String)> = captured_tables(self.client()?, &self.cfg)
                 .await?
                 .into_iter()
-                .filter(|(s, t)| self.state.get(s, t).is_none())
+                .filter(|(s, t)| self.state.get(s, t).is_none() && !self.quarantine.contains(s, t))
                 .collect();
             if !late.is_empty() {
                 tracing::info!(source = %self.cfg.name, tables = late.len(), "tables created while the slot was created: reading them at a later point");

@@ -93,6 +93,8 @@ pub struct Settings {
     /// How often snapshot progress is logged when stderr is not a
     /// terminal (on a terminal a live display is redrawn instead).
     pub progress_interval: Duration,
+    /// What to do with a table the source cannot capture.
+    pub on_error: crate::quarantine::OnError,
 }
 
 /// When a source's heartbeat is due: every [`Settings::heartbeat`]
@@ -144,7 +146,7 @@ impl Engine {
     /// Where the source keeps its state: `sources/<name>` under the log's
     /// directory.
     pub fn state_dir(&self) -> std::path::PathBuf {
-        self.log.dir().join("sources").join(&self.name)
+        crate::quarantine::state_dir(self.log.dir(), &self.name)
     }
 
     /// The source's snapshot ledger, stored as `file` in its
@@ -154,6 +156,14 @@ impl Engine {
         file: &str,
     ) -> Result<SnapshotLedger<P>, LedgerError> {
         SnapshotLedger::load(self.state_dir().join(file), self.log.clone())
+    }
+
+    /// The source's quarantined tables, stored in its
+    /// [`state_dir`](Self::state_dir).
+    pub fn quarantine(
+        &self,
+    ) -> Result<crate::quarantine::Quarantine, crate::quarantine::QuarantineError> {
+        crate::quarantine::Quarantine::load(&self.state_dir())
     }
 
     /// The heartbeat schedule of the source's settings.

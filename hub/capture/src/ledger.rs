@@ -151,6 +151,19 @@ impl<P: Clone + Serialize + DeserializeOwned> SnapshotLedger<P> {
         self.save()
     }
 
+    /// Forgets `schema.table` (the next start reads it again, as a table
+    /// added to the configuration) and stores that; whether it was there.
+    pub fn forget(&mut self, schema: &str, table: &str) -> Result<bool, LedgerError> {
+        let before = self.tables.len();
+        self.tables
+            .retain(|t| !(t.schema == schema && t.table == table));
+        if self.tables.len() == before {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
     /// Forgets every table (a new snapshot starts over) and stores that.
     pub fn clear(&mut self) -> Result<(), LedgerError> {
         self.tables.clear();

@@ -92,6 +92,26 @@ pub enum WriteError {
     Log(#[from] LogError),
 }
 
+impl WriteError {
+    /// Whether the error is about one table's schema or records (a
+    /// transform it fails, a record its schema refuses, a schema the
+    /// registry refuses), not about the log or the registry's storage:
+    /// what a source may set the table aside for.
+    pub fn is_about_table(&self) -> bool {
+        use tributary_schemas::RegistryError as R;
+        match self {
+            WriteError::Transform { .. }
+            | WriteError::TransformedSchema { .. }
+            | WriteError::Invalid { .. } => true,
+            WriteError::Registry { source, .. } => matches!(
+                source,
+                R::Incompatible { .. } | R::InvalidSchema(_) | R::InvalidSubject(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Registered {
     /// The records' schema (the transformed shape, when transforms apply).

@@ -102,6 +102,13 @@ pub const CONNECTOR_STOPPED_BY_FAILURE: Metric = Metric {
     kind: Kind::Gauge,
     labels: &["connector", "role"],
 };
+/// Tables a source set aside.
+pub const SOURCE_QUARANTINED: Metric = Metric {
+    name: "tributary_source_quarantined_tables",
+    help: "Tables the source set aside (on_error: quarantine) until `tributary tables resume`.",
+    kind: Kind::Gauge,
+    labels: &["connector"],
+};
 /// Bytes of a topic's segments.
 pub const LOG_BYTES: Metric = Metric {
     name: "tributary_log_bytes",
@@ -142,6 +149,7 @@ pub const ALL: &[Metric] = &[
     CONNECTOR_RESTARTS,
     CONNECTOR_UP,
     CONNECTOR_STOPPED_BY_FAILURE,
+    SOURCE_QUARANTINED,
     LOG_BYTES,
     LOG_SEGMENTS,
     LOG_END_OFFSET,
@@ -316,6 +324,11 @@ fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry, views: &[ConnectorV
             for s in &t.sinks {
                 let v = s.errors.load(Ordering::Relaxed);
                 e.sample(m, "", &[&s.name, "sink"], &[], v as f64);
+            }
+        }
+        n if n == SOURCE_QUARANTINED.name => {
+            for v in views.iter().filter(|v| v.role == "source") {
+                e.sample(m, "", &[&v.name], &[], v.quarantined.len() as f64);
             }
         }
         n if n == CONNECTOR_RESTARTS.name

@@ -311,7 +311,15 @@ impl Supervised {
                 break;
             }
             match self.once().await {
-                Ok(events) => {
+                Ok((events, true)) => {
+                    tracing::info!(source = %name, "restarting as asked");
+                    set(&self.status, &name, |c| {
+                        c.state = State::Starting;
+                        c.events += events;
+                    });
+                    delay = self.initial;
+                }
+                Ok((events, false)) => {
                     set(&self.status, &name, |c| {
                         c.state = State::Stopped;
                         c.events += events;
@@ -353,22 +361,48 @@ impl Supervised {
         set(&self.status, &name, |c| c.state = State::Stopped);
     }
 
-    /// One life of the source.
-    async fn once(&mut self) -> Result<u64, SourceRunError> {
+    /// One life of the source: until it stops by itself, the pipeline
+    /// stops, or a restart is asked for (a table resumed), which ends
+    /// this life as a stop does (`Ok((events, true))`).
+    async fn once(&mut self) -> Result<(u64, bool), SourceRunError> {
         let (status, name) = (&self.status, &self.section.name);
         let running = || set(status, name, |c| c.state = State::Running);
-        self.section
-            .run_once(crate::source::SourceRun {
-                log_section: &self.pipeline.log,
-                log: self.log.clone(),
-                registry: self.registry.clone(),
-                transforms: Arc::clone(&self.transforms),
-                written: Arc::clone(&self.telemetry.written),
-                progress: Arc::clone(&self.telemetry.progress),
-                stop: self.stop.clone(),
-                running: &running,
-            })
-            .await
+        let (life_tx, life_rx) = watch::channel(false);
+        let mut stop = self.stop.clone();
+        let mut restart = self.restart.clone();
+        restart.borrow_and_update();
+        let run = self.section.run_once(crate::source::SourceRun {
+            log_section: &self.pipeline.log,
+            log: self.log.clone(),
+            registry: self.registry.clone(),
+            transforms: Arc::clone(&self.transforms),
+            written: Arc::clone(&self.telemetry.written),
+            progress: Arc::clone(&self.telemetry.progress),
+            stop: life_rx,
+            running: &running,
+        });
+        tokio::pin!(run);
+        let asked = async {
+            let mut listening = true;
+            loop {
+                if *stop.borrow() {
+                    return false;
+                }
+                tokio::select! {
+                    changed = stop.changed() => if changed.is_err() { return false; },
+                    changed = restart.changed(), if listening => match changed {
+                        Ok(()) => return true,
+                        Err(_) => listening = false,
+                    },
+                }
+            }
+        };
+        let reload = tokio::select! {
+            ended = &mut run => return ended.map(|n| (n, false)),
+            reload = asked => reload,
+        };
+        let _ = life_tx.send(true);
+        run.await.map(|n| (n, reload))
     }
 }
 

@@ -67,6 +67,27 @@ pub enum SnapshotName {
     WhenNeeded,
 }
 
+/// What a source does with a table it cannot capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceOnError {
+    /// Stop in state `failed` until restarted.
+    #[default]
+    Stop,
+    /// Set only that table aside until `tributary tables resume`.
+    Quarantine,
+}
+
+impl SourceOnError {
+    /// The capture engine's setting of this name.
+    pub fn engine(self) -> tributary_capture::OnError {
+        match self {
+            Self::Stop => tributary_capture::OnError::Stop,
+            Self::Quarantine => tributary_capture::OnError::Quarantine,
+        }
+    }
+}
+
 impl SnapshotName {
     /// The capture engine's mode of this name.
     pub fn mode(self) -> tributary_capture::SnapshotMode {
@@ -124,6 +145,8 @@ pub struct SourceSection {
     /// Rows per key range of a big table's snapshot (mysql: rows per
     /// query of the primary-key ordered read).
     pub snapshot_chunk_rows: u64,
+    /// What it does with a table it cannot capture.
+    pub on_error: SourceOnError,
     /// What it reads, and how.
     pub kind: SourceKind,
 }
@@ -394,6 +417,8 @@ pub(crate) struct RawSource {
     snapshot_chunk_rows: u64,
     #[serde(default)]
     server_id: Option<Spanned<u32>>,
+    #[serde(default)]
+    on_error: Option<Spanned<SourceOnError>>,
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -513,6 +538,7 @@ impl TryFrom<RawSource> for SourceSection {
             topic,
             heartbeat_ms: r.heartbeat_ms,
             snapshot_chunk_rows: r.snapshot_chunk_rows,
+            on_error: r.on_error.as_ref().map(|o| o.value).unwrap_or_default(),
             kind,
         })
     }
@@ -592,6 +618,15 @@ fn postgres_source(
 
 fn mysql_source(name: &str, r: &RawSource) -> Result<MysqlSection, Invalid> {
     use tributary_connector_mysql::source::check_url;
+    if let Some(o) = &r.on_error
+        && o.value == SourceOnError::Quarantine
+    {
+        return Err(Invalid::at(
+            o.referenced,
+            "on_error",
+            "quarantine is not available for kind mysql yet (stop is)",
+        ));
+    }
     let password = r
         .password
         .as_ref()

@@ -62,6 +62,7 @@ impl SourceSection {
             status_interval,
             heartbeat: (self.heartbeat_ms > 0).then(|| Duration::from_millis(self.heartbeat_ms)),
             progress_interval: Duration::from_secs(10),
+            on_error: self.on_error.engine(),
         }
     }
 

@@ -118,6 +118,25 @@ pub enum RestartError {
     },
 }
 
+/// Why a table cannot be taken back from quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    /// The pipeline has no source of that name.
+    #[error("the pipeline has no source named {0:?}")]
+    UnknownSource(String),
+    /// The table is not quarantined.
+    #[error("source {name} has no quarantined table {table} (give it as schema.table)")]
+    NotQuarantined {
+        /// The source.
+        name: String,
+        /// The table asked for.
+        table: String,
+    },
+    /// The source's state could not be read or written.
+    #[error("{0}")]
+    State(String),
+}
+
 /// What `/pipelines` shows of a connector.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectorView {
@@ -155,6 +174,10 @@ pub struct ConnectorView {
     /// A PostgreSQL source: WAL bytes between the server's end and the
     /// confirmed position.
     pub replication_lag_bytes: Option<u64>,
+    /// A source: the tables it set aside (`on_error: quarantine`), with
+    /// reason and position.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<tributary_capture::Quarantined>,
 }
 
 /// Where a connector is.
@@ -242,6 +265,34 @@ impl Telemetry {
             // Every connector has one; a lone receiver never changes.
             None => tokio::sync::watch::channel(0).1,
         }
+    }
+
+    /// Where source `name` keeps its state.
+    fn state_dir(&self, name: &str) -> std::path::PathBuf {
+        tributary_capture::quarantine::state_dir(self.log.dir(), name)
+    }
+
+    /// Takes `table` (`schema.table`) of source `source` back from
+    /// quarantine: the source restarts and reads it again at a new point
+    /// (its old keys deleted first), then streams its changes with the
+    /// others'.
+    pub fn resume_table(&self, source: &str, table: &str) -> Result<(), ResumeError> {
+        let tx = self
+            .restarts
+            .get(source)
+            .filter(|_| self.sources.iter().any(|s| s.name == source))
+            .ok_or_else(|| ResumeError::UnknownSource(source.to_string()))?;
+        let asked = tributary_capture::quarantine::request_resume(&self.state_dir(source), table)
+            .map_err(|e| ResumeError::State(e.to_string()))?;
+        if !asked {
+            return Err(ResumeError::NotQuarantined {
+                name: source.to_string(),
+                table: table.to_string(),
+            });
+        }
+        tx.send_modify(|n| *n += 1);
+        tracing::info!(%source, %table, "table resume asked for: the source restarts");
+        Ok(())
     }
 
     /// Restarts a failed source or a paused sink (every worker of it that
@@ -430,6 +481,7 @@ impl Telemetry {
                 lag_records: None,
                 lag_seconds: None,
                 replication_lag_bytes: s.lag_bytes(),
+                quarantined: tributary_capture::Quarantine::listed(&self.state_dir(&s.name)),
             });
         }
         for s in &self.sinks {
@@ -457,6 +509,7 @@ impl Telemetry {
                 lag_records: Some(lag.records),
                 lag_seconds: Some(lag.seconds),
                 replication_lag_bytes: None,
+                quarantined: Vec::new(),
             });
         }
         out

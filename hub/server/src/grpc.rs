@@ -259,6 +259,17 @@ fn connector_message(c: ConnectorView) -> v1::Connector {
         lag_records: c.lag_records,
         lag_seconds: c.lag_seconds,
         replication_lag_bytes: c.replication_lag_bytes,
+        quarantined: c
+            .quarantined
+            .into_iter()
+            .map(|q| v1::QuarantinedTable {
+                schema: q.schema,
+                table: q.table,
+                reason: q.reason,
+                position: q.position,
+                since_ms: q.since_ms,
+            })
+            .collect(),
     }
 }
 
@@ -582,6 +593,25 @@ impl v1::hub_server::Hub for Api {
             Err(e @ RestartError::NotStopped { .. }) => {
                 Err(Status::failed_precondition(e.to_string()))
             }
+        }
+    }
+
+    async fn resume_table(
+        &self,
+        request: Request<v1::ResumeTableRequest>,
+    ) -> Result<Response<v1::ResumeTableResponse>, Status> {
+        use tributary_pipeline::telemetry::ResumeError;
+        let Some(t) = self.telemetry.as_deref() else {
+            return Err(Status::not_found("no pipeline runs in this hub"));
+        };
+        let r = request.into_inner();
+        match t.resume_table(&r.source, &r.table) {
+            Ok(()) => Ok(Response::new(v1::ResumeTableResponse {})),
+            Err(e @ ResumeError::UnknownSource(_)) => Err(Status::not_found(e.to_string())),
+            Err(e @ ResumeError::NotQuarantined { .. }) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+            Err(e @ ResumeError::State(_)) => Err(Status::internal(e.to_string())),
         }
     }
 }

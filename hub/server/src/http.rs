@@ -137,6 +137,10 @@ pub fn router(hub: Hub) -> axum::Router {
             "/pipelines/connectors/{name}/restart",
             axum::routing::post(restart),
         )
+        .route(
+            "/pipelines/connectors/{name}/tables/{table}/resume",
+            axum::routing::post(resume_table),
+        )
         .with_state(shared);
     let app = tributary_schemas::registry::http::router(hub.registry)
         .merge(crate::search::router(hub.search_root))
@@ -248,6 +252,42 @@ async fn restart(State(s): State<Shared>, Path(name): Path<String>) -> Response 
                 tributary_pipeline::telemetry::RestartError::NotStopped { .. } => {
                     StatusCode::CONFLICT
                 }
+            };
+            (
+                code,
+                Json(serde_json::json!({"error_code": code.as_u16(), "message": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /pipelines/connectors/{name}/tables/{table}/resume`: takes a
+/// quarantined table (`schema.table`) back (202); 404 for no such source,
+/// 409 for a table that is not quarantined.
+async fn resume_table(
+    State(s): State<Shared>,
+    Path((name, table)): Path<(String, String)>,
+) -> Response {
+    use tributary_pipeline::telemetry::ResumeError;
+    let Some(t) = s.telemetry else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error_code": 404, "message": "no pipeline runs here"})),
+        )
+            .into_response();
+    };
+    match t.resume_table(&name, &table) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "resuming": table, "source": name })),
+        )
+            .into_response(),
+        Err(e) => {
+            let code = match e {
+                ResumeError::UnknownSource(_) => StatusCode::NOT_FOUND,
+                ResumeError::NotQuarantined { .. } => StatusCode::CONFLICT,
+                ResumeError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (
                 code,

@@ -71,6 +71,9 @@ enum Command {
     /// Restart a failed source or a paused sink of the running hub's
     /// pipeline, once what stopped it is fixed.
     Restart(status::RestartArgs),
+    /// A source's tables: take a quarantined one back.
+    #[command(subcommand)]
+    Tables(status::TablesCommand),
 }
 
 /// Where the log keeps its data unless told otherwise.
@@ -108,6 +111,7 @@ fn run() -> anyhow::Result<()> {
         Command::Schemas(cmd) => schemas::run(cmd),
         Command::Status(args) => status::run(args),
         Command::Restart(args) => status::restart(args),
+        Command::Tables(cmd) => status::tables(cmd),
     }
 }
 

@@ -80,6 +80,13 @@ fn json(c: &v1::Connector) -> serde_json::Value {
         "lag_records": c.lag_records,
         "lag_seconds": c.lag_seconds,
         "replication_lag_bytes": c.replication_lag_bytes,
+        "quarantined": c.quarantined.iter().map(|q| serde_json::json!({
+            "schema": q.schema,
+            "table": q.table,
+            "reason": q.reason,
+            "position": q.position,
+            "since_ms": q.since_ms,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -183,6 +190,53 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A source's tables.
+#[derive(Debug, clap::Subcommand)]
+pub enum TablesCommand {
+    /// Take a quarantined table back: the source restarts, reads it
+    /// again at a new point (its old keys deleted first) and streams its
+    /// changes with the others'. Needs a running hub.
+    Resume(ResumeArgs),
+}
+
+/// `tables resume SOURCE TABLE`.
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The source, by its name in the pipeline.
+    source: String,
+    /// The table, as schema.table (PostgreSQL) or database.table (MySQL).
+    table: String,
+    /// Ask the hub that holds this data directory (at the address it
+    /// published there) when --hub is not given.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+pub fn tables(cmd: TablesCommand) -> anyhow::Result<()> {
+    let TablesCommand::Resume(args) = cmd;
+    let hub_args = hub_of(&args.hub, args.data_dir.as_deref())?;
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let hub = hub_args.connect().await?;
+        hub.client
+            .clone()
+            .resume_table(v1::ResumeTableRequest {
+                source: args.source.clone(),
+                table: args.table.clone(),
+            })
+            .await
+            .map_err(|s| failed(&hub, s))?;
+        anyhow::Ok(())
+    })?;
+    crate::records::stdout_line(format_args!(
+        "source {}: taking {} back (read again, then streamed)",
+        args.source, args.table
+    ));
+    Ok(())
+}
+
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let hub_args = hub_of(&args.hub, args.data_dir.as_deref())?;
     let rt = crate::runtime()?;
@@ -200,6 +254,18 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         Format::Table => {
             let text = table(&connectors);
             crate::records::stdout_line(format_args!("{}", text.trim_end()));
+            for c in &connectors {
+                for q in &c.quarantined {
+                    crate::records::stdout_line(format_args!(
+                        "{} quarantined {}.{} at {}: {}",
+                        c.name,
+                        q.schema,
+                        q.table,
+                        q.position,
+                        q.reason.replace('\n', " ")
+                    ));
+                }
+            }
         }
         Format::Json => {
             for c in &connectors {

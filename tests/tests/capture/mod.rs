@@ -104,6 +104,7 @@ async fn commits_are_acknowledged_only_once_the_log_holds_them_durably() {
         status_interval: Duration::from_millis(20),
         heartbeat: None,
         progress_interval: Duration::from_secs(10),
+        on_error: Default::default(),
     };
     let engine = Engine::new("src", log.clone(), writer, settings);
     let (handed_tx, mut handed) = watch::channel(false);

@@ -258,6 +258,7 @@ async fn ours(
             status_interval: Duration::from_millis(100),
             heartbeat: Some(Duration::from_secs(1)),
             progress_interval: Duration::from_secs(10),
+            on_error: Default::default(),
         },
         snapshot_chunk_rows: 100_000,
     };

@@ -79,6 +79,7 @@ impl PgArgs {
                 status_interval: Duration::from_millis(100),
                 heartbeat: None,
                 progress_interval: Duration::from_secs(10),
+                on_error: Default::default(),
             },
             proto_version: 2,
             topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),

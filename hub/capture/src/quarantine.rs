@@ -1,0 +1,284 @@
+//! Per-table fault isolation, kept by the engine for every source: what
+//! a source does with a table it cannot capture (`on_error`), the tables
+//! it set aside (`quarantine`), and the requests to take one back.
+//!
+//! A quarantined table's later changes are not captured; every other
+//! table keeps flowing and the source's position keeps moving. The list
+//! lives in `quarantine.json` in the source's state directory, written
+//! durably. `tributary tables resume` writes `resume.json` beside it (only
+//! the hub writes that file, only the source reads and removes it, so the
+//! two never race on one file) and restarts the source, which forgets
+//! the table's snapshot record: the table is read again at a new point,
+//! as a table added to the configuration is.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::write_durably;
+
+/// What a source does with a table it cannot capture: a value it cannot
+/// represent, a schema change the registry refuses, a table whose shape
+/// it cannot read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// The source stops in state `failed`; nothing after the failing
+    /// change is acknowledged.
+    #[default]
+    Stop,
+    /// Only that table stops: its later changes are not captured until
+    /// it is resumed; every other table keeps flowing.
+    Quarantine,
+}
+
+impl OnError {
+    /// Parses `stop` or `quarantine`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "stop" => Self::Stop,
+            "quarantine" => Self::Quarantine,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the quarantine list could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// Reading or writing a file failed.
+    #[error("quarantine list {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds something else.
+    #[error("quarantine list {path} cannot be read: {source}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A table set aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// Schema (PostgreSQL) or database (MySQL).
+    pub schema: String,
+    /// Table.
+    pub table: String,
+    /// Why (the error, with the column where one is to blame).
+    pub reason: String,
+    /// The source position of the change that could not be captured;
+    /// the table's changes from there on are not captured.
+    pub position: String,
+    /// When, in milliseconds since the epoch.
+    pub since_ms: i64,
+}
+
+impl Quarantined {
+    /// `schema.table`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct ListFile {
+    tables: Vec<Quarantined>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct ResumeFile {
+    /// `schema.table` names.
+    tables: Vec<String>,
+}
+
+/// The file of quarantined tables in a source's state directory.
+pub const LIST_FILE: &str = "quarantine.json";
+/// The file of resume requests beside it.
+pub const RESUME_FILE: &str = "resume.json";
+
+fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, QuarantineError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| QuarantineError::Corrupt {
+            path: path.display().to_string(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(QuarantineError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), QuarantineError> {
+    let body = serde_json::to_vec_pretty(v).map_err(|source| QuarantineError::Corrupt {
+        path: path.display().to_string(),
+        source,
+    })?;
+    write_durably(path, &body).map_err(|source| QuarantineError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A source's quarantined tables.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    dir: PathBuf,
+    tables: Vec<Quarantined>,
+}
+
+impl Quarantine {
+    /// The list stored in the state directory `dir` (empty when none).
+    pub fn load(dir: &Path) -> Result<Self, QuarantineError> {
+        let file: ListFile = read_json(&dir.join(LIST_FILE))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            tables: file.tables,
+        })
+    }
+
+    /// An empty list for `dir`, not read yet.
+    pub fn empty(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            tables: Vec::new(),
+        }
+    }
+
+    /// The list stored in `dir` (what status shows); empty when it
+    /// cannot be read.
+    pub fn listed(dir: &Path) -> Vec<Quarantined> {
+        Self::load(dir).map(|q| q.tables).unwrap_or_default()
+    }
+
+    /// The tables set aside, in the order they were.
+    pub fn tables(&self) -> &[Quarantined] {
+        &self.tables
+    }
+
+    /// Whether `schema.table` is set aside.
+    pub fn contains(&self, schema: &str, table: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.schema == schema && t.table == table)
+    }
+
+    /// Sets `q`'s table aside and stores the list.
+    pub fn add(&mut self, q: Quarantined) -> Result<(), QuarantineError> {
+        self.tables
+            .retain(|t| !(t.schema == q.schema && t.table == q.table));
+        self.tables.push(q);
+        self.save()
+    }
+
+    /// Takes the resume requests: removes their tables from the list
+    /// (stored) and the request file; returns the tables taken back.
+    pub fn take_resumed(&mut self) -> Result<Vec<Quarantined>, QuarantineError> {
+        let path = self.dir.join(RESUME_FILE);
+        let asked: ResumeFile = read_json(&path)?;
+        if asked.tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (back, keep): (Vec<_>, Vec<_>) = self
+            .tables
+            .drain(..)
+            .partition(|t| asked.tables.contains(&t.name()));
+        self.tables = keep;
+        self.save()?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(QuarantineError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+        Ok(back)
+    }
+
+    fn save(&self) -> Result<(), QuarantineError> {
+        write_json(
+            &self.dir.join(LIST_FILE),
+            &ListFile {
+                tables: self.tables.clone(),
+            },
+        )
+    }
+}
+
+/// Asks the source whose state directory is `dir` to take `table`
+/// (`schema.table`) back at its next start. `Ok(false)` when the table is
+/// not quarantined.
+pub fn request_resume(dir: &Path, table: &str) -> Result<bool, QuarantineError> {
+    let list = Quarantine::load(dir)?;
+    if !list.tables.iter().any(|t| t.name() == table) {
+        return Ok(false);
+    }
+    let path = dir.join(RESUME_FILE);
+    let mut asked: ResumeFile = read_json(&path)?;
+    if !asked.tables.iter().any(|t| t == table) {
+        asked.tables.push(table.to_string());
+    }
+    write_json(&path, &asked)?;
+    Ok(true)
+}
+
+/// Where source `name` keeps its state under the log's directory
+/// `log_dir` (what [`Engine::state_dir`](crate::Engine::state_dir) gives).
+pub fn state_dir(log_dir: &Path, name: &str) -> PathBuf {
+    log_dir.join("sources").join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(table: &str) -> Quarantined {
+        Quarantined {
+            schema: "public".into(),
+            table: table.into(),
+            reason: "refused".into(),
+            position: "0/16B3748".into(),
+            since_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_table_set_aside_stays_so_until_resumed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut list = Quarantine::load(dir.path()).expect("load");
+        assert!(list.tables().is_empty());
+        list.add(q("a")).expect("add a");
+        list.add(q("b")).expect("add b");
+        let again = Quarantine::load(dir.path()).expect("reload");
+        assert!(again.contains("public", "a") && again.contains("public", "b"));
+        assert!(!request_resume(dir.path(), "public.c").expect("not listed"));
+        assert!(request_resume(dir.path(), "public.a").expect("listed"));
+        assert!(request_resume(dir.path(), "public.a").expect("twice"));
+        let mut again = again;
+        let back = again.take_resumed().expect("take");
+        assert_eq!(back, vec![q("a")]);
+        assert!(again.take_resumed().expect("none left").is_empty());
+        let stored = Quarantine::load(dir.path()).expect("reload");
+        assert_eq!(stored.tables(), &[q("b")]);
+    }
+
+    #[test]
+    fn a_corrupt_list_names_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(LIST_FILE), b"[").expect("write");
+        let err = Quarantine::load(dir.path()).expect_err("corrupt");
+        assert!(err.to_string().contains(LIST_FILE), "{err}");
+    }
+}
