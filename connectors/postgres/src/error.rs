@@ -129,6 +129,10 @@ pub enum SourceError {
     /// The list of quarantined tables could not be read or stored.
     #[error(transparent)]
     Quarantine(#[from] tributary_capture::QuarantineError),
+    /// A row that cannot be captured could not be written to the
+    /// dead-letter topic.
+    #[error(transparent)]
+    DeadLetter(Box<tributary_capture::DeadLetterError>),
 }
 
 impl From<ReplicationError> for SourceError {

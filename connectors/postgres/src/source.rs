@@ -226,6 +226,32 @@ pub async fn captured_tables(client: &Client, cfg: &StreamConfig) -> Result<Vec<
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// A table whose rows go to the dead-letter topic.
+struct DeadTable {
+    name: String,
+    columns: Vec<String>,
+    reason: String,
+}
+
+/// A tuple as text: column -> the value PostgreSQL sent (`null`; an
+/// unchanged TOAST value as `{"unchanged_toast": true}`).
+fn tuple_json(columns: &[String], tuple: &[crate::pgoutput::TupleValue]) -> serde_json::Value {
+    use crate::pgoutput::TupleValue as V;
+    let mut row = serde_json::Map::new();
+    for (i, v) in tuple.iter().enumerate() {
+        let name = columns.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+        let value = match v {
+            V::Null => serde_json::Value::Null,
+            V::UnchangedToast => serde_json::json!({"unchanged_toast": true}),
+            V::Text(b) | V::Binary(b) => {
+                serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+            }
+        };
+        row.insert(name, value);
+    }
+    serde_json::Value::Object(row)
+}
+
 struct Relation {
     topic: Arc<str>,
     table: Arc<TableSchema>,
@@ -276,6 +302,10 @@ pub struct StreamSource {
     quarantine: Quarantine,
     /// Relations of quarantined tables: their changes are skipped.
     skipped: HashSet<u32>,
+    /// Relations whose shape could not be captured under `on_error:
+    /// dlq`: `schema.table`, column names and why; each of their rows
+    /// goes to the dead-letter topic.
+    dead: HashMap<u32, DeadTable>,
     /// The commit LSN of the transaction being read (where a table that
     /// cannot be captured is set aside).
     at: u64,
@@ -304,6 +334,7 @@ impl ChangeSource for StreamSource {
     ) -> Result<()> {
         self.relations.clear();
         self.skipped.clear();
+        self.dead.clear();
         self.client = Some(sql_connect(&self.cfg.connect).await?);
         prepare(self.client()?, &self.cfg).await?;
         let mut conn = Connection::connect(&self.cfg.connect)
@@ -431,6 +462,7 @@ impl StreamSource {
             state,
             quarantine,
             skipped: HashSet::new(),
+            dead: HashMap::new(),
             at: 0,
         }
     }
@@ -475,14 +507,55 @@ impl StreamSource {
             .register_relation(capture, oid, namespace, name, columns, replica_identity)
             .await;
         match registered {
-            Err(e) if self.sets_aside(&e) => self.set_aside(oid, namespace, name, &e),
+            Err(e) if self.sets_aside(&e) => {
+                if self.cfg.engine.on_error == OnError::Dlq {
+                    tracing::error!(source = %self.cfg.name, table = %format!("{namespace}.{name}"), error = %e, "table cannot be captured: its rows go to the dead-letter topic {}", tributary_capture::quarantine::dlq_topic(&self.cfg.name));
+                    self.relations.remove(&oid);
+                    self.dead.insert(
+                        oid,
+                        DeadTable {
+                            name: format!("{namespace}.{name}"),
+                            columns: columns.iter().map(|c| c.name.clone()).collect(),
+                            reason: e.to_string(),
+                        },
+                    );
+                    return Ok(());
+                }
+                self.set_aside(oid, namespace, name, &e)
+            }
             other => other,
         }
     }
 
-    /// Whether `on_error: quarantine` sets a table aside for `e`.
+    /// Whether `on_error` sets a table aside (or its rows to the
+    /// dead-letter topic) for `e`, rather than stopping the source.
     fn sets_aside(&self, e: &SourceError) -> bool {
-        self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table()
+        self.cfg.engine.on_error != OnError::Stop && e.is_about_table()
+    }
+
+    /// Writes a row that cannot be captured to the dead-letter topic,
+    /// durably, before anything after it is acknowledged.
+    fn dead_letter(
+        &self,
+        table: &str,
+        columns: &[String],
+        op: Op,
+        before: Option<&[crate::pgoutput::TupleValue]>,
+        after: Option<&[crate::pgoutput::TupleValue]>,
+        reason: &str,
+    ) -> Result<()> {
+        let letter = tributary_capture::DeadLetter {
+            table: table.to_string(),
+            position: crate::replication::format_lsn(self.at),
+            error: reason.to_string(),
+            op: op.code(),
+            before: before.map(|t| tuple_json(columns, t)),
+            after: after.map(|t| tuple_json(columns, t)),
+        };
+        tributary_capture::quarantine::dead_letter(self.log(), &self.cfg.name, &letter)
+            .map_err(|e| SourceError::DeadLetter(Box::new(e)))?;
+        tracing::warn!(source = %self.cfg.name, %table, position = %letter.position, error = %reason, "row written to the dead-letter topic");
+        Ok(())
     }
 
     /// Sets `schema.table` aside: stored with the reason and the position
@@ -635,6 +708,36 @@ impl StreamSource {
             {
                 // A quarantined table.
             }
+            Message::Insert { oid, new, .. } if self.dead.contains_key(&oid) => {
+                if let Some(d) = self.dead.get(&oid) {
+                    self.dead_letter(&d.name, &d.columns, Op::Create, None, Some(&new), &d.reason)?;
+                }
+            }
+            Message::Update { oid, old, new, .. } if self.dead.contains_key(&oid) => {
+                if let Some(d) = self.dead.get(&oid) {
+                    let before = old.as_ref().map(|(_, t)| t.as_slice());
+                    self.dead_letter(
+                        &d.name,
+                        &d.columns,
+                        Op::Update,
+                        before,
+                        Some(&new),
+                        &d.reason,
+                    )?;
+                }
+            }
+            Message::Delete { oid, old, .. } if self.dead.contains_key(&oid) => {
+                if let Some(d) = self.dead.get(&oid) {
+                    self.dead_letter(
+                        &d.name,
+                        &d.columns,
+                        Op::Delete,
+                        Some(&old.1),
+                        None,
+                        &d.reason,
+                    )?;
+                }
+            }
             Message::Insert { oid, .. }
             | Message::Update { oid, .. }
             | Message::Delete { oid, .. }
@@ -646,20 +749,24 @@ impl StreamSource {
                 let rel = self.relation(oid)?;
                 match events::row(&rel.table, &new) {
                     Ok(after) => Self::push(capture, ctx, rel, Op::Create, None, Some(after))?,
-                    Err(e) => self.row_failed(oid, e.into())?,
+                    Err(e) => self.row_failed(oid, Op::Create, None, Some(&new), e.into())?,
                 }
             }
             Message::Update { oid, old, new, .. } => {
                 let rel = self.relation(oid)?;
                 let rows = old
-                    .map(|(k, t)| events::old_row(&rel.table, k, &t))
+                    .as_ref()
+                    .map(|(k, t)| events::old_row(&rel.table, *k, t))
                     .transpose()
                     .and_then(|before| Ok((before, events::row(&rel.table, &new)?)));
                 match rows {
                     Ok((before, after)) => {
                         Self::push(capture, ctx, rel, Op::Update, before, Some(after))?
                     }
-                    Err(e) => self.row_failed(oid, e.into())?,
+                    Err(e) => {
+                        let before = old.as_ref().map(|(_, t)| t.as_slice());
+                        self.row_failed(oid, Op::Update, before, Some(&new), e.into())?
+                    }
                 }
             }
             Message::Delete {
@@ -670,12 +777,12 @@ impl StreamSource {
                 let rel = self.relation(oid)?;
                 match events::old_row(&rel.table, kind, &tuple) {
                     Ok(before) => Self::push(capture, ctx, rel, Op::Delete, Some(before), None)?,
-                    Err(e) => self.row_failed(oid, e.into())?,
+                    Err(e) => self.row_failed(oid, Op::Delete, Some(&tuple), None, e.into())?,
                 }
             }
             Message::Truncate { oids, .. } => {
                 for oid in oids {
-                    if self.skipped.contains(&oid) {
+                    if self.skipped.contains(&oid) || self.dead.contains_key(&oid) {
                         continue;
                     }
                     let rel = self.relation(oid)?;
@@ -696,12 +803,31 @@ impl StreamSource {
     }
 
     /// A row of relation `oid` that cannot become an event: the table is
-    /// set aside under `on_error: quarantine`, else the source stops.
-    fn row_failed(&mut self, oid: u32, e: SourceError) -> Result<()> {
+    /// set aside under `on_error: quarantine`, the row goes to the
+    /// dead-letter topic under `dlq`, else the source stops.
+    fn row_failed(
+        &mut self,
+        oid: u32,
+        op: Op,
+        before: Option<&[crate::pgoutput::TupleValue]>,
+        after: Option<&[crate::pgoutput::TupleValue]>,
+        e: SourceError,
+    ) -> Result<()> {
         if !self.sets_aside(&e) {
             return Err(e);
         }
         let table = Arc::clone(&self.relation(oid)?.table);
+        if self.cfg.engine.on_error == OnError::Dlq {
+            let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+            return self.dead_letter(
+                &table.qualified_name(),
+                &columns,
+                op,
+                before,
+                after,
+                &e.to_string(),
+            );
+        }
         self.set_aside(oid, &table.schema, &table.table, &e)
     }
 

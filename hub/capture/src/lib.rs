@@ -64,7 +64,9 @@ pub use config::{Backoff, Engine, Heartbeat, RunStats, Settings, SnapshotMode};
 pub use error::{CaptureError, ErrorKind};
 pub use ledger::{LedgerError, SnapshotLedger, TableRead, write_durably};
 pub use position::{BARRIER_HEADER, POSITION_HEADER, RecordMarks, RecordPosition, StreamKey};
-pub use quarantine::{OnError, Quarantine, QuarantineError, Quarantined};
+pub use quarantine::{
+    DeadLetter, DeadLetterError, OnError, Quarantine, QuarantineError, Quarantined,
+};
 pub use run::run;
 pub use snapshot::{SnapshotProgress, TableProgress};
 pub use source::ChangeSource;

@@ -29,14 +29,19 @@ pub enum OnError {
     /// Only that table stops: its later changes are not captured until
     /// it is resumed; every other table keeps flowing.
     Quarantine,
+    /// Each row that cannot be captured is written, as text with its
+    /// table, position and the error, to the source's dead-letter topic
+    /// (`<source>.dlq`), and capture goes on.
+    Dlq,
 }
 
 impl OnError {
-    /// Parses `stop` or `quarantine`.
+    /// Parses `stop`, `quarantine` or `dlq`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "stop" => Self::Stop,
             "quarantine" => Self::Quarantine,
+            "dlq" => Self::Dlq,
             _ => return None,
         })
     }
@@ -232,6 +237,88 @@ pub fn request_resume(dir: &Path, table: &str) -> Result<bool, QuarantineError> 
     }
     write_json(&path, &asked)?;
     Ok(true)
+}
+
+/// A row a source could not capture, for its dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// `schema.table`.
+    pub table: String,
+    /// The source position of its transaction.
+    pub position: String,
+    /// Why it could not be captured.
+    pub error: String,
+    /// `c`, `u` or `d`.
+    pub op: &'static str,
+    /// The old row (or key), as the source gave it: column -> text.
+    pub before: Option<serde_json::Value>,
+    /// The new row, as the source gave it: column -> text.
+    pub after: Option<serde_json::Value>,
+}
+
+/// Why a dead letter could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("dead-letter topic {topic}: {source}")]
+pub struct DeadLetterError {
+    /// The topic.
+    pub topic: String,
+    /// The log's error.
+    #[source]
+    pub source: tributary_log::LogError,
+}
+
+/// The dead-letter topic of source `name`.
+pub fn dlq_topic(name: &str) -> String {
+    format!("{name}.dlq")
+}
+
+/// Appends `letter` to source `name`'s dead-letter topic (created with
+/// one partition when missing), durably, before returning: the value is
+/// the letter as JSON, the headers `tributary.error`, `tributary.table`
+/// and `tributary.position` repeat what it holds.
+pub fn dead_letter(
+    log: &tributary_log::Log,
+    name: &str,
+    letter: &DeadLetter,
+) -> Result<(), DeadLetterError> {
+    use tributary_log::{BatchBuilder, RecordIn, TopicConfig};
+    let topic = dlq_topic(name);
+    let err = |source| DeadLetterError {
+        topic: topic.clone(),
+        source,
+    };
+    let t = match log.topic(&topic) {
+        Ok(t) => t,
+        Err(_) => log
+            .create_topic(
+                &topic,
+                TopicConfig {
+                    partitions: 1,
+                    ..TopicConfig::default()
+                },
+            )
+            .map_err(err)?,
+    };
+    // A JSON value of strings cannot fail to serialise.
+    let value = serde_json::to_vec(letter).unwrap_or_default();
+    let headers = [
+        ("tributary.error", Some(letter.error.as_bytes())),
+        ("tributary.table", Some(letter.table.as_bytes())),
+        ("tributary.position", Some(letter.position.as_bytes())),
+    ];
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut b = BatchBuilder::new();
+    b.push(RecordIn {
+        timestamp,
+        key: Some(letter.table.as_bytes()),
+        value: Some(&value),
+        headers: &headers,
+    });
+    let p = t.partition(0).map_err(err)?;
+    p.append(b).map_err(err)?;
+    p.flush().map_err(err)
 }
 
 /// Where source `name` keeps its state under the log's directory

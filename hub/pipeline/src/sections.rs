@@ -76,6 +76,8 @@ pub enum SourceOnError {
     Stop,
     /// Set only that table aside until `tributary tables resume`.
     Quarantine,
+    /// Write each row that cannot be captured to `<source>.dlq`.
+    Dlq,
 }
 
 impl SourceOnError {
@@ -84,6 +86,7 @@ impl SourceOnError {
         match self {
             Self::Stop => tributary_capture::OnError::Stop,
             Self::Quarantine => tributary_capture::OnError::Quarantine,
+            Self::Dlq => tributary_capture::OnError::Dlq,
         }
     }
 }
@@ -619,12 +622,12 @@ fn postgres_source(
 fn mysql_source(name: &str, r: &RawSource) -> Result<MysqlSection, Invalid> {
     use tributary_connector_mysql::source::check_url;
     if let Some(o) = &r.on_error
-        && o.value == SourceOnError::Quarantine
+        && o.value != SourceOnError::Stop
     {
         return Err(Invalid::at(
             o.referenced,
             "on_error",
-            "quarantine is not available for kind mysql yet (stop is)",
+            "quarantine and dlq are not available for kind mysql yet (stop is)",
         ));
     }
     let password = r

@@ -896,3 +896,99 @@ async fn a_table_that_cannot_be_captured_is_set_aside_and_resumed() {
     tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
+
+/// Every record of `<name>.dlq` in the pipeline's data dir: headers and
+/// value as JSON.
+fn dead_letter_values(data: &std::path::Path, name: &str) -> Vec<serde_json::Value> {
+    let log = tributary_log::Log::open(data.join("log")).expect("log");
+    let Ok(dlq) = log.topic(&format!("{name}.dlq")) else {
+        return Vec::new();
+    };
+    let p = dlq.partition(0).expect("partition");
+    let mut out = Vec::new();
+    for batch in p.read(0, 1 << 24).expect("read") {
+        for r in batch.records().expect("records").iter() {
+            let r = r.expect("valid");
+            let mut v: serde_json::Value =
+                serde_json::from_slice(r.value.unwrap_or_default()).expect("a JSON letter");
+            for h in r.headers() {
+                let (k, hv) = h.expect("header");
+                v["headers"][k] = String::from_utf8_lossy(hv.unwrap_or_default()).into();
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// `on_error: dlq`: each row of a table whose schema change the
+/// registry refuses goes, as the source's text with table, position and
+/// error, to `<source>.dlq`; the other table keeps flowing and the
+/// source keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_cannot_be_captured_go_to_the_sources_dead_letters() {
+    let src = TestDb::new("dlqsrc").await;
+    let dst = TestDb::new("dlqdst").await;
+    src.exec(
+        "CREATE TABLE a (id int PRIMARY KEY, v int);
+         CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO a VALUES (1, 1); INSERT INTO b VALUES (1, 'one');",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}{}    on_error: dlq\nsinks:\n{}",
+            common::log_yaml(None),
+            common::SERVER_YAML,
+            common::pg_source_yaml(&src.name, "public.*"),
+            common::pg_sink_yaml("replica", &dst.name, "[\"pg.public.*\"]"),
+        ),
+    );
+    let hub = common::run_serving(&file, &[], None);
+    let base = hub.base.clone();
+    tributary_tests::pg::wait_same_tables(&src, &dst, &["a", "b"]).await;
+    src.exec(
+        "ALTER TABLE a ADD COLUMN w int NOT NULL DEFAULT 5;
+         INSERT INTO a (id, v) VALUES (100, 100);
+         UPDATE a SET v = 0 WHERE id = 1;
+         INSERT INTO b VALUES (2, 'two');",
+    )
+    .await;
+    tributary_tests::pg::wait_same_tables(&src, &dst, &["b"]).await;
+    let data = dir.path().join("data");
+    let letters = eventually(
+        "two dead letters",
+        async || dead_letter_values(&data, "pg"),
+        |l| l.len() >= 2,
+    )
+    .await;
+    let insert = &letters[0];
+    assert_eq!(insert["table"], "public.a", "{insert}");
+    assert_eq!(insert["op"], "c", "{insert}");
+    assert_eq!(
+        insert["after"],
+        serde_json::json!({"id": "100", "v": "100", "w": "5"}),
+        "{insert}"
+    );
+    assert!(
+        insert["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("incompatible")),
+        "{insert}"
+    );
+    assert!(
+        insert["position"].as_str().is_some_and(|p| p.contains('/')),
+        "{insert}"
+    );
+    assert_eq!(insert["headers"]["tributary.table"], "public.a", "{insert}");
+    let update = &letters[1];
+    assert_eq!(update["op"], "u", "{update}");
+    assert_eq!(update["after"]["v"], "0", "{update}");
+    let (_, p) = json(&base, "/pipelines").await;
+    assert_eq!(connector(&p, "pg")["state"], "running", "{p}");
+    hub.stop();
+    tributary_tests::pg::drop_db_and_slot(src).await;
+    dst.drop_db().await;
+}
