@@ -71,6 +71,7 @@ pub fn pg_stream_config(
         proto_version: 2,
         topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
         snapshot_workers: 2,
+        max_retained_wal: 1 << 30,
         // Small, so the tests' tables are read in several chunks.
         snapshot_chunk_rows: 5_000,
     }

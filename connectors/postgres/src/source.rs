@@ -65,6 +65,9 @@ pub struct StreamConfig {
     /// Tables with more rows than this and a one-column integer key are
     /// read in key ranges of about this many rows; 0 never splits.
     pub snapshot_chunk_rows: u64,
+    /// Retained WAL (bytes) past which the slot is reported in the log
+    /// (`max_retained_wal`).
+    pub max_retained_wal: u64,
 }
 
 /// What the source's publication covers, and so what is captured.
@@ -263,6 +266,12 @@ struct Relation {
     source: tributary_core::SourceInfo,
 }
 
+/// How often the source asks the server about its slot.
+const SLOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a slot past `max_retained_wal` is reported in the log.
+const SLOT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The prefix of heartbeat messages.
 const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
 
@@ -372,12 +381,19 @@ impl ChangeSource for StreamSource {
         // transaction into the stream, so the slot keeps advancing (and
         // retained WAL stays bounded) while the captured tables are idle.
         let mut heartbeat = self.engine.heartbeat();
+        // The slot as the server sees it: retained WAL, wal_status.
+        let mut slot_check = tokio::time::interval(SLOT_CHECK_EVERY);
+        slot_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = stop.changed() => {
                     if *stop.borrow() {
                         break;
                     }
+                }
+                _ = slot_check.tick() => {
+                    self.check_slot(&progress, &mut warned).await;
                 }
                 _ = heartbeat.due() => {
                     self.client()?
@@ -525,6 +541,51 @@ impl StreamSource {
             }
             other => other,
         }
+    }
+
+    /// Asks the server how much WAL the slot retains and whether it is in
+    /// danger (`wal_status`, `safe_wal_size`), for status and metrics; a
+    /// slot past `max_retained_wal` is reported in the log (once a
+    /// minute). A failed query is logged, not fatal: the stream decides.
+    async fn check_slot(&self, progress: &SourceProgress, warned: &mut Option<std::time::Instant>) {
+        let Ok(client) = self.client() else { return };
+        let row = client
+            .query_opt(
+                "SELECT GREATEST(pg_current_wal_lsn() - restart_lsn, 0)::bigint, \
+                        COALESCE(wal_status, 'unknown'), safe_wal_size \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cfg.slot],
+            )
+            .await;
+        let row = match row {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(source = %self.cfg.name, error = %e, "cannot read the slot's retained WAL");
+                return;
+            }
+        };
+        let retained: Option<i64> = row.get(0);
+        let health = tributary_core::telemetry::SlotHealth {
+            retained_wal_bytes: retained.map_or(0, |r| r.max(0) as u64),
+            wal_status: row.get(1),
+            safe_wal_size: row.get(2),
+        };
+        if health.retained_wal_bytes > self.cfg.max_retained_wal
+            && warned.is_none_or(|w| w.elapsed() >= SLOT_WARN_EVERY)
+        {
+            *warned = Some(std::time::Instant::now());
+            tracing::warn!(
+                source = %self.cfg.name,
+                slot = %self.cfg.slot,
+                retained_wal_bytes = health.retained_wal_bytes,
+                max_retained_wal = self.cfg.max_retained_wal,
+                wal_status = %health.wal_status,
+                safe_wal_size = ?health.safe_wal_size,
+                "the replication slot retains more WAL than max_retained_wal: the server's disk fills while the source is behind"
+            );
+        }
+        progress.set_slot(health);
     }
 
     /// Whether `on_error` sets a table aside (or its rows to the

@@ -3,6 +3,7 @@
 //! path (atomics, no lock), read by the hub's `/metrics`, `/ready` and
 //! `/pipelines` whenever they are asked.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 /// Where a source is in its life.
@@ -38,6 +39,21 @@ pub struct SourceProgress {
     acknowledged: AtomicU64,
     upstream_known: AtomicBool,
     acknowledged_known: AtomicBool,
+    slot: Mutex<Option<SlotHealth>>,
+}
+
+/// What the server says of a PostgreSQL source's replication slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotHealth {
+    /// WAL the slot keeps on the server's disk:
+    /// `pg_current_wal_lsn() - restart_lsn`.
+    pub retained_wal_bytes: u64,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: String,
+    /// WAL that can still be written before the slot is in danger of
+    /// being invalidated (`max_slot_wal_keep_size`); `None` without a
+    /// limit.
+    pub safe_wal_size: Option<i64>,
 }
 
 impl SourceProgress {
@@ -78,6 +94,16 @@ impl SourceProgress {
         self.acknowledged_known
             .load(Ordering::Relaxed)
             .then(|| self.acknowledged.load(Ordering::Relaxed))
+    }
+
+    /// Records what the server said of the source's slot.
+    pub fn set_slot(&self, health: SlotHealth) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(health);
+    }
+
+    /// The slot's health as last seen, if the source reports one.
+    pub fn slot(&self) -> Option<SlotHealth> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// How far the confirmed position is behind the server's stream end,

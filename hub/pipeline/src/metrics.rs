@@ -102,6 +102,20 @@ pub const CONNECTOR_STOPPED_BY_FAILURE: Metric = Metric {
     kind: Kind::Gauge,
     labels: &["connector", "role"],
 };
+/// WAL a PostgreSQL source's slot retains.
+pub const SLOT_RETAINED_WAL: Metric = Metric {
+    name: "tributary_source_slot_retained_wal_bytes",
+    help: "WAL the PostgreSQL source's replication slot keeps on the server (pg_current_wal_lsn() - restart_lsn).",
+    kind: Kind::Gauge,
+    labels: &["connector"],
+};
+/// WAL that can still be written before the slot may be invalidated.
+pub const SLOT_SAFE_WAL: Metric = Metric {
+    name: "tributary_source_slot_safe_wal_size_bytes",
+    help: "WAL that can still be written before PostgreSQL may invalidate the slot (max_slot_wal_keep_size); absent without a limit.",
+    kind: Kind::Gauge,
+    labels: &["connector"],
+};
 /// Tables a source set aside.
 pub const SOURCE_QUARANTINED: Metric = Metric {
     name: "tributary_source_quarantined_tables",
@@ -150,6 +164,8 @@ pub const ALL: &[Metric] = &[
     CONNECTOR_UP,
     CONNECTOR_STOPPED_BY_FAILURE,
     SOURCE_QUARANTINED,
+    SLOT_RETAINED_WAL,
+    SLOT_SAFE_WAL,
     LOG_BYTES,
     LOG_SEGMENTS,
     LOG_END_OFFSET,
@@ -324,6 +340,19 @@ fn connectors(e: &mut Exposition, m: &Metric, t: &Telemetry, views: &[ConnectorV
             for s in &t.sinks {
                 let v = s.errors.load(Ordering::Relaxed);
                 e.sample(m, "", &[&s.name, "sink"], &[], v as f64);
+            }
+        }
+        n if n == SLOT_RETAINED_WAL.name || n == SLOT_SAFE_WAL.name => {
+            for v in views.iter().filter(|v| v.role == "source") {
+                let Some(slot) = &v.slot else { continue };
+                let x = if n == SLOT_RETAINED_WAL.name {
+                    Some(slot.retained_wal_bytes as f64)
+                } else {
+                    slot.safe_wal_size.map(|b| b as f64)
+                };
+                if let Some(x) = x {
+                    e.sample(m, "", &[&v.name], &[], x);
+                }
             }
         }
         n if n == SOURCE_QUARANTINED.name => {

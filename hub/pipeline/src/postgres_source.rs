@@ -57,6 +57,7 @@ pub fn stream_config(
         proto_version: pg.protocol,
         topic_template: s.topic.clone(),
         snapshot_workers: pg.snapshot_workers,
+        max_retained_wal: pg.max_retained_wal,
         snapshot_chunk_rows: s.snapshot_chunk_rows,
     }
 }

@@ -187,6 +187,8 @@ pub struct PostgresSection {
     pub protocol: u32,
     /// Parallel snapshot connections.
     pub snapshot_workers: usize,
+    /// Retained WAL (bytes) past which the slot is reported in the log.
+    pub max_retained_wal: u64,
 }
 
 /// `kind: mysql`.
@@ -422,6 +424,39 @@ pub(crate) struct RawSource {
     server_id: Option<Spanned<u32>>,
     #[serde(default)]
     on_error: Option<Spanned<SourceOnError>>,
+    #[serde(default)]
+    max_retained_wal: Option<Spanned<RawSize>>,
+}
+
+/// A size: bytes, or text such as `1GiB`, `512MB`, `64kB`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Bytes of a size such as `1GiB`, `512MB`, `64kB` or `1048576`; units
+/// count by 1024, as PostgreSQL's do.
+fn size_bytes(s: &RawSize) -> Option<u64> {
+    let text = match s {
+        RawSize::Bytes(n) => return Some(*n),
+        RawSize::Text(t) => t.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -482,6 +517,7 @@ impl TryFrom<RawSource> for SourceSection {
                 ("slot", at(&r.slot), &[Postgres]),
                 ("protocol", at(&r.protocol), &[Postgres]),
                 ("snapshot_workers", at(&r.snapshot_workers), &[Postgres]),
+                ("max_retained_wal", at(&r.max_retained_wal), &[Postgres]),
                 ("server_id", at(&r.server_id), &[Mysql]),
             ],
         )?;
@@ -616,6 +652,16 @@ fn postgres_source(
         slot: r.slot.as_ref().map_or_else(default, |s| s.value.clone()),
         protocol,
         snapshot_workers: r.snapshot_workers.as_ref().map_or(2, |w| w.value),
+        max_retained_wal: match &r.max_retained_wal {
+            None => 1 << 30,
+            Some(m) => size_bytes(&m.value).ok_or_else(|| {
+                Invalid::at(
+                    m.referenced,
+                    "max_retained_wal",
+                    "expected a size such as 1GiB, 512MB or a number of bytes",
+                )
+            })?,
+        },
     })
 }
 

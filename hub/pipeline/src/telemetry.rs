@@ -178,6 +178,22 @@ pub struct ConnectorView {
     /// reason and position.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<tributary_capture::Quarantined>,
+    /// A PostgreSQL source: its replication slot as the server sees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotView>,
+}
+
+/// A replication slot's health, as `/pipelines` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotView {
+    /// WAL the slot keeps on the server (`pg_current_wal_lsn() -
+    /// restart_lsn`).
+    pub retained_wal_bytes: u64,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: String,
+    /// WAL that can still be written before the slot may be invalidated
+    /// (`null` without `max_slot_wal_keep_size`).
+    pub safe_wal_size: Option<i64>,
 }
 
 /// Where a connector is.
@@ -482,6 +498,11 @@ impl Telemetry {
                 lag_seconds: None,
                 replication_lag_bytes: s.lag_bytes(),
                 quarantined: tributary_capture::Quarantine::listed(&self.state_dir(&s.name)),
+                slot: s.progress.slot().map(|h| SlotView {
+                    retained_wal_bytes: h.retained_wal_bytes,
+                    wal_status: h.wal_status,
+                    safe_wal_size: h.safe_wal_size,
+                }),
             });
         }
         for s in &self.sinks {
@@ -510,6 +531,7 @@ impl Telemetry {
                 lag_seconds: Some(lag.seconds),
                 replication_lag_bytes: None,
                 quarantined: Vec::new(),
+                slot: None,
             });
         }
         out

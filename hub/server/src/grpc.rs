@@ -259,6 +259,11 @@ fn connector_message(c: ConnectorView) -> v1::Connector {
         lag_records: c.lag_records,
         lag_seconds: c.lag_seconds,
         replication_lag_bytes: c.replication_lag_bytes,
+        slot: c.slot.map(|h| v1::SlotHealth {
+            retained_wal_bytes: h.retained_wal_bytes,
+            wal_status: h.wal_status,
+            safe_wal_size: h.safe_wal_size,
+        }),
         quarantined: c
             .quarantined
             .into_iter()

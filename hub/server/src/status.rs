@@ -80,6 +80,11 @@ fn json(c: &v1::Connector) -> serde_json::Value {
         "lag_records": c.lag_records,
         "lag_seconds": c.lag_seconds,
         "replication_lag_bytes": c.replication_lag_bytes,
+        "slot": c.slot.as_ref().map(|h| serde_json::json!({
+            "retained_wal_bytes": h.retained_wal_bytes,
+            "wal_status": h.wal_status,
+            "safe_wal_size": h.safe_wal_size,
+        })),
         "quarantined": c.quarantined.iter().map(|q| serde_json::json!({
             "schema": q.schema,
             "table": q.table,
@@ -255,6 +260,16 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             let text = table(&connectors);
             crate::records::stdout_line(format_args!("{}", text.trim_end()));
             for c in &connectors {
+                if let Some(h) = &c.slot {
+                    crate::records::stdout_line(format_args!(
+                        "{} slot: {} bytes of WAL retained, wal_status {}{}",
+                        c.name,
+                        h.retained_wal_bytes,
+                        h.wal_status,
+                        h.safe_wal_size
+                            .map_or(String::new(), |s| format!(", safe_wal_size {s}"))
+                    ));
+                }
                 for q in &c.quarantined {
                     crate::records::stdout_line(format_args!(
                         "{} quarantined {}.{} at {}: {}",

@@ -84,6 +84,7 @@ impl PgArgs {
             proto_version: 2,
             topic_template: tributary_connector_postgres::source::DEFAULT_TOPIC_TEMPLATE.into(),
             snapshot_workers: 2,
+            max_retained_wal: 1 << 30,
             snapshot_chunk_rows: 250_000,
         }
     }

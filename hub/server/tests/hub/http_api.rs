@@ -992,3 +992,72 @@ async fn rows_that_cannot_be_captured_go_to_the_sources_dead_letters() {
     tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
+
+/// The slot's retained WAL, `wal_status` and `safe_wal_size` are in
+/// `/pipelines` and the metrics; past `max_retained_wal` the log says so.
+/// An open transaction holds the slot's restart point back while other
+/// sessions write WAL, so the slot retains at least what they wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slots_retained_wal_is_reported_and_warned_about() {
+    let db = TestDb::new("httpslot").await;
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (0, 'x');")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}{}    max_retained_wal: 1MiB\n",
+            common::log_yaml(None),
+            common::SERVER_YAML,
+            common::pg_source_yaml(&db.name, "public.t"),
+        ),
+    );
+    let stderr = dir.path().join("stderr");
+    let hub = common::run_serving(&file, &[], Some(&stderr));
+    let base = hub.base.clone();
+    eventually(
+        "ready",
+        async || json(&base, "/ready").await,
+        |(s, _)| *s == 200,
+    )
+    .await;
+    let holder = tributary_tests::pg::connect(&db.name).await;
+    holder
+        .batch_execute("BEGIN; INSERT INTO t VALUES (-1, 'held open');")
+        .await
+        .expect("open transaction");
+    db.exec("INSERT INTO t SELECT g, repeat('w', 200) FROM generate_series(1, 20000) g;")
+        .await;
+    let (_, p) = eventually(
+        "the slot retaining what was written",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| {
+            connector(p, "pg")["slot"]["retained_wal_bytes"]
+                .as_u64()
+                .is_some_and(|b| b > 2 << 20)
+        },
+    )
+    .await;
+    let slot = &connector(&p, "pg")["slot"];
+    assert_eq!(slot["wal_status"], "reserved", "{slot}");
+    assert!(
+        slot["safe_wal_size"].is_null(),
+        "no max_slot_wal_keep_size: {slot}"
+    );
+    let m = metrics(&base).await;
+    assert!(
+        m[r#"tributary_source_slot_retained_wal_bytes{connector="pg"}"#] > 2_000_000.0,
+        "{m:?}"
+    );
+    assert!(!m.contains_key(r#"tributary_source_slot_safe_wal_size_bytes{connector="pg"}"#));
+    let warned = eventually(
+        "a warning in the log",
+        async || std::fs::read_to_string(&stderr).unwrap_or_default(),
+        |e| e.contains("retains more WAL than max_retained_wal"),
+    )
+    .await;
+    assert!(warned.contains("1048576"), "the threshold in bytes: {warned}");
+    holder.batch_execute("COMMIT").await.expect("commit");
+    hub.stop();
+    tributary_tests::pg::drop_db_and_slot(db).await;
+}
