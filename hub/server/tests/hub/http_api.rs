@@ -1056,7 +1056,10 @@ async fn the_slots_retained_wal_is_reported_and_warned_about() {
         |e| e.contains("retains more WAL than max_retained_wal"),
     )
     .await;
-    assert!(warned.contains("1048576"), "the threshold in bytes: {warned}");
+    assert!(
+        warned.contains("1048576"),
+        "the threshold in bytes: {warned}"
+    );
     holder.batch_execute("COMMIT").await.expect("commit");
     hub.stop();
     tributary_tests::pg::drop_db_and_slot(db).await;
