@@ -504,3 +504,129 @@ pub fn spawn_source(
         tokio::spawn(async move { source.run(stop_rx).await }),
     )
 }
+
+/// A PostgreSQL server of its own, for a test that needs server settings
+/// the shared one must not get (a tiny `max_slot_wal_keep_size` would
+/// invalidate every other test's slots): `initdb` in a directory of its
+/// own, run as the `postgres` user on a free loopback port with
+/// `wal_level=logical` and the `settings` given; stopped and removed
+/// when dropped.
+pub struct PrivateServer {
+    dir: std::path::PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PrivateServer {
+    /// Starts one; `settings` are `name=value` server settings.
+    pub fn start(settings: &[&str]) -> Self {
+        use std::process::Command;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("/usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("a PostgreSQL installation with initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "tributary-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let owned = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(owned.success(), "chown {}", dir.display());
+        let as_postgres = |program: &std::path::Path| {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        };
+        let data = dir.join("data");
+        let out = as_postgres(&bin.join("initdb"))
+            .args(["-U", "postgres", "-A", "trust", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut options = format!(
+            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c wal_level=logical -c fsync=off",
+            dir.display()
+        );
+        for s in settings {
+            options.push_str(&format!(" -c {s}"));
+        }
+        let out = as_postgres(&bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-l"])
+            .arg(dir.join("server.log"))
+            .args(["-o", &options, "start"])
+            .output()
+            .expect("pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        );
+        Self { dir, port }
+    }
+
+    /// A connection to database `db`.
+    pub async fn connect(&self, db: &str) -> Client {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={db}",
+                self.port
+            ),
+            NoTls,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("private server on {}: {e}", self.port));
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Its URL for database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        if let Some(bin) = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("pg_ctl").exists())
+            .max()
+        {
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join("pg_ctl"))
+                .args(["-m", "immediate", "-D"])
+                .arg(&data)
+                .arg("stop")
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

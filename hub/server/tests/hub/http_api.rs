@@ -1064,3 +1064,94 @@ async fn the_slots_retained_wal_is_reported_and_warned_about() {
     hub.stop();
     tributary_tests::pg::drop_db_and_slot(db).await;
 }
+
+/// A slot PostgreSQL invalidated (`max_slot_wal_keep_size`) under
+/// `snapshot: initial`: the source stops in state `failed` with an error
+/// naming the slot, what was lost and the fix, and stays so. On a server
+/// of its own: a tiny keep size would invalidate other tests' slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_slot_stops_an_initial_source_naming_the_fix() {
+    let server = tributary_tests::pg::PrivateServer::start(&["max_slot_wal_keep_size=1MB"]);
+    let admin = server.connect("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE app")
+        .await
+        .expect("db");
+    let db = server.connect("app").await;
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');")
+        .await
+        .expect("table");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}sources:\n  - name: pg\n    kind: postgres\n    url: {}\n\
+             \x20   slot: app_slot\n    publication: app_pub\n\
+             \x20   tables:\n      include: [public.t]\n",
+            common::log_yaml(None),
+            common::SERVER_YAML,
+            server.url("app"),
+        ),
+    );
+    let hub = common::run_serving(&file, &[], None);
+    let base = hub.base.clone();
+    eventually(
+        "streaming",
+        async || json(&base, "/ready").await,
+        |(s, _)| *s == 200,
+    )
+    .await;
+    hub.stop();
+    // Far more WAL than the slot may keep, then checkpoints: PostgreSQL
+    // invalidates the slot.
+    db.batch_execute(
+        "CREATE TABLE filler AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 20000) g;",
+    )
+    .await
+    .expect("filler");
+    let status = eventually(
+        "the slot invalidated",
+        async || {
+            let _ = admin
+                .batch_execute("SELECT pg_switch_wal(); CHECKPOINT;")
+                .await;
+            admin
+                .query_one(
+                    "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = 'app_slot'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, String>(0))
+                .unwrap_or_default()
+        },
+        |s| s == "lost",
+    )
+    .await;
+    assert_eq!(status, "lost");
+
+    let hub = common::run_serving(&file, &[], None);
+    let base = hub.base.clone();
+    let (_, p) = eventually(
+        "the source failed",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| connector(p, "pg")["state"] == "failed",
+    )
+    .await;
+    let error = connector(&p, "pg")["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for part in [
+        "app_slot",
+        "invalidated",
+        "changes in between are lost",
+        "when_needed",
+    ] {
+        assert!(error.contains(part), "{part:?} not in {error}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, p) = json(&base, "/pipelines").await;
+    assert_eq!(connector(&p, "pg")["state"], "failed", "{p}");
+    assert_eq!(connector(&p, "pg")["restarts"], 0, "{p}");
+    hub.stop();
+}
