@@ -511,6 +511,7 @@ pub fn spawn_source(
 /// own, run as the `postgres` user on a free loopback port with
 /// `wal_level=logical` and the `settings` given; stopped and removed
 /// when dropped.
+#[derive(Debug)]
 pub struct PrivateServer {
     dir: std::path::PathBuf,
     /// Its port on 127.0.0.1.
