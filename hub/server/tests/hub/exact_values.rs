@@ -235,3 +235,113 @@ async fn mariadb_geometries_reach_a_replica_exactly() {
     src.drop_db().await;
     dst.drop_db().await;
 }
+
+const MY_EDGES: &str = "CREATE TABLE edges (
+    id INT PRIMARY KEY,
+    ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
+    mi MEDIUMINT, miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
+    f FLOAT, d DOUBLE, d65 DECIMAL(65,30), d1 DECIMAL(1,0),
+    b1 BIT(1), b64 BIT(64),
+    dt DATE, dtm DATETIME(6), dtm0 DATETIME, ts TIMESTAMP(6) NULL, tm TIME(6), y YEAR,
+    c CHAR(10), vc VARCHAR(100), tx TEXT, bin BINARY(8), vb VARBINARY(20), bl BLOB,
+    j JSON, e ENUM('a','b','c'), st SET('x','y','z'))";
+
+/// Row `id` at the low (`low`) or high limits of every type.
+fn my_edge_row(id: u32, low: bool) -> String {
+    if low {
+        format!(
+            "INSERT INTO edges VALUES ({id}, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0,
+                -9223372036854775808, 0, -3.40282e38, -1.7976931348623157e308,
+                '-99999999999999999999999999999999999.999999999999999999999999999999', -9,
+                b'0', b'0', '1000-01-01', '1000-01-01 00:00:00.000000', '1000-01-01 00:00:00',
+                '1970-01-01 00:00:01.000000', '-838:59:59.999999', 1901,
+                '', '', '', 'ab', '', '', '[]', 'a', '')"
+        )
+    } else {
+        format!(
+            "INSERT INTO edges VALUES ({id}, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647,
+                4294967295, 9223372036854775807, 18446744073709551615, 3.40282e38,
+                1.7976931348623157e308,
+                '99999999999999999999999999999999999.999999999999999999999999999999', 9,
+                b'1', b'1111111111111111111111111111111111111111111111111111111111111111',
+                '9999-12-31', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59',
+                '2038-01-19 03:14:07.999999', '838:59:59.999999', 2155,
+                'ü😀 pad', 'it''s \\\\ \"q\" 😀', REPEAT('t', 70000 DIV 1000), UNHEX('00FF00FF00FF00FF'),
+                UNHEX('000000'), UNHEX(REPEAT('AB', 300)), '{{\"a\": [1, 2.5, {{\"b\": null}}], \"c\": \"😀\"}}',
+                'c', 'x,y,z')"
+        )
+    }
+}
+
+/// Every row of `edges` as the server gives it over the binary protocol
+/// (floats and doubles as their bits, not as printed text).
+async fn my_edge_rows(db: &mut MyDb) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = db
+        .conn
+        .exec("SELECT * FROM edges ORDER BY id", ())
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|r| format!("{:?}", r.unwrap()))
+        .collect()
+}
+
+/// MariaDB -> log -> MariaDB: every type at both of its limits and NULL
+/// reaches a target of the same definition equal to the source, through
+/// the snapshot and the stream (inserts, an update, a delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_values_at_their_limits_reach_a_replica_exactly() {
+    let mut src = MyDb::new("edges_src").await;
+    let mut dst = MyDb::new("edges_dst").await;
+    src.exec(MY_EDGES).await;
+    dst.exec(MY_EDGES).await;
+    src.exec(&my_edge_row(1, true)).await;
+    src.exec(&my_edge_row(2, false)).await;
+    src.exec("INSERT INTO edges (id) VALUES (3)").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}sources:\n  - name: my\n    kind: mysql\n\
+             \x20   url: mysql://root@127.0.0.1:3306/\n\
+             \x20   server_id: {}\n\
+             \x20   tables:\n      include: [\"{}.edges\"]\n\
+             sinks:\n{}",
+            common::log_yaml(None),
+            43000 + std::process::id() % 10000,
+            src.name,
+            common::mysql_sink_yaml("replica", &dst.name, "[\"my.*\"]"),
+        ),
+    );
+    let child = common::start(&file);
+    let want = my_edge_rows(&mut src).await;
+    assert_eq!(want.len(), 3, "{want:?}");
+    common::wait_same_rows(
+        "snapshot",
+        async || want.clone(),
+        async || my_edge_rows(&mut dst).await,
+    )
+    .await;
+    src.exec(&my_edge_row(11, true)).await;
+    src.exec(&my_edge_row(12, false)).await;
+    src.exec(
+        "INSERT INTO edges (id) VALUES (13);
+         UPDATE edges e JOIN (SELECT * FROM edges WHERE id = 2) h
+            SET e.bi = h.bi, e.biu = h.biu, e.d65 = h.d65, e.b64 = h.b64, e.tm = h.tm,
+                e.dtm = h.dtm, e.f = h.f, e.d = h.d, e.vc = h.vc
+          WHERE e.id = 1;
+         DELETE FROM edges WHERE id = 3;",
+    )
+    .await;
+    let want = my_edge_rows(&mut src).await;
+    assert_eq!(want.len(), 5, "{want:?}");
+    common::wait_same_rows(
+        "stream",
+        async || want.clone(),
+        async || my_edge_rows(&mut dst).await,
+    )
+    .await;
+    common::stop(child);
+    src.drop_db().await;
+    dst.drop_db().await;
+}

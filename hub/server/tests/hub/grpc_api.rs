@@ -448,7 +448,13 @@ async fn pipeline_status_shows_the_source_and_the_sink() {
     let addr = h.addr();
     let table = ok(&tributary(&["status", "--hub", &addr], None, &[]));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 3, "{table}");
+    // The table, then a line on the source's slot.
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[3].starts_with("pg slot: ")
+            && lines[3].contains("bytes of WAL retained, wal_status reserved"),
+        "{table}"
+    );
     let head: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         head,

@@ -670,10 +670,11 @@ async fn a_source_that_would_fail_again_stays_failed_until_restarted() {
     );
     let hub = common::run_serving(&file, &[], None);
     let base = hub.base.clone();
+    // Streaming: the snapshot is done (a DDL would wait for its locks).
     eventually(
-        "ready",
-        async || json(&base, "/ready").await,
-        |(s, _)| *s == 200,
+        "streaming",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| connector(p, "pg")["phase"] == "streaming",
     )
     .await;
     let restart =
