@@ -1132,12 +1132,30 @@ impl StreamSource {
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
             name.replace('\'', "''")
         );
+        // Every worker locks every table up front (ACCESS SHARE, what a
+        // read takes anyway): a worker asking for a table's lock only when
+        // it reaches the table would queue behind a DDL that came in
+        // meanwhile, while the DDL waits for the locks the other workers
+        // hold until the snapshot ends: neither would ever finish.
+        let lock = format!(
+            "LOCK TABLE {} IN ACCESS SHARE MODE",
+            tables
+                .iter()
+                .map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let mut clients = Vec::new();
         for _ in 0..self.cfg.snapshot_workers.clamp(1, tables.len() * 64) {
             let c = sql_connect(&self.cfg.connect).await?;
             c.batch_execute(&begin)
                 .await
                 .map_err(sql("importing the slot's snapshot"))?;
+            if !tables.is_empty() {
+                c.batch_execute(&lock)
+                    .await
+                    .map_err(sql("locking the snapshot's tables"))?;
+            }
             clients.push(c);
         }
         let mut jobs = Vec::with_capacity(tables.len());

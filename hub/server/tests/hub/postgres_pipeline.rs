@@ -346,3 +346,71 @@ async fn a_truncate_is_ordered_with_every_partition() {
     tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
+
+/// A DDL on a table while the snapshot reads it in several chunks waits
+/// for the snapshot, which finishes; then the stream carries the new
+/// shape. (The snapshot's workers lock every table they will read up
+/// front: a worker asking for a table's lock after the DDL queued would
+/// wait behind it while the DDL waits for the other workers' locks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ddl_during_the_snapshot_neither_hangs_it_nor_is_lost() {
+    let src = TestDb::new("pgsnapddl_src").await;
+    let dst = TestDb::new("pgsnapddl_dst").await;
+    src.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 400000) g;
+         ANALYZE big;",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}{}    snapshot_chunk_rows: 2000\nsinks:\n{}",
+            common::log_yaml(Some(2)),
+            common::SERVER_YAML,
+            common::pg_source_yaml(&src.name, "public.*"),
+            common::pg_sink_yaml("replica", &dst.name, "[\"pg.public.*\"]"),
+        ),
+    );
+    let hub = common::run_serving(&file, &[], None);
+    // Once the snapshot has written rows, and before it is done.
+    let pipelines = format!("{}/pipelines", hub.base);
+    let (phase, records) = common::eventually(
+        "the snapshot under way",
+        async || {
+            let p: serde_json::Value = match reqwest::get(&pipelines).await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            let pg = p
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["name"] == "pg"))
+                .cloned()
+                .unwrap_or_default();
+            (
+                pg["phase"].as_str().unwrap_or_default().to_string(),
+                pg["records"].as_u64().unwrap_or(0),
+            )
+        },
+        |(phase, records)| phase != "connecting" && *records > 0,
+    )
+    .await;
+    assert_eq!(
+        phase, "snapshot",
+        "the snapshot ended before the DDL ({records} records)"
+    );
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        src.client.batch_execute(
+            "ALTER TABLE big ADD COLUMN w int; UPDATE big SET w = id WHERE id % 1000 = 0;",
+        ),
+    )
+    .await
+    .expect("the DDL waited for the snapshot, not for ever")
+    .expect("ddl");
+    wait_same_tables(&src, &dst, &["big"]).await;
+    hub.stop();
+    tributary_tests::pg::drop_db_and_slot(src).await;
+    dst.drop_db().await;
+}
