@@ -32,7 +32,10 @@
 //!   several dimensions, with bounds other than `[1:n]`, or holding a
 //!   value its element type has no branch for (a numeric NaN, such a
 //!   timestamp). Debezium fails on these or loses them; sinks write the
-//!   text back and PostgreSQL reads the same value;
+//!   text back and PostgreSQL reads the same value. On MySQL DATE,
+//!   DATETIME and TIMESTAMP columns the branch holds zero dates
+//!   (`0000-00-00`, `2024-00-15`; a permissive sql_mode stores them),
+//!   which Debezium turns into null;
 //! - an **unavailable** value (PostgreSQL unchanged TOAST) is its own
 //!   union branch, the empty record `io.tributary.Unavailable`, present
 //!   only on columns whose type can be TOASTed. Debezium writes a
@@ -138,11 +141,16 @@ impl Layout {
 /// Whether a column's values may come as the source's own text (see the
 /// module documentation).
 fn has_source_text(connector: Connector, ty: &ColumnType) -> bool {
-    connector == Connector::Postgres
-        && matches!(
+    match connector {
+        Connector::Postgres => matches!(
             ty,
             ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Array(_)
-        )
+        ),
+        Connector::Mysql => matches!(
+            ty,
+            ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz
+        ),
+    }
 }
 
 fn has_specials(ty: &ColumnType) -> bool {

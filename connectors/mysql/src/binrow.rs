@@ -399,7 +399,12 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, DecodeError> {
             let secs = r.be(4)? as i64;
             let frac = fraction(r, meta(c, 0))?;
             Ok(if secs == 0 && frac == 0 {
-                Datum::Null
+                Datum::Text(tributary_core::convert::mysql_zero_date(
+                    0,
+                    0,
+                    0,
+                    Some((0, 0, 0, 0)),
+                ))
             } else {
                 Datum::Long(secs * 1_000_000 + frac)
             })
@@ -407,7 +412,12 @@ fn value(c: &BinColumn, r: &mut Reader<'_>) -> Result<Datum, DecodeError> {
         TIMESTAMP => {
             let secs = r.le(4)? as i64;
             Ok(if secs == 0 {
-                Datum::Null
+                Datum::Text(tributary_core::convert::mysql_zero_date(
+                    0,
+                    0,
+                    0,
+                    Some((0, 0, 0, 0)),
+                ))
             } else {
                 Datum::Long(secs * 1_000_000)
             })
@@ -578,17 +588,24 @@ fn time2(r: &mut Reader<'_>, fsp: u8) -> Result<i64, DecodeError> {
     Ok(if neg { -micros } else { micros })
 }
 
-/// A date, or NULL for MySQL's zero dates.
+/// A date; a zero date, or one with a zero month or day (stored under a
+/// permissive sql_mode), as MySQL prints it ([`Datum::Text`]), which no
+/// day count can hold.
 fn date(y: i64, m: u32, d: u32) -> Datum {
     if m == 0 || d == 0 {
-        return Datum::Null;
+        return Datum::Text(tributary_core::convert::mysql_zero_date(y, m, d, None));
     }
     Datum::Int(days_from_civil(y, m, d) as i32)
 }
 
 fn datetime(y: i64, m: u32, d: u32, h: i64, mi: i64, s: i64, frac: i64) -> Datum {
     if m == 0 || d == 0 {
-        return Datum::Null;
+        return Datum::Text(tributary_core::convert::mysql_zero_date(
+            y,
+            m,
+            d,
+            Some((h, mi, s, frac)),
+        ));
     }
     let days = days_from_civil(y, m, d);
     Datum::Long(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + frac)
@@ -815,10 +832,20 @@ mod tests {
         assert_eq!(one(&c, &b), Datum::Long(want));
         let zero = (0x80_0000_0000i64).to_be_bytes()[3..].to_vec();
         let c0 = col(code::DATETIME2, &[0], ColumnType::Timestamp);
-        assert_eq!(one(&c0, &zero), Datum::Null);
+        // Zero dates are kept as MySQL prints them.
+        assert_eq!(one(&c0, &zero), Datum::Text("0000-00-00 00:00:00".into()));
         assert_eq!(
             one(&col(code::NEWDATE, &[], ColumnType::Date), &[0, 0, 0]),
-            Datum::Null
+            Datum::Text("0000-00-00".into())
+        );
+        // 2024-00-15: a zero month.
+        let v: u32 = (2024 << 9) | 15;
+        assert_eq!(
+            one(
+                &col(code::NEWDATE, &[], ColumnType::Date),
+                &v.to_le_bytes()[..3]
+            ),
+            Datum::Text("2024-00-15".into())
         );
     }
 

@@ -3,10 +3,11 @@
 //! register the same table shape.
 //!
 //! Choices that differ from the obvious:
-//! - every date and time column is nullable in the schema: MySQL allows
-//!   zero dates (`0000-00-00`, or a zero month or day) where `sql_mode`
-//!   lets them in, no portable type holds them, and they become NULL
-//!   (Debezium does the same);
+//! - MySQL allows zero dates (`0000-00-00`, or a zero month or day)
+//!   where `sql_mode` lets them in; no day count holds them, so they
+//!   travel as MySQL prints them, in the schema's source-text branch of
+//!   DATE, DATETIME and TIMESTAMP columns (Debezium turns them into
+//!   NULL, which is why those columns are nullable in the schema);
 //! - `BIGINT UNSIGNED` is `decimal(20,0)`, `INT UNSIGNED` a long;
 //! - `BIT(1)` is a boolean, wider `BIT(n)` bytes least significant first;
 //! - MariaDB's `JSON` is an alias of `LONGTEXT` (with a `json_valid`

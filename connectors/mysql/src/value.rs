@@ -153,7 +153,19 @@ pub fn datum(v: Value, ty: &ColumnType, column: &str) -> Result<Datum, ValueErro
         },
         Value::Date(y, m, d, h, mi, s, us) => {
             if m == 0 || d == 0 {
-                return Ok(Datum::Null);
+                // A zero date (permissive sql_mode): as MySQL prints it.
+                let time = (!matches!(ty, ColumnType::Date)).then_some((
+                    i64::from(h),
+                    i64::from(mi),
+                    i64::from(s),
+                    i64::from(us),
+                ));
+                return Ok(Datum::Text(tributary_core::convert::mysql_zero_date(
+                    i64::from(y),
+                    u32::from(m),
+                    u32::from(d),
+                    time,
+                )));
             }
             let days = days_from_civil(i64::from(y), u32::from(m), u32::from(d));
             match ty {
@@ -232,7 +244,8 @@ mod tests {
                 "c"
             )
             .expect("ok"),
-            Datum::Null
+            Datum::Text("0000-00-00 00:00:00".into()),
+            "a zero date as MySQL prints it"
         );
         assert_eq!(
             datum(Value::Time(true, 1, 2, 0, 0, 5), &ColumnType::Duration, "c").expect("ok"),

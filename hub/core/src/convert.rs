@@ -63,6 +63,21 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A MySQL date with a zero month or day (`0000-00-00`, `2024-00-15`,
+/// allowed under a permissive sql_mode) as MySQL prints it, with the time
+/// `(h, m, s, microseconds)` of a DATETIME or TIMESTAMP (the fraction only
+/// when not zero).
+pub fn mysql_zero_date(y: i64, m: u32, d: u32, time: Option<(i64, i64, i64, i64)>) -> String {
+    let mut out = format!("{y:04}-{m:02}-{d:02}");
+    if let Some((h, mi, s, us)) = time {
+        out.push_str(&format!(" {h:02}:{mi:02}:{s:02}"));
+        if us != 0 {
+            out.push_str(&format!(".{us:06}"));
+        }
+    }
+    out
+}
+
 /// The EWKB flag in a WKB geometry type: an SRID follows the type.
 const EWKB_SRID_FLAG: u32 = 0x2000_0000;
 

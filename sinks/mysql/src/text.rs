@@ -65,6 +65,13 @@ pub fn literal(out: &mut String, ty: &ColumnType, d: &Datum) -> Result<(), Strin
             };
             return Err(format!("{what}: MySQL's DECIMAL cannot hold it"));
         }
+        // A MySQL zero date ("0000-00-00 00:00:00") goes as it is; a
+        // PostgreSQL timestamp past year 9999 cannot.
+        (ColumnType::Timestamp | ColumnType::TimestampTz, Datum::Text(s))
+            if s.as_bytes().get(4) == Some(&b'-') =>
+        {
+            quoted(out, s);
+        }
         (ColumnType::Timestamp | ColumnType::TimestampTz, Datum::Text(s)) => {
             return Err(format!("timestamp {s} is outside MySQL's years 1 to 9999"));
         }
@@ -373,6 +380,13 @@ mod tests {
             ))
         );
         assert!(lit(ColumnType::Geometry, Datum::Bytes(vec![9])).is_err());
+        assert_eq!(
+            lit(
+                ColumnType::Timestamp,
+                Datum::Text("0000-00-00 00:00:00".into())
+            ),
+            Ok("'0000-00-00 00:00:00'".into())
+        );
         let far = Datum::Text("294276-12-31 23:59:59.999999".into());
         assert!(lit(ColumnType::Timestamp, far.clone()).is_err());
         assert!(field(ColumnType::Timestamp, far).is_err());

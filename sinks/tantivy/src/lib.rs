@@ -262,7 +262,10 @@ fn indexed(ty: &ColumnType, d: &Datum) -> Option<OwnedValue> {
         // timestamp past microseconds, an array of several dimensions):
         // kept in the document, not indexed as its field's type.
         (
-            ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Array(_),
+            ColumnType::Date
+            | ColumnType::Timestamp
+            | ColumnType::TimestampTz
+            | ColumnType::Array(_),
             Datum::Text(_),
         ) => return None,
         (ColumnType::Date, Datum::Int(days)) => {

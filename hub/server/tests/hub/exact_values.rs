@@ -273,6 +273,12 @@ fn my_edge_row(id: u32, low: bool) -> String {
     }
 }
 
+/// Zero dates (whole, or a zero month or day), under a permissive
+/// sql_mode for the rest of the session.
+const ZERO_DATES_ROW_4: &str = "SET SESSION sql_mode = '';
+    INSERT INTO edges (id, dt, dtm, dtm0, ts) VALUES
+        (4, '2024-05-00', '0000-00-00 00:00:00', '2024-00-15 10:00:00', '0000-00-00 00:00:00')";
+
 /// Every row of `edges` as the server gives it over the binary protocol
 /// (floats and doubles as their bits, not as printed text).
 async fn my_edge_rows(db: &mut MyDb) -> Vec<String> {
@@ -298,6 +304,8 @@ async fn mariadb_values_at_their_limits_reach_a_replica_exactly() {
     src.exec(&my_edge_row(1, true)).await;
     src.exec(&my_edge_row(2, false)).await;
     src.exec("INSERT INTO edges (id) VALUES (3)").await;
+    // Zero dates, where a permissive sql_mode lets them in.
+    src.exec(ZERO_DATES_ROW_4).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = common::pipeline_file(
         dir.path(),
@@ -315,7 +323,7 @@ async fn mariadb_values_at_their_limits_reach_a_replica_exactly() {
     );
     let child = common::start(&file);
     let want = my_edge_rows(&mut src).await;
-    assert_eq!(want.len(), 3, "{want:?}");
+    assert_eq!(want.len(), 4, "{want:?}");
     common::wait_same_rows(
         "snapshot",
         async || want.clone(),
@@ -325,7 +333,9 @@ async fn mariadb_values_at_their_limits_reach_a_replica_exactly() {
     src.exec(&my_edge_row(11, true)).await;
     src.exec(&my_edge_row(12, false)).await;
     src.exec(
-        "INSERT INTO edges (id) VALUES (13);
+        "INSERT INTO edges (id, dt, dtm, dtm0, ts) VALUES
+             (14, '0000-00-00', '2024-00-15 10:00:00.5', '0000-00-00 00:00:00', '0000-00-00 00:00:00');
+         INSERT INTO edges (id) VALUES (13);
          UPDATE edges e JOIN (SELECT * FROM edges WHERE id = 2) h
             SET e.bi = h.bi, e.biu = h.biu, e.d65 = h.d65, e.b64 = h.b64, e.tm = h.tm,
                 e.dtm = h.dtm, e.f = h.f, e.d = h.d, e.vc = h.vc
@@ -334,7 +344,7 @@ async fn mariadb_values_at_their_limits_reach_a_replica_exactly() {
     )
     .await;
     let want = my_edge_rows(&mut src).await;
-    assert_eq!(want.len(), 5, "{want:?}");
+    assert_eq!(want.len(), 7, "{want:?}");
     common::wait_same_rows(
         "stream",
         async || want.clone(),
