@@ -27,8 +27,8 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
 use tokio::sync::watch;
 use tributary_capture::writer::{EventWriter, WriteError};
 use tributary_capture::{
-    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, Settings, SnapshotProgress,
-    StreamKey, TableProgress,
+    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, OnError, Settings,
+    SnapshotProgress, StreamKey, TableProgress,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{
@@ -189,6 +189,10 @@ pub enum SourceError {
     /// The snapshot ledger could not be read or stored.
     #[error(transparent)]
     Ledger(#[from] tributary_capture::LedgerError),
+    /// A row that cannot be captured could not be written to the
+    /// dead-letter topic.
+    #[error(transparent)]
+    DeadLetter(Box<tributary_capture::DeadLetterError>),
     /// Our own state files.
     #[error("source state {path}: {source}")]
     State {
@@ -208,6 +212,21 @@ impl SourceError {
             SourceError::PositionLost { .. } => ErrorKind::PositionLost,
             e if e.is_transient() => ErrorKind::Transient,
             _ => ErrorKind::Fatal,
+        }
+    }
+
+    /// Whether the error is about one table (its shape, a row of it, a
+    /// schema the registry refuses): what `on_error: dlq` writes a
+    /// dead letter for instead of stopping.
+    pub fn is_about_table(&self) -> bool {
+        match self {
+            SourceError::Mismatch { .. }
+            | SourceError::Row { .. }
+            | SourceError::Shape(_)
+            | SourceError::Schema(_) => true,
+            SourceError::Write(w) => w.is_about_table(),
+            SourceError::Capture(CaptureError::Write(w)) => w.is_about_table(),
+            _ => false,
         }
     }
 
@@ -553,7 +572,15 @@ impl ChangeSource for MysqlSource {
             .collect::<Vec<_>>()
         {
             if (self.cfg.captured)(&db, &t) {
-                self.register(capture, &db, &t).await?;
+                match self.register(capture, &db, &t).await {
+                    Ok(_) => {}
+                    Err(e) if self.cfg.engine.on_error != OnError::Stop && e.is_about_table() => {
+                        // Under dlq, the table's rows go to the
+                        // dead-letter topic.
+                        self.broken.insert(format!("{db}.{t}"), e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         drop(conn);
@@ -1346,6 +1373,12 @@ impl MysqlSource {
                     // key stops the source only if it has changes.
                     self.broken.insert(format!("{db}.{table}"), e.to_string());
                 }
+                Err(e) if self.cfg.engine.on_error != OnError::Stop && e.is_about_table() => {
+                    // A shape the registry refuses: under dlq, the
+                    // table's rows go to the dead-letter topic.
+                    tracing::error!(source = %self.cfg.name, table = %format!("{db}.{table}"), error = %e, "table cannot be captured: its rows go to the dead-letter topic");
+                    self.broken.insert(format!("{db}.{table}"), e.to_string());
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -1402,9 +1435,63 @@ impl MysqlSource {
         Ok(Some(table))
     }
 
-    /// Decodes a rows event into `tx`.
+    /// Decodes a rows event into `tx`; under `on_error: dlq`, a rows
+    /// event of a table that cannot be captured goes to the dead-letter
+    /// topic instead (as hex: rows the source cannot decode).
     #[allow(clippy::too_many_arguments)]
     async fn rows(
+        &mut self,
+        capture: &mut MyCapture,
+        binlog: &mysql_async::BinlogStream,
+        rows: &RowsEventData<'_>,
+        ev: &Event,
+        event_start: u64,
+        cur: &BinlogPosition,
+        tx: &TxMeta,
+    ) -> Result<()> {
+        let decoded = self
+            .decode_rows(capture, binlog, rows, ev, event_start, cur, tx)
+            .await;
+        match decoded {
+            Err(e) if self.cfg.engine.on_error == OnError::Dlq && e.is_about_table() => {
+                let table = binlog.get_tme(rows.table_id()).map_or_else(
+                    || format!("table id {}", rows.table_id()),
+                    |t| format!("{}.{}", t.database_name(), t.table_name()),
+                );
+                let op = match rows {
+                    RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => "c",
+                    RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => "d",
+                    _ => "u",
+                };
+                let raw: String = rows
+                    .rows_data()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let letter = tributary_capture::DeadLetter {
+                    table: table.clone(),
+                    position: format!("{}:{event_start}", cur.file),
+                    error: e.to_string(),
+                    op,
+                    before: None,
+                    after: None,
+                    raw_hex: Some(raw),
+                };
+                tributary_capture::quarantine::dead_letter(
+                    &self.engine.log,
+                    &self.cfg.name,
+                    &letter,
+                )
+                .map_err(|e| SourceError::DeadLetter(Box::new(e)))?;
+                tracing::warn!(source = %self.cfg.name, %table, position = %letter.position, error = %letter.error, "rows written to the dead-letter topic");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn decode_rows(
         &mut self,
         capture: &mut MyCapture,
         binlog: &mysql_async::BinlogStream,

@@ -612,6 +612,7 @@ impl StreamSource {
             op: op.code(),
             before: before.map(|t| tuple_json(columns, t)),
             after: after.map(|t| tuple_json(columns, t)),
+            raw_hex: None,
         };
         tributary_capture::quarantine::dead_letter(self.log(), &self.cfg.name, &letter)
             .map_err(|e| SourceError::DeadLetter(Box::new(e)))?;

@@ -254,6 +254,11 @@ pub struct DeadLetter {
     pub before: Option<serde_json::Value>,
     /// The new row, as the source gave it: column -> text.
     pub after: Option<serde_json::Value>,
+    /// Where the source cannot decode the row at all (MySQL: a table
+    /// whose shape it could not follow), the source's bytes as hex (a
+    /// MySQL rows event: every row of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_hex: Option<String>,
 }
 
 /// Why a dead letter could not be written.

@@ -344,3 +344,27 @@ impl Drop for Follower {
         }
     }
 }
+
+/// Every record of `<name>.dlq` in the pipeline's data dir: headers and
+/// value as JSON.
+pub fn dead_letter_values(data: &std::path::Path, name: &str) -> Vec<serde_json::Value> {
+    let log = tributary_log::Log::open(data.join("log")).expect("log");
+    let Ok(dlq) = log.topic(&format!("{name}.dlq")) else {
+        return Vec::new();
+    };
+    let p = dlq.partition(0).expect("partition");
+    let mut out = Vec::new();
+    for batch in p.read(0, 1 << 24).expect("read") {
+        for r in batch.records().expect("records").iter() {
+            let r = r.expect("valid");
+            let mut v: serde_json::Value =
+                serde_json::from_slice(r.value.unwrap_or_default()).expect("a JSON letter");
+            for h in r.headers() {
+                let (k, hv) = h.expect("header");
+                v["headers"][k] = String::from_utf8_lossy(hv.unwrap_or_default()).into();
+            }
+            out.push(v);
+        }
+    }
+    out
+}

@@ -898,30 +898,6 @@ async fn a_table_that_cannot_be_captured_is_set_aside_and_resumed() {
     dst.drop_db().await;
 }
 
-/// Every record of `<name>.dlq` in the pipeline's data dir: headers and
-/// value as JSON.
-fn dead_letter_values(data: &std::path::Path, name: &str) -> Vec<serde_json::Value> {
-    let log = tributary_log::Log::open(data.join("log")).expect("log");
-    let Ok(dlq) = log.topic(&format!("{name}.dlq")) else {
-        return Vec::new();
-    };
-    let p = dlq.partition(0).expect("partition");
-    let mut out = Vec::new();
-    for batch in p.read(0, 1 << 24).expect("read") {
-        for r in batch.records().expect("records").iter() {
-            let r = r.expect("valid");
-            let mut v: serde_json::Value =
-                serde_json::from_slice(r.value.unwrap_or_default()).expect("a JSON letter");
-            for h in r.headers() {
-                let (k, hv) = h.expect("header");
-                v["headers"][k] = String::from_utf8_lossy(hv.unwrap_or_default()).into();
-            }
-            out.push(v);
-        }
-    }
-    out
-}
-
 /// `on_error: dlq`: each row of a table whose schema change the
 /// registry refuses goes, as the source's text with table, position and
 /// error, to `<source>.dlq`; the other table keeps flowing and the
@@ -961,7 +937,7 @@ async fn rows_that_cannot_be_captured_go_to_the_sources_dead_letters() {
     let data = dir.path().join("data");
     let letters = eventually(
         "two dead letters",
-        async || dead_letter_values(&data, "pg"),
+        async || common::dead_letter_values(&data, "pg"),
         |l| l.len() >= 2,
     )
     .await;

@@ -348,3 +348,93 @@ async fn new_rows_are_bulk_loaded_without_losing_what_a_load_would_ignore() {
     tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
+
+/// `on_error: dlq` on a MariaDB source: a table whose schema change the
+/// registry refuses sends its rows events to `<source>.dlq` (as the
+/// binlog's bytes, with table, position and error), while the other
+/// table keeps flowing and the source keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_rows_that_cannot_be_captured_go_to_dead_letters() {
+    let mut src = MyDb::new("mydlq").await;
+    src.exec(
+        "CREATE TABLE a (id INT PRIMARY KEY, v INT);
+         CREATE TABLE b (id INT PRIMARY KEY, v TEXT);
+         INSERT INTO a VALUES (1, 1); INSERT INTO b VALUES (1, 'one');",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!(
+            "{}{}sources:\n  - name: my\n    kind: mysql\n\
+             \x20   url: mysql://root@127.0.0.1:3306/\n\
+             \x20   server_id: {}\n    on_error: dlq\n\
+             \x20   tables:\n      include: [\"{}.*\"]\n",
+            common::log_yaml(None),
+            common::SERVER_YAML,
+            44000 + std::process::id() % 10000,
+            src.name,
+        ),
+    );
+    let hub = common::run_serving(&file, &[], None);
+    let data = dir.path().join("data");
+    let b_topic = format!("my.{}.b", src.name);
+    let has_b = |id: i64| {
+        let out = common::tributary_on(&data, &["consume", &b_topic, "--from-beginning"], None);
+        // An unknown topic (not created yet) is an error.
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v["value"]["after"]["id"] == id)
+            })
+    };
+    common::eventually("the snapshot", async || has_b(1), |x| *x).await;
+    // A NOT NULL column without a default in Avro: refused by the registry.
+    src.exec(
+        "ALTER TABLE a ADD COLUMN w INT NOT NULL DEFAULT 5;
+         INSERT INTO a (id, v) VALUES (100, 100);
+         INSERT INTO b VALUES (2, 'two');",
+    )
+    .await;
+    common::eventually("b flows on", async || has_b(2), |x| *x).await;
+    let letters = common::eventually(
+        "a dead letter",
+        async || common::dead_letter_values(&data, "my"),
+        |l| !l.is_empty(),
+    )
+    .await;
+    let l = &letters[0];
+    assert_eq!(l["table"], format!("{}.a", src.name), "{l}");
+    assert_eq!(l["op"], "c", "{l}");
+    assert!(
+        l["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("incompatible")),
+        "{l}"
+    );
+    assert!(
+        l["position"].as_str().is_some_and(|p| p.contains(':')),
+        "{l}"
+    );
+    // The row's bytes: id 100 and v 100 as 4-byte little-endian ints.
+    assert!(
+        l["raw_hex"]
+            .as_str()
+            .is_some_and(|h| h.contains("64000000")),
+        "{l}"
+    );
+    let status: serde_json::Value = reqwest::get(format!("{}/pipelines", hub.base))
+        .await
+        .expect("pipelines")
+        .json()
+        .await
+        .expect("json");
+    let my = status
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "my"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(my["state"], "running", "{my}");
+    hub.stop();
+    src.drop_db().await;
+}

@@ -264,9 +264,23 @@ async fn a_hanging_write_times_out_and_is_retried() {
     dst.drop_db().await;
 }
 
+/// The connector `name` as `GET /pipelines` of the hub at `base` shows it
+/// (null while the hub does not answer).
+async fn connector_view(base: &str, name: &str) -> serde_json::Value {
+    let p: serde_json::Value = match reqwest::get(format!("{base}/pipelines")).await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    p.as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// An existing target table without a unique index on the source's key:
 /// rows could not be matched (a replay would add them twice), so the
-/// sink stops at once and says what to add.
+/// sink pauses at once and says what to add; once the index exists,
+/// `tributary restart` resumes it from its committed offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_without_a_key_index_is_refused() {
     let src = TestDb::new("pgsink_nokey_src").await;
@@ -275,14 +289,22 @@ async fn a_target_without_a_key_index_is_refused() {
         .await;
     dst.exec("CREATE TABLE t (id int, v text)").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = common::pipeline_file(dir.path(), &pipeline(&src, &dst, ""));
-    let child = start(&file);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let out = stop(child);
+    let file = common::pipeline_file(
+        dir.path(),
+        &format!("{}{}", common::SERVER_YAML, pipeline(&src, &dst, "")),
+    );
+    let hub = common::run_serving(&file, &[], None);
+    let replica = common::eventually(
+        "the sink paused",
+        async || connector_view(&hub.base, "replica").await,
+        |c| c["state"] == "paused",
+    )
+    .await;
     assert!(
-        out.contains("sink replica: paused")
-            && out.contains("no primary key or unique index on (id)"),
-        "{out}"
+        replica["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no primary key or unique index on (id)")),
+        "{replica}"
     );
     let n: i64 = dst
         .client
@@ -291,6 +313,18 @@ async fn a_target_without_a_key_index_is_refused() {
         .expect("count")
         .get(0);
     assert_eq!(n, 0, "nothing written");
+    src.exec("INSERT INTO t VALUES (2, 'while paused')").await;
+    dst.exec("ALTER TABLE t ADD PRIMARY KEY (id)").await;
+    let out = common::tributary(
+        &["restart", "replica", "--hub", &hub.grpc_addr()],
+        None,
+        &[],
+    );
+    assert!(common::ok(&out).contains("sink replica: restarting"));
+    wait_same_tables(&src, &dst, &["t"]).await;
+    let replica = connector_view(&hub.base, "replica").await;
+    assert_eq!(replica["state"], "running", "{replica}");
+    hub.stop();
     tributary_tests::pg::drop_db_and_slot(src).await;
     dst.drop_db().await;
 }
@@ -375,19 +409,10 @@ async fn a_ddl_during_the_snapshot_neither_hangs_it_nor_is_lost() {
     );
     let hub = common::run_serving(&file, &[], None);
     // Once the snapshot has written rows, and before it is done.
-    let pipelines = format!("{}/pipelines", hub.base);
     let (phase, records) = common::eventually(
         "the snapshot under way",
         async || {
-            let p: serde_json::Value = match reqwest::get(&pipelines).await {
-                Ok(r) => r.json().await.unwrap_or_default(),
-                Err(_) => serde_json::Value::Null,
-            };
-            let pg = p
-                .as_array()
-                .and_then(|a| a.iter().find(|c| c["name"] == "pg"))
-                .cloned()
-                .unwrap_or_default();
+            let pg = connector_view(&hub.base, "pg").await;
             (
                 pg["phase"].as_str().unwrap_or_default().to_string(),
                 pg["records"].as_u64().unwrap_or(0),
