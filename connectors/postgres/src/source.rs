@@ -624,6 +624,14 @@ impl StreamSource {
     /// of the transaction being read; its changes are skipped from here
     /// on, every other table's keep flowing.
     fn set_aside(&mut self, oid: u32, schema: &str, table: &str, e: &SourceError) -> Result<()> {
+        self.set_aside_table(schema, table, e)?;
+        self.relations.remove(&oid);
+        self.skipped.insert(oid);
+        Ok(())
+    }
+
+    /// Stores `schema.table` as set aside, at the position being read.
+    fn set_aside_table(&mut self, schema: &str, table: &str, e: &SourceError) -> Result<()> {
         let position = crate::replication::format_lsn(self.at);
         tracing::error!(
             source = %self.cfg.name,
@@ -642,8 +650,6 @@ impl StreamSource {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
         })?;
-        self.relations.remove(&oid);
-        self.skipped.insert(oid);
         Ok(())
     }
 
@@ -1161,12 +1167,29 @@ impl StreamSource {
         }
         let mut jobs = Vec::with_capacity(tables.len());
         for (schema, table) in tables {
-            let shape =
-                catalog::table_schema(&clients[0], &self.cfg.connect.database, schema, table)
-                    .await?;
             let topic = self.cfg.topic(schema, table);
-            let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
-            capture.register(&topic, avro).await?;
+            let registered = async {
+                let shape =
+                    catalog::table_schema(&clients[0], &self.cfg.connect.database, schema, table)
+                        .await?;
+                let avro = EventSchema::new(&self.cfg.name, Connector::Postgres, shape.clone())?;
+                capture.register(&topic, avro).await?;
+                Ok::<_, SourceError>(shape)
+            }
+            .await;
+            let shape = match registered {
+                Ok(shape) => shape,
+                // A table whose shape cannot be captured (a schema the
+                // registry refuses, a table resumed before its cause was
+                // fixed) is set aside again under quarantine; the others
+                // are read.
+                Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                    self.at = point;
+                    self.set_aside_table(schema, table, &e)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let retracted = self.retract(capture.writer(), &topic, &shape, point)?;
             if retracted > 0 {
                 tracing::info!(table = %shape.qualified_name(), keys = retracted, "deleted the rows of an interrupted read before reading the table again");

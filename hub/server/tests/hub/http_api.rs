@@ -877,6 +877,26 @@ async fn a_table_that_cannot_be_captured_is_set_aside_and_resumed() {
         "{}",
         common::stderr(&refused)
     );
+    // Taken back before the cause is fixed: the source reads the table
+    // again, the registry still refuses it, and it is set aside again
+    // (the source keeps running).
+    let since = q["since_ms"].as_i64().expect("since_ms");
+    let again = resume("public.a");
+    assert!(again.status.success(), "{}", common::stderr(&again));
+    let (_, p) = eventually(
+        "a quarantined again",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| {
+            connector(p, "pg")["quarantined"][0]["since_ms"]
+                .as_i64()
+                .is_some_and(|t| t > since)
+        },
+    )
+    .await;
+    assert_eq!(connector(&p, "pg")["state"], "running", "{p}");
+    src.exec("INSERT INTO b VALUES (1000, 'after the second quarantine')")
+        .await;
+    tributary_tests::pg::wait_same_tables(&src, &dst, &["b"]).await;
     // The cause fixed, the table taken back.
     let put = client()
         .put(format!("{base}/config/pg.public.a-value"))
