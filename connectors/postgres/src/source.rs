@@ -255,6 +255,30 @@ fn tuple_json(columns: &[String], tuple: &[crate::pgoutput::TupleValue]) -> serd
     serde_json::Value::Object(row)
 }
 
+/// A row change's relation, operation and images as sent (the old row
+/// or key, the new row); `None` for any other message.
+#[allow(clippy::type_complexity)]
+fn row_images(
+    msg: &Message,
+) -> Option<(
+    u32,
+    Op,
+    Option<&[crate::pgoutput::TupleValue]>,
+    Option<&[crate::pgoutput::TupleValue]>,
+)> {
+    match msg {
+        Message::Insert { oid, new, .. } => Some((*oid, Op::Create, None, Some(new))),
+        Message::Update { oid, old, new, .. } => Some((
+            *oid,
+            Op::Update,
+            old.as_ref().map(|(_, t)| t.as_slice()),
+            Some(new),
+        )),
+        Message::Delete { oid, old, .. } => Some((*oid, Op::Delete, Some(&old.1), None)),
+        _ => None,
+    }
+}
+
 struct Relation {
     topic: Arc<str>,
     table: Arc<TableSchema>,
@@ -646,9 +670,7 @@ impl StreamSource {
             table: table.to_string(),
             reason: e.to_string(),
             position,
-            since_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            since_ms: tributary_log::now_ms(),
         })?;
         Ok(())
     }
@@ -776,34 +798,11 @@ impl StreamSource {
             {
                 // A quarantined table.
             }
-            Message::Insert { oid, new, .. } if self.dead.contains_key(&oid) => {
-                if let Some(d) = self.dead.get(&oid) {
-                    self.dead_letter(&d.name, &d.columns, Op::Create, None, Some(&new), &d.reason)?;
-                }
-            }
-            Message::Update { oid, old, new, .. } if self.dead.contains_key(&oid) => {
-                if let Some(d) = self.dead.get(&oid) {
-                    let before = old.as_ref().map(|(_, t)| t.as_slice());
-                    self.dead_letter(
-                        &d.name,
-                        &d.columns,
-                        Op::Update,
-                        before,
-                        Some(&new),
-                        &d.reason,
-                    )?;
-                }
-            }
-            Message::Delete { oid, old, .. } if self.dead.contains_key(&oid) => {
-                if let Some(d) = self.dead.get(&oid) {
-                    self.dead_letter(
-                        &d.name,
-                        &d.columns,
-                        Op::Delete,
-                        Some(&old.1),
-                        None,
-                        &d.reason,
-                    )?;
+            ref m if row_images(m).is_some_and(|(oid, ..)| self.dead.contains_key(&oid)) => {
+                if let Some((oid, op, before, after)) = row_images(m)
+                    && let Some(d) = self.dead.get(&oid)
+                {
+                    self.dead_letter(&d.name, &d.columns, op, before, after, &d.reason)?;
                 }
             }
             Message::Insert { oid, .. }

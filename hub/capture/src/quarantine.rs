@@ -311,12 +311,9 @@ pub fn dead_letter(
         ("tributary.table", Some(letter.table.as_bytes())),
         ("tributary.position", Some(letter.position.as_bytes())),
     ];
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
     let mut b = BatchBuilder::new();
     b.push(RecordIn {
-        timestamp,
+        timestamp: tributary_log::now_ms(),
         key: Some(letter.table.as_bytes()),
         value: Some(&value),
         headers: &headers,

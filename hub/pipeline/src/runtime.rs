@@ -244,7 +244,9 @@ async fn restart_wait(
 }
 
 /// Waits until a restart is asked for (true) or the pipeline stops
-/// (false). Requests made before the connector stopped do not count.
+/// (false). Requests made before the wait began do not count: a failed
+/// or paused connector, or a running source's life (which a table's
+/// resume restarts), waits on this.
 async fn wait_restart(
     restart: &mut watch::Receiver<u64>,
     stop: &mut watch::Receiver<bool>,
@@ -370,7 +372,6 @@ impl Supervised {
         let (life_tx, life_rx) = watch::channel(false);
         let mut stop = self.stop.clone();
         let mut restart = self.restart.clone();
-        restart.borrow_and_update();
         let run = self.section.run_once(crate::source::SourceRun {
             log_section: &self.pipeline.log,
             log: self.log.clone(),
@@ -382,24 +383,9 @@ impl Supervised {
             running: &running,
         });
         tokio::pin!(run);
-        let asked = async {
-            let mut listening = true;
-            loop {
-                if *stop.borrow() {
-                    return false;
-                }
-                tokio::select! {
-                    changed = stop.changed() => if changed.is_err() { return false; },
-                    changed = restart.changed(), if listening => match changed {
-                        Ok(()) => return true,
-                        Err(_) => listening = false,
-                    },
-                }
-            }
-        };
         let reload = tokio::select! {
             ended = &mut run => return ended.map(|n| (n, false)),
-            reload = asked => reload,
+            reload = wait_restart(&mut restart, &mut stop) => reload,
         };
         let _ = life_tx.send(true);
         run.await.map(|n| (n, reload))

@@ -172,15 +172,18 @@ async fn authorize(State(token): State<Token>, request: Request, next: Next) -> 
     }
 }
 
-async fn unknown(uri: axum::http::Uri) -> Response {
+/// An error in Confluent's shape, which registry clients parse:
+/// `{"error_code": <status>, "message": ...}`.
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({
-            "error_code": 404,
-            "message": format!("no route {}", uri.path()),
-        })),
+        code,
+        Json(serde_json::json!({ "error_code": code.as_u16(), "message": message.into() })),
     )
         .into_response()
+}
+
+async fn unknown(uri: axum::http::Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no route {}", uri.path()))
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
@@ -234,11 +237,7 @@ async fn pipelines(State(s): State<Shared>) -> Response {
 /// that is not stopped by a failure.
 async fn restart(State(s): State<Shared>, Path(name): Path<String>) -> Response {
     let Some(t) = s.telemetry else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error_code": 404, "message": "no pipeline runs here"})),
-        )
-            .into_response();
+        return error(StatusCode::NOT_FOUND, "no pipeline runs here");
     };
     match t.restart(&name) {
         Ok(role) => (
@@ -253,11 +252,7 @@ async fn restart(State(s): State<Shared>, Path(name): Path<String>) -> Response 
                     StatusCode::CONFLICT
                 }
             };
-            (
-                code,
-                Json(serde_json::json!({"error_code": code.as_u16(), "message": e.to_string()})),
-            )
-                .into_response()
+            error(code, e.to_string())
         }
     }
 }
@@ -271,11 +266,7 @@ async fn resume_table(
 ) -> Response {
     use tributary_pipeline::telemetry::ResumeError;
     let Some(t) = s.telemetry else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error_code": 404, "message": "no pipeline runs here"})),
-        )
-            .into_response();
+        return error(StatusCode::NOT_FOUND, "no pipeline runs here");
     };
     match t.resume_table(&name, &table) {
         Ok(()) => (
@@ -289,11 +280,7 @@ async fn resume_table(
                 ResumeError::NotQuarantined { .. } => StatusCode::CONFLICT,
                 ResumeError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            (
-                code,
-                Json(serde_json::json!({"error_code": code.as_u16(), "message": e.to_string()})),
-            )
-                .into_response()
+            error(code, e.to_string())
         }
     }
 }
