@@ -83,7 +83,23 @@ fn scan(tree: &sled::Tree, group: Option<&str>) -> Result<Vec<ConsumerOffset>, O
 impl SledOffsetStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, OffsetStoreError> {
-        let db = sled::open(dir.as_ref()).map_err(storage("open"))?;
+        // sled releases its file lock from its flusher thread, a moment
+        // after the last handle of the previous opening is dropped: a
+        // store opened again right away waits for that (briefly; a lock
+        // another process holds is still an error).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match sled::open(dir.as_ref()) {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::Other
+                        && e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(storage("open"))?,
+            }
+        };
         let tree = db
             .open_tree("consumer_offsets")
             .map_err(storage("open tree"))?;
