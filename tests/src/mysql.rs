@@ -209,14 +209,15 @@ pub async fn wait_stored(
     let path = tributary_connector_mysql::position::path(log_dir, name);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Ok(Some(s)) = tributary_connector_mysql::position::load(&path)
+        let stored = tributary_connector_mysql::position::load(&path);
+        if let Ok(Some(s)) = &stored
             && s.position.order_key() >= target.order_key()
         {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the stored position did not reach {}:{}",
+            "the stored position did not reach {}:{} (stored: {stored:?})",
             target.file,
             target.pos
         );

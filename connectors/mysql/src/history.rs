@@ -59,7 +59,7 @@ pub struct History {
     topic: Arc<Topic>,
 }
 
-fn def_json(d: &TableDef) -> Json {
+pub(crate) fn def_json(d: &TableDef) -> Json {
     json!({
         "name": d.name,
         "primary_key": d.primary_key,
@@ -70,7 +70,7 @@ fn def_json(d: &TableDef) -> Json {
     })
 }
 
-fn def_from(j: &Json) -> Option<TableDef> {
+pub(crate) fn def_from(j: &Json) -> Option<TableDef> {
     let strs = |v: &Json| -> Option<Vec<String>> {
         v.as_array()?
             .iter()

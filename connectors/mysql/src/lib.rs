@@ -8,12 +8,14 @@
 //! - [`binrow`]: binlog row images to datums;
 //! - [`value`]: snapshot result values to datums;
 //! - [`types`]: column definitions to portable types;
-//! - [`position`]: binlog positions, GTID states, the stored position.
+//! - [`position`]: binlog positions, GTID states, the stored position;
+//! - [`reread`]: tables taken back from quarantine, read again.
 
 pub mod binrow;
 pub mod ddl;
 pub mod history;
 pub mod position;
+pub mod reread;
 pub mod source;
 pub mod types;
 pub mod value;

@@ -27,8 +27,8 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
 use tokio::sync::watch;
 use tributary_capture::writer::{EventWriter, WriteError};
 use tributary_capture::{
-    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, OnError, Settings,
-    SnapshotProgress, StreamKey, TableProgress,
+    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, OnError, Quarantine,
+    Quarantined, Settings, SnapshotProgress, StreamKey, TableProgress,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{
@@ -41,6 +41,7 @@ use crate::binrow::{self, BinColumn, Charset};
 use crate::ddl::{Change, DdlError, SchemaModel, TableDef, parse_create_table};
 use crate::history::{History, HistoryError};
 use crate::position::{self, BinlogPosition, GtidSet, GtidState, Stored};
+use crate::reread::Rereads;
 use crate::types::{self, Flavor, ShapeError};
 use crate::value;
 
@@ -189,6 +190,9 @@ pub enum SourceError {
     /// The snapshot ledger could not be read or stored.
     #[error(transparent)]
     Ledger(#[from] tributary_capture::LedgerError),
+    /// The list of quarantined tables could not be read or stored.
+    #[error(transparent)]
+    Quarantine(#[from] tributary_capture::QuarantineError),
     /// A row that cannot be captured could not be written to the
     /// dead-letter topic.
     #[error(transparent)]
@@ -240,9 +244,11 @@ impl SourceError {
                     e.code,
                     // Shutdown in progress, server gone away, lost
                     // connection, too many connections, killed, lock
-                    // waits; 4052: our previous binlog connection is
-                    // still registered (it goes away with its socket).
-                    1053 | 2006 | 2013 | 1040 | 1927 | 1317 | 1205 | 1213 | 4052
+                    // waits; 1412: a table's definition changed after a
+                    // snapshot began (a new one sees it); 4052: our
+                    // previous binlog connection is still registered
+                    // (it goes away with its socket).
+                    1053 | 2006 | 2013 | 1040 | 1927 | 1317 | 1205 | 1213 | 1412 | 4052
                 ),
                 _ => false,
             },
@@ -316,6 +322,10 @@ struct SnapshotTable<'a> {
     /// The snapshot's last table (its last row ends the snapshot).
     last: bool,
     progress: &'a TableProgress,
+    /// A table read again: its rows carry stream positions after the
+    /// truncate barrier at this key (run 0), so consumers see them
+    /// follow it in every partition.
+    after_barrier: Option<&'a StreamKey>,
 }
 
 /// The capture handle of a MySQL session: positions are binlog
@@ -351,6 +361,10 @@ pub struct MysqlSource {
     /// Tables whose last DDL could not be applied, with the error: their
     /// rows stop the source rather than being decoded with a wrong shape.
     broken: HashMap<String, String>,
+    /// Tables set aside (`on_error: quarantine`), loaded each session.
+    quarantine: Quarantine,
+    /// Tables taken back from quarantine and read again.
+    rereads: Rereads,
 }
 
 impl std::fmt::Debug for MysqlSource {
@@ -542,6 +556,8 @@ impl ChangeSource for MysqlSource {
         let mut conn = connect(&self.cfg.url).await?;
         self.flavor = check_server(&mut conn).await?;
         self.tables.clear();
+        self.quarantine = self.engine.quarantine()?;
+        self.rereads = Rereads::load(&self.engine.state_dir()).map_err(self.rereads_err())?;
         let stored = position::load(&self.state_path()).map_err(self.state_err())?;
         let start = match stored {
             Some(s) if s.snapshot_done || self.cfg.engine.snapshot == SnapshotMode::Never => {
@@ -565,15 +581,28 @@ impl ChangeSource for MysqlSource {
                 }
             },
         };
+        self.rereads.passed(&start).map_err(self.rereads_err())?;
+        self.take_resumed(capture).await?;
         for (db, t) in self
             .model
             .tables()
             .map(|(d, t, _)| (d.to_string(), t.to_string()))
             .collect::<Vec<_>>()
         {
-            if (self.cfg.captured)(&db, &t) {
+            // A table set aside or read again registers its shape when
+            // its changes are captured again.
+            if (self.cfg.captured)(&db, &t)
+                && !self.quarantine.contains(&db, &t)
+                && self.rereads.get(&db, &t).is_none()
+            {
                 match self.register(capture, &db, &t).await {
                     Ok(_) => {}
+                    Err(e)
+                        if self.cfg.engine.on_error == OnError::Quarantine
+                            && e.is_about_table() =>
+                    {
+                        self.set_aside(&db, &t, &e, format!("{}:{}", start.file, start.pos))?;
+                    }
                     Err(e) if self.cfg.engine.on_error != OnError::Stop && e.is_about_table() => {
                         // Under dlq, the table's rows go to the
                         // dead-letter topic.
@@ -616,6 +645,10 @@ impl ChangeSource for MysqlSource {
     fn forget_position(&mut self) -> Result<()> {
         position::clear(&self.state_path()).map_err(self.state_err())?;
         self.engine.ledger::<BinlogPosition>(LEDGER)?.clear()?;
+        // A new snapshot reads every table that is not set aside.
+        Rereads::load(&self.engine.state_dir())
+            .and_then(|mut r| r.clear())
+            .map_err(self.rereads_err())?;
         Ok(())
     }
 }
@@ -624,6 +657,7 @@ impl MysqlSource {
     /// A source writing through `writer` into `log`; it connects when run.
     pub fn new(cfg: MysqlConfig, log: Log, writer: EventWriter) -> Self {
         let engine = Engine::new(&cfg.name, log, writer, cfg.engine.clone());
+        let quarantine = Quarantine::empty(&engine.state_dir());
         Self {
             cfg,
             engine,
@@ -633,6 +667,8 @@ impl MysqlSource {
             registered: HashMap::new(),
             tables: HashMap::new(),
             broken: HashMap::new(),
+            quarantine,
+            rereads: Rereads::default(),
         }
     }
 
@@ -771,7 +807,77 @@ impl MysqlSource {
     }
 
     /// The initial snapshot: a consistent read of every captured table
-    /// and the binlog position it is consistent with.
+    /// (but those set aside) and the binlog position it is consistent
+    /// with ([`begin_snapshot`](Self::begin_snapshot)).
+    async fn snapshot(
+        &mut self,
+        capture: &mut MyCapture,
+        conn: &mut Conn,
+    ) -> Result<BinlogPosition> {
+        let begun = Instant::now();
+        let at = self.begin_snapshot(conn).await?;
+        tracing::info!(source = %self.cfg.name, file = %at.file, pos = at.pos, gtid = %at.gtid, "snapshot started");
+        self.seed_model(conn, &at).await?;
+        let tables: Vec<(String, String)> = self
+            .model
+            .tables()
+            .map(|(d, t, _)| (d.to_string(), t.to_string()))
+            // A table set aside is read when it is taken back.
+            .filter(|(d, t)| !self.quarantine.contains(d, t))
+            .collect();
+
+        let n_tables = tables.len();
+        let mut progress = Vec::with_capacity(n_tables);
+        for (db, t) in &tables {
+            // InnoDB's estimate: good enough for an ETA.
+            let estimate: Option<Option<u64>> = conn
+                .exec_first(
+                    "SELECT TABLE_ROWS FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (db.as_str(), t.as_str()),
+                )
+                .await
+                .map_err(sql("estimating the table's rows"))?;
+            progress.push(Arc::new(TableProgress::new(
+                format!("{db}.{t}"),
+                estimate.flatten(),
+            )));
+        }
+        let mut display = SnapshotProgress::new(
+            &self.cfg.name,
+            progress.clone(),
+            self.cfg.engine.progress_interval,
+        );
+        // A snapshot cut short starts over: one consistent read covers
+        // every table.
+        let mut ledger = self.engine.ledger::<BinlogPosition>(LEDGER)?;
+        ledger.clear()?;
+        for (ti, (db, t)) in tables.iter().enumerate() {
+            let table = SnapshotTable {
+                db,
+                table: t,
+                last: ti + 1 == n_tables,
+                progress: &progress[ti],
+                after_barrier: None,
+            };
+            let rows = self
+                .snapshot_table(capture, conn, table, &mut display)
+                .await?;
+            capture.stats.snapshot_rows += rows;
+            ledger.table_read(db, t, at.clone(), rows)?;
+        }
+        display.finish();
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(sql("ending the snapshot"))?;
+        self.engine.log.flush().map_err(WriteError::from)?;
+        self.store(&at, true)?;
+        tracing::info!(source = %self.cfg.name, tables = n_tables, rows = capture.stats.snapshot_rows, secs = begun.elapsed().as_secs_f64(), "snapshot finished");
+        Ok(at)
+    }
+
+    /// Begins a consistent read on `conn` (REPEATABLE READ) and returns
+    /// the binlog position it is consistent with.
     ///
     /// MariaDB needs no lock: `START TRANSACTION WITH CONSISTENT
     /// SNAPSHOT` makes `binlog_snapshot_file`/`binlog_snapshot_position`
@@ -779,16 +885,11 @@ impl MysqlSource {
     /// into a GTID state. MySQL has no such status: the position is read
     /// under `FLUSH TABLES WITH READ LOCK`, held only while the
     /// transaction starts.
-    async fn snapshot(
-        &mut self,
-        capture: &mut MyCapture,
-        conn: &mut Conn,
-    ) -> Result<BinlogPosition> {
-        let begun = Instant::now();
+    async fn begin_snapshot(&self, conn: &mut Conn) -> Result<BinlogPosition> {
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await
             .map_err(sql("setting the isolation level"))?;
-        let at = match self.flavor {
+        Ok(match self.flavor {
             Flavor::MariaDb => {
                 conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                     .await
@@ -828,61 +929,221 @@ impl MysqlSource {
                     .map_err(sql("UNLOCK TABLES"))?;
                 at?
             }
-        };
-        tracing::info!(source = %self.cfg.name, file = %at.file, pos = at.pos, gtid = %at.gtid, "snapshot started");
-        self.seed_model(conn, &at).await?;
-        let tables: Vec<(String, String)> = self
-            .model
-            .tables()
-            .map(|(d, t, _)| (d.to_string(), t.to_string()))
-            .collect();
-        let n_tables = tables.len();
-        let mut progress = Vec::with_capacity(n_tables);
-        for (db, t) in &tables {
-            // InnoDB's estimate: good enough for an ETA.
-            let estimate: Option<Option<u64>> = conn
-                .exec_first(
-                    "SELECT TABLE_ROWS FROM information_schema.TABLES \
-                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                    (db.as_str(), t.as_str()),
-                )
-                .await
-                .map_err(sql("estimating the table's rows"))?;
-            progress.push(Arc::new(TableProgress::new(
-                format!("{db}.{t}"),
-                estimate.flatten(),
-            )));
-        }
-        let mut display = SnapshotProgress::new(
-            &self.cfg.name,
-            progress.clone(),
-            self.cfg.engine.progress_interval,
+        })
+    }
+
+    fn rereads_err(&self) -> impl FnOnce(std::io::Error) -> SourceError {
+        let path = self
+            .engine
+            .state_dir()
+            .join(crate::reread::FILE)
+            .display()
+            .to_string();
+        move |source| SourceError::State { path, source }
+    }
+
+    /// Sets `db.table` aside (`on_error: quarantine`) for `e`, at source
+    /// position `position`: its changes are not captured until it is
+    /// taken back; every other table keeps flowing.
+    fn set_aside(
+        &mut self,
+        db: &str,
+        table: &str,
+        e: &SourceError,
+        position: String,
+    ) -> Result<()> {
+        tracing::error!(
+            source = %self.cfg.name,
+            table = %format!("{db}.{table}"),
+            %position,
+            error = %e,
+            "table quarantined: its changes are not captured until `tributary tables resume {} {db}.{table}`",
+            self.cfg.name
         );
-        // A snapshot cut short starts over: one consistent read covers
-        // every table.
-        let mut ledger = self.engine.ledger::<BinlogPosition>(LEDGER)?;
-        ledger.clear()?;
-        for (ti, (db, t)) in tables.iter().enumerate() {
-            let table = SnapshotTable {
-                db,
-                table: t,
-                last: ti + 1 == n_tables,
-                progress: &progress[ti],
-            };
-            let rows = self
-                .snapshot_table(capture, conn, table, &mut display)
-                .await?;
-            capture.stats.snapshot_rows += rows;
-            ledger.table_read(db, t, at.clone(), rows)?;
+        self.forget(db, table);
+        self.quarantine.add(Quarantined {
+            schema: db.to_string(),
+            table: table.to_string(),
+            reason: e.to_string(),
+            position,
+            since_ms: now_ms(),
+        })?;
+        Ok(())
+    }
+
+    /// Whether the stream skips `db.table`'s changes of a transaction
+    /// (or DDL statement) starting at `at` (binlog file number, offset):
+    /// the table is set aside, or read again at a later point.
+    fn skipped(&self, db: &str, table: &str, at: (u32, u64)) -> bool {
+        (!self.quarantine.tables().is_empty() && self.quarantine.contains(db, table))
+            || self.rereads.get(db, table).is_some_and(|r| r.skips(at))
+    }
+
+    /// Takes back the tables `tributary tables resume` asked for and
+    /// reads each (and any whose read a crash cut short) at a new point.
+    async fn take_resumed(&mut self, capture: &mut MyCapture) -> Result<()> {
+        // Listed as to be read before they leave the quarantine list.
+        for back in self.quarantine.resume_requested()? {
+            self.rereads
+                .add(&back.schema, &back.table)
+                .map_err(self.rereads_err())?;
         }
-        display.finish();
+        for back in self.quarantine.take_resumed()? {
+            tracing::info!(source = %self.cfg.name, table = %back.name(), quarantined_at = %back.position, "table taken back from quarantine: reading it again");
+        }
+        let todo: Vec<(String, String)> = self
+            .rereads
+            .tables
+            .iter()
+            .filter(|r| r.as_of.is_none())
+            .map(|r| (r.db.clone(), r.table.clone()))
+            .collect();
+        for (db, table) in todo {
+            capture.progress().set_phase(Phase::Snapshot);
+            self.reread(capture, &db, &table).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads `db.table` again inside a consistent snapshot: a truncate of
+    /// its topic first (consumers drop what it held, rows deleted
+    /// meanwhile included), then its rows. A table that still cannot be
+    /// captured is set aside again under quarantine.
+    async fn reread(&mut self, capture: &mut MyCapture, db: &str, table: &str) -> Result<()> {
+        let name = format!("{db}.{table}");
+        let mut conn = connect(&self.cfg.url).await?;
+        let at = self.begin_snapshot(&mut conn).await?;
+        // The read holds the table's metadata lock to its end: its
+        // definition cannot change under it.
+        let lock = format!("SELECT 1 FROM {}.{} LIMIT 0", quote(db), quote(table));
+        match conn.query_drop(&lock).await {
+            Err(mysql_async::Error::Server(e)) if e.code == 1146 => {
+                tracing::warn!(source = %self.cfg.name, table = %name, "the table taken back from quarantine no longer exists: nothing to read");
+                return self.rereads.remove(db, table).map_err(self.rereads_err());
+            }
+            r => r.map_err(sql(format!("opening {name} to read it again")))?,
+        }
+        let def = show_create(&mut conn, db, table).await?;
+        // The read registers the shape the table has at its point.
+        let old = self.model.remove(db, table);
+        self.model.insert(db, def.clone());
+        let read = self.read_again(capture, &mut conn, db, table, &at).await;
+        self.model.remove(db, table);
+        if let Some(old) = old {
+            self.model.insert(db, old);
+        }
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                self.rereads.remove(db, table).map_err(self.rereads_err())?;
+                return self.set_aside(db, table, &e, format!("{}:{}", at.file, at.pos));
+            }
+            Err(e) => return Err(e),
+        };
         conn.query_drop("COMMIT")
             .await
-            .map_err(sql("ending the snapshot"))?;
-        self.engine.log.flush().map_err(WriteError::from)?;
-        self.store(&at, true)?;
-        tracing::info!(source = %self.cfg.name, tables = n_tables, rows = capture.stats.snapshot_rows, secs = begun.elapsed().as_secs_f64(), "snapshot finished");
-        Ok(at)
+            .map_err(sql("ending the read"))?;
+        // The ledger makes the rows durable before it records the table.
+        self.engine
+            .ledger::<BinlogPosition>(LEDGER)?
+            .table_read(db, table, at.clone(), rows)?;
+        self.rereads
+            .read(db, table, at.clone(), &def)
+            .map_err(self.rereads_err())?;
+        tracing::info!(source = %self.cfg.name, table = %name, rows, file = %at.file, pos = at.pos, "table read again: the stream captures its changes from this position on");
+        Ok(())
+    }
+
+    /// The writing half of [`reread`](Self::reread), with the table's
+    /// definition at `at` in the model; returns the rows read.
+    async fn read_again(
+        &mut self,
+        capture: &mut MyCapture,
+        conn: &mut Conn,
+        db: &str,
+        table: &str,
+        at: &BinlogPosition,
+    ) -> Result<u64> {
+        self.register(capture, db, table).await?;
+        let topic = self.cfg.topic(db, table);
+        let mut source = self.source_block(db, table, SnapshotFlag::True);
+        source.ts_ms = now_ms();
+        source.position = Position::Mysql {
+            file: at.file.clone(),
+            pos: at.pos,
+            gtid: (!at.gtid.is_empty()).then(|| at.gtid.clone()),
+            server_id: 0,
+            row: 0,
+        };
+        let truncate = ChangeEvent {
+            op: Op::Truncate,
+            before: None,
+            after: None,
+            source: Arc::new(source),
+            ts_ms: now_ms(),
+            transaction: None,
+        };
+        // Positioned just before the read's point, after every change the
+        // topic holds: a barrier in every partition, which a replay after
+        // a crash does not write twice.
+        let (file, pos) = at.order_key();
+        let key =
+            StreamKey::from_parts(&[&file.to_be_bytes(), &pos.saturating_sub(1).to_be_bytes()]);
+        capture
+            .writer()
+            .append_at(&topic, &[truncate], Some((&key, 0)))?;
+        let progress = Arc::new(TableProgress::new(format!("{db}.{table}"), None));
+        let mut display = SnapshotProgress::new(
+            &self.cfg.name,
+            vec![Arc::clone(&progress)],
+            self.cfg.engine.progress_interval,
+        );
+        let which = SnapshotTable {
+            db,
+            table,
+            last: true,
+            progress: &progress,
+            after_barrier: Some(&key),
+        };
+        let rows = self
+            .snapshot_table(capture, conn, which, &mut display)
+            .await?;
+        display.finish();
+        Ok(rows)
+    }
+
+    /// The stream reached `at` (binlog file number, offset of an event
+    /// between transactions): the tables read again at or before it take
+    /// the definition read there (recorded in the history at that
+    /// position) and are captured from here on.
+    async fn install_rereads(&mut self, capture: &mut MyCapture, at: (u32, u64)) -> Result<()> {
+        let due: Vec<(String, String, BinlogPosition, TableDef)> = self
+            .rereads
+            .tables
+            .iter()
+            .filter(|r| !r.installed && !r.skips(at))
+            .filter_map(|r| Some((r.db.clone(), r.table.clone(), r.as_of.clone()?, r.def()?)))
+            .collect();
+        for (db, table, q, def) in due {
+            for r in &mut self.rereads.tables {
+                if r.db == db && r.table == table {
+                    r.installed = true;
+                }
+            }
+            self.forget(&db, &table);
+            self.model.insert(&db, def.clone());
+            self.record_history(capture, &db, &table, Some(def), "SHOW CREATE TABLE", &q)
+                .await?;
+            match self.register(capture, &db, &table).await {
+                Ok(_) => {}
+                Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                    self.set_aside(&db, &table, &e, format!("{}:{}", q.file, q.pos))?;
+                }
+                Err(e) => return Err(e),
+            }
+            tracing::info!(source = %self.cfg.name, table = %format!("{db}.{table}"), file = %q.file, pos = q.pos, "the stream reached the point the table was read at: its changes are captured again");
+        }
+        Ok(())
     }
 
     /// Reads `db.table` in primary-key order, `snapshot_chunk_rows` at a
@@ -922,6 +1183,7 @@ impl MysqlSource {
         let mut last_key: Option<Vec<Value>> = None;
         let mut held: Option<ChangeEvent> = None;
         let mut rows_done = 0u64;
+        let mut run = 0u32;
         loop {
             let rows: Vec<Row> = match &last_key {
                 // The binary protocol: typed values (dates, times,
@@ -978,7 +1240,17 @@ impl MysqlSource {
                 batch.push(h);
             }
             if !batch.is_empty() {
-                capture.writer().append(&topic, &batch)?;
+                match which.after_barrier {
+                    Some(key) => {
+                        run += 1;
+                        capture
+                            .writer()
+                            .append_at(&topic, &batch, Some((key, run)))?;
+                    }
+                    None => {
+                        capture.writer().append(&topic, &batch)?;
+                    }
+                }
             }
             which.progress.add(n);
             display.show_if_due();
@@ -1103,6 +1375,10 @@ impl MysqlSource {
             let end = u64::from(header.log_pos());
             let event_start = end.saturating_sub(u64::from(header.event_size()));
             tracing::trace!(source = %self.cfg.name, ty, file = %cur.file, end, "binlog event");
+            if !self.rereads.is_empty() && tx.is_none() && end > 0 {
+                self.install_rereads(capture, (position::file_seq(&cur.file), event_start))
+                    .await?;
+            }
             let done = self
                 .event(capture, binlog, &ev, ty, event_start, &mut cur, &mut tx)
                 .await?;
@@ -1262,6 +1538,7 @@ impl MysqlSource {
             gtid: cur.gtid.clone(),
         };
         let where_ = format!("{}:{}", cur.file, event_start);
+        let ddl_at = (position::file_seq(&cur.file), event_start);
         let default_db = q.schema().into_owned();
         let changes = match self.model.apply(&default_db, trimmed) {
             Ok(c) => c,
@@ -1270,7 +1547,17 @@ impl MysqlSource {
                     DdlError::Unparseable { db, table, .. }
                     | DdlError::Inconsistent { db, table, .. } => (db.clone(), table.clone()),
                 };
-                if (self.cfg.captured)(&db, &table) {
+                if self.skipped(&db, &table, ddl_at) {
+                    // Set aside, or read again at a later point.
+                } else if (self.cfg.captured)(&db, &table)
+                    && self.cfg.engine.on_error == OnError::Quarantine
+                {
+                    let e = SourceError::Ddl {
+                        position: where_.clone(),
+                        source: Box::new(e),
+                    };
+                    self.set_aside(&db, &table, &e, where_.clone())?;
+                } else if (self.cfg.captured)(&db, &table) {
                     tracing::error!(source = %self.cfg.name, table = %format!("{db}.{table}"), position = %where_, error = %e, "DDL not understood: the table's rows will stop the source");
                     self.broken.insert(
                         format!("{db}.{table}"),
@@ -1286,6 +1573,20 @@ impl MysqlSource {
         };
         for c in changes {
             capture.stats.ddl += 1;
+            // A table set aside or read again at a later point takes no
+            // part: its definition comes back with its read.
+            let touched = match &c {
+                Change::Created { db, table }
+                | Change::Altered { db, table }
+                | Change::Dropped { db, table }
+                | Change::Truncated { db, table } => self.skipped(db, table, ddl_at),
+                Change::Renamed { from, to } => {
+                    self.skipped(&from.0, &from.1, ddl_at) || self.skipped(&to.0, &to.1, ddl_at)
+                }
+            };
+            if touched {
+                continue;
+            }
             match c {
                 Change::Created { db, table } | Change::Altered { db, table } => {
                     self.table_changed(capture, &db, &table, trimmed, &at)
@@ -1373,6 +1674,9 @@ impl MysqlSource {
                     // key stops the source only if it has changes.
                     self.broken.insert(format!("{db}.{table}"), e.to_string());
                 }
+                Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                    self.set_aside(db, table, &e, format!("{}:{}", at.file, at.pos))?;
+                }
                 Err(e) if self.cfg.engine.on_error != OnError::Stop && e.is_about_table() => {
                     // A shape the registry refuses: under dlq, the
                     // table's rows go to the dead-letter topic.
@@ -1392,6 +1696,7 @@ impl MysqlSource {
         capture: &mut MyCapture,
         binlog: &mysql_async::BinlogStream,
         table_id: u64,
+        tx_start: (u32, u64),
         where_: &str,
     ) -> Result<Option<Arc<Table>>> {
         if let Some(t) = self.tables.get(&table_id) {
@@ -1405,7 +1710,7 @@ impl MysqlSource {
         let db = tme.database_name().into_owned();
         let name = tme.table_name().into_owned();
         tracing::trace!(source = %self.cfg.name, table_id, db = %db, table = %name, "table map");
-        if !(self.cfg.captured)(&db, &name) {
+        if !(self.cfg.captured)(&db, &name) || self.skipped(&db, &name, tx_start) {
             return Ok(None);
         }
         let qualified = format!("{db}.{name}");
@@ -1453,6 +1758,16 @@ impl MysqlSource {
             .decode_rows(capture, binlog, rows, ev, event_start, cur, tx)
             .await;
         match decoded {
+            Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                let Some(tme) = binlog.get_tme(rows.table_id()) else {
+                    return Err(e);
+                };
+                let (db, table) = (
+                    tme.database_name().into_owned(),
+                    tme.table_name().into_owned(),
+                );
+                self.set_aside(&db, &table, &e, format!("{}:{event_start}", cur.file))
+            }
             Err(e) if self.cfg.engine.on_error == OnError::Dlq && e.is_about_table() => {
                 let table = binlog.get_tme(rows.table_id()).map_or_else(
                     || format!("table id {}", rows.table_id()),
@@ -1503,7 +1818,7 @@ impl MysqlSource {
     ) -> Result<()> {
         let where_ = format!("{}:{event_start}", cur.file);
         let Some(table) = self
-            .table_for(capture, binlog, rows.table_id(), &where_)
+            .table_for(capture, binlog, rows.table_id(), tx.start, &where_)
             .await?
         else {
             return Ok(());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_postgres::Client;
-use tributary_capture::writer::{EventWriter, WriteError};
+use tributary_capture::writer::EventWriter;
 use tributary_capture::{
     Capture, ChangeSource, Engine, ErrorKind, OnError, Quarantine, Quarantined, Settings,
     SnapshotLedger, StreamKey,
@@ -1022,10 +1022,14 @@ impl StreamSource {
         let mode = self.cfg.engine.snapshot;
         self.state = self.engine.ledger(&ledger_file(&self.cfg.slot))?;
         self.quarantine = self.engine.quarantine()?;
-        for back in self.quarantine.take_resumed()? {
-            // Read again at a new point, as a table added to the
-            // configuration is (its old keys deleted first).
+        // Read again at a new point, as a table added to the
+        // configuration is (its old keys deleted first): forgotten by the
+        // ledger before it leaves the quarantine list, so a crash in
+        // between still reads it.
+        for back in self.quarantine.resume_requested()? {
             self.state.forget(&back.schema, &back.table)?;
+        }
+        for back in self.quarantine.take_resumed()? {
             tracing::info!(source = %self.cfg.name, table = %back.name(), quarantined_at = %back.position, "table taken back from quarantine: reading it again");
         }
         if mode == SnapshotMode::Never {
@@ -1264,32 +1268,7 @@ impl StreamSource {
         shape: &TableSchema,
         point: u64,
     ) -> Result<u64> {
-        let Ok(t) = self.log().topic(&writer.log_topic(topic)) else {
-            return Ok(0);
-        };
-        let Some(schema) = writer.schema(topic) else {
-            return Ok(0);
-        };
-        let read_err =
-            |e: tributary_log::LogError| SourceError::Write(Box::new(WriteError::from(e)));
-        let mut keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        for p in t.partitions() {
-            let mut offset = p.earliest_offset();
-            while offset < p.high_watermark() {
-                for b in p.read(offset, 1 << 20).map_err(read_err)? {
-                    for r in b.records().map_err(read_err)?.iter() {
-                        let r = r.map_err(read_err)?;
-                        if r.offset < offset {
-                            continue;
-                        }
-                        offset = r.offset + 1;
-                        if let Some(k) = r.key {
-                            keys.insert(k.to_vec());
-                        }
-                    }
-                }
-            }
-        }
+        let keys = writer.keys_held(topic)?;
         let ctx = TxContext::snapshot(point);
         let template = ctx.shared_source(
             &events::table_source(&self.cfg.name, &self.cfg.connect.database, shape),
@@ -1297,15 +1276,7 @@ impl StreamSource {
         );
         let mut batch = Vec::with_capacity(1000);
         let mut n = 0;
-        for k in keys {
-            let datums = k
-                .get(5..)
-                .and_then(|body| schema.decode_key(body).ok())
-                .ok_or_else(|| {
-                    SourceError::Snapshot(format!(
-                        "topic {topic} holds a key that does not decode with the table's current key schema; delete the topic to read the table again"
-                    ))
-                })?;
+        for datums in keys {
             let mut before = vec![tributary_core::Datum::Unavailable; shape.columns.len()];
             for (&i, d) in shape.key.iter().zip(datums) {
                 before[i] = d;

@@ -185,6 +185,20 @@ impl Quarantine {
         self.save()
     }
 
+    /// The tables asked back (`tributary tables resume`) and still set
+    /// aside: what [`take_resumed`](Self::take_resumed) takes. A source
+    /// records what it must read again before it takes them, so a crash
+    /// in between loses no request.
+    pub fn resume_requested(&self) -> Result<Vec<Quarantined>, QuarantineError> {
+        let asked: ResumeFile = read_json(&self.dir.join(RESUME_FILE))?;
+        Ok(self
+            .tables
+            .iter()
+            .filter(|t| asked.tables.contains(&t.name()))
+            .cloned()
+            .collect())
+    }
+
     /// Takes the resume requests: removes their tables from the list
     /// (stored) and the request file; returns the tables taken back.
     pub fn take_resumed(&mut self) -> Result<Vec<Quarantined>, QuarantineError> {
@@ -356,6 +370,7 @@ mod tests {
         assert!(request_resume(dir.path(), "public.a").expect("listed"));
         assert!(request_resume(dir.path(), "public.a").expect("twice"));
         let mut again = again;
+        assert_eq!(again.resume_requested().expect("asked"), vec![q("a")]);
         let back = again.take_resumed().expect("take");
         assert_eq!(back, vec![q("a")]);
         assert!(again.take_resumed().expect("none left").is_empty());

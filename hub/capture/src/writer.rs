@@ -84,6 +84,16 @@ pub enum WriteError {
         /// The topic's partitions.
         partitions: u32,
     },
+    /// A key the topic holds does not decode with the table's key
+    /// schema (the key changed since); the table cannot be read again
+    /// over it.
+    #[error(
+        "topic {topic} holds a key that does not decode with the table's current key schema; delete the topic to read the table again"
+    )]
+    StaleKey {
+        /// The log topic.
+        topic: String,
+    },
     /// The log failed. Records of the batch that went to other partitions
     /// (or earlier runs of keyed and keyless records) may have been
     /// written: the log appends one batch per partition, and those are
@@ -267,6 +277,45 @@ impl EventWriter {
     /// topic ([`log_topic`](Self::log_topic)).
     pub fn schema(&self, topic: &str) -> Option<Arc<EventSchema>> {
         self.topics.read().get(topic).map(|r| Arc::clone(&r.schema))
+    }
+
+    /// Every key `topic`'s log topic holds, decoded with the key schema
+    /// registered for it: what a source deletes before it reads a table
+    /// again at a later point (a row deleted in between would otherwise
+    /// live on in consumers). Empty when the topic or its schema is not
+    /// there yet.
+    pub fn keys_held(&self, topic: &str) -> Result<Vec<Vec<Datum>>, WriteError> {
+        let (Some(schema), Ok(t)) = (self.schema(topic), self.log.topic(&self.log_topic(topic)))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        for p in t.partitions() {
+            let mut offset = p.earliest_offset();
+            while offset < p.high_watermark() {
+                for b in p.read(offset, 1 << 20)? {
+                    for r in b.records()?.iter() {
+                        let r = r?;
+                        if r.offset < offset {
+                            continue;
+                        }
+                        offset = r.offset + 1;
+                        if let Some(k) = r.key {
+                            keys.insert(k.to_vec());
+                        }
+                    }
+                }
+            }
+        }
+        keys.into_iter()
+            .map(|k| {
+                k.get(5..)
+                    .and_then(|body| schema.decode_key(body).ok())
+                    .ok_or_else(|| WriteError::StaleKey {
+                        topic: t.name().to_string(),
+                    })
+            })
+            .collect()
     }
 
     /// Validates and encodes every event, then appends them (with

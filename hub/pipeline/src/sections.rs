@@ -667,15 +667,6 @@ fn postgres_source(
 
 fn mysql_source(name: &str, r: &RawSource) -> Result<MysqlSection, Invalid> {
     use tributary_connector_mysql::source::check_url;
-    if let Some(o) = &r.on_error
-        && o.value == SourceOnError::Quarantine
-    {
-        return Err(Invalid::at(
-            o.referenced,
-            "on_error",
-            "quarantine is not available for kind mysql yet (stop and dlq are)",
-        ));
-    }
     let password = r
         .password
         .as_ref()
