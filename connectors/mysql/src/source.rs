@@ -860,9 +860,20 @@ impl MysqlSource {
                 progress: &progress[ti],
                 after_barrier: None,
             };
-            let rows = self
+            let rows = match self
                 .snapshot_table(capture, conn, table, &mut display)
-                .await?;
+                .await
+            {
+                Ok(rows) => rows,
+                // A table that cannot be captured (a schema the registry
+                // refuses, a row that does not decode) is set aside under
+                // quarantine; the others are read.
+                Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                    self.set_aside(db, t, &e, format!("{}:{}", at.file, at.pos))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             capture.stats.snapshot_rows += rows;
             ledger.table_read(db, t, at.clone(), rows)?;
         }

@@ -1103,6 +1103,33 @@ async fn a_mariadb_table_that_cannot_be_captured_is_set_aside_and_resumed() {
     my_same(&mut src, &mut dst, "a").await;
     my_same(&mut src, &mut dst, "b").await;
     hub.stop();
+
+    // A new snapshot (the position file removed, as the error for a
+    // purged binlog says to) finds b's shape refused: b is set aside,
+    // a is read and streamed.
+    src.exec("ALTER TABLE b ADD COLUMN z INT NOT NULL DEFAULT 1; INSERT INTO a (id, v) VALUES (300, 300);")
+        .await;
+    let data = dir.path().join("data").join("log");
+    std::fs::remove_file(tributary_connector_mysql::position::path(&data, "my"))
+        .expect("remove the stored position");
+    let hub = common::run_serving(&file, &[], None);
+    let base = hub.base.clone();
+    let (_, p) = eventually(
+        "b quarantined by the snapshot",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| {
+            connector(p, "my")["quarantined"]
+                .as_array()
+                .is_some_and(|q| !q.is_empty())
+        },
+    )
+    .await;
+    let my = connector(&p, "my");
+    assert_eq!(my["state"], "running", "{my}");
+    assert_eq!(my["quarantined"][0]["table"], "b", "{my}");
+    src.exec("INSERT INTO a (id, v) VALUES (400, 400);").await;
+    my_same(&mut src, &mut dst, "a").await;
+    hub.stop();
     src.drop_db().await;
     dst.drop_db().await;
 }
