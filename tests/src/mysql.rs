@@ -356,3 +356,110 @@ pub async fn restart_server() {
     }
     panic!("MariaDB did not come back");
 }
+
+/// A MariaDB server of one test's own (`mariadb-install-db`, `mariadbd`
+/// on a free port of 127.0.0.1, root without a password, row binlog),
+/// for what a test cannot do to the shared one (purging its binlogs);
+/// stopped and removed on drop.
+#[derive(Debug)]
+pub struct PrivateServer {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PrivateServer {
+    /// Starts one and waits until it takes connections.
+    pub async fn start() -> Self {
+        use std::process::{Command, Stdio};
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "tributary-my-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let owned = Command::new("chown")
+            .args(["mysql:mysql"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(owned.success(), "chown {}", dir.display());
+        let data = dir.join("data");
+        let out = Command::new("mariadb-install-db")
+            .args([
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=mysql",
+                "--bind-address=127.0.0.1",
+                "--binlog-format=ROW",
+                "--server-id=7",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--skip-name-resolve",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--log-bin={}", data.join("bin").display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mariadbd");
+        let server = Self { dir, child, port };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if mysql_async::Conn::new(mysql_async::Opts::from_url(&server.url()).expect("url"))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mariadbd did not start: {}",
+                std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/", self.port)
+    }
+
+    /// A connection as root.
+    pub async fn connect(&self) -> mysql_async::Conn {
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url()).expect("url"))
+            .await
+            .expect("private MariaDB")
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1228,10 +1228,13 @@ async fn the_slots_retained_wal_is_reported_and_warned_about() {
     let stderr = dir.path().join("stderr");
     let hub = common::run_serving(&file, &[], Some(&stderr));
     let base = hub.base.clone();
+    // Streaming, not just ready: a transaction opened while the slot is
+    // being created would hold its creation up (it waits for every open
+    // transaction to end).
     eventually(
-        "ready",
-        async || json(&base, "/ready").await,
-        |(s, _)| *s == 200,
+        "streaming",
+        async || json(&base, "/pipelines").await,
+        |(_, p)| connector(p, "pg")["phase"] == "streaming",
     )
     .await;
     let holder = tributary_tests::pg::connect(&db.name).await;

@@ -438,3 +438,113 @@ async fn mariadb_rows_that_cannot_be_captured_go_to_dead_letters() {
     hub.stop();
     src.drop_db().await;
 }
+
+/// A stored binlog position the server purged (on a MariaDB server of
+/// the test's own): under `snapshot: initial` the source stops `failed`
+/// before it streams, saying what was lost and how to recover; under
+/// `when_needed` it reads the tables again and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_binlog_position_stops_the_source_or_is_read_again() {
+    let server = tributary_tests::mysql::PrivateServer::start().await;
+    let mut conn = server.connect().await;
+    for sql in [
+        "CREATE DATABASE shop",
+        "CREATE TABLE shop.t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO shop.t VALUES (1, 1)",
+    ] {
+        conn.query_drop(sql).await.expect(sql);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |snapshot: &str| {
+        common::pipeline_file(
+            dir.path(),
+            &format!(
+                "{}{}sources:\n  - name: my\n    kind: mysql\n    url: {}\n\
+                 \x20   server_id: {}\n    snapshot: {snapshot}\n\
+                 \x20   tables:\n      include: [\"shop.*\"]\n",
+                common::log_yaml(None),
+                common::SERVER_YAML,
+                server.url(),
+                46000 + std::process::id() % 10000,
+            ),
+        )
+    };
+    let data = dir.path().join("data");
+    let has = |id: i64| {
+        let out = common::tributary_on(&data, &["consume", "my.shop.t", "--from-beginning"], None);
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v["value"]["after"]["id"] == id)
+            })
+    };
+    let state = async |base: &str| -> serde_json::Value {
+        let all: serde_json::Value = reqwest::get(format!("{base}/pipelines"))
+            .await
+            .expect("pipelines")
+            .json()
+            .await
+            .expect("json");
+        all.as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "my"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let file = write("initial");
+    let hub = common::run_serving(&file, &[], None);
+    common::eventually("the snapshot", async || has(1), |x| *x).await;
+    common::eventually(
+        "streaming",
+        async || state(&hub.base).await,
+        |s| s["phase"] == "streaming",
+    )
+    .await;
+    hub.stop();
+
+    // Changes the source never read, then their binlog file purged.
+    for sql in ["INSERT INTO shop.t VALUES (2, 2)", "FLUSH BINARY LOGS"] {
+        conn.query_drop(sql).await.expect(sql);
+    }
+    let newest = tributary_tests::mysql::master_position(&mut conn).await;
+    // The server keeps a file its binlog readers still use: the
+    // stopped source's dump thread goes away a moment later.
+    common::eventually(
+        "the older binlog purged",
+        async || {
+            conn.query_drop(format!("PURGE BINARY LOGS TO '{}'", newest.file))
+                .await
+                .expect("purge");
+            let logs: Vec<(String, u64)> = conn.query("SHOW BINARY LOGS").await.expect("logs");
+            logs.first().map(|(f, _)| f.clone())
+        },
+        |oldest| oldest.as_deref() == Some(newest.file.as_str()),
+    )
+    .await;
+
+    let hub = common::run_serving(&file, &[], None);
+    let failed = common::eventually(
+        "the source failed",
+        async || state(&hub.base).await,
+        |s| s["state"] == "failed",
+    )
+    .await;
+    let error = failed["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no longer on the server")
+            && error.contains("changes since then are lost")
+            && error.contains("when_needed"),
+        "{failed}"
+    );
+    assert!(!has(2), "nothing was streamed past the lost position");
+    hub.stop();
+
+    let file = write("when_needed");
+    let hub = common::run_serving(&file, &[], None);
+    common::eventually("read again", async || has(2), |x| *x).await;
+    conn.query_drop("INSERT INTO shop.t VALUES (3, 3)")
+        .await
+        .expect("insert");
+    common::eventually("streamed after", async || has(3), |x| *x).await;
+    assert_eq!(state(&hub.base).await["state"], "running");
+    hub.stop();
+}
