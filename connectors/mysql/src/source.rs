@@ -227,7 +227,8 @@ impl SourceError {
             SourceError::Mismatch { .. }
             | SourceError::Row { .. }
             | SourceError::Shape(_)
-            | SourceError::Schema(_) => true,
+            | SourceError::Schema(_)
+            | SourceError::Ddl { .. } => true,
             SourceError::Write(w) => w.is_about_table(),
             SourceError::Capture(CaptureError::Write(w)) => w.is_about_table(),
             _ => false,
@@ -993,13 +994,29 @@ impl MysqlSource {
     /// Takes back the tables `tributary tables resume` asked for and
     /// reads each (and any whose read a crash cut short) at a new point.
     async fn take_resumed(&mut self, capture: &mut MyCapture) -> Result<()> {
+        // A table set aside again by a read a crash cut short before it
+        // left this list stays set aside.
+        let stale: Vec<(String, String)> = self
+            .rereads
+            .tables
+            .iter()
+            .filter(|r| self.quarantine.contains(&r.db, &r.table))
+            .map(|r| (r.db.clone(), r.table.clone()))
+            .collect();
+        for (db, table) in stale {
+            self.rereads
+                .remove(&db, &table)
+                .map_err(self.rereads_err())?;
+        }
         // Listed as to be read before they leave the quarantine list.
-        for back in self.quarantine.resume_requested()? {
+        let asked = self.quarantine.resume_requested()?;
+        for back in &asked {
             self.rereads
                 .add(&back.schema, &back.table)
                 .map_err(self.rereads_err())?;
         }
-        for back in self.quarantine.take_resumed()? {
+        self.quarantine.take(&asked)?;
+        for back in asked {
             tracing::info!(source = %self.cfg.name, table = %back.name(), quarantined_at = %back.position, "table taken back from quarantine: reading it again");
         }
         let todo: Vec<(String, String)> = self
@@ -1023,18 +1040,20 @@ impl MysqlSource {
     async fn reread(&mut self, capture: &mut MyCapture, db: &str, table: &str) -> Result<()> {
         let name = format!("{db}.{table}");
         let mut conn = connect(&self.cfg.url).await?;
-        let at = self.begin_snapshot(&mut conn).await?;
-        // The read holds the table's metadata lock to its end: its
-        // definition cannot change under it.
-        let lock = format!("SELECT 1 FROM {}.{} LIMIT 0", quote(db), quote(table));
-        match conn.query_drop(&lock).await {
-            Err(mysql_async::Error::Server(e)) if e.code == 1146 => {
+        let (at, def) = match self.consistent_definition(&mut conn, db, table).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
                 tracing::warn!(source = %self.cfg.name, table = %name, "the table taken back from quarantine no longer exists: nothing to read");
                 return self.rereads.remove(db, table).map_err(self.rereads_err());
             }
-            r => r.map_err(sql(format!("opening {name} to read it again")))?,
-        }
-        let def = show_create(&mut conn, db, table).await?;
+            Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
+                // Set aside before it leaves this list: a crash in
+                // between leaves it set aside.
+                self.set_aside(db, table, &e, "SHOW CREATE TABLE".into())?;
+                return self.rereads.remove(db, table).map_err(self.rereads_err());
+            }
+            Err(e) => return Err(e),
+        };
         // The read registers the shape the table has at its point.
         let old = self.model.remove(db, table);
         self.model.insert(db, def.clone());
@@ -1046,8 +1065,8 @@ impl MysqlSource {
         let rows = match read {
             Ok(rows) => rows,
             Err(e) if self.cfg.engine.on_error == OnError::Quarantine && e.is_about_table() => {
-                self.rereads.remove(db, table).map_err(self.rereads_err())?;
-                return self.set_aside(db, table, &e, format!("{}:{}", at.file, at.pos));
+                self.set_aside(db, table, &e, format!("{}:{}", at.file, at.pos))?;
+                return self.rereads.remove(db, table).map_err(self.rereads_err());
             }
             Err(e) => return Err(e),
         };
@@ -1063,6 +1082,48 @@ impl MysqlSource {
             .map_err(self.rereads_err())?;
         tracing::info!(source = %self.cfg.name, table = %name, rows, file = %at.file, pos = at.pos, "table read again: the stream captures its changes from this position on");
         Ok(())
+    }
+
+    /// Begins a consistent read on `conn` that holds `db.table`'s
+    /// metadata lock (its definition cannot change until the read ends)
+    /// and returns its binlog position with the table's definition
+    /// there; `None` when the table no longer exists. A DDL statement
+    /// committed between the read's start and the lock (an instant ALTER
+    /// raises no error) would make the definition newer than the
+    /// position: the definition is read before too, and the read starts
+    /// over while the two differ.
+    async fn consistent_definition(
+        &self,
+        conn: &mut Conn,
+        db: &str,
+        table: &str,
+    ) -> Result<Option<(BinlogPosition, TableDef)>> {
+        let name = format!("{db}.{table}");
+        let lock = format!("SELECT 1 FROM {}.{} LIMIT 0", quote(db), quote(table));
+        let gone = |e: &SourceError| matches!(e, SourceError::Sql { source: mysql_async::Error::Server(s), .. } if s.code == 1146);
+        for _ in 0..10 {
+            let before = match show_create(conn, db, table).await {
+                Err(e) if gone(&e) => return Ok(None),
+                r => r?,
+            };
+            let at = self.begin_snapshot(conn).await?;
+            match conn.query_drop(&lock).await {
+                Err(mysql_async::Error::Server(e)) if e.code == 1146 => return Ok(None),
+                r => r.map_err(sql(format!("opening {name} to read it again")))?,
+            }
+            let def = show_create(conn, db, table).await?;
+            if def == before {
+                return Ok(Some((at, def)));
+            }
+            conn.query_drop("ROLLBACK")
+                .await
+                .map_err(sql("starting the read again"))?;
+        }
+        Err(SourceError::Mismatch {
+            table: name,
+            position: "SHOW CREATE TABLE".into(),
+            reason: "its definition kept changing while the read began (10 tries)".into(),
+        })
     }
 
     /// The writing half of [`reread`](Self::reread), with the table's
@@ -1112,7 +1173,8 @@ impl MysqlSource {
         let which = SnapshotTable {
             db,
             table,
-            last: true,
+            // Not the end of a snapshot: the end of this table's rows.
+            last: false,
             progress: &progress,
             after_barrier: Some(&key),
         };
@@ -1591,9 +1653,8 @@ impl MysqlSource {
                 | Change::Altered { db, table }
                 | Change::Dropped { db, table }
                 | Change::Truncated { db, table } => self.skipped(db, table, ddl_at),
-                Change::Renamed { from, to } => {
-                    self.skipped(&from.0, &from.1, ddl_at) || self.skipped(&to.0, &to.1, ddl_at)
-                }
+                // Each side on its own (below).
+                Change::Renamed { .. } => false,
             };
             if touched {
                 continue;
@@ -1611,13 +1672,17 @@ impl MysqlSource {
                     }
                 }
                 Change::Renamed { from, to } => {
-                    self.forget(&from.0, &from.1);
-                    if (self.cfg.captured)(&from.0, &from.1) {
-                        self.record_history(capture, &from.0, &from.1, None, trimmed, &at)
+                    if !self.skipped(&from.0, &from.1, ddl_at) {
+                        self.forget(&from.0, &from.1);
+                        if (self.cfg.captured)(&from.0, &from.1) {
+                            self.record_history(capture, &from.0, &from.1, None, trimmed, &at)
+                                .await?;
+                        }
+                    }
+                    if !self.skipped(&to.0, &to.1, ddl_at) {
+                        self.table_changed(capture, &to.0, &to.1, trimmed, &at)
                             .await?;
                     }
-                    self.table_changed(capture, &to.0, &to.1, trimmed, &at)
-                        .await?;
                 }
                 Change::Truncated { db, table } => {
                     if !(self.cfg.captured)(&db, &table) {

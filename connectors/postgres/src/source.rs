@@ -1026,10 +1026,12 @@ impl StreamSource {
         // configuration is (its old keys deleted first): forgotten by the
         // ledger before it leaves the quarantine list, so a crash in
         // between still reads it.
-        for back in self.quarantine.resume_requested()? {
+        let asked = self.quarantine.resume_requested()?;
+        for back in &asked {
             self.state.forget(&back.schema, &back.table)?;
         }
-        for back in self.quarantine.take_resumed()? {
+        self.quarantine.take(&asked)?;
+        for back in asked {
             tracing::info!(source = %self.cfg.name, table = %back.name(), quarantined_at = %back.position, "table taken back from quarantine: reading it again");
         }
         if mode == SnapshotMode::Never {

@@ -108,6 +108,18 @@ struct ResumeFile {
 pub const LIST_FILE: &str = "quarantine.json";
 /// The file of resume requests beside it.
 pub const RESUME_FILE: &str = "resume.json";
+/// Requests moved away from [`RESUME_FILE`], on their way in.
+const RESUME_MOVED: &str = "resume.moved.json";
+/// Requests a source is taking (recorded what to read again, not yet
+/// off the list).
+const RESUME_TAKING: &str = "resume.taking.json";
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
 
 fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, QuarantineError> {
     match std::fs::read(path) {
@@ -186,43 +198,62 @@ impl Quarantine {
     }
 
     /// The tables asked back (`tributary tables resume`) and still set
-    /// aside: what [`take_resumed`](Self::take_resumed) takes. A source
-    /// records what it must read again before it takes them, so a crash
-    /// in between loses no request.
+    /// aside: what [`take`](Self::take) then takes. The requests move
+    /// from `resume.json` (which the hub may be writing again) to
+    /// `resume.taking.json` by a rename, so a request made meanwhile
+    /// stays for the next start. A source records what it must read
+    /// again before it takes the tables, so a crash in between loses no
+    /// request.
     pub fn resume_requested(&self) -> Result<Vec<Quarantined>, QuarantineError> {
-        let asked: ResumeFile = read_json(&self.dir.join(RESUME_FILE))?;
+        let asked = self.dir.join(RESUME_FILE);
+        let moved = self.dir.join(RESUME_MOVED);
+        let taking = self.dir.join(RESUME_TAKING);
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| QuarantineError::Io { path, source }
+        };
+        match std::fs::rename(&asked, &moved) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&asked)(e)),
+        }
+        let mut names: ResumeFile = read_json(&taking)?;
+        let new: ResumeFile = read_json(&moved)?;
+        if !new.tables.is_empty() {
+            for t in new.tables {
+                if !names.tables.contains(&t) {
+                    names.tables.push(t);
+                }
+            }
+            write_json(&taking, &names)?;
+        }
+        remove_if_there(&moved).map_err(io(&moved))?;
         Ok(self
             .tables
             .iter()
-            .filter(|t| asked.tables.contains(&t.name()))
+            .filter(|t| names.tables.contains(&t.name()))
             .cloned()
             .collect())
     }
 
-    /// Takes the resume requests: removes their tables from the list
-    /// (stored) and the request file; returns the tables taken back.
-    pub fn take_resumed(&mut self) -> Result<Vec<Quarantined>, QuarantineError> {
-        let path = self.dir.join(RESUME_FILE);
-        let asked: ResumeFile = read_json(&path)?;
-        if asked.tables.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (back, keep): (Vec<_>, Vec<_>) = self
-            .tables
-            .drain(..)
-            .partition(|t| asked.tables.contains(&t.name()));
-        self.tables = keep;
+    /// Takes `back` (from [`resume_requested`](Self::resume_requested))
+    /// off the list, stored, and ends those requests.
+    pub fn take(&mut self, back: &[Quarantined]) -> Result<(), QuarantineError> {
+        self.tables
+            .retain(|t| !back.iter().any(|b| b.name() == t.name()));
         self.save()?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(QuarantineError::Io {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        }
+        let taking = self.dir.join(RESUME_TAKING);
+        remove_if_there(&taking).map_err(|source| QuarantineError::Io {
+            path: taking.display().to_string(),
+            source,
+        })
+    }
+
+    /// [`resume_requested`](Self::resume_requested), then
+    /// [`take`](Self::take): the tables taken back.
+    pub fn take_resumed(&mut self) -> Result<Vec<Quarantined>, QuarantineError> {
+        let back = self.resume_requested()?;
+        self.take(&back)?;
         Ok(back)
     }
 
@@ -370,12 +401,16 @@ mod tests {
         assert!(request_resume(dir.path(), "public.a").expect("listed"));
         assert!(request_resume(dir.path(), "public.a").expect("twice"));
         let mut again = again;
-        assert_eq!(again.resume_requested().expect("asked"), vec![q("a")]);
-        let back = again.take_resumed().expect("take");
-        assert_eq!(back, vec![q("a")]);
+        let asked = again.resume_requested().expect("asked");
+        assert_eq!(asked, vec![q("a")]);
+        // A request made while a source takes the others waits for the
+        // next start.
+        assert!(request_resume(dir.path(), "public.b").expect("listed"));
+        again.take(&asked).expect("take");
+        assert_eq!(again.take_resumed().expect("b now"), vec![q("b")]);
         assert!(again.take_resumed().expect("none left").is_empty());
         let stored = Quarantine::load(dir.path()).expect("reload");
-        assert_eq!(stored.tables(), &[q("b")]);
+        assert!(stored.tables().is_empty());
     }
 
     #[test]

@@ -293,6 +293,7 @@ impl EventWriter {
         for p in t.partitions() {
             let mut offset = p.earliest_offset();
             while offset < p.high_watermark() {
+                let before = offset;
                 for b in p.read(offset, 1 << 20)? {
                     for r in b.records()?.iter() {
                         let r = r?;
@@ -304,6 +305,10 @@ impl EventWriter {
                             keys.insert(k.to_vec());
                         }
                     }
+                }
+                if offset == before {
+                    // Nothing more to read (a gap at the end).
+                    break;
                 }
             }
         }
