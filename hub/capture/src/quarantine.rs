@@ -239,9 +239,11 @@ impl Quarantine {
     /// Takes `back` (from [`resume_requested`](Self::resume_requested))
     /// off the list, stored, and ends those requests.
     pub fn take(&mut self, back: &[Quarantined]) -> Result<(), QuarantineError> {
-        self.tables
-            .retain(|t| !back.iter().any(|b| b.name() == t.name()));
-        self.save()?;
+        if !back.is_empty() {
+            self.tables
+                .retain(|t| !back.iter().any(|b| b.name() == t.name()));
+            self.save()?;
+        }
         let taking = self.dir.join(RESUME_TAKING);
         remove_if_there(&taking).map_err(|source| QuarantineError::Io {
             path: taking.display().to_string(),
