@@ -27,8 +27,8 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts, Row, Value};
 use tokio::sync::watch;
 use tributary_capture::writer::{EventWriter, WriteError};
 use tributary_capture::{
-    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, OnError, Quarantine,
-    Quarantined, Settings, SnapshotProgress, StreamKey, TableProgress,
+    AckHook, Capture, CaptureError, ChangeSource, Engine, ErrorKind, OnError, Quarantine, Settings,
+    SnapshotProgress, StreamKey, TableProgress,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{
@@ -964,22 +964,9 @@ impl MysqlSource {
         e: &SourceError,
         position: String,
     ) -> Result<()> {
-        tracing::error!(
-            source = %self.cfg.name,
-            table = %format!("{db}.{table}"),
-            %position,
-            error = %e,
-            "table quarantined: its changes are not captured until `tributary tables resume {} {db}.{table}`",
-            self.cfg.name
-        );
         self.forget(db, table);
-        self.quarantine.add(Quarantined {
-            schema: db.to_string(),
-            table: table.to_string(),
-            reason: e.to_string(),
-            position,
-            since_ms: now_ms(),
-        })?;
+        self.quarantine
+            .set_aside(&self.cfg.name, db, table, e, position)?;
         Ok(())
     }
 

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 use tributary_capture::writer::EventWriter;
 use tributary_capture::{
-    Capture, ChangeSource, Engine, ErrorKind, OnError, Quarantine, Quarantined, Settings,
-    SnapshotLedger, StreamKey,
+    Capture, ChangeSource, Engine, ErrorKind, OnError, Quarantine, Settings, SnapshotLedger,
+    StreamKey,
 };
 use tributary_core::telemetry::{Phase, SourceProgress};
 use tributary_core::{Op, TableSchema};
@@ -657,21 +657,8 @@ impl StreamSource {
     /// Stores `schema.table` as set aside, at the position being read.
     fn set_aside_table(&mut self, schema: &str, table: &str, e: &SourceError) -> Result<()> {
         let position = crate::replication::format_lsn(self.at);
-        tracing::error!(
-            source = %self.cfg.name,
-            table = %format!("{schema}.{table}"),
-            %position,
-            error = %e,
-            "table quarantined: its changes are not captured until `tributary tables resume {} {schema}.{table}`",
-            self.cfg.name
-        );
-        self.quarantine.add(Quarantined {
-            schema: schema.to_string(),
-            table: table.to_string(),
-            reason: e.to_string(),
-            position,
-            since_ms: tributary_log::now_ms(),
-        })?;
+        self.quarantine
+            .set_aside(&self.cfg.name, schema, table, e, position)?;
         Ok(())
     }
 

@@ -189,6 +189,33 @@ impl Quarantine {
             .any(|t| t.schema == schema && t.table == table)
     }
 
+    /// Sets `schema.table` of source `source` aside for `reason` at source
+    /// position `position`: logs it (with the command that takes it
+    /// back) and stores the list.
+    pub fn set_aside(
+        &mut self,
+        source: &str,
+        schema: &str,
+        table: &str,
+        reason: &dyn std::fmt::Display,
+        position: String,
+    ) -> Result<(), QuarantineError> {
+        tracing::error!(
+            source,
+            table = %format!("{schema}.{table}"),
+            %position,
+            error = %reason,
+            "table quarantined: its changes are not captured until `tributary tables resume {source} {schema}.{table}`"
+        );
+        self.add(Quarantined {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            reason: reason.to_string(),
+            position,
+            since_ms: tributary_log::now_ms(),
+        })
+    }
+
     /// Sets `q`'s table aside and stores the list.
     pub fn add(&mut self, q: Quarantined) -> Result<(), QuarantineError> {
         self.tables
